@@ -1,0 +1,105 @@
+"""Command line: ``harness [hydra overrides]`` runs an experiment; ``harness report RUN_DIR`` rebuilds a report.
+
+Bad input (unknown names, malformed task files, impossible settings) ends with
+one ``error: ...`` line and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import NoReturn, Optional, Sequence
+
+from harness.config import CONFIG_DIR, register_configs
+from harness.errors import EXIT_USAGE, HarnessError
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def explain_hydra_error(exc: BaseException) -> str:
+    """One line for a Hydra/OmegaConf composition error, naming the valid choices."""
+    text = str(exc)
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
+    if missing:
+        group, name = missing.group(1), missing.group(2)
+        leaf = group.split("/")[-1]
+        valid = _options(leaf)
+        return f"unknown {leaf} {name!r}; valid {leaf}s: {', '.join(valid)} -- fix: pass {leaf}=<one of these> (or add configs/{leaf}/{name}.yaml)"
+    unknown_key = re.search(r"Could not override '([^']+)'", text)
+    if unknown_key:
+        return f"unknown setting {unknown_key.group(1)!r} -- fix: check the spelling (see configs/ and harness/config.py), or use +{unknown_key.group(1)}=... to add a new key"
+    cause = exc.__cause__ or exc.__context__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if cause is not None:
+        detail = str(cause).splitlines()
+        key = next((line.split(":", 1)[1].strip() for line in detail if line.strip().startswith("full_key:")), None)
+        reason = detail[0] if detail else type(cause).__name__
+        return f"{first}: {key + ': ' if key else ''}{reason} -- fix: correct the value (types are in harness/config.py)"
+    return f"{first} -- fix: check the overrides (harness --help lists the config groups)"
+
+
+def _report(args: Sequence[str]) -> None:
+    from rich.console import Console
+
+    from harness.report import build_report
+
+    if not args:
+        _fail("harness report needs a run directory -- fix: harness report results/<date>/<run>")
+    for arg in args:
+        run_dir = Path(arg)
+        if not run_dir.is_dir():
+            _fail(f"run directory {run_dir} does not exist -- fix: pass a directory under results/")
+        build_report(run_dir, console=Console())
+
+
+def _run_hydra() -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
+    def _main(cfg: DictConfig) -> None:
+        from rich.console import Console
+
+        from harness.runner import run_experiment
+
+        run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir), console=Console())
+
+    _main()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    args = sys.argv[1:]
+    if args and args[0] == "report":
+        try:
+            _report(args[1:])
+        except HarnessError as exc:
+            _fail(str(exc))
+        return
+    # Let composition errors reach us as exceptions, so they can be reworded.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    register_configs()
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        _run_hydra()
+    except HarnessError as exc:
+        _fail(str(exc))
+    except (HydraException, OmegaConfBaseException) as exc:
+        _fail(explain_hydra_error(exc))
+
+
+if __name__ == "__main__":
+    main()

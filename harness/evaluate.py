@@ -1,0 +1,120 @@
+"""Run one task on one loaded model: warm-up, timed scoring, per-sample records."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Sequence
+
+from harness.config import RuntimeConfig
+from harness.memory import MemoryStats, MemoryTracker
+from harness.metrics import rouge
+from harness.models import LoadedModel
+from harness.prompts import build_prompt
+from harness.records import RecordWriter, SampleRecord
+from harness.scoring import batches, generate, score_choices, softmax
+from harness.tasks import Sample, Task, TaskType
+from harness.timing import Stopwatch
+
+Progress = Callable[[int], None]
+
+
+def _warm_up(lm: LoadedModel, task: Task, samples: Sequence[Sample], runtime: RuntimeConfig) -> None:
+    """Untimed passes first: kernels, allocator and caches reach their steady state."""
+    first = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in samples[: runtime.batch_size]]
+    for _ in range(runtime.warmup_steps):
+        if task.type is TaskType.classification:
+            score_choices(lm, first, list(task.spec.labels.values()))
+        else:
+            generate(lm, first, max_new_tokens=2, stops=[])
+
+
+def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> list[SampleRecord]:
+    labels = list(task.spec.labels)
+    verbalizations = [task.spec.labels[label] for label in labels]
+    prompts = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
+    with Stopwatch(lm.device) as sw:
+        scored = score_choices(lm, prompts, verbalizations)
+    records = []
+    for sample, prompt, sc in zip(batch, prompts, scored):
+        best = max(range(len(labels)), key=lambda i: sc.logliks[i])
+        probs = softmax(sc.logliks)  # over the label set: the model's confidence
+        ranked = sorted(probs, reverse=True)
+        records.append(
+            SampleRecord(
+                task=task.name,
+                model=lm.name,
+                role=role,
+                sample_id=sample.id,
+                prompt=prompt.text,
+                gold=sample.target,
+                prediction=labels[best],
+                scores={"correct": float(labels[best] == sample.target)},
+                input_tokens=sc.input_tokens,
+                output_tokens=0,
+                latency_s=sw.elapsed,
+                batch_size=len(batch),
+                details={
+                    "choices": labels,
+                    "logliks": sc.logliks,
+                    "choice_tokens": sc.num_tokens,
+                    "is_greedy": sc.greedy,
+                    "probs": probs,
+                    "margin": ranked[0] - (ranked[1] if len(ranked) > 1 else 0.0),
+                    "chat_template": prompt.chat,
+                },
+                metadata=sample.metadata(task.spec.metadata_fields),
+            )
+        )
+    return records
+
+
+def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> list[SampleRecord]:
+    prompts = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
+    outs = generate(lm, prompts, task.spec.max_new_tokens, task.spec.stop)
+    records = []
+    for sample, prompt, out in zip(batch, prompts, outs):
+        records.append(
+            SampleRecord(
+                task=task.name,
+                model=lm.name,
+                role=role,
+                sample_id=sample.id,
+                prompt=prompt.text,
+                gold=sample.target,
+                prediction=out.text,
+                scores=rouge(out.text, sample.target),
+                input_tokens=out.input_tokens,
+                output_tokens=out.output_tokens,
+                latency_s=out.latency_s,
+                batch_size=len(batch),
+                ttft_s=out.ttft_s,
+                decode_tokens_per_s=out.decode_tokens_per_s,
+                details={"mean_logprob": out.mean_logprob, "chat_template": prompt.chat},
+                metadata=sample.metadata(task.spec.metadata_fields),
+            )
+        )
+    return records
+
+
+def evaluate_task(
+    lm: LoadedModel,
+    task: Task,
+    samples: Sequence[Sample],
+    runtime: RuntimeConfig,
+    role: str,
+    writer: RecordWriter,
+    progress: Optional[Progress] = None,
+) -> tuple[float, MemoryStats]:
+    """Score ``samples``, writing a record per sample; returns (timed wall seconds, peak memory)."""
+    _warm_up(lm, task, samples, runtime)
+    run = _classify if task.type is TaskType.classification else _summarize
+    wall = 0.0
+    with MemoryTracker(lm.device) as mem:
+        for batch in batches(samples, runtime.batch_size):
+            start = time.perf_counter()
+            for record in run(lm, task, batch, runtime, role):
+                writer.write(record)
+            wall += time.perf_counter() - start
+            if progress:
+                progress(len(batch))
+    assert mem.stats is not None
+    return wall, mem.stats

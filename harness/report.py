@@ -1,0 +1,160 @@
+"""The side-by-side report (``report.md`` and the terminal table), built from ``summary.json``.
+
+``build_report(run_dir)`` re-reads the records, so a report can be rebuilt at
+any time without a model (``harness report <run_dir>``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from harness.records import read_json, write_json
+from harness.summary import summarize_run
+
+_METRIC_LABEL = {"accuracy": "accuracy %", "rougeL": "ROUGE-L x100"}
+
+
+def _num(value: Optional[float], fmt: str = "{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _bytes(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else (f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s")
+
+
+def _params(p: dict[str, Any]) -> str:
+    total = f"{p['total'] / 1e6:,.1f}M"
+    return f"{total} ({p['active'] / 1e6:,.1f}M active)" if p.get("is_moe") else total
+
+
+def model_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for m in sorted(summary["models"].values(), key=lambda m: m["role"] != "small"):
+        rows.append([
+            m["role"], m["name"], m["architecture"], _params(m["params"]), f"{m['params']['embedding'] / 1e6:,.1f}M",
+            f"{m['device']} / {m['dtype']}", f"{m['load_time_s']:.1f} s", m["source"],
+        ])
+    return rows
+
+
+MODEL_HEADER = ["role", "model", "architecture", "params total (active)", "embedding", "device / dtype", "load", "source"]
+TASK_HEADER = ["task", "n", "metric", "small", "large", "S-L", "p50 latency S / L", "p95 latency S / L", "throughput S / L (items/s)", "peak memory S / L", "latency ratio S/L", "memory ratio S/L"]
+
+
+def task_rows(summary: dict[str, Any]) -> list[list[str]]:
+    small = next((m["name"] for m in summary["models"].values() if m["role"] == "small"), None)
+    large = next((m["name"] for m in summary["models"].values() if m["role"] == "large"), None)
+    rows = []
+    for task, info in summary["tasks"].items():
+        res = info["results"]
+        s, l = res.get(small), res.get(large)
+        cmp = summary["comparisons"].get(task)
+        if not (s and l and cmp):
+            rows.append([task, str(info.get("n_selected", "-")), "incomplete"] + ["-"] * (len(TASK_HEADER) - 3))
+            continue
+        scale = 100.0
+        n = str(s["n"]) if s["n"] == l["n"] else f"{s['n']}/{l['n']}"
+        delta = "not comparable (different items)" if cmp["delta_small_minus_large"] is None else f"{cmp['delta_small_minus_large'] * scale:+.1f}"
+        rows.append([
+            task, n, _METRIC_LABEL.get(cmp["metric"], cmp["metric"]),
+            _num(cmp["small"] * scale), _num(cmp["large"] * scale), delta,
+            f"{_ms(s['latency_s']['p50'])} / {_ms(l['latency_s']['p50'])}",
+            f"{_ms(s['latency_s']['p95'])} / {_ms(l['latency_s']['p95'])}",
+            f"{_num(s['throughput_samples_per_s'], '{:.2f}')} / {_num(l['throughput_samples_per_s'], '{:.2f}')}",
+            f"{_bytes(s['peak_memory_bytes'])} / {_bytes(l['peak_memory_bytes'])}",
+            _num(cmp["latency_p50_ratio"], "{:.2f}x"), _num(cmp["peak_memory_ratio"], "{:.2f}x"),
+        ])
+    return rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _secondary(summary: dict[str, Any]) -> list[str]:
+    """Other quality metrics and generation speed, per task and model."""
+    lines = []
+    for task, info in summary["tasks"].items():
+        for model, res in info["results"].items():
+            q = ", ".join(f"{k} {v * 100:.1f}" for k, v in res["quality"].items())
+            extra = ""
+            if res.get("ttft_s"):
+                extra = f"; time to first token p50 {_ms(res['ttft_s']['p50'])}, decode {_num(res['decode_tokens_per_s_median'])} tok/s"
+            lines.append(f"- {task} / {model}: {q}; {res['input_tokens']} input + {res['output_tokens']} output tokens in {res['wall_s']:.1f} s{extra}")
+    return lines
+
+
+def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None = None) -> str:
+    env = environment or {}
+    parts = [
+        f"# Small vs large: {summary['pair']} on {summary['task_group']}",
+        "",
+        "## Models",
+        _md_table(MODEL_HEADER, model_rows(summary)),
+        "",
+        "## Per task (S = small, L = large; ratios below 1 favour the small model)",
+        _md_table(TASK_HEADER, task_rows(summary)),
+        "",
+        "Quality: accuracy for classification (label scored by log-likelihood), ROUGE-L F1 for summarization (x100). "
+        "Latency is per request (one item; per batch when batch_size > 1), after warm-up. "
+        "Peak memory is the GPU allocator peak on CUDA, the process peak RSS on CPU.",
+        "",
+        "## All metrics",
+        *_secondary(summary),
+    ]
+    if summary.get("incomplete_tasks"):
+        parts += ["", f"**Incomplete:** {', '.join(summary['incomplete_tasks'])} (a model did not finish these tasks)."]
+    if env:
+        pk = env.get("packages", {})
+        parts += [
+            "",
+            "## Method",
+            f"- Hardware: {env.get('cpu')} ({env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads)"
+            + (f"; GPUs: {', '.join(env['cuda']['devices'])}" if env.get("cuda") else ""),
+            f"- Versions: python {env.get('python')}, torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}",
+            f"- Code: git {env.get('git_commit') or 'unknown'}{' (dirty)' if env.get('git_dirty') else ''}",
+            f"- Records: samples/<model>/<task>.jsonl hold every prompt, prediction, score and timing behind these numbers.",
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def print_tables(summary: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    models = Table(title=f"{summary['pair']}: models", show_lines=False)
+    for h in MODEL_HEADER:
+        models.add_column(h)
+    for row in model_rows(summary):
+        models.add_row(*row)
+    tasks = Table(title=f"{summary['task_group']}: small vs large (ratios < 1 favour the small model)")
+    for h in TASK_HEADER:
+        tasks.add_column(h, overflow="fold")
+    for row in task_rows(summary):
+        tasks.add_row(*row)
+    console.print(models)
+    console.print(tasks)
+
+
+def build_report(run_dir: Path, console: Any | None = None) -> Path:
+    """(Re)build ``summary.json`` and ``report.md`` from a run's records; returns the report path."""
+    run_dir = Path(run_dir)
+    summary = summarize_run(run_dir)
+    env_path = run_dir / "environment.json"
+    env = read_json(env_path) if env_path.is_file() else None
+    write_json(run_dir / "summary.json", summary)
+    report = run_dir / "report.md"
+    tmp = report.with_name("report.md.tmp")
+    tmp.write_text(render_markdown(summary, env), encoding="utf-8")
+    tmp.replace(report)
+    if console is not None:
+        print_tables(summary, console)
+        console.print(f"report: {report}")
+    return report

@@ -1,0 +1,123 @@
+"""Aggregate a run's per-sample records into ``summary.json`` (no model needed).
+
+Every figure here is computed from files on disk: the records (quality,
+per-sample latency, tokens), the per-task meta (wall time, peak memory) and the
+per-model record (parameters, load time).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.metrics import ROUGE_TYPES, accuracy, macro_f1
+from harness.records import iter_sample_files, meta_path, read_json, read_records
+
+PRIMARY = {"classification": "accuracy", "summarization": "rougeL"}
+
+
+def _percentiles(values: list[float]) -> dict[str, Optional[float]]:
+    if not values:
+        return {"mean": None, "p50": None, "p90": None, "p95": None, "p99": None}
+    arr = np.asarray(values, dtype=float)
+    return {
+        "mean": float(arr.mean()),
+        **{f"p{q}": float(np.percentile(arr, q)) for q in (50, 90, 95, 99)},
+    }
+
+
+def _median(values: list[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def _quality(task_type: str, records: list[dict[str, Any]]) -> dict[str, float]:
+    if task_type == "classification":
+        golds = [r["gold"] for r in records]
+        preds = [r["prediction"] for r in records]
+        labels = records[0]["details"].get("choices", sorted(set(golds)))
+        return {"accuracy": accuracy(golds, preds), "macro_f1": macro_f1(golds, preds, labels)}
+    return {name: float(np.mean([r["scores"][name] for r in records])) for name in ROUGE_TYPES}
+
+
+def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    task_type = meta["task_type"]
+    wall = meta["wall_s"]
+    n = len(records)
+    in_tok = sum(r["input_tokens"] for r in records)
+    out_tok = sum(r["output_tokens"] for r in records)
+    return {
+        "task_type": task_type,
+        "n": n,
+        "primary_metric": PRIMARY[task_type],
+        "quality": _quality(task_type, records),
+        "latency_s": _percentiles([r["latency_s"] for r in records]),
+        "ttft_s": _percentiles([r["ttft_s"] for r in records if r.get("ttft_s") is not None]) if task_type != "classification" else None,
+        "decode_tokens_per_s_median": _median([r.get("decode_tokens_per_s") for r in records]),
+        "wall_s": wall,
+        "throughput_samples_per_s": n / wall if wall > 0 else None,
+        "throughput_tokens_per_s": (in_tok + out_tok) / wall if wall > 0 else None,
+        "input_tokens": in_tok,
+        "output_tokens": out_tok,
+        "peak_memory_bytes": meta["memory"]["peak_bytes"],
+        "memory": meta["memory"],
+        "sample_ids": [r["sample_id"] for r in records],
+    }
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def compare(small: dict[str, Any], large: dict[str, Any], params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Small vs large on one task; refuses to compare different item sets."""
+    same_items = small["sample_ids"] == large["sample_ids"]
+    metric = small["primary_metric"]
+    s_q, l_q = small["quality"][metric], large["quality"][metric]
+    return {
+        "same_items": same_items,
+        "metric": metric,
+        "small": s_q,
+        "large": l_q,
+        "delta_small_minus_large": s_q - l_q if same_items else None,
+        "latency_p50_ratio": _ratio(small["latency_s"]["p50"], large["latency_s"]["p50"]),
+        "latency_p95_ratio": _ratio(small["latency_s"]["p95"], large["latency_s"]["p95"]),
+        "throughput_ratio": _ratio(small["throughput_samples_per_s"], large["throughput_samples_per_s"]),
+        "peak_memory_ratio": _ratio(small["peak_memory_bytes"], large["peak_memory_bytes"]),
+        "params_total_ratio": _ratio(params["small"]["total"], params["large"]["total"]),
+        "params_active_ratio": _ratio(params["small"]["active"], params["large"]["active"]),
+    }
+
+
+def summarize_run(run_dir: Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    if not (run_dir / "plan.json").is_file():
+        raise HarnessError(f"{run_dir} is not a run directory (no plan.json)", "pass a directory written by a harness run, e.g. results/<date>/<time>_<pair>_<tasks>")
+    plan = read_json(run_dir / "plan.json")
+    models = {p.stem: read_json(p) for p in sorted((run_dir / "models").glob("*.json"))}
+    by_role = {m["role"]: m for m in models.values()}
+    results: dict[str, dict[str, Any]] = {}
+    for model, task, path in iter_sample_files(run_dir):
+        records = read_records(path)
+        if not records:
+            continue
+        results.setdefault(task, {})[model] = summarize_model_task(records, read_json(meta_path(run_dir, model, task)))
+    comparisons = {}
+    if {"small", "large"} <= set(by_role):
+        params = {role: by_role[role]["params"] for role in ("small", "large")}
+        for task, per_model in results.items():
+            s, l = per_model.get(by_role["small"]["name"]), per_model.get(by_role["large"]["name"])
+            if s and l:
+                comparisons[task] = compare(s, l, params)
+    missing = [t for t in plan["tasks"] if t not in results or len(results[t]) < len(models)]
+    return {
+        "run_dir": str(run_dir),
+        "pair": plan["pair"],
+        "task_group": plan["task_group"],
+        "models": models,
+        "tasks": {t: {**plan["tasks"][t], "results": results.get(t, {})} for t in plan["tasks"]},
+        "comparisons": comparisons,
+        "incomplete_tasks": missing,
+    }

@@ -1,0 +1,215 @@
+"""Task definitions: a YAML (what to ask, how to score) + a JSONL data file.
+
+A task file under ``tasks/`` looks like::
+
+    name: seed_claims
+    type: classification          # or summarization
+    data: data/seed_claims.jsonl  # relative to this YAML
+    prompt: "Evidence: {evidence}\\nClaim: {claim}\\nAnswer:"
+    labels: {supported: supported, contradicted: contradicted, not_mentioned: not mentioned}
+
+Every problem (missing file, bad YAML, unknown key, a data line without a
+field the prompt needs, a label outside the label set) is a ``TaskFileError``
+naming the file and line.
+"""
+from __future__ import annotations
+
+import json
+import random
+import string
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from harness.errors import TaskFileError
+
+
+class TaskType(str, Enum):
+    classification = "classification"  # log-likelihood of each label's verbalization
+    summarization = "summarization"  # greedy generation scored with ROUGE
+
+
+@dataclass
+class TaskSpec:
+    """The schema of a task YAML."""
+
+    name: str = MISSING
+    type: TaskType = MISSING
+    data: str = MISSING  # JSONL file, relative to the YAML
+    prompt: str = MISSING  # str.format template over the item's fields
+    description: str = ""
+    system_prompt: Optional[str] = None
+    id_field: str = "id"
+    split_field: Optional[str] = "split"  # None: every row is scored
+    eval_split: str = "test"
+    fewshot_split: str = "fewshot"  # rows used only as in-context examples, never scored
+    num_fewshot: int = 0
+    fewshot_delimiter: str = "\n\n"
+    target_delimiter: str = " "  # between prompt and answer; "" under a chat template
+    metadata_fields: list[str] = field(default_factory=list)  # copied into each record
+    # classification
+    label_field: str = "label"
+    labels: dict[str, str] = field(default_factory=dict)  # label -> verbalization scored
+    # summarization
+    reference_fields: list[str] = field(default_factory=lambda: ["reference"])
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=list)  # the output is cut at the first of these
+
+
+@dataclass
+class Sample:
+    """One scored item: its fields, its gold answer and where it came from."""
+
+    id: str
+    fields: dict[str, Any]
+    target: Any  # a label (classification) or a list of reference texts (summarization)
+    line: int  # 1-based line in the data file
+
+    def metadata(self, names: list[str]) -> dict[str, Any]:
+        return {n: self.fields.get(n) for n in names}
+
+
+@dataclass
+class Task:
+    spec: TaskSpec
+    path: Path  # the YAML
+    data_path: Path
+    samples: list[Sample]  # the eval split, file order
+    fewshot: list[Sample]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def type(self) -> TaskType:
+        return TaskType(self.spec.type)
+
+
+def _template_fields(template: str) -> set[str]:
+    return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def render(template: str, fields: dict[str, Any]) -> str:
+    return template.format(**fields)
+
+
+def available_tasks(tasks_dir: Path) -> dict[str, Path]:
+    """Task name -> YAML path, for every ``*.yaml`` under ``tasks_dir`` that has a ``name:``."""
+    found: dict[str, Path] = {}
+    for path in sorted(tasks_dir.rglob("*.yaml")):
+        try:
+            head = OmegaConf.load(path)
+        except Exception:  # a malformed file is reported when it is asked for
+            found.setdefault(path.stem, path)
+            continue
+        name = head.get("name") if OmegaConf.is_dict(head) else None
+        found[str(name) if name else path.stem] = path
+    return found
+
+
+def find_task(name: str, tasks_dir: Path) -> Path:
+    tasks = available_tasks(tasks_dir)
+    if name not in tasks:
+        raise TaskFileError(
+            f"unknown task {name!r} (no task YAML with that name under {tasks_dir})",
+            f"use one of: {', '.join(sorted(tasks)) or '(none found)'}",
+        )
+    return tasks[name]
+
+
+def load_spec(path: Path) -> TaskSpec:
+    if not path.is_file():
+        raise TaskFileError(f"task file {path} does not exist", "check the path or the task name")
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as exc:  # yaml.YAMLError carries the line in its message
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise TaskFileError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})", "fix the YAML syntax") from exc
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TaskSpec), raw)
+        spec: TaskSpec = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+        msg = str(exc).splitlines()[0]
+        raise TaskFileError(f"{path}: key {key!r}: {msg}", "see harness.tasks.TaskSpec for the allowed keys and types") from exc
+    if spec.type is TaskType.classification and len(spec.labels) < 2:
+        raise TaskFileError(f"{path}: a classification task needs at least 2 labels under labels:", "add labels: {label: verbalization, ...}")
+    if spec.num_fewshot < 0 or spec.max_new_tokens < 1:
+        raise TaskFileError(f"{path}: num_fewshot must be >= 0 and max_new_tokens >= 1", "fix the values")
+    return spec
+
+
+def _read_rows(data_path: Path, yaml_path: Path) -> list[tuple[int, dict[str, Any]]]:
+    if not data_path.is_file():
+        raise TaskFileError(f"{yaml_path}: data file {data_path} does not exist", "fix data: (it is relative to the task YAML)")
+    rows = []
+    with open(data_path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TaskFileError(f"{data_path}:{lineno}: not valid JSON ({exc.msg}, column {exc.colno})", "fix that line") from exc
+            if not isinstance(row, dict):
+                raise TaskFileError(f"{data_path}:{lineno}: a line must be a JSON object", "fix that line")
+            rows.append((lineno, row))
+    if not rows:
+        raise TaskFileError(f"{data_path}: no items", "add one JSON object per line")
+    return rows
+
+
+def _make_sample(spec: TaskSpec, row: dict[str, Any], lineno: int, data_path: Path, needed: set[str]) -> Sample:
+    where = f"{data_path}:{lineno}"
+    missing = sorted(f for f in needed if f not in row)
+    if missing:
+        raise TaskFileError(f"{where}: missing field(s) {missing} used by task {spec.name}", "add them to that line or fix the task's prompt/fields")
+    if spec.type is TaskType.classification:
+        target = row[spec.label_field]
+        if target not in spec.labels:
+            raise TaskFileError(f"{where}: label {target!r} is not in the label set {sorted(spec.labels)}", "fix the label or the task's labels:")
+    else:
+        target = [row[f] for f in spec.reference_fields if row.get(f)]
+        if not target:
+            raise TaskFileError(f"{where}: no reference text in {spec.reference_fields}", "add a reference")
+    sample_id = str(row.get(spec.id_field, f"line{lineno}"))
+    return Sample(id=sample_id, fields=row, target=target, line=lineno)
+
+
+def load_task(path: Path) -> Task:
+    """Parse and check a task YAML and its data; nothing is run."""
+    spec = load_spec(path)
+    data_path = (path.parent / spec.data).resolve()
+    needed = _template_fields(spec.prompt) | (_template_fields(spec.system_prompt) if spec.system_prompt else set())
+    needed |= {spec.label_field} if spec.type is TaskType.classification else set(spec.reference_fields[:1])
+    samples, fewshot, seen = [], [], set()
+    for lineno, row in _read_rows(data_path, path):
+        sample = _make_sample(spec, row, lineno, data_path, needed)
+        if sample.id in seen:
+            raise TaskFileError(f"{data_path}:{lineno}: duplicate id {sample.id!r}", "ids must be unique")
+        seen.add(sample.id)
+        split = row.get(spec.split_field, spec.eval_split) if spec.split_field else spec.eval_split
+        if split == spec.eval_split:
+            samples.append(sample)
+        elif split == spec.fewshot_split:
+            fewshot.append(sample)
+    if not samples:
+        raise TaskFileError(f"{data_path}: no items in split {spec.eval_split!r}", f"set eval_split: or the {spec.split_field!r} field")
+    if spec.num_fewshot > len(fewshot):
+        raise TaskFileError(f"{path}: num_fewshot={spec.num_fewshot} but only {len(fewshot)} {spec.fewshot_split!r} items", "lower num_fewshot or add examples")
+    return Task(spec=spec, path=path, data_path=data_path, samples=samples, fewshot=fewshot)
+
+
+def select_samples(task: Task, max_samples: Optional[int], seed: int) -> list[Sample]:
+    """A seeded subset (the same for every model given the same seed), in file order."""
+    if max_samples is None or max_samples >= len(task.samples):
+        return list(task.samples)
+    rng = random.Random(f"{seed}:{task.name}")  # per task, independent of the task list
+    keep = set(rng.sample(range(len(task.samples)), max_samples))
+    return [s for i, s in enumerate(task.samples) if i in keep]

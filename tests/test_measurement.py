@@ -1,0 +1,81 @@
+"""Timing and memory trackers (CPU here; the GPU tests skip cleanly without CUDA)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from harness.memory import MemoryTracker, peak_rss_bytes, reset_peak_rss
+from harness.timing import Stopwatch, TokenClock, generation_timing
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_stopwatch_measures_wall_time():
+    with Stopwatch(torch.device("cpu")) as sw:
+        time.sleep(0.05)
+    assert 0.045 < sw.elapsed < 1.0
+
+
+def test_generation_timing_splits_prefill_and_decode():
+    t = generation_timing(start=10.0, end=12.0, stamps=[10.5, 11.0, 11.5, 12.0], new_tokens=4)
+    assert t.latency_s == 2.0 and t.ttft_s == 0.5
+    assert t.decode_tokens_per_s == pytest.approx(3 / 1.5)
+    assert generation_timing(0.0, 1.0, [], 0).ttft_s is None
+
+
+def test_cpu_peak_memory_sees_an_allocation_and_resets():
+    big = 256 * 2**20
+    with MemoryTracker(torch.device("cpu")) as mt:
+        x = torch.ones(big // 4, dtype=torch.float32)  # touched, so resident
+        del x
+    assert mt.stats is not None
+    if mt.stats.peak_rss_is_region:
+        assert mt.stats.peak_rss_bytes - mt.stats.rss_before_bytes >= 0.9 * big
+        assert reset_peak_rss()
+        assert peak_rss_bytes() < mt.stats.peak_rss_bytes  # the peak was reset
+    assert mt.stats.peak_bytes == mt.stats.peak_rss_bytes
+
+
+@cuda
+def test_cuda_stopwatch_synchronizes():
+    dev = torch.device("cuda")
+    a = torch.randn(4096, 4096, device=dev)
+    with Stopwatch(dev) as sw:
+        for _ in range(20):
+            a = a @ a
+            a = a / a.norm()
+    assert sw.elapsed > 0.001  # without synchronize this would be the launch time only
+
+
+@cuda
+def test_cuda_peak_memory_and_nvml():
+    dev = torch.device("cuda")
+    with MemoryTracker(dev) as mt:
+        x = torch.empty(512 * 2**20, dtype=torch.uint8, device=dev)
+        del x
+    assert mt.stats.cuda_max_allocated_bytes >= 512 * 2**20
+    assert mt.stats.cuda_max_reserved_bytes >= mt.stats.cuda_max_allocated_bytes
+    assert mt.stats.peak_bytes == mt.stats.cuda_max_allocated_bytes
+    assert mt.stats.nvml_used_bytes is None or mt.stats.nvml_used_bytes > 0
+
+
+@cuda
+def test_token_clock_on_gpu(tiny_cfgs):
+    from harness.config import RuntimeConfig
+    from harness.models import load_model
+    from harness.prompts import Prompt
+    from harness.scoring import generate
+
+    lm = load_model(tiny_cfgs[1], RuntimeConfig(device="cuda", dtype="float32"))
+    out = generate(lm, [Prompt("hello there", " ", False)], max_new_tokens=8, stops=[])[0]
+    assert out.ttft_s is not None and out.ttft_s < out.latency_s
+
+
+def test_token_clock_records_each_step():
+    clock = TokenClock(torch.device("cpu"))
+    scores = torch.zeros(1, 5)
+    for _ in range(3):
+        assert clock(torch.zeros(1, 1, dtype=torch.long), scores) is scores
+    assert len(clock.stamps) == 3 and clock.stamps == sorted(clock.stamps)

@@ -71,7 +71,10 @@ def _run_hydra() -> None:
 
         from harness.runner import run_experiment
 
-        run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir), console=Console())
+        try:
+            run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir), console=Console())
+        except HarnessError as exc:  # exit here: Hydra would print its own line before re-raising
+            _fail(str(exc))
 
     _main()
 

@@ -9,7 +9,10 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, NoReturn, Optional, Sequence
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from harness.config import CONFIG_DIR, register_configs
 from harness.errors import EXIT_USAGE, HarnessError
@@ -46,9 +49,29 @@ def explain_hydra_error(exc: BaseException) -> str:
     return f"{first} -- fix: check the overrides (harness --help lists the config groups)"
 
 
-def _report(args: Sequence[str]) -> None:
+def make_console() -> "Console":
+    """stdout console; when piped (CI, files) wide enough for the comparison table."""
     from rich.console import Console
 
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def quiet_libraries() -> None:
+    """Our own progress bar and log lines replace the libraries' per-step noise."""
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs every tokenizer choice
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def _report(args: Sequence[str]) -> None:
     from harness.report import build_report
 
     if not args:
@@ -57,7 +80,7 @@ def _report(args: Sequence[str]) -> None:
         run_dir = Path(arg)
         if not run_dir.is_dir():
             _fail(f"run directory {run_dir} does not exist -- fix: pass a directory under results/")
-        build_report(run_dir, console=Console())
+        build_report(run_dir, console=make_console())
 
 
 def _run_hydra() -> None:
@@ -67,12 +90,11 @@ def _run_hydra() -> None:
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
     def _main(cfg: DictConfig) -> None:
-        from rich.console import Console
-
         from harness.runner import run_experiment
 
+        quiet_libraries()
         try:
-            run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir), console=Console())
+            run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir), console=make_console())
         except HarnessError as exc:  # exit here: Hydra would print its own line before re-raising
             _fail(str(exc))
 

@@ -1,6 +1,7 @@
 """Per-sample records: the ground truth of every number in a report.
 
-One JSONL per model and task under ``<run>/samples/<model>/<task>.jsonl``,
+One JSONL per model and task under ``<run>/samples/<role>/<task>.jsonl``
+(role = small | large; the model's name is in every record),
 plus ``<task>.meta.json`` with what was measured over the whole task (wall
 time, peak memory). Files are written under a temporary name and renamed
 when complete, so an interrupted run never leaves a half file that looks whole.
@@ -34,12 +35,12 @@ class SampleRecord:
     metadata: dict[str, Any] = field(default_factory=dict)  # provenance (seed file, paragraph...)
 
 
-def samples_path(run_dir: Path, model: str, task: str) -> Path:
-    return run_dir / "samples" / model / f"{task}.jsonl"
+def samples_path(run_dir: Path, role: str, task: str) -> Path:
+    return run_dir / "samples" / role / f"{task}.jsonl"
 
 
-def meta_path(run_dir: Path, model: str, task: str) -> Path:
-    return run_dir / "samples" / model / f"{task}.meta.json"
+def meta_path(run_dir: Path, role: str, task: str) -> Path:
+    return run_dir / "samples" / role / f"{task}.meta.json"
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -87,6 +88,6 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def iter_sample_files(run_dir: Path) -> Iterator[tuple[str, str, Path]]:
-    """(model, task, path) for every complete records file of a run."""
+    """(role, task, path) for every complete records file of a run."""
     for path in sorted((run_dir / "samples").glob("*/*.jsonl")):
         yield path.parent.name, path.stem, path

@@ -48,12 +48,10 @@ TASK_HEADER = ["task", "n", "metric", "small", "large", "S-L", "p50 latency S / 
 
 
 def task_rows(summary: dict[str, Any]) -> list[list[str]]:
-    small = next((m["name"] for m in summary["models"].values() if m["role"] == "small"), None)
-    large = next((m["name"] for m in summary["models"].values() if m["role"] == "large"), None)
     rows = []
     for task, info in summary["tasks"].items():
         res = info["results"]
-        s, l = res.get(small), res.get(large)
+        s, l = res.get("small"), res.get("large")
         cmp = summary["comparisons"].get(task)
         if not (s and l and cmp):
             rows.append([task, str(info.get("n_selected", "-")), "incomplete"] + ["-"] * (len(TASK_HEADER) - 3))
@@ -83,12 +81,13 @@ def _secondary(summary: dict[str, Any]) -> list[str]:
     """Other quality metrics and generation speed, per task and model."""
     lines = []
     for task, info in summary["tasks"].items():
-        for model, res in info["results"].items():
+        for role, res in info["results"].items():
+            model = summary["models"].get(role, {}).get("name", role)
             q = ", ".join(f"{k} {v * 100:.1f}" for k, v in res["quality"].items())
             extra = ""
             if res.get("ttft_s"):
                 extra = f"; time to first token p50 {_ms(res['ttft_s']['p50'])}, decode {_num(res['decode_tokens_per_s_median'])} tok/s"
-            lines.append(f"- {task} / {model}: {q}; {res['input_tokens']} input + {res['output_tokens']} output tokens in {res['wall_s']:.1f} s{extra}")
+            lines.append(f"- {task} / {role} {model}: {q}; {res['input_tokens']} input + {res['output_tokens']} output tokens in {res['wall_s']:.1f} s{extra}")
     return lines
 
 
@@ -121,7 +120,7 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             + (f"; GPUs: {', '.join(env['cuda']['devices'])}" if env.get("cuda") else ""),
             f"- Versions: python {env.get('python')}, torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}",
             f"- Code: git {env.get('git_commit') or 'unknown'}{' (dirty)' if env.get('git_dirty') else ''}",
-            f"- Records: samples/<model>/<task>.jsonl hold every prompt, prediction, score and timing behind these numbers.",
+            f"- Records: samples/<role>/<task>.jsonl hold every prompt, prediction, score and timing behind these numbers.",
         ]
     return "\n".join(parts) + "\n"
 

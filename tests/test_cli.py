@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_full_tiny_run_writes_every_result_file(tiny_run):
     for name in ["config.json", "environment.json", "plan.json", "summary.json", "report.md", ".hydra/config.yaml"]:
         assert (tiny_run / name).is_file(), name
-    for model in ["tiny_olmoe", "tiny_llama"]:
+    for model in ["small", "large"]:
         assert (tiny_run / "models" / f"{model}.json").is_file()
         for task, n in [("smoke_classify", 4), ("smoke_summarize", 3)]:
             lines = (tiny_run / "samples" / model / f"{task}.jsonl").read_text().splitlines()
@@ -47,11 +47,13 @@ def test_full_tiny_run_writes_every_result_file(tiny_run):
     summary = json.loads((tiny_run / "summary.json").read_text())
     cmp = summary["comparisons"]["smoke_classify"]
     assert cmp["same_items"] and cmp["metric"] == "accuracy"
-    small = summary["tasks"]["smoke_classify"]["results"]["tiny_olmoe"]
-    recs = [json.loads(x) for x in (tiny_run / "samples" / "tiny_olmoe" / "smoke_classify.jsonl").read_text().splitlines()]
+    small = summary["tasks"]["smoke_classify"]["results"]["small"]
+    recs = [json.loads(x) for x in (tiny_run / "samples" / "small" / "smoke_classify.jsonl").read_text().splitlines()]
+    assert all(r["model"] == "tiny_olmoe" for r in recs)
     assert small["quality"]["accuracy"] == pytest.approx(sum(r["scores"]["correct"] for r in recs) / len(recs))
     models = summary["models"]
-    assert models["tiny_olmoe"]["params"]["is_moe"] and models["tiny_olmoe"]["params"]["active"] < models["tiny_olmoe"]["params"]["total"]
+    assert models["small"]["name"] == "tiny_olmoe" and models["large"]["name"] == "tiny_llama"
+    assert models["small"]["params"]["is_moe"] and models["small"]["params"]["active"] < models["small"]["params"]["total"]
     report = (tiny_run / "report.md").read_text()
     assert "| smoke_classify | 4 | accuracy %" in report and "tiny_olmoe" in report
 

@@ -92,3 +92,25 @@ def test_chat_template_prompt_and_fewshot(tiny_llama):
     shot = task.fewshot[0]
     assert plain.text.startswith(f"Review: {shot.fields['text']}") and plain.text.endswith("Answer:")
     assert f"Answer: {shot.target}\n\n" in plain.text
+
+
+def test_stop_on_text_stops_each_row_independently(tiny_llama):
+    from harness.scoring import StopOnText
+
+    tok = tiny_llama.tokenizer
+    prompt = tok("Summary:", add_special_tokens=False).input_ids
+    rows = [prompt + tok(" A bridge.\nNext", add_special_tokens=False).input_ids, prompt + tok(" A bridge and more", add_special_tokens=False).input_ids]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+    done = StopOnText(tok, ["\n"], len(prompt))(ids, torch.zeros(2, 5))
+    assert done.tolist() == [True, False]
+
+
+def test_shared_context_scoring_handles_single_token_choices(tiny_llama):
+    """All choices one token long: no second pass; still equal to the direct computation."""
+    choices = ["A", "B"]
+    scored = score_choices(tiny_llama, PROMPTS[:2], choices)
+    for prompt, sc in zip(PROMPTS[:2], scored):
+        assert sc.num_tokens == [1, 1]
+        for choice, ll in zip(choices, sc.logliks):
+            assert ll == pytest.approx(_direct_loglik(tiny_llama, prompt.text, " " + choice), abs=1e-4)

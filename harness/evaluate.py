@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from harness.config import RuntimeConfig
 from harness.memory import MemoryStats, MemoryTracker
 from harness.metrics import key_fact_recall, rouge
 from harness.models import LoadedModel
-from harness.prompts import build_prompt
+from harness.prompts import Prompt, build_prompt
 from harness.records import RecordWriter, SampleRecord
 from harness.scoring import batches, generate, score_choices, softmax
 from harness.tasks import Sample, Task, TaskType
@@ -27,6 +27,21 @@ def _warm_up(lm: LoadedModel, task: Task, samples: Sequence[Sample], runtime: Ru
             generate(lm, first, max_new_tokens=2, stops=[])
 
 
+def _record(lm: LoadedModel, task: Task, sample: Sample, prompt: Prompt, role: str, batch_size: int, **measured: Any) -> SampleRecord:
+    """The fields every record shares, plus what this kind of task measured."""
+    return SampleRecord(
+        task=task.name,
+        model=lm.name,
+        role=role,
+        sample_id=sample.id,
+        prompt=prompt.text,
+        gold=sample.target,
+        batch_size=batch_size,
+        metadata=sample.metadata(task.spec.metadata_fields),
+        **measured,
+    )
+
+
 def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> list[SampleRecord]:
     labels = list(task.spec.labels)
     verbalizations = [task.spec.labels[label] for label in labels]
@@ -39,19 +54,13 @@ def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Run
         probs = softmax(sc.logliks)  # over the label set: the model's confidence
         ranked = sorted(probs, reverse=True)
         records.append(
-            SampleRecord(
-                task=task.name,
-                model=lm.name,
-                role=role,
-                sample_id=sample.id,
-                prompt=prompt.text,
-                gold=sample.target,
+            _record(
+                lm, task, sample, prompt, role, len(batch),
                 prediction=labels[best],
                 scores={"correct": float(labels[best] == sample.target)},
                 input_tokens=sc.input_tokens,
                 output_tokens=0,
                 latency_s=sw.elapsed,
-                batch_size=len(batch),
                 details={
                     "choices": labels,
                     "logliks": sc.logliks,
@@ -61,7 +70,6 @@ def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Run
                     "margin": ranked[0] - (ranked[1] if len(ranked) > 1 else 0.0),
                     "chat_template": prompt.chat,
                 },
-                metadata=sample.metadata(task.spec.metadata_fields),
             )
         )
     return records
@@ -77,23 +85,16 @@ def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Ru
         if facts_field and sample.fields.get(facts_field):
             scores["key_fact_recall"] = key_fact_recall(out.text, sample.fields[facts_field], task.spec.key_fact_min_share)
         records.append(
-            SampleRecord(
-                task=task.name,
-                model=lm.name,
-                role=role,
-                sample_id=sample.id,
-                prompt=prompt.text,
-                gold=sample.target,
+            _record(
+                lm, task, sample, prompt, role, len(batch),
                 prediction=out.text,
                 scores=scores,
                 input_tokens=out.input_tokens,
                 output_tokens=out.output_tokens,
                 latency_s=out.latency_s,
-                batch_size=len(batch),
                 ttft_s=out.ttft_s,
                 decode_tokens_per_s=out.decode_tokens_per_s,
                 details={"mean_logprob": out.mean_logprob, "chat_template": prompt.chat},
-                metadata=sample.metadata(task.spec.metadata_fields),
             )
         )
     return records

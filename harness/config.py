@@ -80,6 +80,8 @@ class TaskGroupConfig:
 
     name: str = MISSING
     tasks: list[str] = MISSING
+    # per-task cap on items (overrides runtime.max_samples for that task), e.g. {seed_claims: 50}
+    limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

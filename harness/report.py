@@ -90,6 +90,13 @@ def _secondary(summary: dict[str, Any]) -> list[str]:
             if res.get("ttft_s"):
                 extra = f"; time to first token p50 {_ms(res['ttft_s']['p50'])}, decode {_num(res['decode_tokens_per_s_median'])} tok/s"
             lines.append(f"- {task} / {role} {model}: {q}; {res['input_tokens']} input + {res['output_tokens']} output tokens in {res['wall_s']:.1f} s{extra}")
+            metric = res["primary_metric"]
+            for field, values in (res.get("breakdown") or {}).items():
+                per = ", ".join(f"{v} {d[metric] * 100:.1f} (n={d['n']})" for v, d in values.items())
+                lines.append(f"  - {metric} by {field}: {per}")
+            if res.get("consistency"):
+                c = res["consistency"]
+                lines.append(f"  - same answer across the {c['groups']} groups of items sharing {c['field']}: {c['same_answer'] * 100:.1f}% (all correct: {c['all_correct'] * 100:.1f}%)")
     return lines
 
 

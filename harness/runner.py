@@ -58,7 +58,10 @@ def plan(cfg: RunConfig) -> Plan:
         task = load_task(find_task(name, tasks_dir))
         if rt.num_fewshot is not None and rt.num_fewshot > len(task.fewshot):
             raise ConfigError(f"runtime.num_fewshot={rt.num_fewshot} but task {name} has {len(task.fewshot)} few-shot examples", f"use runtime.num_fewshot<={len(task.fewshot)}")
-        tasks.append((task, select_samples(task, rt.max_samples, rt.seed)))
+        cap = cfg.task.limits.get(name, rt.max_samples)
+        if cap is not None and cap < 1:
+            raise ConfigError(f"task.limits.{name}={cap} must be positive", "use a positive number of items")
+        tasks.append((task, select_samples(task, cap, rt.seed)))
     cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else default_cache_dir()
     return Plan(cfg=cfg, tasks=tasks, device=device, cache_dir=cache)
 
@@ -102,7 +105,8 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
         "pair": typed.pair.name,
         "task_group": typed.task.name,
         "tasks": {t.name: {"type": t.type.value, "file": str(t.path.relative_to(PROJECT_ROOT)) if t.path.is_relative_to(PROJECT_ROOT) else str(t.path),
-                           "n_available": len(t.samples), "n_selected": len(s), "sample_ids": [x.id for x in s]}
+                           "n_available": len(t.samples), "n_selected": len(s), "sample_ids": [x.id for x in s],
+                           "breakdown_fields": list(t.spec.breakdown_fields), "consistency_field": t.spec.consistency_field}
                   for t, s in the_plan.tasks},
     })
 

@@ -43,8 +43,40 @@ def _quality(task_type: str, records: list[dict[str, Any]]) -> dict[str, float]:
     return {name: float(np.nanmean([r["scores"].get(name, np.nan) for r in records])) for name in names}
 
 
-def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+def _breakdown(task_type: str, records: list[dict[str, Any]], fields: list[str]) -> dict[str, dict[str, Any]]:
+    """Quality per value of each metadata field (e.g. per language)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in fields:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            value = r.get("metadata", {}).get(name)
+            if value is not None:
+                groups.setdefault(str(value), []).append(r)
+        out[name] = {value: {"n": len(rs), **_quality(task_type, rs)} for value, rs in sorted(groups.items())}
+    return out
+
+
+def _consistency(records: list[dict[str, Any]], field: str) -> dict[str, Any] | None:
+    """Items sharing ``field`` ask the same fact: how often does the model answer them all alike?"""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        key = r.get("metadata", {}).get(field)
+        if key is not None:
+            groups.setdefault(str(key), []).append(r)
+    multi = [rs for rs in groups.values() if len(rs) > 1]
+    if not multi:
+        return None
+    return {
+        "field": field,
+        "groups": len(multi),
+        "same_answer": sum(len({r["prediction"] for r in rs}) == 1 for rs in multi) / len(multi),
+        "all_correct": sum(all(r["prediction"] == r["gold"] for r in rs) for rs in multi) / len(multi),
+    }
+
+
+def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any], task_info: dict[str, Any] | None = None) -> dict[str, Any]:
     task_type = meta["task_type"]
+    info = task_info or {}
     wall = meta["wall_s"]
     n = len(records)
     in_tok = sum(r["input_tokens"] for r in records)
@@ -65,6 +97,8 @@ def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any]) ->
         "peak_memory_bytes": meta["memory"]["peak_bytes"],
         "memory": meta["memory"],
         "sample_ids": [r["sample_id"] for r in records],
+        "breakdown": _breakdown(task_type, records, info.get("breakdown_fields") or []),
+        "consistency": _consistency(records, info["consistency_field"]) if info.get("consistency_field") and task_type == "classification" else None,
     }
 
 
@@ -103,7 +137,7 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
         records = read_records(path)
         if not records:
             continue
-        results.setdefault(task, {})[role] = summarize_model_task(records, read_json(meta_path(run_dir, role, task)))
+        results.setdefault(task, {})[role] = summarize_model_task(records, read_json(meta_path(run_dir, role, task)), plan["tasks"].get(task))
     comparisons = {}
     if {"small", "large"} <= set(models):
         params = {role: models[role]["params"] for role in ("small", "large")}

@@ -51,6 +51,8 @@ class TaskSpec:
     fewshot_delimiter: str = "\n\n"
     target_delimiter: str = " "  # between prompt and answer; "" under a chat template
     metadata_fields: list[str] = field(default_factory=list)  # copied into each record
+    breakdown_fields: list[str] = field(default_factory=list)  # report quality per value (e.g. lang)
+    consistency_field: Optional[str] = None  # items sharing this value ask the same fact (e.g. across languages)
     # classification
     label_field: str = "label"
     labels: dict[str, str] = field(default_factory=dict)  # label -> verbalization scored

@@ -1,0 +1,39 @@
+"""Aggregation from records: breakdowns and cross-item consistency on hand-made records."""
+from __future__ import annotations
+
+import pytest
+
+from harness.summary import _breakdown, _consistency, compare
+
+
+def rec(pred: str, gold: str, lang: str, fact: str) -> dict:
+    return {"prediction": pred, "gold": gold, "scores": {"correct": float(pred == gold)}, "details": {"choices": ["a", "b"]},
+            "metadata": {"lang": lang, "fact_id": fact}}
+
+
+RECORDS = [
+    rec("a", "a", "fr", "f1"), rec("a", "a", "es", "f1"), rec("b", "a", "ja", "f1"),  # inconsistent
+    rec("b", "b", "fr", "f2"), rec("b", "b", "es", "f2"), rec("b", "b", "ja", "f2"),  # consistent, correct
+    rec("a", "b", "fr", "f3"), rec("a", "b", "es", "f3"), rec("a", "b", "ja", "f3"),  # consistent, wrong
+]
+
+
+def test_breakdown_by_language():
+    by_lang = _breakdown("classification", RECORDS, ["lang"])["lang"]
+    assert by_lang["fr"]["accuracy"] == pytest.approx(2 / 3) and by_lang["fr"]["n"] == 3
+    assert by_lang["ja"]["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_consistency_across_languages():
+    c = _consistency(RECORDS, "fact_id")
+    assert c == {"field": "fact_id", "groups": 3, "same_answer": pytest.approx(2 / 3), "all_correct": pytest.approx(1 / 3)}
+
+
+def test_compare_refuses_different_items():
+    base = {"primary_metric": "accuracy", "quality": {"accuracy": 0.5}, "latency_s": {"p50": 1.0, "p95": 2.0},
+            "throughput_samples_per_s": 1.0, "peak_memory_bytes": 10}
+    params = {"small": {"total": 1, "active": 1}, "large": {"total": 10, "active": 10}}
+    same = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "2"]}, params)
+    other = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "3"]}, params)
+    assert same["same_items"] and same["delta_small_minus_large"] == 0.0
+    assert not other["same_items"] and other["delta_small_minus_large"] is None

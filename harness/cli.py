@@ -1,7 +1,9 @@
 """Command line.
 
 - ``harness [hydra overrides]``: run an experiment (``-m`` for a sweep);
-- ``harness report RUN_DIR [RUN_DIR ...]``: rebuild summary.json and report.md from the records;
+- ``harness report RUN_DIR [key=value ...]``: rebuild summary, statistics, claims, report.md/.html from the records;
+- ``harness claims RUN_DIR [claims.C3.thresholds.accuracy_tolerance=0.03 ...]``: the verdicts again, no model loaded;
+- ``harness merge OUT_DIR RUN_DIR RUN_DIR ...``: one report over the models of several runs;
 - ``harness export-lmeval OUT_DIR [TASK ...]``: write lm-eval task YAMLs for harness tasks.
 
 Bad input (unknown names, malformed task files, impossible settings) ends with
@@ -75,16 +77,61 @@ def quiet_libraries() -> None:
         pass
 
 
+def _split_runs(args: Sequence[str], usage: str) -> tuple[list[Path], list[str]]:
+    """Run directories and key=value overrides, checked."""
+    overrides = [a for a in args if "=" in a and not Path(a).exists()]
+    runs = [Path(a) for a in args if a not in overrides]
+    if not runs:
+        _fail(f"{usage} needs a run directory -- fix: {usage} results/<date>/<run>")
+    for run_dir in runs:
+        if not run_dir.is_dir():
+            _fail(f"run directory {run_dir} does not exist -- fix: pass a directory under results/")
+    return runs, overrides
+
+
 def _report(args: Sequence[str]) -> None:
     from harness.report import build_report
 
-    if not args:
-        _fail("harness report needs a run directory -- fix: harness report results/<date>/<run>")
-    for arg in args:
-        run_dir = Path(arg)
-        if not run_dir.is_dir():
-            _fail(f"run directory {run_dir} does not exist -- fix: pass a directory under results/")
-        build_report(run_dir, console=make_console())
+    runs, overrides = _split_runs(args, "harness report")
+    for run_dir in runs:
+        build_report(run_dir, console=make_console(), overrides=overrides)
+
+
+def _claims(args: Sequence[str]) -> None:
+    """Recompute the verdicts of existing runs (no model is loaded), e.g. with other thresholds."""
+    from harness.records import read_json
+    from harness.report import CLAIMS_HEADER, build_report, claim_rows
+
+    runs, overrides = _split_runs(args, "harness claims")
+    console = make_console()
+    for run_dir in runs:
+        build_report(run_dir, console=None, overrides=overrides)
+        from rich.table import Table
+
+        table = Table(title=f"claims: {run_dir}")
+        for h in CLAIMS_HEADER:
+            table.add_column(h, overflow="fold")
+        verdicts = read_json(run_dir / "claims.json")["verdicts"]
+        for row in claim_rows(verdicts):
+            table.add_row(*row)
+        console.print(table)
+        for v in verdicts:
+            console.print(f"{v['id']} ({v['verdict']}): {v['sentence']}")
+
+
+def _merge(args: Sequence[str]) -> None:
+    from harness.config import compose
+    from harness.merge import merge_runs
+
+    if len(args) < 3:
+        _fail("harness merge needs an output directory and at least two runs -- fix: harness merge OUT_DIR RUN_DIR RUN_DIR ...")
+    out_dir = Path(args[0])
+    runs, _ = _split_runs(args[1:], "harness merge")
+    from omegaconf import OmegaConf
+
+    claims = OmegaConf.to_container(compose([]).claims, resolve=True)
+    report = merge_runs(runs, out_dir, claims)  # type: ignore[arg-type]
+    make_console().print(report.read_text())
 
 
 def _export_lmeval(args: Sequence[str]) -> None:
@@ -125,7 +172,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     args = sys.argv[1:]
-    commands = {"report": _report, "export-lmeval": _export_lmeval}
+    commands = {"report": _report, "claims": _claims, "merge": _merge, "export-lmeval": _export_lmeval}
     if args and args[0] in commands:
         try:
             commands[args[0]](args[1:])

@@ -106,6 +106,31 @@ class PathsConfig:
 
     tasks_dir: str = "tasks"
     cache_dir: Optional[str] = None  # None: $HARNESS_CACHE or ~/.cache/small-vs-large
+    lmeval_include_path: Optional[str] = None  # extra directory of lm-eval task YAMLs for lmeval:<task> (besides tasks/lmeval/)
+
+
+@dataclass
+class HardwareConfig:
+    """Where the numbers are priced: cost, power (for energy estimates) and carbon."""
+
+    name: str = MISSING
+    description: str = ""
+    hourly_usd: float = MISSING  # on-demand price of the machine (or one GPU)
+    power_w: float = MISSING  # draw under load, used only when no energy counter can be read
+    memory_gb: float = MISSING  # GPU memory (or RAM for a CPU box): how many model copies fit
+    grid_gco2_per_kwh: float = 400.0  # carbon intensity of the electricity
+
+
+@dataclass
+class ClaimConfig:
+    """One claim of the seed articles, as a testable hypothesis (configs/claims/)."""
+
+    who: str = MISSING
+    source: str = MISSING
+    quote: str = MISSING
+    hypothesis: str = MISSING
+    metrics: list[str] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +140,8 @@ class RunConfig:
     pair: PairConfig = MISSING
     task: TaskGroupConfig = MISSING
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    hardware: HardwareConfig = MISSING
+    claims: dict[str, ClaimConfig] = field(default_factory=dict)
     paths: PathsConfig = field(default_factory=PathsConfig)
     print_report: bool = True
 
@@ -125,6 +152,7 @@ def register_configs() -> None:
     cs.store(name="run_schema", node=RunConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="runtime", name="runtime_schema", node=RuntimeConfig)
+    cs.store(group="hardware", name="hardware_schema", node=HardwareConfig)
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -1,10 +1,10 @@
 """Run one task on one loaded model: warm-up, timed scoring, per-sample records."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Optional, Sequence
 
 from harness.config import RuntimeConfig
+from harness.energy import EnergyReading, EnergyTracker
 from harness.memory import MemoryStats, MemoryTracker
 from harness.metrics import key_fact_recall, rouge
 from harness.models import LoadedModel
@@ -17,12 +17,20 @@ from harness.timing import Stopwatch
 Progress = Callable[[int], None]
 
 
+def _choices(task: Task, sample: Sample) -> tuple[list[str], list[str]]:
+    """(answers as recorded, texts scored): the task's labels, or the item's own choices (BIG-bench, lm-eval)."""
+    if sample.choices is not None:
+        return sample.choices, sample.choices
+    return list(task.spec.labels), list(task.spec.labels.values())
+
+
 def _warm_up(lm: LoadedModel, task: Task, samples: Sequence[Sample], runtime: RuntimeConfig) -> None:
     """Untimed passes first: kernels, allocator and caches reach their steady state."""
-    first = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in samples[: runtime.batch_size]]
+    head = samples[: runtime.batch_size]
+    first = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in head]
     for _ in range(runtime.warmup_steps):
         if task.type is TaskType.classification:
-            score_choices(lm, first, list(task.spec.labels.values()))
+            score_choices(lm, first, [_choices(task, s)[1] for s in head])
         else:
             generate(lm, first, max_new_tokens=2, stops=[])
 
@@ -42,16 +50,15 @@ def _record(lm: LoadedModel, task: Task, sample: Sample, prompt: Prompt, role: s
     )
 
 
-def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> list[SampleRecord]:
-    labels = list(task.spec.labels)
-    verbalizations = [task.spec.labels[label] for label in labels]
+def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> tuple[list[SampleRecord], float]:
+    options = [_choices(task, s) for s in batch]
     prompts = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
     with Stopwatch(lm.device) as sw:
-        scored = score_choices(lm, prompts, verbalizations)
+        scored = score_choices(lm, prompts, [texts for _, texts in options])
     records = []
-    for sample, prompt, sc in zip(batch, prompts, scored):
+    for sample, prompt, sc, (labels, _) in zip(batch, prompts, scored, options):
         best = max(range(len(labels)), key=lambda i: sc.logliks[i])
-        probs = softmax(sc.logliks)  # over the label set: the model's confidence
+        probs = softmax(sc.logliks)  # over the item's choices: the model's confidence
         ranked = sorted(probs, reverse=True)
         records.append(
             _record(
@@ -72,10 +79,10 @@ def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Run
                 },
             )
         )
-    return records
+    return records, sw.elapsed
 
 
-def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> list[SampleRecord]:
+def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> tuple[list[SampleRecord], float]:
     prompts = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
     outs = generate(lm, prompts, task.spec.max_new_tokens, task.spec.stop)
     records = []
@@ -97,7 +104,7 @@ def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Ru
                 details={"mean_logprob": out.mean_logprob, "chat_template": prompt.chat},
             )
         )
-    return records
+    return records, outs[0].latency_s
 
 
 def evaluate_task(
@@ -108,18 +115,23 @@ def evaluate_task(
     role: str,
     writer: RecordWriter,
     progress: Optional[Progress] = None,
-) -> tuple[float, MemoryStats]:
-    """Score ``samples``, writing a record per sample; returns (timed wall seconds, peak memory)."""
+) -> tuple[float, MemoryStats, EnergyReading]:
+    """Score ``samples``, writing a record per sample; returns (model seconds, peak memory, energy).
+
+    The seconds are the sum of the timed model calls (prompt building, metric
+    computation and record writing are excluded), so throughput and cost
+    reflect the model, not the harness.
+    """
     _warm_up(lm, task, samples, runtime)
     run = _classify if task.type is TaskType.classification else _summarize
     wall = 0.0
-    with MemoryTracker(lm.device) as mem:
+    with MemoryTracker(lm.device) as mem, EnergyTracker(lm.device) as energy:
         for batch in batches(samples, runtime.batch_size):
-            start = time.perf_counter()
-            for record in run(lm, task, batch, runtime, role):
+            records, seconds = run(lm, task, batch, runtime, role)
+            for record in records:
                 writer.write(record)
-            wall += time.perf_counter() - start
+            wall += seconds
             if progress:
                 progress(len(batch))
     assert mem.stats is not None
-    return wall, mem.stats
+    return wall, mem.stats, energy.reading

@@ -17,8 +17,13 @@ class Prompt:
 def answer_text(task: Task, sample: Sample) -> str:
     """The gold answer as the model should write it (for few-shot examples)."""
     if task.type is TaskType.classification:
-        return task.spec.labels[sample.target]
+        return sample.target if sample.choices is not None else task.spec.labels[sample.target]
     return sample.target[0]
+
+
+def item_text(task: Task, sample: Sample) -> str:
+    """The item as asked: the task's template over its fields, or the text a source rendered for it."""
+    return sample.prompt if sample.prompt is not None else render(task.spec.prompt, sample.fields)
 
 
 def build_prompt(task: Task, sample: Sample, tokenizer: Any, use_chat: bool, num_fewshot: int | None = None) -> Prompt:
@@ -37,12 +42,12 @@ def build_prompt(task: Task, sample: Sample, tokenizer: Any, use_chat: bool, num
         if spec.system_prompt:
             messages.append({"role": "system", "content": render(spec.system_prompt, sample.fields)})
         for shot in shots:
-            messages.append({"role": "user", "content": render(spec.prompt, shot.fields)})
+            messages.append({"role": "user", "content": item_text(task, shot)})
             messages.append({"role": "assistant", "content": answer_text(task, shot)})
-        messages.append({"role": "user", "content": render(spec.prompt, sample.fields)})
+        messages.append({"role": "user", "content": item_text(task, sample)})
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return Prompt(text=text, target_delimiter="", chat=True)
     parts = [render(spec.system_prompt, sample.fields)] if spec.system_prompt else []
-    parts += [render(spec.prompt, s.fields) + spec.target_delimiter + answer_text(task, s) for s in shots]
-    parts.append(render(spec.prompt, sample.fields))
+    parts += [item_text(task, s) + spec.target_delimiter + answer_text(task, s) for s in shots]
+    parts.append(item_text(task, sample))
     return Prompt(text=spec.fewshot_delimiter.join(parts), target_delimiter=spec.target_delimiter, chat=False)

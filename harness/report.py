@@ -73,6 +73,35 @@ def task_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+COST_HEADER = ["task", "cost / 1k requests S / L", "energy / request S / L", "energy method", "CO2 / 1k requests S / L", "copies that fit S / L"]
+
+
+def cost_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for task, info in summary["tasks"].items():
+        s, l = (info["results"].get(r, {}).get("economics") for r in ("small", "large"))
+        if not (s and l):
+            continue
+        method = s["energy_method"] if s["energy_method"] == l["energy_method"] else f"{s['energy_method']} / {l['energy_method']}"
+        rows.append([
+            task,
+            f"${s['cost_per_1k_usd']:.4f} / ${l['cost_per_1k_usd']:.4f}",
+            f"{s['energy_per_request_j']:.1f} J / {l['energy_per_request_j']:.1f} J",
+            method,
+            f"{s['co2_g_per_1k']:.2f} g / {l['co2_g_per_1k']:.2f} g",
+            f"{s['memory_headroom_copies']} / {l['memory_headroom_copies']}",
+        ])
+    return rows
+
+
+CLAIMS_HEADER = ["claim", "who", "verdict", "key number [95% CI]", "rests on"]
+
+
+def claim_rows(verdicts: list[dict[str, Any]]) -> list[list[str]]:
+    return [[v["id"], v["who"], v["verdict"].upper() if v["verdict"] in ("supported", "refuted") else v["verdict"],
+             v["key_number"], ", ".join(v["tasks"]) or "-"] for v in verdicts]
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -110,11 +139,23 @@ def _sampling(config: dict[str, Any] | None) -> str:
             f"chat template {'on' if rt.get('chat_template') else 'off'}, dtype setting {rt.get('dtype')}")
 
 
-def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> str:
+def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                    verdicts: list[dict[str, Any]] | None = None) -> str:
     env = environment or {}
-    parts = [
-        f"# Small vs large: {summary['pair']} on {summary['task_group']}",
-        "",
+    hw = summary.get("hardware") or {}
+    parts = [f"# Small vs large: {summary['pair']} on {summary['task_group']}", ""]
+    if verdicts:
+        parts += [
+            "## Claims of the seed articles",
+            _md_table(CLAIMS_HEADER, claim_rows(verdicts)),
+            "",
+            *[f"- **{v['id']}** ({v['verdict']}): {v['sentence']}" for v in verdicts],
+            "",
+            "Verdicts hold for these models and tasks only. supported/refuted need the whole 95% interval on one side of the "
+            "claim's threshold; inconclusive means it straddles it; thresholds are in configs/claims/ (claims.json has every number).",
+            "",
+        ]
+    parts += [
         "## Models",
         _md_table(MODEL_HEADER, model_rows(summary)),
         "",
@@ -128,6 +169,16 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
         "## All metrics",
         *_secondary(summary),
     ]
+    if cost_rows(summary):
+        parts += [
+            "",
+            f"## Cost, energy and carbon (hardware profile {hw.get('name')}: {hw.get('description', '')})",
+            _md_table(COST_HEADER, cost_rows(summary)),
+            "",
+            f"Cost = ${hw.get('hourly_usd')}/h x measured time per request. Energy is measured (NVML, RAPL) where a counter could be read, "
+            f"otherwise **estimated** as {hw.get('power_w')} W x measured time; CO2 at {hw.get('grid_gco2_per_kwh')} g/kWh. "
+            f"Copies that fit: {hw.get('memory_gb')} GB / peak memory.",
+        ]
     if summary.get("incomplete_tasks"):
         parts += ["", f"**Incomplete:** {', '.join(summary['incomplete_tasks'])} (a model did not finish these tasks)."]
     if env:
@@ -145,8 +196,16 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
     return "\n".join(parts) + "\n"
 
 
-def print_tables(summary: dict[str, Any], console: Any) -> None:
+def print_tables(summary: dict[str, Any], console: Any, verdicts: list[dict[str, Any]] | None = None) -> None:
     from rich.table import Table
+
+    if verdicts:
+        claims = Table(title="claims of the seed articles (details in report.md / claims.json)")
+        for h in CLAIMS_HEADER:
+            claims.add_column(h, overflow="fold")
+        for row in claim_rows(verdicts):
+            claims.add_row(*row)
+        console.print(claims)
 
     models = Table(title=f"{summary['pair']}: models", show_lines=False)
     for h in MODEL_HEADER:
@@ -162,19 +221,57 @@ def print_tables(summary: dict[str, Any], console: Any) -> None:
     console.print(tasks)
 
 
-def build_report(run_dir: Path, console: Any | None = None) -> Path:
-    """(Re)build ``summary.json`` and ``report.md`` from a run's records; returns the report path."""
+def _apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (e.g. claims.C3.thresholds.accuracy_tolerance=0.03) to a run's config."""
+    if not overrides:
+        return config
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.errors import ConfigError
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"override {bad[0]!r} is not key=value", "e.g. claims.C3.thresholds.accuracy_tolerance=0.03 or hardware.hourly_usd=2.5")
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(config), OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot apply overrides {overrides}: {str(exc).splitlines()[0]}", "use key=value with keys from config.json") from exc
+    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+
+
+def build_report(run_dir: Path, console: Any | None = None, overrides: list[str] | None = None) -> Path:
+    """(Re)build summary.json, analysis.json, claims.json, report.md, report.html and the plots from a run's records.
+
+    ``overrides`` change claim thresholds or the hardware profile for this
+    report only; config.json (what was run) is never rewritten.
+    """
+    from harness.analysis import analyze_run
+    from harness.claims import evaluate_claims
+    from harness.html_report import render_html
+    from harness.plots import make_plots
+
     run_dir = Path(run_dir)
-    summary = summarize_run(run_dir)
     env_path = run_dir / "environment.json"
     env = read_json(env_path) if env_path.is_file() else None
-    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else None
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    config = _apply_overrides(config, overrides)
+    summary = summarize_run(run_dir, config)
     write_json(run_dir / "summary.json", summary)
+    claims_cfg = config.get("claims") or {}
+    keep = float((claims_cfg.get("C4") or {}).get("thresholds", {}).get("keep_share", 0.95))
+    analysis = analyze_run(run_dir, summary, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))
+    write_json(run_dir / "analysis.json", analysis)
+    verdicts = [v.to_dict() for v in evaluate_claims(summary, analysis, claims_cfg)]
+    write_json(run_dir / "claims.json", {"overrides": list(overrides or []), "verdicts": verdicts})
     report = run_dir / "report.md"
     tmp = report.with_name("report.md.tmp")
-    tmp.write_text(render_markdown(summary, env, config), encoding="utf-8")
+    tmp.write_text(render_markdown(summary, env, config, verdicts), encoding="utf-8")
     tmp.replace(report)
+    plots = make_plots(summary, analysis, run_dir / "plots")
+    html = run_dir / "report.html"
+    html.write_text(render_html(summary, env, config, verdicts, plots), encoding="utf-8")
     if console is not None:
-        print_tables(summary, console)
-        console.print(f"report: {report}")
+        print_tables(summary, console, verdicts)
+        console.print(f"report: {report} (and {html.name}, plots/)")
     return report

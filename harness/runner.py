@@ -22,7 +22,7 @@ from harness.models import load_model, resolve_device
 from harness.models.gguf_wheel import is_prepared
 from harness.models.loader import default_cache_dir
 from harness.records import RecordWriter, meta_path, samples_path, write_json
-from harness.tasks import Sample, Task, find_task, load_task, select_samples
+from harness.tasks import Sample, Task, resolve_tasks, select_samples
 
 ROLES = ("small", "large")
 
@@ -53,16 +53,21 @@ def plan(cfg: RunConfig) -> Plan:
     if not cfg.task.tasks:
         raise ConfigError(f"task group {cfg.task.name!r} lists no tasks", "add task names under tasks:")
     tasks_dir = _project_path(cfg.paths.tasks_dir)
+    cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else default_cache_dir()
+    lmeval_include = _project_path(cfg.paths.lmeval_include_path) if cfg.paths.lmeval_include_path else None
     tasks = []
-    for name in cfg.task.tasks:
-        task = load_task(find_task(name, tasks_dir))
+    seen: dict[str, str] = {}
+    # bigbench:<path> and lmeval:<task> entries are fetched (first run) and checked here, before any model loads
+    for name, task in zip(cfg.task.tasks, resolve_tasks(list(cfg.task.tasks), tasks_dir, cache, lmeval_include)):
+        if task.name in seen:
+            raise ConfigError(f"task group {cfg.task.name!r} names task {task.name} twice ({seen[task.name]!r} and {name!r})", "list each task once")
+        seen[task.name] = name
         if rt.num_fewshot is not None and rt.num_fewshot > len(task.fewshot):
             raise ConfigError(f"runtime.num_fewshot={rt.num_fewshot} but task {name} has {len(task.fewshot)} few-shot examples", f"use runtime.num_fewshot<={len(task.fewshot)}")
-        cap = cfg.task.limits.get(name, rt.max_samples)
+        cap = cfg.task.limits.get(task.name, cfg.task.limits.get(name, rt.max_samples))  # by task name (CLI-friendly) or as listed
         if cap is not None and cap < 1:
             raise ConfigError(f"task.limits.{name}={cap} must be positive", "use a positive number of items")
         tasks.append((task, select_samples(task, cap, rt.seed)))
-    cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else default_cache_dir()
     return Plan(cfg=cfg, tasks=tasks, device=device, cache_dir=cache)
 
 
@@ -106,7 +111,8 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
         "task_group": typed.task.name,
         "tasks": {t.name: {"type": t.type.value, "file": str(t.path.relative_to(PROJECT_ROOT)) if t.path.is_relative_to(PROJECT_ROOT) else str(t.path),
                            "n_available": len(t.samples), "n_selected": len(s), "sample_ids": [x.id for x in s],
-                           "breakdown_fields": list(t.spec.breakdown_fields), "consistency_field": t.spec.consistency_field}
+                           "breakdown_fields": list(t.spec.breakdown_fields), "consistency_field": t.spec.consistency_field,
+                           **({"source": t.source} if t.source else {})}
                   for t, s in the_plan.tasks},
     })
 
@@ -123,10 +129,10 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
             for task, samples in the_plan.tasks:
                 advance = progress.task(f"{role} {lm.name} / {task.name}", len(samples))
                 with RecordWriter(samples_path(run_dir, role, task.name)) as writer:
-                    wall, mem = evaluate_task(lm, task, samples, rt, role, writer, advance)
+                    wall, mem, energy = evaluate_task(lm, task, samples, rt, role, writer, advance)
                 write_json(meta_path(run_dir, role, task.name), {
                     "model": lm.name, "role": role, "task": task.name, "task_type": task.type.value,
-                    "n": writer.count, "wall_s": wall, "memory": mem.to_dict(),
+                    "n": writer.count, "wall_s": wall, "memory": mem.to_dict(), "energy": energy.to_dict(),
                 })
             lm.unload()
             del lm

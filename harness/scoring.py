@@ -83,21 +83,33 @@ def _choice_logprobs(logprobs: torch.Tensor, targets: list[int]) -> tuple[float,
     return float(logprobs.gather(-1, target[:, None]).sum()), bool((logprobs.argmax(-1) == target).all())
 
 
+def _choices_per_prompt(prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
+    """One list of choices per prompt: the same list for all (a label set) or each prompt's own."""
+    if choices and all(isinstance(c, str) for c in choices):
+        return [list(choices)] * len(prompts)  # type: ignore[list-item]
+    if len(choices) != len(prompts):
+        raise ValueError(f"{len(choices)} choice lists for {len(prompts)} prompts")
+    return [list(c) for c in choices]
+
+
 @torch.inference_mode()
-def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str]) -> list[ChoiceScores]:
+def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> list[ChoiceScores]:
     """Log-likelihood of every choice after every prompt.
 
+    ``choices`` is one list shared by every prompt (a task's labels) or one
+    list per prompt (sources whose choices vary per item, e.g. BIG-bench).
     The context is run once per prompt and its key/value cache is shared by all
-    choices (choices are a few tokens; contexts are hundreds), which makes
+    of its choices (choices are a few tokens; contexts are hundreds), which makes
     scoring about ``len(choices)`` times cheaper than one pass per choice and
     gives the same numbers (see tests/test_scoring.py).
     """
     tok = lm.tokenizer
     max_len = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
+    per_prompt = _choices_per_prompt(prompts, choices)
     contexts: list[list[int]] = []
     conts: list[list[list[int]]] = []
-    for prompt in prompts:
-        pairs = [encode_pair(tok, prompt.text, prompt.target_delimiter + choice) for choice in choices]
+    for prompt, options in zip(prompts, per_prompt):
+        pairs = [encode_pair(tok, prompt.text, prompt.target_delimiter + choice) for choice in options]
         longest = max(len(cont) for _, cont in pairs)
         contexts.append(pairs[0][0][-(max_len - longest):])  # keep the end, as lm-eval does
         conts.append([cont for _, cont in pairs])
@@ -109,27 +121,31 @@ def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[
     out = lm.model(**kwargs)
     first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # [B, V]: each choice's first token
 
-    n_choices = len(choices)
-    rest_len = max(len(c) for per in conts for c in per) - 1
+    flat = [c for per in conts for c in per]  # every (prompt, choice), prompt by prompt
+    offsets = [0]
+    for per in conts:
+        offsets.append(offsets[-1] + len(per))
+    rest_len = max(len(c) for c in flat) - 1
     rest_logprobs = None
-    if rest_len > 0:  # continue every choice from the shared context cache
+    if rest_len > 0:  # continue every choice from its prompt's context cache
+        rows = torch.repeat_interleave(torch.arange(len(conts)), torch.tensor([len(per) for per in conts]))  # prompt of each flat row
         cache = out.past_key_values
-        cache.batch_repeat_interleave(n_choices)
-        flat = [c for per in conts for c in per]
+        cache.reorder_cache(rows.to(lm.device))  # one copy of a context's cache per choice
         rest_ids = torch.full((len(flat), rest_len), tok.pad_token_id, dtype=torch.long)
         rest_mask = torch.zeros((len(flat), rest_len), dtype=torch.long)
         for row, cont in enumerate(flat):
             rest_ids[row, : len(cont) - 1] = torch.tensor(cont[:-1], dtype=torch.long)
             rest_mask[row, : len(cont) - 1] = 1
-        ctx_len = mask.sum(-1).repeat_interleave(n_choices)[:, None].cpu()
+        ctx_mask = mask[rows.to(mask.device)]
+        ctx_len = ctx_mask.sum(-1)[:, None].cpu()
         out2 = lm.model(
             input_ids=rest_ids.to(lm.device),
-            attention_mask=torch.cat([mask.repeat_interleave(n_choices, 0), rest_mask.to(lm.device)], dim=1),
+            attention_mask=torch.cat([ctx_mask, rest_mask.to(lm.device)], dim=1),
             position_ids=(ctx_len + torch.arange(rest_len)[None, :]).to(lm.device),
             past_key_values=cache,
             use_cache=True,
         )
-        rest_logprobs = torch.log_softmax(out2.logits.float(), dim=-1)  # [B*C, rest_len, V]
+        rest_logprobs = torch.log_softmax(out2.logits.float(), dim=-1)  # [sum of choices, rest_len, V]
 
     results = []
     for p, per in enumerate(conts):
@@ -138,7 +154,7 @@ def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[
             steps = first[p : p + 1]
             if len(cont) > 1:
                 assert rest_logprobs is not None
-                steps = torch.cat([steps, rest_logprobs[p * n_choices + c, : len(cont) - 1]], dim=0)
+                steps = torch.cat([steps, rest_logprobs[offsets[p] + c, : len(cont) - 1]], dim=0)
             ll, is_greedy = _choice_logprobs(steps, cont)
             logliks.append(ll)
             greedy.append(is_greedy)

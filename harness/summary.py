@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from harness.cost import economics
 from harness.errors import HarnessError
 from harness.metrics import ROUGE_TYPES, accuracy, macro_f1
 from harness.records import iter_sample_files, meta_path, read_json, read_records
@@ -38,6 +39,8 @@ def _quality(task_type: str, records: list[dict[str, Any]]) -> dict[str, float]:
         golds = [r["gold"] for r in records]
         preds = [r["prediction"] for r in records]
         labels = records[0]["details"].get("choices", sorted(set(golds)))
+        if any(set(r["details"].get("choices", labels)) != set(labels) for r in records):
+            labels = sorted(set(golds))  # choices vary per item (BIG-bench, lm-eval sources): macro-F1 over the gold answers
         return {"accuracy": accuracy(golds, preds), "macro_f1": macro_f1(golds, preds, labels)}
     names = list(ROUGE_TYPES) + sorted({k for r in records for k in r["scores"]} - set(ROUGE_TYPES))
     return {name: float(np.nanmean([r["scores"].get(name, np.nan) for r in records])) for name in names}
@@ -74,7 +77,8 @@ def _consistency(records: list[dict[str, Any]], field: str) -> dict[str, Any] | 
     }
 
 
-def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any], task_info: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any], task_info: dict[str, Any] | None = None,
+                         hardware: dict[str, Any] | None = None) -> dict[str, Any]:
     task_type = meta["task_type"]
     info = task_info or {}
     wall = meta["wall_s"]
@@ -99,6 +103,8 @@ def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any], ta
         "sample_ids": [r["sample_id"] for r in records],
         "breakdown": _breakdown(task_type, records, info.get("breakdown_fields") or []),
         "consistency": _consistency(records, info["consistency_field"]) if info.get("consistency_field") and task_type == "classification" else None,
+        "economics": economics(n, wall, [r["latency_s"] for r in records], meta["memory"]["peak_bytes"], meta.get("energy"), hardware)
+        if hardware else None,
     }
 
 
@@ -121,23 +127,28 @@ def compare(small: dict[str, Any], large: dict[str, Any], params: dict[str, dict
         "latency_p95_ratio": _ratio(small["latency_s"]["p95"], large["latency_s"]["p95"]),
         "throughput_ratio": _ratio(small["throughput_samples_per_s"], large["throughput_samples_per_s"]),
         "peak_memory_ratio": _ratio(small["peak_memory_bytes"], large["peak_memory_bytes"]),
+        "cost_ratio": _ratio(*(x["economics"]["cost_per_1k_usd"] if x.get("economics") else None for x in (small, large))),
+        "energy_ratio": _ratio(*(x["economics"]["energy_per_request_j"] if x.get("economics") else None for x in (small, large))),
         "params_total_ratio": _ratio(params["small"]["total"], params["large"]["total"]),
         "params_active_ratio": _ratio(params["small"]["active"], params["large"]["active"]),
     }
 
 
-def summarize_run(run_dir: Path) -> dict[str, Any]:
+def summarize_run(run_dir: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not (run_dir / "plan.json").is_file():
         raise HarnessError(f"{run_dir} is not a run directory (no plan.json)", "pass a directory written by a harness run, e.g. results/<date>/<time>_<pair>_<tasks>")
     plan = read_json(run_dir / "plan.json")
+    if config is None:
+        config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    hardware = config.get("hardware")
     models = {p.stem: read_json(p) for p in sorted((run_dir / "models").glob("*.json"))}  # by role
     results: dict[str, dict[str, Any]] = {}
     for role, task, path in iter_sample_files(run_dir):
         records = read_records(path)
         if not records:
             continue
-        results.setdefault(task, {})[role] = summarize_model_task(records, read_json(meta_path(run_dir, role, task)), plan["tasks"].get(task))
+        results.setdefault(task, {})[role] = summarize_model_task(records, read_json(meta_path(run_dir, role, task)), plan["tasks"].get(task), hardware)
     comparisons = {}
     if {"small", "large"} <= set(models):
         params = {role: models[role]["params"] for role in ("small", "large")}
@@ -149,6 +160,7 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "pair": plan["pair"],
         "task_group": plan["task_group"],
+        "hardware": hardware,
         "models": models,  # role -> model record
         "tasks": {t: {**plan["tasks"][t], "results": results.get(t, {})} for t in plan["tasks"]},
         "comparisons": comparisons,

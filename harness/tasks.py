@@ -1,19 +1,28 @@
-"""Task definitions: a YAML (what to ask, how to score) + a JSONL data file.
+"""Task definitions: a YAML (what to ask, how to score) + a JSONL or CSV data file.
 
 A task file under ``tasks/`` looks like::
 
     name: seed_claims
     type: classification          # or summarization
-    data: data/seed_claims.jsonl  # relative to this YAML
+    data: data/seed_claims.jsonl  # relative to this YAML; .jsonl, .csv or .tsv
     prompt: "Evidence: {evidence}\\nClaim: {claim}\\nAnswer:"
     labels: {supported: supported, contradicted: contradicted, not_mentioned: not mentioned}
+
+In a CSV/TSV file the header names the columns the prompt, ``label_field``,
+``reference_fields``, ``id_field`` and ``split_field`` refer to; every value is
+a string.
 
 Every problem (missing file, bad YAML, unknown key, a data line without a
 field the prompt needs, a label outside the label set) is a ``TaskFileError``
 naming the file and line.
+
+``resolve_task`` also reads tasks from other sources, by prefix:
+``bigbench:<path>`` (harness.sources.bigbench) and ``lmeval:<task>``
+(harness.sources.lmeval_tasks); a plain name is a YAML task under ``tasks/``.
 """
 from __future__ import annotations
 
+import csv
 import json
 import random
 import string
@@ -71,7 +80,10 @@ class Sample:
     id: str
     fields: dict[str, Any]
     target: Any  # a label (classification) or a list of reference texts (summarization)
-    line: int  # 1-based line in the data file
+    line: int  # 1-based line in the data file (the item's number where a source has no lines)
+    # Sources whose prompt and answers vary per item (BIG-bench, lm-eval multiple choice):
+    prompt: Optional[str] = None  # the rendered item text, used instead of spec.prompt
+    choices: Optional[list[str]] = None  # texts scored for this item; target is then the gold text
 
     def metadata(self, names: list[str]) -> dict[str, Any]:
         return {n: self.fields.get(n) for n in names}
@@ -84,6 +96,7 @@ class Task:
     data_path: Path
     samples: list[Sample]  # the eval split, file order
     fewshot: list[Sample]
+    source: dict[str, Any] = field(default_factory=dict)  # where a non-YAML task came from, and its options (plan.json)
 
     @property
     def name(self) -> str:
@@ -105,7 +118,10 @@ def render(template: str, fields: dict[str, Any]) -> str:
 def available_tasks(tasks_dir: Path) -> dict[str, Path]:
     """Task name -> YAML path, for every ``*.yaml`` under ``tasks_dir`` that has a ``name:``."""
     found: dict[str, Path] = {}
+    lmeval_dir = tasks_dir / "lmeval"  # lm-eval task YAMLs (lmeval:<name>), not harness tasks
     for path in sorted(tasks_dir.rglob("*.yaml")):
+        if path.is_relative_to(lmeval_dir):
+            continue
         try:
             head = OmegaConf.load(path)
         except Exception:  # a malformed file is reported when it is asked for
@@ -149,9 +165,49 @@ def load_spec(path: Path) -> TaskSpec:
     return spec
 
 
+_EXTRA_CELLS = "\x00extra"  # csv.DictReader's key for cells beyond the header
+
+
+def _read_table(data_path: Path, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
+    """CSV/TSV rows by header; a row with too few or too many cells is an error naming its line."""
+    rows = []
+    with open(data_path, encoding="utf-8-sig", newline="") as fh:  # -sig: spreadsheets write a BOM
+        reader = csv.DictReader(fh, delimiter=delimiter, restkey=_EXTRA_CELLS, restval=None)
+        try:
+            header = reader.fieldnames
+            if not header:
+                raise TaskFileError(f"{data_path}: empty file (no header line)", "the first line must name the columns")
+            if len(set(header)) != len(header) or any(not h.strip() for h in header):
+                raise TaskFileError(f"{data_path}:1: column names must be non-empty and unique, got {header}", "fix the header line")
+            for row in reader:
+                lineno = reader.line_num  # the row's last line (a quoted cell may span lines)
+                extra = row.pop(_EXTRA_CELLS, None)
+                if all(not (v or "").strip() for v in row.values()) and not extra:
+                    continue  # a blank row
+                if extra is not None:
+                    raise TaskFileError(f"{data_path}:{lineno}: {len(header) + len(extra)} cells but the header has {len(header)} columns",
+                                        "fix that line (quote cells that contain the delimiter)")
+                missing = [k for k, v in row.items() if v is None]
+                if missing:
+                    raise TaskFileError(f"{data_path}:{lineno}: missing column(s) {missing} (the line has {len(header) - len(missing)} of {len(header)} cells)",
+                                        "fix that line (quote cells that contain the delimiter)")
+                rows.append((lineno, dict(row)))
+        except csv.Error as exc:
+            raise TaskFileError(f"{data_path}:{reader.line_num}: not valid CSV ({exc})", "fix that line") from exc
+        except UnicodeDecodeError as exc:
+            raise TaskFileError(f"{data_path}:{reader.line_num + 1}: not UTF-8 text ({exc.reason})", "save the file as UTF-8") from exc
+    return rows
+
+
 def _read_rows(data_path: Path, yaml_path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not data_path.is_file():
         raise TaskFileError(f"{yaml_path}: data file {data_path} does not exist", "fix data: (it is relative to the task YAML)")
+    suffix = data_path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        rows = _read_table(data_path, "," if suffix == ".csv" else "\t")
+        if not rows:
+            raise TaskFileError(f"{data_path}: no items", "add one row per item under the header")
+        return rows
     rows = []
     with open(data_path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -208,6 +264,25 @@ def load_task(path: Path) -> Task:
     if spec.num_fewshot > len(fewshot):
         raise TaskFileError(f"{path}: num_fewshot={spec.num_fewshot} but only {len(fewshot)} {spec.fewshot_split!r} items", "lower num_fewshot or add examples")
     return Task(spec=spec, path=path, data_path=data_path, samples=samples, fewshot=fewshot)
+
+
+def resolve_task(name: str, tasks_dir: Path, cache_dir: Path, lmeval_include: Optional[Path] = None) -> Task:
+    """The task a task-group entry names: ``bigbench:<path>``, ``lmeval:<task>`` or a YAML task under ``tasks_dir``."""
+    from harness import sources
+
+    ref = sources.parse(name)
+    if ref is None:
+        return load_task(find_task(name, tasks_dir))
+    include = [tasks_dir / "lmeval"] + ([lmeval_include] if lmeval_include else [])
+    return sources.load(ref, cache_dir, include)
+
+
+def resolve_tasks(names: list[str], tasks_dir: Path, cache_dir: Path, lmeval_include: Optional[Path] = None) -> list[Task]:
+    """Every task of a group, in order; external data is fetched first, once for all of them."""
+    from harness import sources
+
+    sources.prefetch(names, cache_dir)
+    return [resolve_task(name, tasks_dir, cache_dir, lmeval_include) for name in names]
 
 
 def select_samples(task: Task, max_samples: Optional[int], seed: int) -> list[Sample]:

@@ -30,7 +30,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_full_tiny_run_writes_every_result_file(tiny_run):
-    for name in ["config.json", "environment.json", "plan.json", "summary.json", "report.md", ".hydra/config.yaml"]:
+    for name in ["config.json", "environment.json", "plan.json", "summary.json", "analysis.json", "claims.json", "report.md",
+                 "report.html", "plots/quality_vs_latency.png", "plots/quality_vs_memory.png", "plots/quality_vs_cost.png",
+                 "plots/quality_with_ci.png", "plots/cascade.png", ".hydra/config.yaml"]:
         assert (tiny_run / name).is_file(), name
     for model in ["small", "large"]:
         assert (tiny_run / "models" / f"{model}.json").is_file()
@@ -56,6 +58,34 @@ def test_full_tiny_run_writes_every_result_file(tiny_run):
     assert models["small"]["params"]["is_moe"] and models["small"]["params"]["active"] < models["small"]["params"]["total"]
     report = (tiny_run / "report.md").read_text()
     assert "| smoke_classify | 4 of 6 | accuracy %" in report and "tiny_olmoe" in report
+
+
+def test_report_opens_with_the_claims(tiny_run):
+    report = (tiny_run / "report.md").read_text()
+    assert report.index("## Claims of the seed articles") < report.index("## Per task")
+    verdicts = {v["id"]: v for v in json.loads((tiny_run / "claims.json").read_text())["verdicts"]}
+    assert set(verdicts) == {f"C{i}" for i in range(1, 11)}
+    assert verdicts["C10"]["verdict"] == "supported"
+    assert verdicts["C9"]["verdict"] == "not measured"  # the tiny pair is only 1.5x apart
+    assert "estimated" in verdicts["C6"]["key_number"]  # no energy counter on this machine: labelled
+    html = (tiny_run / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http" not in html.split("<body>", 1)[1].replace("https://", "").split("data:image")[0]
+
+
+def test_claims_command_recomputes_with_new_thresholds(tiny_run, tmp_path):
+    proc = run_cli(["claims", str(tiny_run), "claims.C8.thresholds.max_memory_gb=0.001"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    verdicts = {v["id"]: v for v in json.loads((tiny_run / "claims.json").read_text())["verdicts"]}
+    assert verdicts["C8"]["verdict"] == "refuted"
+    assert json.loads((tiny_run / "config.json").read_text())["claims"]["C8"]["thresholds"]["max_memory_gb"] == 4.0  # the run's config is kept
+    run_cli(["claims", str(tiny_run)], tmp_path)  # back to the configured thresholds
+
+
+def test_merge_runs_into_one_report(tiny_run, tmp_path):
+    proc = run_cli(["merge", str(tmp_path / "merged"), str(tiny_run), str(tiny_run)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = (tmp_path / "merged" / "report.md").read_text()
+    assert "Every model on every task" in text and "tiny_olmoe" in text and "C1" in text
 
 
 def test_report_is_rebuilt_from_records(tiny_run, tmp_path):

@@ -1,0 +1,70 @@
+"""Cascade simulation (claim C4): the small model answers, the large one when the small is unsure.
+
+Computed from the per-sample records of both models, with no new model call:
+for every confidence threshold, items whose small-model confidence is below it
+are escalated (they cost the small model's time plus the large model's, and get
+the large model's score); the others keep the small model's answer.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from harness.metrics import rouge
+
+
+def confidence(record: dict[str, Any]) -> Optional[float]:
+    """Label-probability margin (classification) or mean token log-probability (generation)."""
+    details = record.get("details", {})
+    if "margin" in details:
+        return float(details["margin"])
+    value = details.get("mean_logprob")
+    return float(value) if value is not None else None
+
+
+def item_score(record: dict[str, Any], task_type: str) -> float:
+    return float(record["scores"]["correct"] if task_type == "classification" else record["scores"]["rougeL"])
+
+
+def agreement(small: Sequence[dict[str, Any]], large: Sequence[dict[str, Any]], task_type: str) -> dict[str, float]:
+    """How often the small model says what the large one says."""
+    if task_type == "classification":
+        return {"same_prediction": float(np.mean([s["prediction"] == l["prediction"] for s, l in zip(small, large)]))}
+    overlap = [rouge(s["prediction"], [l["prediction"]])["rougeL"] for s, l in zip(small, large)]
+    return {"rougeL_small_vs_large": float(np.mean(overlap)), "share_rougeL_ge_0.5": float(np.mean([o >= 0.5 for o in overlap]))}
+
+
+def simulate(small: Sequence[dict[str, Any]], large: Sequence[dict[str, Any]], task_type: str, keep_share: float = 0.95) -> dict[str, Any]:
+    """The accuracy/cost curve over thresholds and the cheapest threshold keeping ``keep_share`` of the large score."""
+    if [r["sample_id"] for r in small] != [r["sample_id"] for r in large]:
+        raise ValueError("a cascade needs the same items for both models")
+    conf = [confidence(r) for r in small]
+    if any(c is None for c in conf):
+        return {"available": False, "reason": "the small model's records carry no confidence"}
+    s_score = np.array([item_score(r, task_type) for r in small])
+    l_score = np.array([item_score(r, task_type) for r in large])
+    s_cost = np.array([r["latency_s"] for r in small])
+    l_cost = np.array([r["latency_s"] for r in large])
+    c = np.array(conf, dtype=float)
+    large_total = float(l_cost.sum())
+    thresholds = [-np.inf, *sorted(set(c.tolist())), np.inf]  # -inf: never escalate; +inf: always
+    curve = []
+    for t in thresholds:
+        up = c < t
+        score = float(np.where(up, l_score, s_score).mean())
+        cost = float(s_cost.sum() + l_cost[up].sum())
+        curve.append({"threshold": float(t), "escalated": float(up.mean()), "score": score, "cost_share": cost / large_total})
+    target = keep_share * float(l_score.mean())
+    ok = [p for p in curve if p["score"] >= target]
+    best = min(ok, key=lambda p: (p["cost_share"], -p["score"])) if ok else None
+    return {
+        "available": True,
+        "small_score": float(s_score.mean()),
+        "large_score": float(l_score.mean()),
+        "keep_share": keep_share,
+        "target_score": target,
+        "best": best,
+        "curve": curve,
+        "agreement": agreement(small, large, task_type),
+    }

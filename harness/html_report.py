@@ -1,0 +1,67 @@
+"""A self-contained ``report.html``: the same tables as report.md, plots embedded, no network needed."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from harness.report import (
+    CLAIMS_HEADER, COST_HEADER, MODEL_HEADER, TASK_HEADER, _sampling, _secondary, claim_rows, cost_rows, model_rows, task_rows,
+)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0}th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.supported{background:#e3f4e3}.refuted{background:#fbe3e3}.inconclusive{background:#fff6d9}.not{color:#777}
+img{max-width:100%;border:1px solid #eee;margin:.5rem 0}.note{color:#555;font-size:.85rem}blockquote{color:#555;margin:.2rem 0 .2rem 1rem;font-size:.8rem}
+"""
+
+
+def _table(header: list[str], rows: list[list[str]], row_class: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{row_class[i]}"' if row_class else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(summary: dict[str, Any], env: dict[str, Any] | None, config: dict[str, Any] | None,
+                verdicts: list[dict[str, Any]], plots: dict[str, Path]) -> str:
+    env = env or {}
+    hw = summary.get("hardware") or {}
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['pair'])} on {html.escape(summary['task_group'])}</title>",
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>Small vs large: {html.escape(summary['pair'])} on {html.escape(summary['task_group'])}</h1>"]
+    if verdicts:
+        classes = [v["verdict"].split()[0] for v in verdicts]
+        parts += ["<h2>Claims of the seed articles</h2>", _table(CLAIMS_HEADER, claim_rows(verdicts), classes), "<ul>"]
+        for v in verdicts:
+            parts.append(f"<li><b>{html.escape(v['id'])}</b> ({html.escape(v['verdict'])}): {html.escape(v['sentence'])}"
+                         f"<blockquote>{html.escape(v['quote'])} ({html.escape(v['who'])}, {html.escape(v['source'])})</blockquote></li>")
+        parts += ["</ul>", "<p class='note'>Verdicts hold for these models and tasks only; supported/refuted need the whole 95% interval on one side of the threshold.</p>"]
+    parts += ["<h2>Per task (S = small, L = large)</h2>", _table(TASK_HEADER, task_rows(summary))]
+    for name, title in [("quality_with_ci", "Quality with 95% CI"), ("quality_vs_latency", "Quality vs latency"),
+                        ("quality_vs_memory", "Quality vs memory"), ("quality_vs_cost", "Quality vs cost"), ("cascade", "Cascade: small first, large when unsure")]:
+        if name in plots:
+            parts += [f"<h2>{title}</h2>", _img(plots[name], title)]
+    parts += ["<h2>Models</h2>", _table(MODEL_HEADER, model_rows(summary))]
+    if cost_rows(summary):
+        parts += [f"<h2>Cost, energy and carbon ({html.escape(str(hw.get('name')))})</h2>", _table(COST_HEADER, cost_rows(summary)),
+                  f"<p class='note'>USD {hw.get('hourly_usd')}/h; energy measured where a counter was readable, otherwise estimated as {hw.get('power_w')} W x time; {hw.get('grid_gco2_per_kwh')} g CO2/kWh.</p>"]
+    parts += ["<h2>All metrics</h2><ul>" + "".join(f"<li>{html.escape(line.lstrip('- '))}</li>" for line in _secondary(summary)) + "</ul>"]
+    pk = env.get("packages", {})
+    parts += ["<h2>Method</h2><ul>",
+              f"<li>Hardware: {html.escape(str(env.get('cpu')))} ({env.get('cpu_count')} CPUs)" + (f"; GPUs: {html.escape(', '.join(env['cuda']['devices']))}" if env.get("cuda") else "") + "</li>",
+              f"<li>{html.escape(_sampling(config).lstrip('- '))}</li>",
+              f"<li>Versions: torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}; git {env.get('git_commit')}</li>",
+              "<li>Every number comes from samples/&lt;role&gt;/&lt;task&gt;.jsonl; statistics in analysis.json, verdicts in claims.json.</li></ul>",
+              "</body></html>"]
+    return "\n".join(parts)

@@ -1,0 +1,137 @@
+"""Report figures (matplotlib, PNG): trade-offs with the Pareto frontier, CI bars, cascade curves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+TRADEOFFS = {
+    "quality_vs_latency": ("latency_p50_s", "p50 latency per request (s)"),
+    "quality_vs_memory": ("peak_memory_gb", "peak memory (GB)"),
+    "quality_vs_cost": ("cost_per_1k_usd", "cost per 1,000 requests (USD)"),
+}
+
+
+def points(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One point per (model, task): quality and its costs, from the summary."""
+    out = []
+    for task, info in summary["tasks"].items():
+        for key, res in info["results"].items():
+            model = summary["models"].get(key, {}).get("name", key)
+            econ = res.get("economics") or {}
+            out.append({
+                "task": task,
+                "model": model,
+                "metric": res["primary_metric"],
+                "quality": res["quality"][res["primary_metric"]],
+                "latency_p50_s": res["latency_s"]["p50"],
+                "peak_memory_gb": res["peak_memory_bytes"] / 2**30,
+                "cost_per_1k_usd": econ.get("cost_per_1k_usd"),
+            })
+    return out
+
+
+def pareto_front(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated by another (lower cost and higher quality is better), by cost."""
+    front = []
+    for cost, quality in sorted(pts, key=lambda p: (p[0], -p[1])):
+        if not front or quality > front[-1][1]:
+            front.append((cost, quality))
+    return front
+
+
+def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -> Path:
+    tasks = sorted({p["task"] for p in pts})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        tp = [p for p in pts if p["task"] == task and p[x_key] is not None]
+        for p in tp:
+            ax.scatter(p[x_key], p["quality"] * 100, s=40)
+            ax.annotate(p["model"], (p[x_key], p["quality"] * 100), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        front = pareto_front([(p[x_key], p["quality"] * 100) for p in tp])
+        if len(front) > 1:
+            ax.plot([f[0] for f in front], [f[1] for f in front], "--", color="grey", linewidth=1, label="Pareto frontier")
+            ax.legend(fontsize=7)
+        elif front:
+            ax.scatter([front[0][0]], [front[0][1]], s=120, facecolors="none", edgecolors="grey", label="Pareto frontier")
+            ax.legend(fontsize=7)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel(x_label, fontsize=8)
+        ax.set_ylabel(f"{tp[0]['metric'] if tp else 'quality'} x100", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path:
+    tasks = [t for t in summary["tasks"] if t in analysis["tasks"]]
+    roles = sorted({r for t in tasks for r in analysis["tasks"][t]["models"]}, key=lambda r: r != "small")
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(tasks)), 3.8))
+    width = 0.8 / max(1, len(roles))
+    for i, role in enumerate(roles):
+        xs, ys, lo, hi = [], [], [], []
+        for j, t in enumerate(tasks):
+            m = analysis["tasks"][t]["models"].get(role)
+            if not m:
+                continue
+            metric = "accuracy" if analysis["tasks"][t]["task_type"] == "classification" else "rougeL"
+            est = m["quality"][metric]
+            xs.append(j + i * width)
+            ys.append(est["value"] * 100)
+            lo.append((est["value"] - est["low"]) * 100)
+            hi.append((est["high"] - est["value"]) * 100)
+        name = summary["models"].get(role, {}).get("name", role)
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=f"{role}: {name}")
+    ax.set_xticks([j + width * (len(roles) - 1) / 2 for j in range(len(tasks))])
+    ax.set_xticklabels(tasks, fontsize=7, rotation=15)
+    ax.set_ylabel("accuracy / ROUGE-L x100 (95% CI)", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _cascade(analysis: dict[str, Any], path: Path) -> Path | None:
+    curves = {t: e["comparison"]["cascade"] for t, e in analysis["tasks"].items()
+              if e.get("comparison", {}).get("cascade", {}).get("available")}
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for ax, (task, cas) in zip(axes[0], curves.items()):
+        ax.plot([p["cost_share"] for p in cas["curve"]], [p["score"] * 100 for p in cas["curve"]], "-o", markersize=2.5, label="cascade")
+        ax.axhline(cas["target_score"] * 100, color="red", linewidth=0.8, linestyle=":", label=f"{cas['keep_share']:.0%} of large")
+        ax.axhline(cas["large_score"] * 100, color="grey", linewidth=0.8, label="large only")
+        if cas["best"]:
+            ax.scatter([cas["best"]["cost_share"]], [cas["best"]["score"] * 100], s=80, facecolors="none", edgecolors="red", label="cheapest kept")
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("cost (latency) relative to large only", fontsize=8)
+        ax.set_ylabel("score x100", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def make_plots(summary: dict[str, Any], analysis: dict[str, Any] | None, out_dir: Path) -> dict[str, Path]:
+    """Write the report's PNGs into ``out_dir``; returns name -> path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pts = points(summary)
+    made = {name: _tradeoff(pts, key, label, out_dir / f"{name}.png") for name, (key, label) in TRADEOFFS.items()}
+    if analysis:
+        made["quality_with_ci"] = _bars(summary, analysis, out_dir / "quality_with_ci.png")
+        cascade = _cascade(analysis, out_dir / "cascade.png")
+        if cascade:
+            made["cascade"] = cascade
+    return made

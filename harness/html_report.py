@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import (
-    CLAIMS_HEADER, COST_HEADER, MODEL_HEADER, TASK_HEADER, _sampling, _secondary, claim_rows, cost_rows, model_rows, task_rows,
+    CLAIMS_HEADER, COST_HEADER, MODEL_HEADER, STATS_HEADER, TASK_HEADER, _sampling, _secondary, claim_rows, cost_rows, model_rows,
+    stats_rows, task_rows,
 )
 
 _CSS = """
@@ -34,7 +35,7 @@ def _img(path: Path, alt: str) -> str:
 
 
 def render_html(summary: dict[str, Any], env: dict[str, Any] | None, config: dict[str, Any] | None,
-                verdicts: list[dict[str, Any]], plots: dict[str, Path]) -> str:
+                verdicts: list[dict[str, Any]], plots: dict[str, Path], analysis: dict[str, Any] | None = None) -> str:
     env = env or {}
     hw = summary.get("hardware") or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['pair'])} on {html.escape(summary['task_group'])}</title>",
@@ -47,7 +48,9 @@ def render_html(summary: dict[str, Any], env: dict[str, Any] | None, config: dic
             parts.append(f"<li><b>{html.escape(v['id'])}</b> ({html.escape(v['verdict'])}): {html.escape(v['sentence'])}"
                          f"<blockquote>{html.escape(v['quote'])} ({html.escape(v['who'])}, {html.escape(v['source'])})</blockquote></li>")
         parts += ["</ul>", "<p class='note'>Verdicts hold for these models and tasks only; supported/refuted need the whole 95% interval on one side of the threshold.</p>"]
-    parts += ["<h2>Per task (S = small, L = large)</h2>", _table(TASK_HEADER, task_rows(summary))]
+    parts += ["<h2>Per task (S = small, L = large; ratios below 1 favour the small model)</h2>", _table(TASK_HEADER, task_rows(summary))]
+    if analysis and stats_rows(analysis):
+        parts += ["<h2>Statistics (95% bootstrap intervals, paired over the same items)</h2>", _table(STATS_HEADER, stats_rows(analysis))]
     for name, title in [("quality_with_ci", "Quality with 95% CI"), ("quality_vs_latency", "Quality vs latency"),
                         ("quality_vs_memory", "Quality vs memory"), ("quality_vs_cost", "Quality vs cost"), ("cascade", "Cascade: small first, large when unsure")]:
         if name in plots:

@@ -94,6 +94,40 @@ def cost_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+STATS_HEADER = ["task", "metric", "small [95% CI]", "large [95% CI]", "S-L paired [95% CI]", "McNemar p",
+                "latency p50 / p90 / p95 / p99 [95% CI] S", "latency p50 / p90 / p95 / p99 [95% CI] L"]
+
+
+def _ci(est: dict[str, Any] | None, scale: float = 100.0) -> str:
+    if not est:
+        return "-"
+    return f"{est['value'] * scale:.1f} [{est['low'] * scale:.1f}, {est['high'] * scale:.1f}]"
+
+
+def _lat_ci(est: dict[str, Any]) -> str:
+    return f"{_ms(est['value'])} [{_ms(est['low'])}-{_ms(est['high'])}]"
+
+
+def stats_rows(analysis: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for task, e in analysis.get("tasks", {}).items():
+        cmp = e.get("comparison") or {}
+        models = e.get("models", {})
+        lat = {r: " / ".join(_lat_ci(models[r]["latency_s"][f"p{q}"]) for q in (50, 90, 95, 99)) if r in models else "-" for r in ("small", "large")}
+        metrics = list((models.get("small") or models.get("large") or {}).get("quality", {}))
+        for i, metric in enumerate(metrics):
+            diff = (cmp.get("difference_small_minus_large") or {}).get(metric)
+            mc = cmp.get("mcnemar") if metric == "accuracy" else None
+            rows.append([
+                task if i == 0 else "", metric,
+                _ci(models.get("small", {}).get("quality", {}).get(metric)), _ci(models.get("large", {}).get("quality", {}).get(metric)),
+                _ci(diff) if cmp.get("same_items") else "not comparable (different items)",
+                f"{mc['p_value']:.3g} ({mc['small_only']} vs {mc['large_only']} discordant)" if mc else "-",
+                lat["small"] if i == 0 else "", lat["large"] if i == 0 else "",
+            ])
+    return rows
+
+
 CLAIMS_HEADER = ["claim", "who", "verdict", "key number [95% CI]", "rests on"]
 
 
@@ -140,7 +174,7 @@ def _sampling(config: dict[str, Any] | None) -> str:
 
 
 def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                    verdicts: list[dict[str, Any]] | None = None) -> str:
+                    verdicts: list[dict[str, Any]] | None = None, analysis: dict[str, Any] | None = None) -> str:
     env = environment or {}
     hw = summary.get("hardware") or {}
     parts = [f"# Small vs large: {summary['pair']} on {summary['task_group']}", ""]
@@ -156,15 +190,23 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             "",
         ]
     parts += [
-        "## Models",
-        _md_table(MODEL_HEADER, model_rows(summary)),
-        "",
         "## Per task (S = small, L = large; ratios below 1 favour the small model)",
         _md_table(TASK_HEADER, task_rows(summary)),
         "",
         "Quality: accuracy for classification (label scored by log-likelihood), ROUGE-L F1 for summarization (x100). "
         "Latency is per request (one item; per batch when batch_size > 1), after warm-up. "
         "Peak memory is the GPU allocator peak on CUDA, the process peak RSS on CPU.",
+        "",
+    ]
+    if analysis and stats_rows(analysis):
+        parts += [
+            "## Statistics (95% bootstrap intervals; paired over the same items)",
+            _md_table(STATS_HEADER, stats_rows(analysis)),
+            "",
+        ]
+    parts += [
+        "## Models",
+        _md_table(MODEL_HEADER, model_rows(summary)),
         "",
         "## All metrics",
         *_secondary(summary),
@@ -240,6 +282,19 @@ def _apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dic
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
 
 
+def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Runs recorded before the hardware/claims settings existed get today's defaults (noted in the config)."""
+    missing = [k for k in ("hardware", "claims") if not config.get(k)]
+    if not missing:
+        return config
+    from omegaconf import OmegaConf
+
+    from harness.config import compose
+
+    defaults = OmegaConf.to_container(compose([]), resolve=True, enum_to_str=True)
+    return {**config, **{k: defaults[k] for k in missing}, "defaults_applied_at_report_time": missing}  # type: ignore[index]
+
+
 def build_report(run_dir: Path, console: Any | None = None, overrides: list[str] | None = None) -> Path:
     """(Re)build summary.json, analysis.json, claims.json, report.md, report.html and the plots from a run's records.
 
@@ -255,7 +310,7 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     env_path = run_dir / "environment.json"
     env = read_json(env_path) if env_path.is_file() else None
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
-    config = _apply_overrides(config, overrides)
+    config = _apply_overrides(_with_defaults(config), overrides)
     summary = summarize_run(run_dir, config)
     write_json(run_dir / "summary.json", summary)
     claims_cfg = config.get("claims") or {}
@@ -266,11 +321,11 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     write_json(run_dir / "claims.json", {"overrides": list(overrides or []), "verdicts": verdicts})
     report = run_dir / "report.md"
     tmp = report.with_name("report.md.tmp")
-    tmp.write_text(render_markdown(summary, env, config, verdicts), encoding="utf-8")
+    tmp.write_text(render_markdown(summary, env, config, verdicts, analysis), encoding="utf-8")
     tmp.replace(report)
     plots = make_plots(summary, analysis, run_dir / "plots")
     html = run_dir / "report.html"
-    html.write_text(render_html(summary, env, config, verdicts, plots), encoding="utf-8")
+    html.write_text(render_html(summary, env, config, verdicts, plots, analysis), encoding="utf-8")
     if console is not None:
         print_tables(summary, console, verdicts)
         console.print(f"report: {report} (and {html.name}, plots/)")

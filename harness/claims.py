@@ -91,29 +91,38 @@ def c1(run: _Run, th: dict[str, float]) -> Verdict:
                    list(run.compared), run.names)
 
 
-def c2(run: _Run, th: dict[str, float]) -> Verdict:
+def _difference_verdicts(run: _Run, margin: Callable[[str], float]) -> tuple[list[str], dict[str, Any]]:
+    """Per task: is the paired small-minus-large CI above, below, or across ``-margin(task)``?
+
+    supported = the whole interval is above -margin; refuted = below; else inconclusive.
+    """
     per, nums = [], {}
     for t in run.compared:
-        d = run.diff(t)
-        nums[t] = d
-        per.append(SUPPORTED if d["high"] < 0 else REFUTED if d["low"] > 0 else INCONCLUSIVE)
-    verdict = _combine(per)
+        d, m = run.diff(t), margin(t)
+        nums[t] = {**d, "margin": m}
+        per.append(SUPPORTED if d["low"] > -m else REFUTED if d["high"] < -m else INCONCLUSIVE)
+    return per, nums
+
+
+def c2(run: _Run, th: dict[str, float]) -> Verdict:
+    # "large is better" = small - large is below 0 everywhere: the mirror of "within a margin of 0".
+    per, nums = _difference_verdicts(run, lambda t: 0.0)
+    flipped = [{SUPPORTED: REFUTED, REFUTED: SUPPORTED}.get(v, v) for v in per]
+    verdict = _combine(flipped)
     key = "; ".join(f"{t} S-L {_fmt(d, 100)}" for t, d in nums.items())
     sentence = {SUPPORTED: "the larger model scores significantly higher on every task",
-                REFUTED: "the smaller model scores significantly higher on at least one task",
-                INCONCLUSIVE: "on some task the difference is within the 95% interval"}.get(verdict, "no task was compared")
-    return Verdict("C2", verdict, key, f"{run.scope()}: {sentence}.", list(nums), run.names, nums)
+                REFUTED: "the smaller model scores significantly higher on at least one task"}
+    sentence_text = sentence.get(verdict, "on some task the difference is within the 95% interval" if nums else "no task was compared")
+    return Verdict("C2", verdict, key, f"{run.scope()}: {sentence_text}.", list(nums), run.names, nums)
 
 
 def c3(run: _Run, th: dict[str, float]) -> Verdict:
-    per, nums = [], {}
-    for t in run.compared:
-        d = run.diff(t)
-        tol = th.get("accuracy_tolerance", 0.05) if run.primary(t) == "accuracy" else th.get("rouge_tolerance", 0.02)
-        nums[t] = {**d, "tolerance": tol}
-        per.append(SUPPORTED if d["low"] > -tol else REFUTED if d["high"] < -tol else INCONCLUSIVE)
+    def tolerance(t: str) -> float:
+        return th.get("accuracy_tolerance", 0.05) if run.primary(t) == "accuracy" else th.get("rouge_tolerance", 0.02)
+
+    per, nums = _difference_verdicts(run, tolerance)
     verdict = _combine(per)
-    key = "; ".join(f"{t} S-L {_fmt(d, 100)} (tol -{d['tolerance'] * 100:g})" for t, d in nums.items())
+    key = "; ".join(f"{t} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g})" for t, d in nums.items())
     sentence = {SUPPORTED: "the small model stays within the tolerance on every task",
                 REFUTED: "the small model falls short by more than the tolerance on at least one task",
                 INCONCLUSIVE: "the intervals straddle the tolerance"}.get(verdict, "no task was compared")

@@ -44,6 +44,23 @@ def pareto_front(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
+def _style(ax: Any, title: str, xlabel: str, ylabel: str, legend_size: int = 7) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend_size)
+    ax.grid(alpha=0.3)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -> Path:
     tasks = sorted({p["task"] for p in pts})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
@@ -55,19 +72,10 @@ def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -
         front = pareto_front([(p[x_key], p["quality"] * 100) for p in tp])
         if len(front) > 1:
             ax.plot([f[0] for f in front], [f[1] for f in front], "--", color="grey", linewidth=1, label="Pareto frontier")
-            ax.legend(fontsize=7)
         elif front:
             ax.scatter([front[0][0]], [front[0][1]], s=120, facecolors="none", edgecolors="grey", label="Pareto frontier")
-            ax.legend(fontsize=7)
-        ax.set_title(task, fontsize=9)
-        ax.set_xlabel(x_label, fontsize=8)
-        ax.set_ylabel(f"{tp[0]['metric'] if tp else 'quality'} x100", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        _style(ax, task, x_label, f"{tp[0]['metric'] if tp else 'quality'} x100")
+    return _save(fig, path)
 
 
 def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path:
@@ -91,13 +99,8 @@ def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=f"{role}: {name}")
     ax.set_xticks([j + width * (len(roles) - 1) / 2 for j in range(len(tasks))])
     ax.set_xticklabels(tasks, fontsize=7, rotation=15)
-    ax.set_ylabel("accuracy / ROUGE-L x100 (95% CI)", fontsize=8)
-    ax.legend(fontsize=7)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _style(ax, "quality per task", "", "accuracy / ROUGE-L x100 (95% CI)")
+    return _save(fig, path)
 
 
 def _cascade(analysis: dict[str, Any], path: Path) -> Path | None:
@@ -112,16 +115,8 @@ def _cascade(analysis: dict[str, Any], path: Path) -> Path | None:
         ax.axhline(cas["large_score"] * 100, color="grey", linewidth=0.8, label="large only")
         if cas["best"]:
             ax.scatter([cas["best"]["cost_share"]], [cas["best"]["score"] * 100], s=80, facecolors="none", edgecolors="red", label="cheapest kept")
-        ax.set_title(task, fontsize=9)
-        ax.set_xlabel("cost (latency) relative to large only", fontsize=8)
-        ax.set_ylabel("score x100", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        _style(ax, task, "cost (latency) relative to large only", "score x100", legend_size=6)
+    return _save(fig, path)
 
 
 def make_plots(summary: dict[str, Any], analysis: dict[str, Any] | None, out_dir: Path) -> dict[str, Path]:

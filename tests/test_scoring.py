@@ -114,3 +114,31 @@ def test_shared_context_scoring_handles_single_token_choices(tiny_llama):
         assert sc.num_tokens == [1, 1]
         for choice, ll in zip(choices, sc.logliks):
             assert ll == pytest.approx(_direct_loglik(tiny_llama, prompt.text, " " + choice), abs=1e-4)
+
+
+@pytest.mark.parametrize("which", ["tiny_llama", "tiny_olmoe"])
+def test_per_prompt_choices_match_direct_computation(which, request):
+    """Each prompt with its own choices (BIG-bench, lm-eval): different counts and lengths in one batch."""
+    lm = request.getfixturevalue(which)
+    per_prompt = [["yes", "no"], ["a long answer about the screen", "B", "not sure at all", "x"], ["one"]]
+    scored = score_choices(lm, PROMPTS, per_prompt)
+    for prompt, choices, sc in zip(PROMPTS, per_prompt, scored):
+        assert len(sc.logliks) == len(choices) == len(sc.num_tokens)
+        for choice, ll in zip(choices, sc.logliks):
+            assert ll == pytest.approx(_direct_loglik(lm, prompt.text, " " + choice), abs=1e-4)
+    shared = score_choices(lm, PROMPTS, [CHOICES] * len(PROMPTS))  # a list per prompt == one shared list
+    for a, b in zip(shared, score_choices(lm, PROMPTS, CHOICES)):
+        assert a.logliks == pytest.approx(b.logliks, abs=1e-5)
+
+
+def test_prompt_of_a_source_item_is_used_as_is(tiny_llama):
+    """A sample with its own rendered prompt and choices (BIG-bench, lm-eval) bypasses the task template."""
+    from harness.tasks import Sample, Task, TaskSpec, TaskType
+
+    spec = TaskSpec(name="t", type=TaskType.classification, data="-", prompt="{input}", target_delimiter="")
+    sample = Sample(id="1", fields={"input": "ignored"}, target="yes", line=1, prompt="\nQ: Is it?\nA: ", choices=["yes", "no"])
+    task = Task(spec=spec, path=Path("-"), data_path=Path("-"), samples=[sample], fewshot=[])
+    plain = build_prompt(task, sample, tiny_llama.tokenizer, use_chat=False)
+    assert plain.text == "\nQ: Is it?\nA: " and plain.target_delimiter == ""
+    chat = build_prompt(task, sample, tiny_llama.tokenizer, use_chat=True)
+    assert chat.chat and "Q: Is it?\nA:" in chat.text and "ignored" not in chat.text

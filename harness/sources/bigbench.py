@@ -114,6 +114,9 @@ def fetch(paths: list[str], cache: Path) -> None:
     for path in paths:
         _check_path(path)
     wanted = {p for p in paths if not task_file(cache, p).is_file()}
+    known = _known_tasks(cache)
+    if known:  # the sdist was listed before: a path it does not have fails at once, without another pass
+        wanted &= set(known)
     if not wanted:
         return
     archive = sdist(cache)
@@ -205,11 +208,13 @@ def load(ref: SourceRef, cache: Path) -> Task:
     file = task_file(cache, path)
     if not file.is_file():
         raise _missing_task_error(path, cache)
-    text = file.read_text(encoding="utf-8")
     try:
+        text = file.read_text(encoding="utf-8")
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaskFileError(f"{file}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})", "fix the file, or delete it to extract it again") from exc
+    except UnicodeDecodeError as exc:
+        raise TaskFileError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})", "fix the file, or delete it to extract it again") from exc
     if not isinstance(data, dict):
         raise TaskFileError(f"{file}:1: a BIG-bench task.json must be a JSON object", "fix the file")
     examples = data.get("examples")
@@ -243,10 +248,10 @@ def load(ref: SourceRef, cache: Path) -> Task:
     max_chars = ref.options.get("max_input_chars", MAX_INPUT_CHARS)
     max_new = ref.options.get("max_new_tokens", MAX_NEW_TOKENS)
     task_prefix = str(data.get("task_prefix", ""))
-    input_prefix = data.get("example_input_prefix", "\nQ: ")
-    output_prefix = data.get("example_output_prefix", "\nA: ")
-    choice_prefix = data.get("choice_prefix", "\n  choice: ")
-    append_choices = data.get("append_choices_to_input", True)
+    input_prefix = str(data.get("example_input_prefix", "\nQ: "))
+    output_prefix = str(data.get("example_output_prefix", "\nA: "))
+    choice_prefix = str(data.get("choice_prefix", "\n  choice: "))
+    append_choices = bool(data.get("append_choices_to_input", True))
     stop_string = data.get("stop_string")
     stops = ["\n"] + ([stop_string] if stop_string and stop_string != "\n" else [])
 

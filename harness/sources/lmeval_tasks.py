@@ -69,6 +69,12 @@ def _build(name: str, include: Sequence[Path]) -> tuple[Any, Path | None]:
     quiet = logging.getLogger("lm_eval")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    try:  # the harness has its own progress display
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+    except ImportError:
+        pass
     try:
         loaded = manager.load([name])
     except Exception as exc:  # lm-eval and datasets raise anything (bad YAML, no hub, bad data file)

@@ -99,10 +99,15 @@ def sdist(cache: Path) -> Path:
 
 
 def _write(path: Path, data: bytes) -> None:
+    """Atomic, and safe when two runs extract the same task at once (each writes its own temp file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def fetch(paths: list[str], cache: Path) -> None:

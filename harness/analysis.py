@@ -1,4 +1,4 @@
-"""Statistics of a run, per task: CIs, paired differences, McNemar, latency percentiles, cascade.
+"""Statistics of a comparison, per task: CIs, paired differences against the reference, McNemar, latency percentiles, cascade.
 
 Reads the per-sample records (never a model) and writes ``analysis.json``.
 Comparisons are refused when the two models did not answer the same items.
@@ -12,7 +12,7 @@ import numpy as np
 
 from harness.cascade import simulate
 from harness.cost import per_sample_energy
-from harness.records import meta_path, read_json, read_records, samples_path
+from harness.records import read_records
 from harness.stats import bootstrap_ci, mcnemar_exact, paired_difference, percentile_ci, ratio_of_statistics
 
 PERCENTILES = (50, 90, 95, 99)
@@ -35,44 +35,47 @@ def model_statistics(records: list[dict[str, Any]], task_type: str, seed: int) -
     }
 
 
-def compare_models(small: list[dict[str, Any]], large: list[dict[str, Any]], task_type: str, seed: int,
-                   power: dict[str, float], energy: dict[str, Any], keep_share: float) -> dict[str, Any]:
-    """Small vs large on the same items: paired differences, McNemar, ratios, cascade."""
-    if [r["sample_id"] for r in small] != [r["sample_id"] for r in large]:
+def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_type: str, seed: int,
+                   power: float, energy: dict[str, Any], keep_share: float) -> dict[str, Any]:
+    """A model against the reference on the same items: paired differences, McNemar, ratios, cascade."""
+    if [r["sample_id"] for r in cand] != [r["sample_id"] for r in ref]:
         return {"same_items": False, "reason": "the two models did not answer the same items; no paired comparison"}
-    s_vals, l_vals = _metric_values(small, task_type), _metric_values(large, task_type)
-    out: dict[str, Any] = {"same_items": True, "n": len(small), "difference_small_minus_large": {}}
-    for metric in s_vals:
-        if len(s_vals[metric]) == len(l_vals.get(metric, [])) and s_vals[metric]:
-            out["difference_small_minus_large"][metric] = paired_difference(s_vals[metric], l_vals[metric], seed=seed).to_dict()
+    c_vals, r_vals = _metric_values(cand, task_type), _metric_values(ref, task_type)
+    out: dict[str, Any] = {"same_items": True, "n": len(cand), "difference_vs_reference": {}}
+    for metric in c_vals:
+        if len(c_vals[metric]) == len(r_vals.get(metric, [])) and c_vals[metric]:
+            out["difference_vs_reference"][metric] = paired_difference(c_vals[metric], r_vals[metric], seed=seed).to_dict()
     if task_type == "classification":
-        out["mcnemar"] = mcnemar_exact([r["scores"]["correct"] > 0 for r in small], [r["scores"]["correct"] > 0 for r in large]).to_dict()
-    s_lat, l_lat = [r["latency_s"] for r in small], [r["latency_s"] for r in large]
-    out["latency_median_ratio"] = ratio_of_statistics(s_lat, l_lat, np.median, seed=seed).to_dict()
-    s_energy, s_method = per_sample_energy(s_lat, energy.get("small"), power["small"])
-    l_energy, l_method = per_sample_energy(l_lat, energy.get("large"), power["large"])
-    out["energy_ratio_large_over_small"] = {**ratio_of_statistics(l_energy, s_energy, np.mean, seed=seed).to_dict(),
-                                            "method": s_method if s_method == l_method else f"{s_method} / {l_method}"}
-    out["cascade"] = simulate(small, large, task_type, keep_share)
+        out["mcnemar"] = mcnemar_exact([r["scores"]["correct"] > 0 for r in cand], [r["scores"]["correct"] > 0 for r in ref]).to_dict()
+    c_lat, r_lat = [r["latency_s"] for r in cand], [r["latency_s"] for r in ref]
+    out["latency_median_ratio"] = ratio_of_statistics(c_lat, r_lat, np.median, seed=seed).to_dict()
+    c_energy, c_method = per_sample_energy(c_lat, energy.get("candidate"), power)
+    r_energy, r_method = per_sample_energy(r_lat, energy.get("reference"), power)
+    out["energy_ratio_reference_over_candidate"] = {**ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed).to_dict(),
+                                                    "method": c_method if c_method == r_method else f"{c_method} / {r_method}"}
+    out["cascade"] = simulate(cand, ref, task_type, keep_share)
     return out
 
 
-def analyze_run(run_dir: Path, summary: dict[str, Any], keep_share: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Per-task statistics for every task both models ran."""
-    run_dir = Path(run_dir)
+def analyze_run(summary: dict[str, Any], keep_share: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Per-task statistics: every model's, and every model against the reference (records read from the cells)."""
     hardware = summary.get("hardware") or {}
     power = float(hardware.get("power_w", 0.0))
+    reference = summary.get("reference")
     tasks: dict[str, Any] = {}
     for task, info in summary["tasks"].items():
         results = info["results"]
         if not results:
             continue
         task_type = next(iter(results.values()))["task_type"]
-        records = {role: read_records(samples_path(run_dir, role, task)) for role in results}
-        entry: dict[str, Any] = {"task_type": task_type, "models": {r: model_statistics(recs, task_type, seed) for r, recs in records.items()}}
-        if "small" in records and "large" in records:
-            energy = {role: read_json(meta_path(run_dir, role, task)).get("energy") for role in ("small", "large")}
-            entry["comparison"] = compare_models(records["small"], records["large"], task_type, seed,
-                                                 {"small": power, "large": power}, energy, keep_share)
+        records = {name: read_records(Path(res["cell"]["path"]) / "records.jsonl") for name, res in results.items()}
+        entry: dict[str, Any] = {"task_type": task_type, "models": {n: model_statistics(recs, task_type, seed) for n, recs in records.items()},
+                                 "comparisons": {}}
+        if reference in records:
+            for name in records:
+                if name == reference:
+                    continue
+                energy = {"candidate": results[name].get("energy"), "reference": results[reference].get("energy")}
+                entry["comparisons"][name] = compare_models(records[name], records[reference], task_type, seed, power, energy, keep_share)
         tasks[task] = entry
-    return {"confidence_level": 0.95, "seed": seed, "tasks": tasks}
+    return {"confidence_level": 0.95, "seed": seed, "reference": reference, "tasks": tasks}

@@ -47,116 +47,139 @@ def _combine(per_task: list[str]) -> str:
     return INCONCLUSIVE
 
 
-class _Run:
-    """What the verdict functions read: the summary, the analysis, the models."""
+class RunView:
+    """What the verdict functions read: the summary, the analysis, the models, each model against the reference."""
 
     def __init__(self, summary: dict[str, Any], analysis: dict[str, Any]) -> None:
         self.summary = summary
         self.analysis = analysis
-        self.models = summary["models"]
-        self.names = [m["name"] for m in sorted(self.models.values(), key=lambda m: m["role"] != "small")]
-        self.compared = {t: e for t, e in analysis["tasks"].items() if e.get("comparison", {}).get("same_items")}
+        self.models: dict[str, dict[str, Any]] = summary["models"]
+        self.names: list[str] = list(summary.get("order") or self.models)
+        self.reference: Optional[str] = summary.get("reference")
+        self.candidates = [n for n in self.names if n != self.reference]
+        self.compared: dict[tuple[str, str], dict[str, Any]] = {
+            (t, cand): cmp for t, e in analysis["tasks"].items() for cand, cmp in (e.get("comparisons") or {}).items() if cmp.get("same_items")
+        }
 
     def primary(self, task: str) -> str:
         return "accuracy" if self.analysis["tasks"][task]["task_type"] == "classification" else "rougeL"
 
-    def diff(self, task: str) -> dict[str, Any]:
-        return self.compared[task]["comparison"]["difference_small_minus_large"][self.primary(task)]
+    def diff(self, task: str, cand: str) -> dict[str, Any]:
+        return self.compared[(task, cand)]["difference_vs_reference"][self.primary(task)]
+
+    def label(self, task: str, cand: str) -> str:
+        """How a (task, model) comparison is named in a key number: the task alone when there is one candidate."""
+        return task if len(self.candidates) <= 1 else f"{cand} on {task}"
+
+    def tasks_of(self, keys: Any) -> list[str]:
+        return sorted({t for t, _ in keys})
 
     def scope(self) -> str:
-        return f"On these {len(self.names)} models ({', '.join(self.names)}) and {len(self.compared)} task(s)"
+        tasks = {t for t, _ in self.compared}
+        vs = f", each against {self.reference}" if len(self.candidates) > 1 else ""
+        return f"On these {len(self.names)} models ({', '.join(self.names)}{vs}) and {len(tasks)} task(s)"
+
+    def records(self, model: str, task: str) -> list[dict[str, Any]]:
+        from pathlib import Path
+
+        from harness.records import read_records
+
+        return read_records(Path(self.summary["tasks"][task]["results"][model]["cell"]["path"]) / "records.jsonl")
 
 
-def c1(run: _Run, th: dict[str, float]) -> Verdict:
+def c1(run: RunView, th: dict[str, float]) -> Verdict:
     from harness.stats import spearman
 
-    models = [m for m in run.models.values()]
+    models = list(run.models.values())
     if len(models) >= th.get("min_models", 3):
         rhos = {}
         for task, info in run.summary["tasks"].items():
-            rows = [(run.models[r]["params"]["total"], res["quality"][res["primary_metric"]]) for r, res in info["results"].items()]
+            rows = [(run.models[n]["params"]["total"], res["quality"][res["primary_metric"]]) for n, res in info["results"].items()]
             if len(rows) >= 3:
                 rhos[task] = spearman([p for p, _ in rows], [q for _, q in rows])[0]
+        rhos = {t: r for t, r in rhos.items() if r == r}  # nan when every model scores the same
         if rhos:
             mean_rho = sum(rhos.values()) / len(rhos)
             verdict = SUPPORTED if abs(mean_rho) < th.get("weak_correlation", 0.5) else REFUTED
-            return Verdict("C1", verdict, f"mean Spearman rho {mean_rho:.2f}", f"{run.scope()}: rank correlation between parameters and score is {mean_rho:.2f}.",
+            return Verdict("C1", verdict, f"mean Spearman rho {mean_rho:.2f} over {len(models)} models",
+                           f"{run.scope()}: rank correlation between parameters and score is {mean_rho:.2f} (per task: "
+                           + ", ".join(f"{t} {r:.2f}" for t, r in rhos.items()) + ").",
                            list(rhos), run.names, {"spearman_by_task": rhos})
-    wins = [t for t in run.compared if run.diff(t)["low"] > 0]
+    wins = [(t, c) for (t, c) in run.compared if run.diff(t, c)["low"] > 0]
     if wins:
-        return Verdict("C1", SUPPORTED, f"small beats large on {len(wins)} task(s)",
-                       f"{run.scope()}: the smaller model scores significantly higher than the larger one on {', '.join(wins)}.",
-                       wins, run.names, {t: run.diff(t) for t in wins})
-    return Verdict("C1", NOT_MEASURED, f"{len(models)} models", f"A rank correlation needs at least {int(th.get('min_models', 3))} models and the small model won no task; merge several runs (harness merge) to test C1.",
-                   list(run.compared), run.names)
+        return Verdict("C1", SUPPORTED, f"smaller beats larger on {len(wins)} comparison(s)",
+                       f"{run.scope()}: a smaller model scores significantly higher than {run.reference} on {', '.join(run.label(t, c) for t, c in wins)}.",
+                       run.tasks_of(wins), run.names, {run.label(t, c): run.diff(t, c) for t, c in wins})
+    return Verdict("C1", NOT_MEASURED, f"{len(models)} models", f"A rank correlation needs at least {int(th.get('min_models', 3))} models and no smaller model won a task; "
+                   "compare three or more models (models=[a,b,c]) to test C1.", run.tasks_of(run.compared), run.names)
 
 
-def _difference_verdicts(run: _Run, margin: Callable[[str], float]) -> tuple[list[str], dict[str, Any]]:
-    """Per task: is the paired small-minus-large CI above, below, or across ``-margin(task)``?
+def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[list[str], dict[str, Any]]:
+    """Per (task, model): is the paired model-minus-reference CI above, below, or across ``-margin(task)``?
 
     supported = the whole interval is above -margin; refuted = below; else inconclusive.
     """
     per, nums = [], {}
-    for t in run.compared:
-        d, m = run.diff(t), margin(t)
-        nums[t] = {**d, "margin": m}
+    for t, c in run.compared:
+        d, m = run.diff(t, c), margin(t)
+        nums[run.label(t, c)] = {**d, "margin": m, "task": t, "model": c}
         per.append(SUPPORTED if d["low"] > -m else REFUTED if d["high"] < -m else INCONCLUSIVE)
     return per, nums
 
 
-def c2(run: _Run, th: dict[str, float]) -> Verdict:
+def c2(run: RunView, th: dict[str, float]) -> Verdict:
     # "large is better" = small - large is below 0 everywhere: the mirror of "within a margin of 0".
     per, nums = _difference_verdicts(run, lambda t: 0.0)
     flipped = [{SUPPORTED: REFUTED, REFUTED: SUPPORTED}.get(v, v) for v in per]
     verdict = _combine(flipped)
-    key = "; ".join(f"{t} S-L {_fmt(d, 100)}" for t, d in nums.items())
+    key = "; ".join(f"{k} S-L {_fmt(d, 100)}" for k, d in nums.items())
     sentence = {SUPPORTED: "the larger model scores significantly higher on every task",
-                REFUTED: "the smaller model scores significantly higher on at least one task"}
+                REFUTED: "a smaller model scores significantly higher on at least one task"}
     sentence_text = sentence.get(verdict, "on some task the difference is within the 95% interval" if nums else "no task was compared")
-    return Verdict("C2", verdict, key, f"{run.scope()}: {sentence_text}.", list(nums), run.names, nums)
+    return Verdict("C2", verdict, key, f"{run.scope()}: {sentence_text}.", run.tasks_of(run.compared), run.names, nums)
 
 
-def c3(run: _Run, th: dict[str, float]) -> Verdict:
+def c3(run: RunView, th: dict[str, float]) -> Verdict:
     def tolerance(t: str) -> float:
         return th.get("accuracy_tolerance", 0.05) if run.primary(t) == "accuracy" else th.get("rouge_tolerance", 0.02)
 
     per, nums = _difference_verdicts(run, tolerance)
     verdict = _combine(per)
-    key = "; ".join(f"{t} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g})" for t, d in nums.items())
-    sentence = {SUPPORTED: "the small model stays within the tolerance on every task",
-                REFUTED: "the small model falls short by more than the tolerance on at least one task",
+    key = "; ".join(f"{k} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g})" for k, d in nums.items())
+    sentence = {SUPPORTED: "the smaller model(s) stay within the tolerance on every task",
+                REFUTED: "a smaller model falls short by more than the tolerance on at least one task",
                 INCONCLUSIVE: "the intervals straddle the tolerance"}.get(verdict, "no task was compared")
-    return Verdict("C3", verdict, key, f"{run.scope()}: {sentence}.", list(nums), run.names, nums)
+    return Verdict("C3", verdict, key, f"{run.scope()}: {sentence}.", run.tasks_of(run.compared), run.names, nums)
 
 
-def c4(run: _Run, th: dict[str, float]) -> Verdict:
+def c4(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums = [], {}
     max_cost = th.get("max_cost_share", 0.8)
-    for t, e in run.compared.items():
-        cas = e["comparison"]["cascade"]
+    for (t, c), e in run.compared.items():
+        cas = e["cascade"]
         if not cas.get("available"):
             continue
         best = cas["best"]
-        nums[t] = {"best": best, "agreement": cas["agreement"], "large_score": cas["large_score"], "small_score": cas["small_score"]}
+        nums[run.label(t, c)] = {"best": best, "agreement": cas["agreement"], "large_score": cas["large_score"], "small_score": cas["small_score"]}
         per.append(SUPPORTED if best and best["cost_share"] <= max_cost else REFUTED)
     verdict = _combine(per)
     key = "; ".join(
-        f"{t}: " + (f"keeps {th.get('keep_share', 0.95):.0%} of L at {v['best']['cost_share']:.2f}x L's latency cost ({v['best']['escalated']:.0%} escalated)"
+        f"{k}: " + (f"keeps {th.get('keep_share', 0.95):.0%} of L at {v['best']['cost_share']:.2f}x L's latency cost ({v['best']['escalated']:.0%} escalated)"
                     if v["best"] else "no threshold keeps the target score")
-        for t, v in nums.items())
+        for k, v in nums.items())
     outcome = {SUPPORTED: "keeps", REFUTED: "does not keep, on at least one task,", INCONCLUSIVE: "does not always keep"}.get(verdict, "was not simulated to keep")
     return Verdict("C4", verdict, key or "-", f"{run.scope()}: a small-first cascade {outcome} {th.get('keep_share', 0.95):.0%} of the large model's score at no more than {max_cost:.0%} of its latency cost (simulated from the records).",
-                   list(nums), run.names, nums)
+                   run.tasks_of(run.compared), run.names, nums)
 
 
-def c5(run: _Run, th: dict[str, float]) -> Verdict:
+def c5(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums = [], {}
     limit = th.get("max_ratio", 1.0)
-    for t, e in run.compared.items():
-        lat = e["comparison"]["latency_median_ratio"]
-        cmp = run.summary["comparisons"].get(t, {})
+    for (t, c), e in run.compared.items():
+        lat = e["latency_median_ratio"]
+        cmp = run.summary["comparisons"].get(t, {}).get(c, {})
         mem, cost = cmp.get("peak_memory_ratio"), cmp.get("cost_ratio")
-        nums[t] = {"latency_median_ratio": lat, "peak_memory_ratio": mem, "cost_ratio": cost}
+        nums[run.label(t, c)] = {"latency_median_ratio": lat, "peak_memory_ratio": mem, "cost_ratio": cost}
         if lat["high"] < limit and (mem or 0) < limit and (cost or 0) < limit:
             per.append(SUPPORTED)
         elif lat["low"] > limit or (mem or 0) > limit or (cost or 0) > limit:
@@ -164,42 +187,43 @@ def c5(run: _Run, th: dict[str, float]) -> Verdict:
         else:
             per.append(INCONCLUSIVE)
     verdict = _combine(per)
-    key = "; ".join(f"{t}: latency {_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}" for t, v in nums.items() if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None)
+    key = "; ".join(f"{k}: latency {_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}" for k, v in nums.items() if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None)
     outcome = {SUPPORTED: "are all below", REFUTED: "are not all below", INCONCLUSIVE: "are not clearly below"}.get(verdict, "could not be compared against")
     return Verdict("C5", verdict, key or "-", f"{run.scope()}: the small/large ratios of median latency, peak memory and cost per 1k requests {outcome} {limit:g}.",
-                   list(nums), run.names, nums)
+                   run.tasks_of(run.compared), run.names, nums)
 
 
-def c6(run: _Run, th: dict[str, float]) -> Verdict:
+def c6(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums, methods = [], {}, set()
     floor = th.get("min_ratio", 1.0)
-    for t, e in run.compared.items():
-        r = e["comparison"]["energy_ratio_large_over_small"]
-        nums[t] = r
+    for (t, c), e in run.compared.items():
+        r = e["energy_ratio_reference_over_candidate"]
+        nums[run.label(t, c)] = r
         methods.add(r["method"])
         per.append(SUPPORTED if r["low"] > floor else REFUTED if r["high"] < floor else INCONCLUSIVE)
     verdict = _combine(per)
     label = ", ".join(sorted(methods)) or "-"
-    key = "; ".join(f"{t}: energy L/S {_fmt(r)} ({r['method']})" for t, r in nums.items())
-    outcome = {SUPPORTED: "uses more energy per request than the small one", REFUTED: "uses less energy per request than the small one on at least one task",
-               INCONCLUSIVE: "does not clearly use more energy per request than the small one"}.get(verdict, "was not compared")
+    key = "; ".join(f"{k}: energy L/S {_fmt(r)} ({r['method']})" for k, r in nums.items())
+    outcome = {SUPPORTED: "uses more energy per request than the smaller one(s)", REFUTED: "uses less energy per request than a smaller one on at least one task",
+               INCONCLUSIVE: "does not clearly use more energy per request than the smaller one(s)"}.get(verdict, "was not compared")
     return Verdict("C6", verdict, key or "-", f"{run.scope()}: the large model {outcome} (energy {label}; CO2 per 1k requests in the report's cost table).",
-                   list(nums), run.names, {**nums, "energy_method": label})
+                   run.tasks_of(run.compared), run.names, {**nums, "energy_method": label})
 
 
-def c7(run: _Run, th: dict[str, float]) -> Verdict:
+def c7(run: RunView, th: dict[str, float]) -> Verdict:
     moe = [m for m in run.models.values() if m["params"].get("is_moe")]
     dense = [m for m in run.models.values() if not m["params"].get("is_moe")]
     if not moe or not dense:
         return Verdict("C7", NOT_MEASURED, "no MoE vs dense pair", "This run has no mixture-of-experts model next to a dense one (try pair=olmoe_vs_olmo2 on a GPU).", [], run.names)
-    m, d = moe[0], dense[0]
+    m, d = moe[0], dense[-1]  # the first MoE against the largest dense model
     per, nums = [], {}
     for t, info in run.summary["tasks"].items():
         res = info["results"]
-        if m["role"] not in res or d["role"] not in res:
+        if m["name"] not in res or d["name"] not in res:
             continue
+
         def eff(model: dict[str, Any]) -> tuple[float, float]:
-            r = res[model["role"]]
+            r = res[model["name"]]
             q = r["quality"][r["primary_metric"]]
             return q / (model["params"]["active"] / 1e9), q / r["latency_s"]["p50"]
         (mp, ml), (dp, dl) = eff(m), eff(d)
@@ -211,17 +235,18 @@ def c7(run: _Run, th: dict[str, float]) -> Verdict:
                    list(nums), [m["name"], d["name"]], nums)
 
 
-def c8(run: _Run, th: dict[str, float]) -> Verdict:
-    small = run.models.get("small")
-    if not small or small["device"] != "cpu":
-        return Verdict("C8", NOT_MEASURED, "small model not run on CPU", "C8 needs the small model run on a CPU (runtime.device=cpu).", [], run.names)
+def c8(run: RunView, th: dict[str, float]) -> Verdict:
+    small_name = run.names[0] if run.names else None
+    small = run.models.get(small_name) if small_name else None
+    if not small or not str(small["device"]).startswith("cpu"):
+        return Verdict("C8", NOT_MEASURED, "small model not run on CPU", "C8 needs the smallest model run on a CPU (runtime.device=cpu).", [], run.names)
     max_p95, max_mem = th.get("max_p95_latency_s", 2.0), th.get("max_memory_gb", 4.0) * 2**30
     per, nums = [], {}
     for t, e in run.analysis["tasks"].items():
-        if e["task_type"] != "classification" or "small" not in e["models"]:
+        if e["task_type"] != "classification" or small_name not in e["models"]:
             continue
-        p95 = e["models"]["small"]["latency_s"]["p95"]
-        mem = run.summary["tasks"][t]["results"]["small"]["peak_memory_bytes"]
+        p95 = e["models"][small_name]["latency_s"]["p95"]
+        mem = run.summary["tasks"][t]["results"][small_name]["peak_memory_bytes"]
         nums[t] = {"p95_latency_s": p95, "peak_memory_gb": mem / 2**30}
         per.append(SUPPORTED if p95["high"] < max_p95 and mem < max_mem else REFUTED if p95["low"] > max_p95 or mem > max_mem else INCONCLUSIVE)
     if not per:
@@ -232,58 +257,87 @@ def c8(run: _Run, th: dict[str, float]) -> Verdict:
                    list(nums), [small["name"]], nums)
 
 
-def c9(run: _Run, th: dict[str, float]) -> Verdict:
-    s, l = run.models.get("small"), run.models.get("large")
-    if not s or not l:
-        return Verdict("C9", NOT_MEASURED, "-", "C9 needs a small and a large model.", [], run.names)
-    ratio = l["params"]["total"] / s["params"]["total"]
-    if ratio < th.get("min_params_ratio", 10.0):
-        return Verdict("C9", NOT_MEASURED, f"params ratio {ratio:.1f}x", f"The large model has only {ratio:.1f}x the small one's parameters; C9 needs at least {th.get('min_params_ratio', 10.0):g}x.", [], run.names, {"params_ratio": ratio})
-    per, nums = [], {}
-    for t, e in run.compared.items():
-        d = run.diff(t)
-        mc = e["comparison"].get("mcnemar")
-        nums[t] = {"difference": d, "mcnemar": mc}
-        significant_win = d["low"] > 0 and (mc is None or mc["p_value"] < 0.05)
-        per.append(SUPPORTED if significant_win else REFUTED if d["high"] < 0 else INCONCLUSIVE)
-    if SUPPORTED in per:
-        verdict = SUPPORTED
-    elif per and all(v == REFUTED for v in per):
-        verdict = REFUTED
-    else:
-        verdict = INCONCLUSIVE if per else NOT_MEASURED
-    key = f"params {ratio:.1f}x; " + "; ".join(f"{t} S-L {_fmt(v['difference'], 100)}" for t, v in nums.items())
-    sentence = {SUPPORTED: "the small model significantly beats the 10x larger one on at least one task",
-                REFUTED: "the 10x larger model is significantly better on every task",
-                INCONCLUSIVE: "no task shows a significant win for the small model"}.get(verdict, "no task was compared")
-    return Verdict("C9", verdict, key, f"{run.scope()}: {sentence}.", list(nums), run.names, {"params_ratio": ratio, **nums})
+def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tuple[dict[str, Any], Optional[float]]]:
+    """(paired difference small - large, McNemar p) on one task: from the analysis when ``large`` is the reference, else from the records."""
+    from harness.stats import mcnemar_exact, paired_difference
+
+    if large == run.reference and (task, small) in run.compared:
+        mc = run.compared[(task, small)].get("mcnemar")
+        return run.diff(task, small), (mc["p_value"] if mc else None)
+    results = run.summary["tasks"][task]["results"]
+    if small not in results or large not in results:
+        return None
+    a, b = run.records(small, task), run.records(large, task)
+    if [r["sample_id"] for r in a] != [r["sample_id"] for r in b]:
+        return None
+    key = "correct" if run.primary(task) == "accuracy" else "rougeL"
+    d = paired_difference([r["scores"][key] for r in a], [r["scores"][key] for r in b]).to_dict()
+    p = mcnemar_exact([r["scores"][key] > 0 for r in a], [r["scores"][key] > 0 for r in b]).p_value if key == "correct" else None
+    return d, p
 
 
-def c10(run: _Run, th: dict[str, float]) -> Verdict:
-    missing = []
+def c9(run: RunView, th: dict[str, float]) -> Verdict:
+    """Over every pair of models at least ``min_params_ratio`` apart: does the smaller one significantly win a task?"""
+    min_ratio = th.get("min_params_ratio", 10.0)
+    pairs = [(a, b) for a in run.names for b in run.names
+             if a != b and run.models[b]["params"]["total"] >= min_ratio * run.models[a]["params"]["total"]]
+    if not pairs:
+        biggest = max(run.models[b]["params"]["total"] / run.models[a]["params"]["total"] for a in run.names for b in run.names) if run.names else 0.0
+        return Verdict("C9", NOT_MEASURED, f"params ratio {biggest:.1f}x",
+                       f"The most distant models are only {biggest:.1f}x apart in parameters; C9 needs at least {min_ratio:g}x.", [], run.names, {"params_ratio": biggest})
+    per, nums, wins = [], {}, []
+    for a, b in pairs:
+        ratio = run.models[b]["params"]["total"] / run.models[a]["params"]["total"]
+        for t in run.analysis["tasks"]:
+            test = _pair_test(run, a, b, t)
+            if test is None:
+                continue
+            d, p = test
+            label = t if len(pairs) == 1 else f"{a} vs {b} on {t}"
+            nums[label] = {"small": a, "large": b, "params_ratio": ratio, "difference": d, "mcnemar_p": p}
+            win = d["low"] > 0 and (p is None or p < 0.05)
+            wins += [label] if win else []
+            per.append(SUPPORTED if win else REFUTED if d["high"] < 0 else INCONCLUSIVE)
+    if not per:
+        return Verdict("C9", NOT_MEASURED, "-", f"No pair of models with a {min_ratio:g}x parameter ratio answered the same items.", [], run.names)
+    verdict = SUPPORTED if wins else REFUTED if all(v == REFUTED for v in per) else INCONCLUSIVE
+    ratios = sorted({f"{v['params_ratio']:.1f}x" for v in nums.values()})
+    key = f"params {', '.join(ratios)}; " + "; ".join(f"{k} S-L {_fmt(v['difference'], 100)}" for k, v in nums.items())
+    sentence = {SUPPORTED: f"a model significantly beats one at least {min_ratio:g}x its size on {', '.join(wins)}",
+                REFUTED: f"the model {min_ratio:g}x larger is significantly better on every task",
+                INCONCLUSIVE: "no task shows a significant win for the smaller model"}[verdict]
+    return Verdict("C9", verdict, key, f"{run.scope()}: {sentence}.", sorted({k.split(" on ")[-1] for k in nums}), run.names,
+                   {"params_ratio": max(v["params_ratio"] for v in nums.values()), **nums})
+
+
+def c10(run: RunView, th: dict[str, float]) -> Verdict:
+    missing = list(run.summary.get("missing_cells") or [])
     for t, info in run.summary["tasks"].items():
-        for role in run.models:
-            res = info["results"].get(role)
-            if res is None or res["n"] != info.get("n_selected", res["n"]):
-                missing.append(f"{t}/{role}")
+        for name in run.models:
+            res = info["results"].get(name)
+            if res is None:
+                if f"{name}/{t}" not in missing and f"{name}/{t}" not in (run.summary.get("not_run") or []):
+                    missing.append(f"{name}/{t}")
+            elif res["n"] != info.get("n_selected", res["n"]):
+                missing.append(f"{name}/{t} ({res['n']} of {info['n_selected']} items)")
     verdict = REFUTED if missing else SUPPORTED
     n_tasks = len(run.summary["tasks"])
-    return Verdict("C10", verdict, f"{n_tasks} tasks, {len(missing)} incomplete",
-                   f"Every planned task and item of this run is in the records and the report." if not missing else f"Missing from the records: {', '.join(missing)}.",
+    return Verdict("C10", verdict, f"{n_tasks} tasks, {len(missing)} incomplete cell(s)",
+                   "Every planned task and item of this run is in the records and the report." if not missing else f"Missing from the records: {', '.join(missing)}.",
                    list(run.summary["tasks"]), run.names, {"incomplete": missing})
 
 
-CHECKS: dict[str, Callable[[_Run, dict[str, float]], Verdict]] = {
+CHECKS: dict[str, Callable[[RunView, dict[str, float]], Verdict]] = {
     "C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5, "C6": c6, "C7": c7, "C8": c8, "C9": c9, "C10": c10,
 }
 
 
 def evaluate_claims(summary: dict[str, Any], analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> list[Verdict]:
     """A verdict for every configured claim that has a check (unknown ids are reported as not measured)."""
-    run = _Run(summary, analysis)
+    run = RunView(summary, analysis)
     verdicts = []
     for cid, cfg in claims_cfg.items():
-        check: Optional[Callable[[_Run, dict[str, float]], Verdict]] = CHECKS.get(cid)
+        check: Optional[Callable[[RunView, dict[str, float]], Verdict]] = CHECKS.get(cid)
         if check is None:
             v = Verdict(cid, NOT_MEASURED, "-", "No check is implemented for this claim id (harness/claims.py).")
         else:

@@ -2,8 +2,9 @@
 
 - ``harness [hydra overrides]``: run an experiment (``-m`` for a sweep);
 - ``harness report RUN_DIR [key=value ...]``: rebuild summary, statistics, claims, report.md/.html from the records;
+- ``harness report DIR DIR ... [--out OUT_DIR]``: one comparison from several runs, a sweep directory or a cell store;
 - ``harness claims RUN_DIR [claims.C3.thresholds.accuracy_tolerance=0.03 ...]``: the verdicts again, no model loaded;
-- ``harness merge OUT_DIR RUN_DIR RUN_DIR ...``: one report over the models of several runs;
+- ``harness merge OUT_DIR RUN_DIR RUN_DIR ...``: the same as ``harness report RUN_DIR ... --out OUT_DIR``;
 - ``harness export-lmeval OUT_DIR [TASK ...]``: write lm-eval task YAMLs for harness tasks.
 
 Bad input (unknown names, malformed task files, impossible settings) ends with
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 from harness.config import CONFIG_DIR, register_configs
 from harness.errors import EXIT_USAGE, HarnessError
+
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
 
 
 def _fail(message: str) -> NoReturn:
@@ -77,8 +80,16 @@ def quiet_libraries() -> None:
         pass
 
 
-def _split_runs(args: Sequence[str], usage: str) -> tuple[list[Path], list[str]]:
-    """Run directories and key=value overrides, checked."""
+def _split_runs(args: Sequence[str], usage: str) -> tuple[list[Path], list[str], Optional[Path]]:
+    """Directories, key=value overrides and ``--out DIR``, checked."""
+    args = list(args)
+    out = None
+    if "--out" in args:
+        i = args.index("--out")
+        if i + 1 >= len(args):
+            _fail(f"--out needs a directory -- fix: {usage} ... --out results/combined")
+        out = Path(args[i + 1])
+        del args[i : i + 2]
     overrides = [a for a in args if "=" in a and not Path(a).exists()]
     runs = [Path(a) for a in args if a not in overrides]
     if not runs:
@@ -86,23 +97,36 @@ def _split_runs(args: Sequence[str], usage: str) -> tuple[list[Path], list[str]]
     for run_dir in runs:
         if not run_dir.is_dir():
             _fail(f"run directory {run_dir} does not exist -- fix: pass a directory under results/")
-    return runs, overrides
+    return runs, overrides, out
+
+
+def _comparison_dir(runs: list[Path], out: Optional[Path]) -> Path:
+    """The directory a report goes to: the run itself, or a new one combining several runs / a sweep / a store."""
+    from harness.comparison import is_run_dir, write_combined
+
+    if len(runs) == 1 and out is None and is_run_dir(runs[0]):
+        return runs[0]
+    if len(runs) == 1 and out is None and (runs[0] / "plan.json").is_file():
+        return runs[0]  # an older run: read_run explains what to do
+    if out is None and len(runs) == 1:
+        out = runs[0] / "comparison"  # a sweep directory or a store: the combined report lives inside it
+    return write_combined(runs, out)
 
 
 def _report(args: Sequence[str]) -> None:
     from harness.report import build_report
 
-    runs, overrides = _split_runs(args, "harness report")
-    for run_dir in runs:
-        build_report(run_dir, console=make_console(), overrides=overrides)
+    runs, overrides, out = _split_runs(args, "harness report")
+    build_report(_comparison_dir(runs, out), console=make_console(), overrides=overrides)
 
 
 def _claims(args: Sequence[str]) -> None:
     """Recompute the verdicts of existing runs (no model is loaded), e.g. with other thresholds."""
     from harness.records import read_json
-    from harness.report import CLAIMS_HEADER, build_report, claim_rows
+    from harness.report import build_report
+    from harness.tables import CLAIMS_HEADER, claim_rows
 
-    runs, overrides = _split_runs(args, "harness claims")
+    runs, overrides, _ = _split_runs(args, "harness claims")
     console = make_console()
     for run_dir in runs:
         build_report(run_dir, console=None, overrides=overrides)
@@ -120,29 +144,21 @@ def _claims(args: Sequence[str]) -> None:
 
 
 def _merge(args: Sequence[str]) -> None:
-    from harness.config import compose
-    from harness.merge import merge_runs
-
+    """Kept for older scripts: ``harness report RUN_DIR ... --out OUT_DIR`` does the same."""
     if len(args) < 3:
-        _fail("harness merge needs an output directory and at least two runs -- fix: harness merge OUT_DIR RUN_DIR RUN_DIR ...")
-    out_dir = Path(args[0])
-    runs, _ = _split_runs(args[1:], "harness merge")
-    from omegaconf import OmegaConf
-
-    claims = OmegaConf.to_container(compose([]).claims, resolve=True)
-    report = merge_runs(runs, out_dir, claims)  # type: ignore[arg-type]
-    make_console().print(report.read_text())
+        _fail("harness merge needs an output directory and at least two runs -- fix: harness report RUN_DIR RUN_DIR --out OUT_DIR")
+    _report([*args[1:], "--out", args[0]])
 
 
 def _export_lmeval(args: Sequence[str]) -> None:
-    from harness.config import PROJECT_ROOT
     from harness.lmeval_export import export_tasks
+    from harness.resources import tasks_dir as shipped_tasks_dir
     from harness.tasks import available_tasks, find_task, load_task
 
     if not args:
         _fail("harness export-lmeval needs an output directory -- fix: harness export-lmeval OUT_DIR [TASK ...]")
     out_dir, names = Path(args[0]), list(args[1:])
-    tasks_dir = PROJECT_ROOT / "tasks"
+    tasks_dir = shipped_tasks_dir()
     if not names:
         names = sorted(n for n in available_tasks(tasks_dir) if n.startswith("seed_"))
     paths = export_tasks([load_task(find_task(n, tasks_dir)) for n in names], out_dir)
@@ -164,8 +180,16 @@ def _run_hydra() -> None:
             run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir), console=make_console())
         except HarnessError as exc:  # exit here: Hydra would print its own line before re-raising
             _fail(str(exc))
+        except KeyboardInterrupt:
+            _interrupted()
 
     _main()
+
+
+def _interrupted() -> NoReturn:
+    print("interrupted: every record written so far is kept in its cell -- fix: run the same command again to resume "
+          "(complete cells are reused, the interrupted one continues after its last record)", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -192,6 +216,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         _fail(str(exc))
     except (HydraException, OmegaConfBaseException) as exc:
         _fail(explain_hydra_error(exc))
+    except KeyboardInterrupt:
+        _interrupted()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from harness.resources import config_dir
+
 
 class ModelSource(str, Enum):
     """Where a model's weights come from (one module of ``harness.models`` each)."""
@@ -61,13 +63,14 @@ class ModelConfig:
     gguf: Optional[GGUFWheelConfig] = None  # source=gguf_wheel
     random: Optional[RandomInitConfig] = None  # source=random
     dtype: Optional[str] = None  # overrides runtime.dtype for this model
+    engine: Optional[str] = None  # overrides runtime.engine for this model
     trust_remote_code: bool = False
     description: str = ""
 
 
 @dataclass
 class PairConfig:
-    """The comparison: a small and a large model."""
+    """Two-model shorthand for a comparison: a small and a large (reference) model."""
 
     name: str = MISSING
     small: ModelConfig = MISSING
@@ -98,13 +101,17 @@ class RuntimeConfig:
     chat_template: bool = True  # apply the model's chat template when it has one
     num_fewshot: Optional[int] = None  # overrides each task's own number of examples
     progress: bool = True
+    engine: str = "hf"  # how models are executed (harness.engines): hf = transformers
+    recompute: bool = False  # compute every cell afresh (a new cell directory; nothing on disk is overwritten)
 
 
 @dataclass
 class PathsConfig:
-    """Where things live. Relative paths are resolved against the project root."""
+    """Where things live. Relative paths are resolved against the working directory."""
 
-    tasks_dir: str = "tasks"
+    tasks_dir: Optional[str] = None  # None: the shipped tasks (tasks/ of the checkout or of the installed package)
+    task_dirs: list[str] = field(default_factory=list)  # your own task directories, searched before the shipped ones
+    store_dir: str = "results/cells"  # the cell store; point several jobs or machines at one shared directory
     cache_dir: Optional[str] = None  # None: $HARNESS_CACHE or ~/.cache/small-vs-large
     lmeval_include_path: Optional[str] = None  # extra directory of lm-eval task YAMLs for lmeval:<task> (besides tasks/lmeval/)
 
@@ -137,7 +144,10 @@ class ClaimConfig:
 class RunConfig:
     """The whole run (``configs/config.yaml``)."""
 
-    pair: PairConfig = MISSING
+    pair: Optional[PairConfig] = None  # two-model shorthand, used when ``models`` is empty
+    models: list[str] = field(default_factory=list)  # model config names (configs/model/): a comparison of N models
+    reference: Optional[str] = None  # the model every other is compared with; None: the one with the most parameters
+    name: Optional[str] = None  # the comparison's name; None: the pair's name, or the models joined by "+"
     task: TaskGroupConfig = MISSING
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     hardware: HardwareConfig = MISSING
@@ -146,8 +156,20 @@ class RunConfig:
     print_report: bool = True
 
 
+def _comparison_name(name: Optional[str], pair_name: Optional[str], models: Any) -> str:
+    """The run directory's name for a comparison: its name, the models joined by '+', or the pair's name."""
+    if name:
+        return str(name)
+    if models:
+        return "+".join(str(m) for m in models)
+    return str(pair_name)
+
+
 def register_configs() -> None:
-    """Register the schemas with Hydra (idempotent)."""
+    """Register the schemas and resolvers with Hydra (idempotent)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("comparison_name", _comparison_name, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
@@ -155,8 +177,8 @@ def register_configs() -> None:
     cs.store(group="hardware", name="hardware_schema", node=HardwareConfig)
 
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "configs"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the source checkout (git commit, relative paths in plan.json)
+CONFIG_DIR = config_dir()
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> Any:
@@ -169,3 +191,51 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         return hydra_compose(config_name, overrides=list(overrides or []), return_hydra_config=False)
+
+
+def _model_names() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+
+
+def load_model_config(name: str) -> ModelConfig:
+    """``configs/model/<name>.yaml`` (or one on the user's Hydra search path), typed."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.errors import ConfigError
+
+    register_configs()
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside the Hydra app: its search path, user config dirs included
+            node = hydra_compose(config_name=f"model/{name}")
+        else:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+                node = hydra_compose(config_name=f"model/{name}")
+    except HydraException as exc:
+        raise ConfigError(f"unknown model {name!r} in models=[...]", f"use model config names: {', '.join(_model_names())} (or add configs/model/{name}.yaml)") from exc
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"model config {name!r}: {str(exc).splitlines()[0]}", "fix the model's YAML (types are in harness/config.py ModelConfig)") from exc
+    return OmegaConf.to_object(node.model)  # type: ignore[return-value]
+
+
+def resolve_models(cfg: RunConfig) -> list[ModelConfig]:
+    """The comparison's models: ``models=[...]`` by config name, else the pair's two."""
+    from harness.errors import ConfigError
+
+    if cfg.models:
+        models = [load_model_config(n) for n in cfg.models]
+    elif cfg.pair is not None:
+        models = [cfg.pair.small, cfg.pair.large]
+    else:
+        raise ConfigError("no models to compare", "pass pair=<name> or models=[a,b,...]")
+    names = [m.name for m in models]
+    if len(models) < 2:
+        raise ConfigError(f"a comparison needs at least two models, got {names}", "list two or more: models=[a,b]")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"model {dup[0]!r} appears twice in the comparison", "list each model once (copy its config under another name to compare two settings)")
+    return models

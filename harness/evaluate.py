@@ -1,20 +1,35 @@
-"""Run one task on one loaded model: warm-up, timed scoring, per-sample records."""
+"""Run one task on one engine: warm-up, timed scoring, per-sample records.
+
+Only the engine interface is used here (``harness.engines.base.Engine``): no
+transformers, so any engine gets the same records, warm-up and trackers.
+"""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+import math
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from harness.config import RuntimeConfig
 from harness.energy import EnergyReading, EnergyTracker
+from harness.engines.base import Engine
 from harness.memory import MemoryStats, MemoryTracker
 from harness.metrics import key_fact_recall, rouge
-from harness.models import LoadedModel
 from harness.prompts import Prompt, build_prompt
 from harness.records import RecordWriter, SampleRecord
-from harness.scoring import batches, generate, score_choices, softmax
 from harness.tasks import Sample, Task, TaskType
-from harness.timing import Stopwatch
 
 Progress = Callable[[int], None]
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def softmax(values: Sequence[float]) -> list[float]:
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
 
 
 def _choices(task: Task, sample: Sample) -> tuple[list[str], list[str]]:
@@ -24,23 +39,26 @@ def _choices(task: Task, sample: Sample) -> tuple[list[str], list[str]]:
     return list(task.spec.labels), list(task.spec.labels.values())
 
 
-def _warm_up(lm: LoadedModel, task: Task, samples: Sequence[Sample], runtime: RuntimeConfig) -> None:
+def _prompts(engine: Engine, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig) -> list[Prompt]:
+    return [build_prompt(task, s, engine.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
+
+
+def _warm_up(engine: Engine, task: Task, samples: Sequence[Sample], runtime: RuntimeConfig) -> None:
     """Untimed passes first: kernels, allocator and caches reach their steady state."""
     head = samples[: runtime.batch_size]
-    first = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in head]
+    first = _prompts(engine, task, head, runtime)
     for _ in range(runtime.warmup_steps):
         if task.type is TaskType.classification:
-            score_choices(lm, first, [_choices(task, s)[1] for s in head])
+            engine.loglikelihood(first, [_choices(task, s)[1] for s in head])
         else:
-            generate(lm, first, max_new_tokens=2, stops=[])
+            engine.generate_until(first, max_new_tokens=2, stops=[])
 
 
-def _record(lm: LoadedModel, task: Task, sample: Sample, prompt: Prompt, role: str, batch_size: int, **measured: Any) -> SampleRecord:
+def _record(engine: Engine, task: Task, sample: Sample, prompt: Prompt, batch_size: int, **measured: Any) -> SampleRecord:
     """The fields every record shares, plus what this kind of task measured."""
     return SampleRecord(
         task=task.name,
-        model=lm.name,
-        role=role,
+        model=engine.model_name,
         sample_id=sample.id,
         prompt=prompt.text,
         gold=sample.target,
@@ -50,11 +68,10 @@ def _record(lm: LoadedModel, task: Task, sample: Sample, prompt: Prompt, role: s
     )
 
 
-def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> tuple[list[SampleRecord], float]:
+def _classify(engine: Engine, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig) -> tuple[list[SampleRecord], float]:
     options = [_choices(task, s) for s in batch]
-    prompts = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
-    with Stopwatch(lm.device) as sw:
-        scored = score_choices(lm, prompts, [texts for _, texts in options])
+    prompts = _prompts(engine, task, batch, runtime)
+    scored, seconds = engine.loglikelihood(prompts, [texts for _, texts in options])
     records = []
     for sample, prompt, sc, (labels, _) in zip(batch, prompts, scored, options):
         best = max(range(len(labels)), key=lambda i: sc.logliks[i])
@@ -62,12 +79,12 @@ def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Run
         ranked = sorted(probs, reverse=True)
         records.append(
             _record(
-                lm, task, sample, prompt, role, len(batch),
+                engine, task, sample, prompt, len(batch),
                 prediction=labels[best],
                 scores={"correct": float(labels[best] == sample.target)},
                 input_tokens=sc.input_tokens,
                 output_tokens=0,
-                latency_s=sw.elapsed,
+                latency_s=seconds,
                 details={
                     "choices": labels,
                     "logliks": sc.logliks,
@@ -79,12 +96,12 @@ def _classify(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Run
                 },
             )
         )
-    return records, sw.elapsed
+    return records, seconds
 
 
-def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig, role: str) -> tuple[list[SampleRecord], float]:
-    prompts = [build_prompt(task, s, lm.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
-    outs = generate(lm, prompts, task.spec.max_new_tokens, task.spec.stop)
+def _summarize(engine: Engine, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig) -> tuple[list[SampleRecord], float]:
+    prompts = _prompts(engine, task, batch, runtime)
+    outs = engine.generate_until(prompts, task.spec.max_new_tokens, task.spec.stop)
     records = []
     for sample, prompt, out in zip(batch, prompts, outs):
         scores = rouge(out.text, sample.target)
@@ -93,7 +110,7 @@ def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Ru
             scores["key_fact_recall"] = key_fact_recall(out.text, sample.fields[facts_field], task.spec.key_fact_min_share)
         records.append(
             _record(
-                lm, task, sample, prompt, role, len(batch),
+                engine, task, sample, prompt, len(batch),
                 prediction=out.text,
                 scores=scores,
                 input_tokens=out.input_tokens,
@@ -108,26 +125,26 @@ def _summarize(lm: LoadedModel, task: Task, batch: Sequence[Sample], runtime: Ru
 
 
 def evaluate_task(
-    lm: LoadedModel,
+    engine: Engine,
     task: Task,
     samples: Sequence[Sample],
     runtime: RuntimeConfig,
-    role: str,
     writer: RecordWriter,
     progress: Optional[Progress] = None,
 ) -> tuple[float, MemoryStats, EnergyReading]:
-    """Score ``samples``, writing a record per sample; returns (model seconds, peak memory, energy).
+    """Score ``samples``, writing (and flushing) a record per sample; returns (model seconds, peak memory, energy).
 
     The seconds are the sum of the timed model calls (prompt building, metric
     computation and record writing are excluded), so throughput and cost
     reflect the model, not the harness.
     """
-    _warm_up(lm, task, samples, runtime)
+    if samples:
+        _warm_up(engine, task, samples, runtime)
     run = _classify if task.type is TaskType.classification else _summarize
     wall = 0.0
-    with MemoryTracker(lm.device) as mem, EnergyTracker(lm.device) as energy:
+    with MemoryTracker(engine.device) as mem, EnergyTracker(engine.device) as energy:
         for batch in batches(samples, runtime.batch_size):
-            records, seconds = run(lm, task, batch, runtime, role)
+            records, seconds = run(engine, task, batch, runtime)
             for record in records:
                 writer.write(record)
             wall += seconds

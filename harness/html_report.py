@@ -6,9 +6,9 @@ import html
 from pathlib import Path
 from typing import Any
 
-from harness.report import (
-    CLAIMS_HEADER, COST_HEADER, MODEL_HEADER, STATS_HEADER, TASK_HEADER, _sampling, _secondary, claim_rows, cost_rows, model_rows,
-    stats_rows, task_rows,
+from harness.tables import (
+    CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, cell_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line, secondary_lines,
+    stats_header, stats_rows, task_header, task_rows, task_title,
 )
 
 _CSS = """
@@ -38,9 +38,9 @@ def render_html(summary: dict[str, Any], env: dict[str, Any] | None, config: dic
                 verdicts: list[dict[str, Any]], plots: dict[str, Path], analysis: dict[str, Any] | None = None) -> str:
     env = env or {}
     hw = summary.get("hardware") or {}
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['pair'])} on {html.escape(summary['task_group'])}</title>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['name'])} on {html.escape(summary['task_group'])}</title>",
              f"<style>{_CSS}</style></head><body>",
-             f"<h1>Small vs large: {html.escape(summary['pair'])} on {html.escape(summary['task_group'])}</h1>"]
+             f"<h1>Small vs large: {html.escape(summary['name'])} on {html.escape(summary['task_group'])}</h1>"]
     if verdicts:
         classes = [v["verdict"].split()[0] for v in verdicts]
         parts += ["<h2>Claims of the seed articles</h2>", _table(CLAIMS_HEADER, claim_rows(verdicts), classes), "<ul>"]
@@ -48,23 +48,26 @@ def render_html(summary: dict[str, Any], env: dict[str, Any] | None, config: dic
             parts.append(f"<li><b>{html.escape(v['id'])}</b> ({html.escape(v['verdict'])}): {html.escape(v['sentence'])}"
                          f"<blockquote>{html.escape(v['quote'])} ({html.escape(v['who'])}, {html.escape(v['source'])})</blockquote></li>")
         parts += ["</ul>", "<p class='note'>Verdicts hold for these models and tasks only; supported/refuted need the whole 95% interval on one side of the threshold.</p>"]
-    parts += ["<h2>Per task (S = small, L = large; ratios below 1 favour the small model)</h2>", _table(TASK_HEADER, task_rows(summary))]
-    if analysis and stats_rows(analysis):
-        parts += ["<h2>Statistics (95% bootstrap intervals, paired over the same items)</h2>", _table(STATS_HEADER, stats_rows(analysis))]
+    parts += [f"<h2>{html.escape(task_title(summary))}</h2>", _table(task_header(summary), task_rows(summary))]
+    if analysis and stats_rows(summary, analysis):
+        parts += ["<h2>Statistics (95% bootstrap intervals, paired over the same items)</h2>", _table(stats_header(summary), stats_rows(summary, analysis))]
     for name, title in [("quality_with_ci", "Quality with 95% CI"), ("quality_vs_latency", "Quality vs latency"),
                         ("quality_vs_memory", "Quality vs memory"), ("quality_vs_cost", "Quality vs cost"), ("cascade", "Cascade: small first, large when unsure")]:
         if name in plots:
             parts += [f"<h2>{title}</h2>", _img(plots[name], title)]
     parts += ["<h2>Models</h2>", _table(MODEL_HEADER, model_rows(summary))]
     if cost_rows(summary):
-        parts += [f"<h2>Cost, energy and carbon ({html.escape(str(hw.get('name')))})</h2>", _table(COST_HEADER, cost_rows(summary)),
+        parts += [f"<h2>Cost, energy and carbon ({html.escape(str(hw.get('name')))})</h2>", _table(cost_header(summary), cost_rows(summary)),
                   f"<p class='note'>USD {hw.get('hourly_usd')}/h; energy measured where a counter was readable, otherwise estimated as {hw.get('power_w')} W x time; {hw.get('grid_gco2_per_kwh')} g CO2/kWh.</p>"]
-    parts += ["<h2>All metrics</h2><ul>" + "".join(f"<li>{html.escape(line.lstrip('- '))}</li>" for line in _secondary(summary)) + "</ul>"]
+    parts += ["<h2>All metrics</h2><ul>" + "".join(f"<li>{html.escape(line.lstrip('- '))}</li>" for line in secondary_lines(summary)) + "</ul>"]
+    parts += ["<h2>Cells</h2>", _table(CELLS_HEADER, cell_rows(summary))]
+    if summary.get("missing_cells"):
+        parts += [f"<p><b>Missing cells:</b> {html.escape(', '.join(summary['missing_cells']))} (rerun the same command to compute them).</p>"]
     pk = env.get("packages", {})
     parts += ["<h2>Method</h2><ul>",
               f"<li>Hardware: {html.escape(str(env.get('cpu')))} ({env.get('cpu_count')} CPUs)" + (f"; GPUs: {html.escape(', '.join(env['cuda']['devices']))}" if env.get("cuda") else "") + "</li>",
-              f"<li>{html.escape(_sampling(config).lstrip('- '))}</li>",
+              f"<li>{html.escape(sampling_line(config).lstrip('- '))}</li>",
               f"<li>Versions: torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}; git {env.get('git_commit')}</li>",
-              "<li>Every number comes from samples/&lt;role&gt;/&lt;task&gt;.jsonl; statistics in analysis.json, verdicts in claims.json.</li></ul>",
+              "<li>Every number comes from the cells' records.jsonl (paths in cells.json); statistics in analysis.json, verdicts in claims.json.</li></ul>",
               "</body></html>"]
     return "\n".join(parts)

@@ -80,7 +80,8 @@ def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -
 
 def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path:
     tasks = [t for t in summary["tasks"] if t in analysis["tasks"]]
-    roles = sorted({r for t in tasks for r in analysis["tasks"][t]["models"]}, key=lambda r: r != "small")
+    present = {r for t in tasks for r in analysis["tasks"][t]["models"]}
+    roles = [n for n in summary.get("order") or sorted(present) if n in present]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(tasks)), 3.8))
     width = 0.8 / max(1, len(roles))
     for i, role in enumerate(roles):
@@ -95,8 +96,8 @@ def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path
             ys.append(est["value"] * 100)
             lo.append((est["value"] - est["low"]) * 100)
             hi.append((est["high"] - est["value"]) * 100)
-        name = summary["models"].get(role, {}).get("name", role)
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=f"{role}: {name}")
+        label = summary["models"].get(role, {}).get("role", "")
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=f"{label}: {role}" if label else role)
     ax.set_xticks([j + width * (len(roles) - 1) / 2 for j in range(len(tasks))])
     ax.set_xticklabels(tasks, fontsize=7, rotation=15)
     _style(ax, "quality per task", "", "accuracy / ROUGE-L x100 (95% CI)")
@@ -104,17 +105,23 @@ def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path
 
 
 def _cascade(analysis: dict[str, Any], path: Path) -> Path | None:
-    curves = {t: e["comparison"]["cascade"] for t, e in analysis["tasks"].items()
-              if e.get("comparison", {}).get("cascade", {}).get("available")}
+    curves: dict[str, dict[str, Any]] = {}
+    for task, e in analysis["tasks"].items():
+        for cand, cmp in (e.get("comparisons") or {}).items():
+            if cmp.get("cascade", {}).get("available"):
+                curves.setdefault(task, {})[cand] = cmp["cascade"]
     if not curves:
         return None
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
-    for ax, (task, cas) in zip(axes[0], curves.items()):
-        ax.plot([p["cost_share"] for p in cas["curve"]], [p["score"] * 100 for p in cas["curve"]], "-o", markersize=2.5, label="cascade")
+    for ax, (task, per_model) in zip(axes[0], curves.items()):
+        for cand, cas in per_model.items():
+            ax.plot([p["cost_share"] for p in cas["curve"]], [p["score"] * 100 for p in cas["curve"]], "-o", markersize=2.5,
+                    label=f"{cand} first" if len(per_model) > 1 else "cascade")
+            if cas["best"]:
+                ax.scatter([cas["best"]["cost_share"]], [cas["best"]["score"] * 100], s=80, facecolors="none", edgecolors="red")
+        cas = next(iter(per_model.values()))
         ax.axhline(cas["target_score"] * 100, color="red", linewidth=0.8, linestyle=":", label=f"{cas['keep_share']:.0%} of large")
         ax.axhline(cas["large_score"] * 100, color="grey", linewidth=0.8, label="large only")
-        if cas["best"]:
-            ax.scatter([cas["best"]["cost_share"]], [cas["best"]["score"] * 100], s=80, facecolors="none", edgecolors="red", label="cheapest kept")
         _style(ax, task, "cost (latency) relative to large only", "score x100", legend_size=6)
     return _save(fig, path)
 

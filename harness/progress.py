@@ -29,9 +29,10 @@ class RunProgress:
         self._progress.__exit__(*exc)
 
     def note(self, message: str) -> None:
-        if self.enabled:
-            self._progress.console.log(message)
+        """A log line (shown with or without the bars: what was reused, resumed, loaded)."""
+        self._progress.console.log(message, markup=False, highlight=False)
 
-    def task(self, description: str, total: int) -> Callable[[int], None]:
-        task_id = self._progress.add_task(description, total=total)
+    def task(self, description: str, total: int, completed: int = 0) -> Callable[[int], None]:
+        """A bar for ``total`` items, ``completed`` of them done before (a resumed cell)."""
+        task_id = self._progress.add_task(description, total=total, completed=completed)
         return lambda n: self._progress.advance(task_id, n)

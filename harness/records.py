@@ -1,10 +1,9 @@
 """Per-sample records: the ground truth of every number in a report.
 
-One JSONL per model and task under ``<run>/samples/<role>/<task>.jsonl``
-(role = small | large; the model's name is in every record),
-plus ``<task>.meta.json`` with what was measured over the whole task (wall
-time, peak memory). Files are written under a temporary name and renamed
-when complete, so an interrupted run never leaves a half file that looks whole.
+One JSON line per item, appended and flushed as soon as the item is scored,
+so a killed run loses at most the batch in flight (``harness.cells`` keeps them
+per model and task). JSON files other than records are written atomically
+(temp file + rename), so a reader never sees half a file.
 """
 from __future__ import annotations
 
@@ -12,14 +11,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 
 @dataclass
 class SampleRecord:
     task: str
     model: str
-    role: str  # small | large
     sample_id: str
     prompt: str
     gold: Any  # label, or list of references
@@ -35,20 +33,18 @@ class SampleRecord:
     metadata: dict[str, Any] = field(default_factory=dict)  # provenance (seed file, paragraph...)
 
 
-def samples_path(run_dir: Path, role: str, task: str) -> Path:
-    return run_dir / "samples" / role / f"{task}.jsonl"
-
-
-def meta_path(run_dir: Path, role: str, task: str) -> Path:
-    return run_dir / "samples" / role / f"{task}.meta.json"
-
-
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
+    """Write JSON atomically (temp file + rename); the temp name is per process, so racing writers never mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:
@@ -56,38 +52,38 @@ def read_json(path: Path) -> Any:
 
 
 class RecordWriter:
-    """Appends records to ``<final>.partial`` and renames it to ``<final>`` on success."""
+    """Appends records to a JSONL file, one flushed line per record."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.partial = path.with_name(path.name + ".partial")
-        self._fh = None
+        self._fh: Any = None
         self.count = 0
 
     def __enter__(self) -> "RecordWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.partial, "w", encoding="utf-8")
+        self._fh = open(self.path, "a", encoding="utf-8")
         return self
 
     def write(self, record: SampleRecord) -> None:
         assert self._fh is not None
+        # one write() per line: a kill leaves at most one partial last line, which a reader drops
         self._fh.write(json.dumps(asdict(record), ensure_ascii=False, default=str) + "\n")
         self._fh.flush()
         self.count += 1
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
+    def __exit__(self, *exc: object) -> None:
         assert self._fh is not None
+        os.fsync(self._fh.fileno())
         self._fh.close()
-        if exc_type is None:
-            os.replace(self.partial, self.path)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every complete record of a JSONL file (a partial last line, left by a kill, is skipped)."""
+    out = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def iter_sample_files(run_dir: Path) -> Iterator[tuple[str, str, Path]]:
-    """(role, task, path) for every complete records file of a run."""
-    for path in sorted((run_dir / "samples").glob("*/*.jsonl")):
-        yield path.parent.name, path.stem, path
+        for line in fh:
+            if not line.endswith("\n"):
+                break  # written when the process was killed: not a record
+            if line.strip():
+                out.append(json.loads(line))
+    return out

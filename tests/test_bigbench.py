@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_records
 from harness.errors import TaskFileError
 from harness.sources import bigbench, parse
 from harness.tasks import TaskType, resolve_task, resolve_tasks
@@ -221,23 +222,23 @@ def test_full_run_on_bigbench_tasks(cache, tmp_path):
     cfg = compose([
         "pair=tiny", "task.name=bb", "task.tasks=[bigbench:toy/mc,bigbench:toy/gen]", f"paths.cache_dir={cache}",
         "runtime.device=cpu", "runtime.dtype=float32", "runtime.batch_size=2", "runtime.progress=false", "runtime.warmup_steps=1",
-        "+task.limits.bigbench-toy-gen=1", "print_report=false",
+        "+task.limits.bigbench-toy-gen=1", "print_report=false", f"paths.store_dir={tmp_path / 'cells'}",
     ])
     run_dir = tmp_path / "run"
     run_experiment(cfg, run_dir)
     plan = json.loads((run_dir / "plan.json").read_text())
     assert plan["tasks"]["bigbench-toy-mc"]["source"]["path"] == "toy/mc"
     assert plan["tasks"]["bigbench-toy-gen"]["n_selected"] == 1 and plan["tasks"]["bigbench-toy-gen"]["n_available"] == 2
-    for role in ("small", "large"):
-        recs = [json.loads(x) for x in (run_dir / "samples" / role / "bigbench-toy-mc.jsonl").read_text().splitlines()]
+    for model in ("tiny_olmoe", "tiny_llama"):
+        recs = run_records(run_dir, model, "bigbench-toy-mc")
         assert [r["details"]["choices"] for r in recs] == [["a", "b", "c", "d"], ["d", "c", "b", "a"], ["yes", "no"]]
         for r in recs:
             assert r["prediction"] in r["details"]["choices"] and len(r["details"]["logliks"]) == len(r["details"]["choices"])
             assert r["scores"]["correct"] == float(r["prediction"] == r["gold"])
     summary = json.loads((run_dir / "summary.json").read_text())
-    small = summary["tasks"]["bigbench-toy-mc"]["results"]["small"]["quality"]
+    small = summary["tasks"]["bigbench-toy-mc"]["results"]["tiny_olmoe"]["quality"]
     assert 0.0 <= small["accuracy"] <= 1.0 and small["macro_f1"] == small["macro_f1"]  # not NaN
-    assert "rougeL" in summary["tasks"]["bigbench-toy-gen"]["results"]["large"]["quality"]
+    assert "rougeL" in summary["tasks"]["bigbench-toy-gen"]["results"]["tiny_llama"]["quality"]
     assert "bigbench-toy-mc" in (run_dir / "report.md").read_text()
 
 

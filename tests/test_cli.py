@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT
+from conftest import run_records
 
 HARNESS = [sys.executable, "-m", "harness"]
 
 
 def run_cli(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, from a directory of its own (results/cells lands there)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(tmp_path / "cache"), **(env or {})}
-    return subprocess.run(HARNESS + args, cwd=PROJECT_ROOT, capture_output=True, text=True, env=full_env, timeout=600)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(HARNESS + args, cwd=tmp_path, capture_output=True, text=True, env=full_env, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -30,32 +32,36 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_full_tiny_run_writes_every_result_file(tiny_run):
-    for name in ["config.json", "environment.json", "plan.json", "summary.json", "analysis.json", "claims.json", "report.md",
+    for name in ["config.json", "environment.json", "plan.json", "cells.json", "summary.json", "analysis.json", "claims.json", "report.md",
                  "report.html", "plots/quality_vs_latency.png", "plots/quality_vs_memory.png", "plots/quality_vs_cost.png",
                  "plots/quality_with_ci.png", "plots/cascade.png", ".hydra/config.yaml"]:
         assert (tiny_run / name).is_file(), name
-    for model in ["small", "large"]:
-        assert (tiny_run / "models" / f"{model}.json").is_file()
+    cells = json.loads((tiny_run / "cells.json").read_text())["cells"]
+    assert {(c["model"], c["task"]) for c in cells} == {(m, t) for m in ("tiny_olmoe", "tiny_llama") for t in ("smoke_classify", "smoke_summarize")}
+    assert all(c["status"] == "computed" and Path(c["path"]).is_relative_to(tiny_run.parent / "results" / "cells") for c in cells)
+    for model in ["tiny_olmoe", "tiny_llama"]:
         for task, n in [("smoke_classify", 4), ("smoke_summarize", 3)]:
-            lines = (tiny_run / "samples" / model / f"{task}.jsonl").read_text().splitlines()
-            assert len(lines) == n
-            rec = json.loads(lines[0])
+            recs = run_records(tiny_run, model, task)
+            assert len(recs) == n
+            rec = recs[0]
             assert {"prompt", "gold", "prediction", "scores", "latency_s", "input_tokens", "output_tokens"} <= set(rec)
-            assert rec["latency_s"] > 0 and rec["input_tokens"] > 0
+            assert rec["latency_s"] > 0 and rec["input_tokens"] > 0 and rec["model"] == model
             if task == "smoke_summarize":
                 assert rec["ttft_s"] is not None and set(rec["scores"]) == {"rouge1", "rouge2", "rougeL"}
-            meta = json.loads((tiny_run / "samples" / model / f"{task}.meta.json").read_text())
-            assert meta["n"] == n and meta["memory"]["peak_bytes"] > 0
+            cell = next(c for c in cells if c["model"] == model and c["task"] == task)
+            manifest = json.loads((Path(cell["path"]) / "manifest.json").read_text())
+            assert manifest["status"] == "complete" and manifest["n_done"] == n and manifest["sessions"][0]["memory"]["peak_bytes"] > 0
+            assert manifest["parts"]["task"]["sample_ids"] == [r["sample_id"] for r in recs]
     summary = json.loads((tiny_run / "summary.json").read_text())
-    cmp = summary["comparisons"]["smoke_classify"]
+    assert summary["order"] == ["tiny_olmoe", "tiny_llama"] and summary["reference"] == "tiny_llama"
+    cmp = summary["comparisons"]["smoke_classify"]["tiny_olmoe"]
     assert cmp["same_items"] and cmp["metric"] == "accuracy"
-    small = summary["tasks"]["smoke_classify"]["results"]["small"]
-    recs = [json.loads(x) for x in (tiny_run / "samples" / "small" / "smoke_classify.jsonl").read_text().splitlines()]
-    assert all(r["model"] == "tiny_olmoe" for r in recs)
+    small = summary["tasks"]["smoke_classify"]["results"]["tiny_olmoe"]
+    recs = run_records(tiny_run, "tiny_olmoe", "smoke_classify")
     assert small["quality"]["accuracy"] == pytest.approx(sum(r["scores"]["correct"] for r in recs) / len(recs))
     models = summary["models"]
-    assert models["small"]["name"] == "tiny_olmoe" and models["large"]["name"] == "tiny_llama"
-    assert models["small"]["params"]["is_moe"] and models["small"]["params"]["active"] < models["small"]["params"]["total"]
+    assert models["tiny_olmoe"]["role"] == "small" and models["tiny_llama"]["role"] == "large"
+    assert models["tiny_olmoe"]["params"]["is_moe"] and models["tiny_olmoe"]["params"]["active"] < models["tiny_olmoe"]["params"]["total"]
     report = (tiny_run / "report.md").read_text()
     assert "| smoke_classify | 4 of 6 | accuracy %" in report and "tiny_olmoe" in report
 
@@ -81,11 +87,12 @@ def test_claims_command_recomputes_with_new_thresholds(tiny_run, tmp_path):
     run_cli(["claims", str(tiny_run)], tmp_path)  # back to the configured thresholds
 
 
-def test_merge_runs_into_one_report(tiny_run, tmp_path):
+def test_merge_is_a_combined_report(tiny_run, tmp_path):
     proc = run_cli(["merge", str(tmp_path / "merged"), str(tiny_run), str(tiny_run)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (tmp_path / "merged" / "report.md").read_text()
-    assert "Every model on every task" in text and "tiny_olmoe" in text and "C1" in text
+    assert "## Per task (S = small, L = large" in text and "tiny_olmoe" in text and "C1" in text
+    assert json.loads((tmp_path / "merged" / "plan.json").read_text())["sources"] == [str(tiny_run), str(tiny_run)]
 
 
 def test_report_is_rebuilt_from_records(tiny_run, tmp_path):
@@ -97,11 +104,15 @@ def test_report_is_rebuilt_from_records(tiny_run, tmp_path):
     assert json.loads((tiny_run / "summary.json").read_text())["comparisons"] == before["comparisons"]
 
 
-def test_existing_results_are_never_overwritten(tiny_run, tmp_path):
-    before = {p: p.read_bytes() for p in tiny_run.rglob("*.jsonl")}
-    proc = run_cli(["pair=tiny", "task=smoke", f"hydra.run.dir={tiny_run}"], tmp_path)
-    assert proc.returncode == 2 and "already holds results" in proc.stderr
-    assert {p: p.read_bytes() for p in tiny_run.rglob("*.jsonl")} == before
+def test_rerun_reuses_every_cell_and_overwrites_no_record(tiny_run):
+    store = tiny_run.parent / "results" / "cells"
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
+    proc = run_cli(["pair=tiny", "task=smoke", f"hydra.run.dir={tiny_run}", "runtime.progress=false", "runtime.max_samples=4"], tiny_run.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file() and not p.name.endswith(".lock")} == before
+    cells = json.loads((tiny_run / "cells.json").read_text())["cells"]
+    assert [c["status"] for c in cells] == ["reused"] * 4
+    assert "cells: 4 reused" in proc.stdout and "reused" in (tiny_run / "report.md").read_text()
 
 
 def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -125,6 +136,12 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> 
         (["pair=tiny", "runtime.batch_size=two"], ["runtime.batch_size", "Integer"]),
         (["pair=tiny", "runtime.max_samples=0"], ["runtime.max_samples=0"]),
         (["pair=tiny", "runtime.bogus=1"], ["unknown setting 'runtime.bogus'"]),
+        (["pair=tiny", "task=smoke", "runtime.engine=vllm"], ["unknown engine 'vllm'", "runtime.engine=<one of hf>"]),
+        (["pair=tiny", "task=smoke", "reference=nope"], ["reference='nope'", "tiny_olmoe, tiny_llama"]),
+        (["models=[tiny_llama]", "task=smoke"], ["at least two models"]),
+        (["models=[tiny_llama,tiny_llama]", "task=smoke"], ["'tiny_llama' appears twice"]),
+        (["comparison=nope"], ["unknown comparison 'nope'", "offline_three"]),
+        (["pair=tiny", "task=smoke", "paths.store_dir=/proc/no_store_here"], ["cell store /proc/no_store_here is not writable", "paths.store_dir="]),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, needles, tmp_path):
@@ -177,3 +194,12 @@ def test_multirun_sweeps_settings(tmp_path):
     reports = sorted(sweep.glob("*/report.md"))
     assert len(reports) == 2
     assert any("batch_size=2" in str(p) for p in reports)
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    """The shipped SLURM launcher settings compose with the plugin (no SLURM here: nothing is submitted)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc = run_cli(["hydra/launcher=slurm_gpu", "pair=tiny", "hydra.launcher.partition=a100", "--cfg", "hydra", "--package", "hydra.launcher"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for line in ["partition: a100", "gpus_per_node: 1", "timeout_min: 240", "array_parallelism: 8", "SlurmLauncher"]:
+        assert line in proc.stdout, proc.stdout

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import PROJECT_ROOT
 from harness.config import RuntimeConfig
+from harness.engines.hf import HFEngine
 from harness.evaluate import evaluate_task
 from harness.lmeval_export import export_tasks, to_jinja
 from harness.records import RecordWriter, read_records
@@ -33,7 +34,7 @@ def test_lm_eval_accuracy_equals_harness_accuracy(task_name, tiny_llama, tmp_pat
 
     runtime = RuntimeConfig(device="cpu", dtype="float32", chat_template=False, warmup_steps=0, batch_size=8)
     with RecordWriter(tmp_path / "records.jsonl") as writer:
-        evaluate_task(tiny_llama, task, task.samples, runtime, "small", writer)
+        evaluate_task(HFEngine(tiny_llama), task, task.samples, runtime, writer)
     records = read_records(tmp_path / "records.jsonl")
     ours = sum(r["scores"]["correct"] for r in records) / len(records)
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import PROJECT_ROOT
 from harness.config import RuntimeConfig
 from harness.errors import TaskFileError
+from harness.engines.hf import HFEngine
 from harness.evaluate import evaluate_task
 from harness.records import RecordWriter, read_records
 from harness.tasks import TaskType, resolve_task
@@ -93,7 +94,7 @@ def test_harness_accuracy_equals_lm_eval_on_a_task_loaded_by_name(include, tiny_
     task = resolve_task("lmeval:fixture_mc", TASKS_DIR, tmp_path / "cache", include)
     runtime = RuntimeConfig(device="cpu", dtype="float32", chat_template=False, warmup_steps=0, batch_size=4)
     with RecordWriter(tmp_path / "records.jsonl") as writer:
-        evaluate_task(tiny_llama, task, task.samples, runtime, "small", writer)
+        evaluate_task(HFEngine(tiny_llama), task, task.samples, runtime, writer)
     records = read_records(tmp_path / "records.jsonl")
     ours = sum(r["scores"]["correct"] for r in records) / len(records)
 

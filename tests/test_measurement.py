@@ -66,7 +66,7 @@ def test_token_clock_on_gpu(tiny_cfgs):
     from harness.config import RuntimeConfig
     from harness.models import load_model
     from harness.prompts import Prompt
-    from harness.scoring import generate
+    from harness.engines.hf import generate
 
     lm = load_model(tiny_cfgs[1], RuntimeConfig(device="cuda", dtype="float32"))
     out = generate(lm, [Prompt("hello there", " ", False)], max_new_tokens=8, stops=[])[0]

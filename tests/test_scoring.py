@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.prompts import Prompt, build_prompt
-from harness.scoring import cut_at_stop, encode_pair, generate, score_choices
+from harness.engines.hf import cut_at_stop, encode_pair, generate, score_choices
 from harness.tasks import load_task
 
 PROMPTS = [
@@ -95,7 +95,7 @@ def test_chat_template_prompt_and_fewshot(tiny_llama):
 
 
 def test_stop_on_text_stops_each_row_independently(tiny_llama):
-    from harness.scoring import StopOnText
+    from harness.engines.hf import StopOnText
 
     tok = tiny_llama.tokenizer
     prompt = tok("Summary:", add_special_tokens=False).input_ids

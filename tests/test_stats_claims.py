@@ -66,18 +66,18 @@ def _summary_and_analysis(diff_low: float, diff_high: float, latency_ratio: floa
     lat = {"value": latency_ratio, "low": latency_ratio * 0.9, "high": latency_ratio * 1.1, "n": 50, "method": "test"}
     energy = {"value": 1 / latency_ratio, "low": 0.9 / latency_ratio, "high": 1.1 / latency_ratio, "n": 50, "method": "estimated"}
     models = {
-        "small": {"role": "small", "name": "s", "device": "cpu", "params": {"total": 100, "active": 100, "is_moe": False}},
-        "large": {"role": "large", "name": "l", "device": "cpu", "params": {"total": 1000, "active": 1000, "is_moe": False}},
+        "s": {"role": "small", "name": "s", "device": "cpu", "params": {"total": 100, "active": 100, "is_moe": False}},
+        "l": {"role": "large", "name": "l", "device": "cpu", "params": {"total": 1000, "active": 1000, "is_moe": False}},
     }
     res = {"n": 50, "primary_metric": "accuracy", "quality": {"accuracy": 0.5}, "latency_s": {"p50": 1.0}, "peak_memory_bytes": 2**30}
-    summary = {"models": models, "tasks": {"t": {"n_selected": 50, "results": {"small": res, "large": res}}},
-               "comparisons": {"t": {"peak_memory_ratio": 0.2, "cost_ratio": latency_ratio}}}
+    summary = {"models": models, "order": ["s", "l"], "reference": "l", "tasks": {"t": {"n_selected": 50, "results": {"s": res, "l": res}}},
+               "comparisons": {"t": {"s": {"peak_memory_ratio": 0.2, "cost_ratio": latency_ratio}}}}
     analysis = {"tasks": {"t": {"task_type": "classification",
-                                "models": {"small": {"latency_s": {"p95": {"value": 0.5, "low": 0.4, "high": 0.6}}}},
-                                "comparison": {"same_items": True, "difference_small_minus_large": {"accuracy": est},
-                                               "mcnemar": {"p_value": 0.01}, "latency_median_ratio": lat,
-                                               "energy_ratio_large_over_small": energy,
-                                               "cascade": {"available": False}}}}}
+                                "models": {"s": {"latency_s": {"p95": {"value": 0.5, "low": 0.4, "high": 0.6}}}},
+                                "comparisons": {"s": {"same_items": True, "difference_vs_reference": {"accuracy": est},
+                                                      "mcnemar": {"p_value": 0.01}, "latency_median_ratio": lat,
+                                                      "energy_ratio_reference_over_candidate": energy,
+                                                      "cascade": {"available": False}}}}}}
     return summary, analysis
 
 

@@ -32,8 +32,8 @@ def test_consistency_across_languages():
 def test_compare_refuses_different_items():
     base = {"primary_metric": "accuracy", "quality": {"accuracy": 0.5}, "latency_s": {"p50": 1.0, "p95": 2.0},
             "throughput_samples_per_s": 1.0, "peak_memory_bytes": 10}
-    params = {"small": {"total": 1, "active": 1}, "large": {"total": 10, "active": 10}}
-    same = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "2"]}, params)
-    other = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "3"]}, params)
-    assert same["same_items"] and same["delta_small_minus_large"] == 0.0
-    assert not other["same_items"] and other["delta_small_minus_large"] is None
+    small, large = {"total": 1, "active": 1}, {"total": 10, "active": 10}
+    same = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "2"]}, small, large)
+    other = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "3"]}, small, large)
+    assert same["same_items"] and same["delta_vs_reference"] == 0.0 and same["params_total_ratio"] == 0.1
+    assert not other["same_items"] and other["delta_vs_reference"] is None

@@ -1,4 +1,4 @@
-"""How a model answers a task: log-likelihood of each label, or greedy generation.
+"""The transformers engine (``engine: hf``): log-likelihood of each label, or greedy generation.
 
 Classification follows lm-eval's multiple-choice scoring: each label's
 verbalization is scored as a continuation of the prompt, and the highest
@@ -13,35 +13,17 @@ change a result in float32; only the continuations' logits are computed.
 from __future__ import annotations
 
 import inspect
-import math
-from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from harness.models import LoadedModel
+from harness.config import ModelConfig, RuntimeConfig
+from harness.engines.base import ChoiceScores, Engine, Generation
+from harness.models import LoadedModel, load_model
 from harness.prompts import Prompt
 from harness.timing import Stopwatch, TokenClock, generation_timing
-
-
-@dataclass
-class ChoiceScores:
-    logliks: list[float]  # summed log-probability of each choice's continuation
-    greedy: list[bool]  # whether greedy decoding would produce the continuation exactly
-    num_tokens: list[int]
-    input_tokens: int  # tokens of the context
-
-
-@dataclass
-class Generation:
-    text: str
-    output_tokens: int
-    input_tokens: int
-    mean_logprob: float | None  # mean log-probability of the generated tokens (a confidence)
-    latency_s: float
-    ttft_s: float | None
-    decode_tokens_per_s: float | None
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -247,13 +229,53 @@ def generate(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, st
     return results
 
 
-def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+class HFEngine(Engine):
+    """A transformers causal LM from any model source (hub, local, GGUF wheel, random)."""
 
+    name = "hf"
 
-def softmax(values: Sequence[float]) -> list[float]:
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    total = sum(exps)
-    return [e / total for e in exps]
+    def __init__(self, lm: LoadedModel) -> None:
+        self.lm = lm
+
+    @classmethod
+    def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> "HFEngine":
+        return cls(load_model(cfg, runtime, cache_dir))
+
+    @property
+    def model_name(self) -> str:
+        return self.lm.name
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.device
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.lm.tokenizer
+
+    def loglikelihood(self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]) -> tuple[list[ChoiceScores], float]:
+        with Stopwatch(self.lm.device) as sw:
+            scored = score_choices(self.lm, prompts, choices)
+        return scored, sw.elapsed
+
+    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str]) -> list[Generation]:
+        return generate(self.lm, prompts, max_new_tokens, stops)
+
+    def describe(self) -> dict[str, Any]:
+        lm = self.lm
+        return {
+            "name": lm.name,
+            "engine": self.name,
+            "source": lm.source,
+            "origin": lm.origin,
+            "device": str(lm.device),
+            "dtype": str(lm.dtype).replace("torch.", ""),
+            "load_time_s": lm.load_time_s,
+            "prepare_s": lm.extra.get("prepare_s", 0.0),
+            "params": lm.params.to_dict(),
+            "chat_template": lm.has_chat_template,
+            "architecture": type(lm.model).__name__,
+        }
+
+    def unload(self) -> None:
+        self.lm.unload()

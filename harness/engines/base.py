@@ -1,0 +1,77 @@
+"""The execution interface every engine implements: requests in, results plus timings out.
+
+In the spirit of lm-eval's ``LM`` (``loglikelihood``, ``generate_until``) and
+optimum-benchmark's ``Backend``: the evaluation loop (``harness.evaluate``)
+and the runner only see this class, so a serving engine (vLLM, TGI, llama.cpp)
+is one more subclass registered in ``harness.engines.ENGINES``. Timings are
+taken inside the engine, where the device can be synchronized before a clock
+is read; memory and energy trackers wrap engine calls from outside and only
+need ``device``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from harness.prompts import Prompt
+
+
+@dataclass
+class ChoiceScores:
+    """One prompt's scored choices."""
+
+    logliks: list[float]  # summed log-probability of each choice's continuation
+    greedy: list[bool]  # whether greedy decoding would produce the continuation exactly
+    num_tokens: list[int]
+    input_tokens: int  # tokens of the context
+
+
+@dataclass
+class Generation:
+    """One prompt's greedy generation and its timings."""
+
+    text: str
+    output_tokens: int
+    input_tokens: int
+    mean_logprob: float | None  # mean log-probability of the generated tokens (a confidence)
+    latency_s: float
+    ttft_s: float | None
+    decode_tokens_per_s: float | None
+
+
+class Engine(ABC):
+    """A loaded model behind one small interface."""
+
+    name: str = ""  # the engine's registry name (runtime.engine / model.engine)
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abstractmethod
+    def tokenizer(self) -> Any:
+        """What prompts are built with (its chat template, if any)."""
+
+    @abstractmethod
+    def loglikelihood(self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]) -> tuple[list[ChoiceScores], float]:
+        """Every choice's log-likelihood after its prompt, and the seconds the batch took (synchronized)."""
+
+    @abstractmethod
+    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str]) -> list[Generation]:
+        """Greedy generation for a batch of prompts, each with its own timings."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The loaded model's facts for the records: parameters, dtype, device, load time, origin."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the weights (the next model gets the memory)."""

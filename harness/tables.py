@@ -1,0 +1,287 @@
+"""The report's tables as rows of strings: the one view model that the markdown, HTML and terminal renderers share.
+
+Two models read as small vs large, side by side in one row per task (S / L);
+three or more get one row per model and task, each model against the reference.
+Every cell of every table comes from ``summary.json`` / ``analysis.json``,
+themselves computed from the records.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+METRIC_LABEL = {"accuracy": "accuracy %", "rougeL": "ROUGE-L x100"}
+
+
+def _num(value: Optional[float], fmt: str = "{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _bytes(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else (f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s")
+
+
+def _params(p: dict[str, Any]) -> str:
+    total = f"{p['total'] / 1e6:,.1f}M"
+    return f"{total} ({p['active'] / 1e6:,.1f}M active)" if p.get("is_moe") else total
+
+
+def _ci(est: dict[str, Any] | None, scale: float = 100.0) -> str:
+    if not est:
+        return "-"
+    return f"{est['value'] * scale:.1f} [{est['low'] * scale:.1f}, {est['high'] * scale:.1f}]"
+
+
+def _lat_ci(est: dict[str, Any]) -> str:
+    return f"{_ms(est['value'])} [{_ms(est['low'])}-{_ms(est['high'])}]"
+
+
+def is_pair(summary: dict[str, Any]) -> bool:
+    """Two models with a reference: the small-vs-large layout."""
+    return len(summary.get("order") or []) == 2 and summary.get("reference") is not None
+
+
+def pair_names(summary: dict[str, Any]) -> tuple[str, str]:
+    ref = summary["reference"]
+    return next(n for n in summary["order"] if n != ref), ref
+
+
+def _n(info: dict[str, Any], ns: list[int]) -> str:
+    n = str(ns[0]) if len(set(ns)) == 1 else "/".join(map(str, ns))
+    if info.get("n_available", ns[0]) > ns[0]:
+        n += f" of {info['n_available']}"
+    return n
+
+
+# --- models ------------------------------------------------------------------------------------
+
+MODEL_HEADER = ["role", "model", "architecture", "params total (active)", "embedding", "device / dtype", "engine", "load", "source"]
+
+
+def model_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name in summary.get("order") or summary["models"]:
+        m = summary["models"][name]
+        rows.append([
+            m.get("role", ""), name, m.get("architecture", "-"), _params(m["params"]), f"{m['params']['embedding'] / 1e6:,.1f}M",
+            f"{m.get('device')} / {m.get('dtype')}", m.get("engine", "hf"), f"{m.get('load_time_s', 0.0):.1f} s", m.get("source", "-"),
+        ])
+    return rows
+
+
+# --- per task ----------------------------------------------------------------------------------
+
+PAIR_TASK_HEADER = ["task", "n", "metric", "small", "large", "S-L", "p50 latency S / L", "p95 latency S / L", "throughput S / L (items/s)",
+                    "peak memory S / L", "latency ratio S/L", "memory ratio S/L"]
+N_TASK_HEADER = ["task", "model", "n", "metric", "quality", "vs reference", "p50 latency", "p95 latency", "throughput (items/s)",
+                 "peak memory", "latency ratio vs ref", "memory ratio vs ref"]
+
+
+def task_header(summary: dict[str, Any]) -> list[str]:
+    return PAIR_TASK_HEADER if is_pair(summary) else N_TASK_HEADER
+
+
+def _pair_task_rows(summary: dict[str, Any]) -> list[list[str]]:
+    small, large = pair_names(summary)
+    rows = []
+    for task, info in summary["tasks"].items():
+        res = info["results"]
+        s, l = res.get(small), res.get(large)
+        cmp = summary["comparisons"].get(task, {}).get(small)
+        if not (s and l and cmp):
+            rows.append([task, str(info.get("n_selected", "-")), "incomplete"] + ["-"] * (len(PAIR_TASK_HEADER) - 3))
+            continue
+        delta = "not comparable (different items)" if cmp["delta_vs_reference"] is None else f"{cmp['delta_vs_reference'] * 100:+.1f}"
+        rows.append([
+            task, _n(info, [s["n"], l["n"]]), METRIC_LABEL.get(cmp["metric"], cmp["metric"]),
+            _num(cmp["candidate"] * 100), _num(cmp["reference"] * 100), delta,
+            f"{_ms(s['latency_s']['p50'])} / {_ms(l['latency_s']['p50'])}",
+            f"{_ms(s['latency_s']['p95'])} / {_ms(l['latency_s']['p95'])}",
+            f"{_num(s['throughput_samples_per_s'], '{:.2f}')} / {_num(l['throughput_samples_per_s'], '{:.2f}')}",
+            f"{_bytes(s['peak_memory_bytes'])} / {_bytes(l['peak_memory_bytes'])}",
+            _num(cmp["latency_p50_ratio"], "{:.2f}x"), _num(cmp["peak_memory_ratio"], "{:.2f}x"),
+        ])
+    return rows
+
+
+def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    ref = summary.get("reference")
+    for task, info in summary["tasks"].items():
+        for name in summary.get("order") or []:
+            r = info["results"].get(name)
+            if r is None:
+                rows.append([task, name, str(info.get("n_selected", "-")), "missing"] + ["-"] * (len(N_TASK_HEADER) - 4))
+                continue
+            metric = r["primary_metric"]
+            cmp = summary["comparisons"].get(task, {}).get(name)
+            if name == ref:
+                vs, lat_ratio, mem_ratio = "reference", "1.00x", "1.00x"
+            elif cmp is None:
+                vs, lat_ratio, mem_ratio = "-", "-", "-"
+            else:
+                vs = "not comparable (different items)" if cmp["delta_vs_reference"] is None else f"{cmp['delta_vs_reference'] * 100:+.1f}"
+                lat_ratio, mem_ratio = _num(cmp["latency_p50_ratio"], "{:.2f}x"), _num(cmp["peak_memory_ratio"], "{:.2f}x")
+            rows.append([
+                task, name, _n(info, [r["n"]]), METRIC_LABEL.get(metric, metric), _num(r["quality"][metric] * 100), vs,
+                _ms(r["latency_s"]["p50"]), _ms(r["latency_s"]["p95"]), _num(r["throughput_samples_per_s"], "{:.2f}"),
+                _bytes(r["peak_memory_bytes"]), lat_ratio, mem_ratio,
+            ])
+    return rows
+
+
+def task_rows(summary: dict[str, Any]) -> list[list[str]]:
+    return _pair_task_rows(summary) if is_pair(summary) else _n_task_rows(summary)
+
+
+def task_title(summary: dict[str, Any]) -> str:
+    if is_pair(summary):
+        return "Per task (S = small, L = large; ratios below 1 favour the small model)"
+    return f"Per task and model (each against the reference, {summary.get('reference')}; ratios below 1 favour the model)"
+
+
+# --- cost --------------------------------------------------------------------------------------
+
+PAIR_COST_HEADER = ["task", "cost / 1k requests S / L", "energy / request S / L", "energy method", "CO2 / 1k requests S / L", "copies that fit S / L"]
+N_COST_HEADER = ["task", "model", "cost / 1k requests", "energy / request", "energy method", "CO2 / 1k requests", "copies that fit"]
+
+
+def cost_header(summary: dict[str, Any]) -> list[str]:
+    return PAIR_COST_HEADER if is_pair(summary) else N_COST_HEADER
+
+
+def cost_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    if is_pair(summary):
+        small, large = pair_names(summary)
+        for task, info in summary["tasks"].items():
+            s, l = (info["results"].get(r, {}).get("economics") for r in (small, large))
+            if not (s and l):
+                continue
+            method = s["energy_method"] if s["energy_method"] == l["energy_method"] else f"{s['energy_method']} / {l['energy_method']}"
+            rows.append([
+                task, f"${s['cost_per_1k_usd']:.4f} / ${l['cost_per_1k_usd']:.4f}", f"{s['energy_per_request_j']:.1f} J / {l['energy_per_request_j']:.1f} J",
+                method, f"{s['co2_g_per_1k']:.2f} g / {l['co2_g_per_1k']:.2f} g", f"{s['memory_headroom_copies']} / {l['memory_headroom_copies']}",
+            ])
+        return rows
+    for task, info in summary["tasks"].items():
+        for name in summary.get("order") or []:
+            e = (info["results"].get(name) or {}).get("economics")
+            if e:
+                rows.append([task, name, f"${e['cost_per_1k_usd']:.4f}", f"{e['energy_per_request_j']:.1f} J", e["energy_method"],
+                             f"{e['co2_g_per_1k']:.2f} g", str(e["memory_headroom_copies"])])
+    return rows
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+PAIR_STATS_HEADER = ["task", "metric", "small [95% CI]", "large [95% CI]", "S-L paired [95% CI]", "McNemar p",
+                     "latency p50 / p90 / p95 / p99 [95% CI] S", "latency p50 / p90 / p95 / p99 [95% CI] L"]
+N_STATS_HEADER = ["task", "model", "metric", "score [95% CI]", "minus reference, paired [95% CI]", "McNemar p", "latency p50 / p90 / p95 / p99 [95% CI]"]
+
+
+def stats_header(summary: dict[str, Any]) -> list[str]:
+    return PAIR_STATS_HEADER if is_pair(summary) else N_STATS_HEADER
+
+
+def _mcnemar(mc: Optional[dict[str, Any]]) -> str:
+    return f"{mc['p_value']:.3g} ({mc['small_only']} vs {mc['large_only']} discordant)" if mc else "-"
+
+
+def _lat_line(models: dict[str, Any], name: str) -> str:
+    return " / ".join(_lat_ci(models[name]["latency_s"][f"p{q}"]) for q in (50, 90, 95, 99)) if name in models else "-"
+
+
+def stats_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    pair = is_pair(summary)
+    for task, e in analysis.get("tasks", {}).items():
+        models = e.get("models", {})
+        comparisons = e.get("comparisons") or {}
+        if pair:
+            small, large = pair_names(summary)
+            cmp = comparisons.get(small) or {}
+            metrics = list((models.get(small) or models.get(large) or {}).get("quality", {}))
+            for i, metric in enumerate(metrics):
+                diff = (cmp.get("difference_vs_reference") or {}).get(metric)
+                rows.append([
+                    task if i == 0 else "", metric,
+                    _ci(models.get(small, {}).get("quality", {}).get(metric)), _ci(models.get(large, {}).get("quality", {}).get(metric)),
+                    _ci(diff) if cmp.get("same_items") else "not comparable (different items)",
+                    _mcnemar(cmp.get("mcnemar") if metric == "accuracy" else None),
+                    _lat_line(models, small) if i == 0 else "", _lat_line(models, large) if i == 0 else "",
+                ])
+            continue
+        first = True
+        for name in summary.get("order") or list(models):
+            if name not in models:
+                continue
+            cmp = comparisons.get(name) or {}
+            for i, metric in enumerate(models[name].get("quality", {})):
+                diff = (cmp.get("difference_vs_reference") or {}).get(metric)
+                vs = "reference" if name == summary.get("reference") else (_ci(diff) if cmp.get("same_items") else "-")
+                rows.append([task if first else "", name if i == 0 else "", metric, _ci(models[name]["quality"][metric]), vs,
+                             _mcnemar(cmp.get("mcnemar") if metric == "accuracy" else None), _lat_line(models, name) if i == 0 else ""])
+                first = False
+    return rows
+
+
+# --- claims and cells --------------------------------------------------------------------------
+
+CLAIMS_HEADER = ["claim", "who", "verdict", "key number [95% CI]", "rests on"]
+
+
+def claim_rows(verdicts: list[dict[str, Any]]) -> list[list[str]]:
+    return [[v["id"], v["who"], v["verdict"].upper() if v["verdict"] in ("supported", "refuted") else v["verdict"],
+             v["key_number"], ", ".join(v["tasks"]) or "-"] for v in verdicts]
+
+
+CELLS_HEADER = ["model", "task", "cell", "this run", "completed at", "sessions"]
+_STATUS = {"computed": "computed now", "resumed": "resumed now", "reused": "reused", "planned": "not computed", "missing": "missing"}
+
+
+def cell_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for c in summary.get("cells", []):
+        res = summary["tasks"].get(c["task"], {}).get("results", {}).get(c["model"], {})
+        cell = res.get("cell", {})
+        status = _STATUS.get(c["status"], c["status"]) if c.get("complete") else "missing (incomplete)"
+        rows.append([c["model"], c["task"], c["key"], status, cell.get("computed_at") or "-", str(cell.get("sessions", "-"))])
+    return rows
+
+
+# --- text lines --------------------------------------------------------------------------------
+
+def secondary_lines(summary: dict[str, Any]) -> list[str]:
+    """Other quality metrics and generation speed, per task and model."""
+    lines = []
+    for task, info in summary["tasks"].items():
+        for name, res in info["results"].items():
+            q = ", ".join(f"{k} {v * 100:.1f}" for k, v in res["quality"].items())
+            extra = ""
+            if res.get("ttft_s"):
+                extra = f"; time to first token p50 {_ms(res['ttft_s']['p50'])}, decode {_num(res['decode_tokens_per_s_median'])} tok/s"
+            lines.append(f"- {task} / {name}: {q}; {res['input_tokens']} input + {res['output_tokens']} output tokens in {res['wall_s']:.1f} s{extra}")
+            metric = res["primary_metric"]
+            for field, values in (res.get("breakdown") or {}).items():
+                per = ", ".join(f"{v} {d[metric] * 100:.1f} (n={d['n']})" for v, d in values.items())
+                lines.append(f"  - {metric} by {field}: {per}")
+            if res.get("consistency"):
+                c = res["consistency"]
+                lines.append(f"  - same answer across the {c['groups']} groups of items sharing {c['field']}: {c['same_answer'] * 100:.1f}% (all correct: {c['all_correct'] * 100:.1f}%)")
+    return lines
+
+
+def sampling_line(config: dict[str, Any] | None) -> str:
+    rt = (config or {}).get("runtime", {})
+    if not rt:
+        return ""
+    cap = rt.get("max_samples")
+    subset = f"a seeded subset of at most {cap} items per task (seed {rt.get('seed')}), the same items for every model" if cap else "every item of every task"
+    return (f"- Items: {subset}; batch size {rt.get('batch_size')}, {rt.get('warmup_steps')} warm-up passes, "
+            f"chat template {'on' if rt.get('chat_template') else 'off'}, dtype setting {rt.get('dtype')}, engine {rt.get('engine', 'hf')}")

@@ -5,6 +5,7 @@
 - ``harness report DIR DIR ... [--out OUT_DIR]``: one comparison from several runs, a sweep directory or a cell store;
 - ``harness claims RUN_DIR [claims.C3.thresholds.accuracy_tolerance=0.03 ...]``: the verdicts again, no model loaded;
 - ``harness merge OUT_DIR RUN_DIR RUN_DIR ...``: the same as ``harness report RUN_DIR ... --out OUT_DIR``;
+- ``harness regress RUN_DIR --baseline FILE [--update]``: compare a run with a stored baseline (exit 0 ok, 1 regression, 2 bad input);
 - ``harness export-lmeval OUT_DIR [TASK ...]``: write lm-eval task YAMLs for harness tasks.
 
 Bad input (unknown names, malformed task files, impossible settings) ends with
@@ -43,6 +44,9 @@ def explain_hydra_error(exc: BaseException) -> str:
     if missing:
         group, name = missing.group(1), missing.group(2)
         leaf = group.split("/")[-1]
+        if group.startswith("hydra/launcher") and "submitit" in text:
+            return ("the submitit launcher is not installed (hydra/launcher=submitit_local, submitit_slurm, slurm_gpu need it) "
+                    "-- fix: pip install hydra-submitit-launcher (or the package's slurm extra)")
         valid = _options(leaf)
         return f"unknown {leaf} {name!r}; valid {leaf}s: {', '.join(valid)} -- fix: pass {leaf}=<one of these> (or add configs/{leaf}/{name}.yaml)"
     unknown_key = re.search(r"Could not override '([^']+)'", text)
@@ -150,6 +154,51 @@ def _merge(args: Sequence[str]) -> None:
     _report([*args[1:], "--out", args[0]])
 
 
+def _regress(args: Sequence[str]) -> None:
+    """harness regress RUN_DIR --baseline FILE [--update] [--allow items,task,model,missing] [--output FILE] [key=value ...]"""
+    from harness.config import regress_config
+    from harness.regress import ALLOWABLE, load_baseline, markdown, regress, update_baseline
+
+    usage = "harness regress RUN_DIR --baseline results/baselines/<name>.json"
+    args = list(args)
+    opts: dict[str, Optional[str]] = {"--baseline": None, "--allow": "", "--output": None}
+    update = "--update" in args
+    args = [a for a in args if a != "--update"]
+    for flag in opts:
+        if flag in args:
+            i = args.index(flag)
+            if i + 1 >= len(args):
+                _fail(f"{flag} needs a value -- fix: {usage}")
+            opts[flag] = args[i + 1]
+            del args[i : i + 2]
+    unknown = [a for a in args if a.startswith("--")]
+    if unknown:
+        _fail(f"unknown option {unknown[0]} -- fix: {usage} [--update] [--allow {','.join(ALLOWABLE)}] [--output FILE] [key=value ...]")
+    if not opts["--baseline"]:
+        _fail(f"harness regress needs --baseline -- fix: {usage}")
+    overrides = [a for a in args if "=" in a]
+    runs = [Path(a) for a in args if "=" not in a]
+    if len(runs) != 1 or not runs[0].is_dir():
+        _fail(f"harness regress needs one existing run directory, got {[str(r) for r in runs]} -- fix: {usage}")
+    allow = {a for a in (opts["--allow"] or "").split(",") if a}
+    if allow - set(ALLOWABLE):
+        _fail(f"--allow {','.join(sorted(allow - set(ALLOWABLE)))} is not one of {','.join(ALLOWABLE)} -- fix: --allow items,task")
+    cfg = regress_config(overrides)
+    baseline_path = Path(opts["--baseline"])  # type: ignore[arg-type]
+    if update:
+        data = update_baseline(runs[0], baseline_path)
+        print(f"wrote baseline {baseline_path}: {len(data['cells'])} cells, measured on "
+              f"{', '.join(sorted({c['hardware'] for c in data['cells'].values()}))}")
+        return
+    baseline = load_baseline(baseline_path)
+    report = regress(runs[0], baseline, cfg, allow)
+    text = markdown(report, baseline, runs[0])
+    print(text)
+    if opts["--output"]:
+        Path(opts["--output"]).write_text(text, encoding="utf-8")
+    sys.exit(1 if report.regressed else 0)
+
+
 def _export_lmeval(args: Sequence[str]) -> None:
     from harness.lmeval_export import export_tasks
     from harness.resources import tasks_dir as shipped_tasks_dir
@@ -196,7 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     args = sys.argv[1:]
-    commands = {"report": _report, "claims": _claims, "merge": _merge, "export-lmeval": _export_lmeval}
+    commands = {"report": _report, "claims": _claims, "merge": _merge, "regress": _regress, "export-lmeval": _export_lmeval}
     if args and args[0] in commands:
         try:
             commands[args[0]](args[1:])

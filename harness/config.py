@@ -141,6 +141,18 @@ class ClaimConfig:
 
 
 @dataclass
+class RegressConfig:
+    """What ``harness regress`` counts as a regression (defaults and why: configs/regress/default.yaml)."""
+
+    quality_tolerance: float = 0.02  # largest allowed drop of the primary metric (absolute, 0.02 = 2 points)
+    alpha: float = 0.05  # significance of the paired test outside exact configurations
+    latency_ratio_max: float = 1.25  # median latency run/baseline, judged on the lower end of its 95% CI
+    memory_ratio_max: float = 1.10  # peak memory run/baseline
+    max_listed_predictions: int = 20  # changed predictions listed per cell (exact configurations)
+    seed: int = 0  # bootstrap resampling
+
+
+@dataclass
 class RunConfig:
     """The whole run (``configs/config.yaml``)."""
 
@@ -239,3 +251,19 @@ def resolve_models(cfg: RunConfig) -> list[ModelConfig]:
     if dup:
         raise ConfigError(f"model {dup[0]!r} appears twice in the comparison", "list each model once (copy its config under another name to compare two settings)")
     return models
+
+
+def regress_config(overrides: list[str] | None = None) -> RegressConfig:
+    """``configs/regress/default.yaml`` with ``key=value`` overrides, typed."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.errors import ConfigError
+
+    node = OmegaConf.structured(RegressConfig)
+    try:
+        node = OmegaConf.merge(node, OmegaConf.load(CONFIG_DIR / "regress" / "default.yaml"), OmegaConf.from_dotlist(list(overrides or [])))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"regress setting: {str(exc).splitlines()[0]}",
+                          f"use key=value with keys {', '.join(RegressConfig.__dataclass_fields__)}") from exc
+    return OmegaConf.to_object(node)  # type: ignore[return-value]

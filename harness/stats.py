@@ -94,6 +94,25 @@ def ratio_of_statistics(a: Sequence[float], b: Sequence[float], statistic: Calla
     return Estimate(value, low, high, min(len(x), len(y)), "bootstrap percentile, independent resampling")
 
 
+def paired_ratio(a: Sequence[float], b: Sequence[float], statistic: Callable[..., float] = np.median, seed: int = 0) -> Estimate:
+    """statistic(a) / statistic(b) over the same items, items resampled together (paired bootstrap).
+
+    For one model measured twice on the same items (a regression check): an
+    item's latency depends mostly on its length, so pairing removes that spread.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError("a paired ratio needs the same items")
+    if statistic(y) == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), len(x), "undefined: denominator is 0")
+    value = float(statistic(x) / statistic(y))
+    if len(x) < 2:
+        return Estimate(value, value, value, len(x), "n<2: no interval")
+    res = _bootstrap((x, y), lambda u, v: statistic(u) / statistic(v) if statistic(v) else np.nan, seed, paired=True)
+    low, high = _interval(res, value)
+    return Estimate(value, low, high, len(x), "paired bootstrap percentile")
+
+
 def percentile_ci(values: Sequence[float], q: float, seed: int = 0) -> Estimate:
     """The q-th percentile (0-100) with a bootstrap CI."""
     return bootstrap_ci(values, lambda v: float(np.percentile(v, q)), seed=seed)

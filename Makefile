@@ -7,19 +7,21 @@ PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of torch that these machines have on disk. On a GPU machine: make run TORCH=torch
 TORCH ?= torch==2.13.0
+# Where torch comes from, e.g. https://download.pytorch.org/whl/cpu on a runner without these machines' local index
+TORCH_INDEX ?=
 ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test test-gpu clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
@@ -28,6 +30,12 @@ run: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# On a GPU machine (make setup TORCH=torch first): the GPU tests, then a GPU smoke comparison through
+# the same code path as the architecture-only profiling (random weights, CUDA timing, allocator and NVML).
+test-gpu: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -m gpu -rs
+	HF_HUB_OFFLINE=1 $(BIN)/harness comparison=arch_tiny task=smoke runtime=regression runtime.device=cuda hydra.run.dir=results/gpu-smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -57,9 +57,12 @@ class RunView:
         self.names: list[str] = list(summary.get("order") or self.models)
         self.reference: Optional[str] = summary.get("reference")
         self.candidates = [n for n in self.names if n != self.reference]
-        self.compared: dict[tuple[str, str], dict[str, Any]] = {
+        # architecture-only models (random weights at a published size) have latency and memory, no quality
+        self.measured = [n for n in self.names if not self.models[n].get("architecture_only")]
+        self.timed: dict[tuple[str, str], dict[str, Any]] = {
             (t, cand): cmp for t, e in analysis["tasks"].items() for cand, cmp in (e.get("comparisons") or {}).items() if cmp.get("same_items")
         }
+        self.compared = {k: v for k, v in self.timed.items() if k[1] in self.measured and self.reference in self.measured}
 
     def primary(self, task: str) -> str:
         return "accuracy" if self.analysis["tasks"][task]["task_type"] == "classification" else "rougeL"
@@ -90,11 +93,11 @@ class RunView:
 def c1(run: RunView, th: dict[str, float]) -> Verdict:
     from harness.stats import spearman
 
-    models = list(run.models.values())
+    models = [run.models[n] for n in run.measured]
     if len(models) >= th.get("min_models", 3):
         rhos = {}
         for task, info in run.summary["tasks"].items():
-            rows = [(run.models[n]["params"]["total"], res["quality"][res["primary_metric"]]) for n, res in info["results"].items()]
+            rows = [(run.models[n]["params"]["total"], res["quality"][res["primary_metric"]]) for n, res in info["results"].items() if n in run.measured]
             if len(rows) >= 3:
                 rhos[task] = spearman([p for p, _ in rows], [q for _, q in rows])[0]
         rhos = {t: r for t, r in rhos.items() if r == r}  # nan when every model scores the same
@@ -175,7 +178,7 @@ def c4(run: RunView, th: dict[str, float]) -> Verdict:
 def c5(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums = [], {}
     limit = th.get("max_ratio", 1.0)
-    for (t, c), e in run.compared.items():
+    for (t, c), e in run.timed.items():
         lat = e["latency_median_ratio"]
         cmp = run.summary["comparisons"].get(t, {}).get(c, {})
         mem, cost = cmp.get("peak_memory_ratio"), cmp.get("cost_ratio")
@@ -190,13 +193,13 @@ def c5(run: RunView, th: dict[str, float]) -> Verdict:
     key = "; ".join(f"{k}: latency {_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}" for k, v in nums.items() if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None)
     outcome = {SUPPORTED: "are all below", REFUTED: "are not all below", INCONCLUSIVE: "are not clearly below"}.get(verdict, "could not be compared against")
     return Verdict("C5", verdict, key or "-", f"{run.scope()}: the small/large ratios of median latency, peak memory and cost per 1k requests {outcome} {limit:g}.",
-                   run.tasks_of(run.compared), run.names, nums)
+                   run.tasks_of(run.timed), run.names, nums)
 
 
 def c6(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums, methods = [], {}, set()
     floor = th.get("min_ratio", 1.0)
-    for (t, c), e in run.compared.items():
+    for (t, c), e in run.timed.items():
         r = e["energy_ratio_reference_over_candidate"]
         nums[run.label(t, c)] = r
         methods.add(r["method"])
@@ -207,7 +210,7 @@ def c6(run: RunView, th: dict[str, float]) -> Verdict:
     outcome = {SUPPORTED: "uses more energy per request than the smaller one(s)", REFUTED: "uses less energy per request than a smaller one on at least one task",
                INCONCLUSIVE: "does not clearly use more energy per request than the smaller one(s)"}.get(verdict, "was not compared")
     return Verdict("C6", verdict, key or "-", f"{run.scope()}: the large model {outcome} (energy {label}; CO2 per 1k requests in the report's cost table).",
-                   run.tasks_of(run.compared), run.names, {**nums, "energy_method": label})
+                   run.tasks_of(run.timed), run.names, {**nums, "energy_method": label})
 
 
 def c7(run: RunView, th: dict[str, float]) -> Verdict:
@@ -216,6 +219,8 @@ def c7(run: RunView, th: dict[str, float]) -> Verdict:
     if not moe or not dense:
         return Verdict("C7", NOT_MEASURED, "no MoE vs dense pair", "This run has no mixture-of-experts model next to a dense one (try pair=olmoe_vs_olmo2 on a GPU).", [], run.names)
     m, d = moe[0], dense[-1]  # the first MoE against the largest dense model
+    if m.get("architecture_only") or d.get("architecture_only"):
+        return _c7_cost_side(run, m, d)
     per, nums = [], {}
     for t, info in run.summary["tasks"].items():
         res = info["results"]
@@ -232,6 +237,26 @@ def c7(run: RunView, th: dict[str, float]) -> Verdict:
     verdict = _combine(per)
     return Verdict("C7", verdict, "; ".join(f"{t}: per B active {v['moe_score_per_b_active']:.2f} vs {v['dense_score_per_b_active']:.2f}" for t, v in nums.items()) or "-",
                    f"{run.scope()}: the MoE model {m['name']} {'gives' if verdict == SUPPORTED else 'does not clearly give'} more score per active parameter and per second than {d['name']} (point estimates).",
+                   list(nums), [m["name"], d["name"]], nums)
+
+
+def _c7_cost_side(run: RunView, m: dict[str, Any], d: dict[str, Any]) -> Verdict:
+    """Architecture-only models: no quality, so only C7's latency and memory side, per active parameter."""
+    nums = {}
+    for t, info in run.summary["tasks"].items():
+        res = info["results"]
+        if m["name"] not in res or d["name"] not in res:
+            continue
+        lat = res[m["name"]]["latency_s"]["p50"] / res[d["name"]]["latency_s"]["p50"]
+        mem = res[m["name"]]["peak_memory_bytes"] / res[d["name"]]["peak_memory_bytes"]
+        active = m["params"]["active"] / d["params"]["active"]
+        nums[t] = {"latency_p50_ratio": lat, "peak_memory_ratio": mem, "active_params_ratio": active,
+                   "latency_per_active_param_ratio": lat / active}
+    key = "; ".join(f"{t}: MoE/dense latency x{v['latency_p50_ratio']:.2f} at x{v['active_params_ratio']:.2f} active params, memory x{v['peak_memory_ratio']:.2f}"
+                    for t, v in nums.items()) or "-"
+    return Verdict("C7", NOT_MEASURED, key,
+                   f"{m['name']} vs {d['name']} are architecture-only (random weights): quality is not measured, so only the cost side of C7 is shown "
+                   "(median latency and peak memory of the MoE relative to the dense model, against their active-parameter ratio).",
                    list(nums), [m["name"], d["name"]], nums)
 
 
@@ -279,10 +304,11 @@ def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tupl
 def c9(run: RunView, th: dict[str, float]) -> Verdict:
     """Over every pair of models at least ``min_params_ratio`` apart: does the smaller one significantly win a task?"""
     min_ratio = th.get("min_params_ratio", 10.0)
-    pairs = [(a, b) for a in run.names for b in run.names
+    names = run.measured
+    pairs = [(a, b) for a in names for b in names
              if a != b and run.models[b]["params"]["total"] >= min_ratio * run.models[a]["params"]["total"]]
     if not pairs:
-        biggest = max(run.models[b]["params"]["total"] / run.models[a]["params"]["total"] for a in run.names for b in run.names) if run.names else 0.0
+        biggest = max(run.models[b]["params"]["total"] / run.models[a]["params"]["total"] for a in names for b in names) if names else 0.0
         return Verdict("C9", NOT_MEASURED, f"params ratio {biggest:.1f}x",
                        f"The most distant models are only {biggest:.1f}x apart in parameters; C9 needs at least {min_ratio:g}x.", [], run.names, {"params_ratio": biggest})
     per, nums, wins = [], {}, []

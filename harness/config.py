@@ -65,6 +65,8 @@ class ModelConfig:
     dtype: Optional[str] = None  # overrides runtime.dtype for this model
     engine: Optional[str] = None  # overrides runtime.engine for this model
     trust_remote_code: bool = False
+    # random weights at a published size: latency, memory and energy are real, quality is not measured
+    architecture_only: bool = False
     description: str = ""
 
 
@@ -103,6 +105,8 @@ class RuntimeConfig:
     progress: bool = True
     engine: str = "hf"  # how models are executed (harness.engines): hf = transformers
     recompute: bool = False  # compute every cell afresh (a new cell directory; nothing on disk is overwritten)
+    # regression runs: torch.use_deterministic_algorithms (warn-only), CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning
+    deterministic: bool = False
 
 
 @dataclass

@@ -7,6 +7,7 @@ the whole process's.
 from __future__ import annotations
 
 import resource
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -67,6 +68,51 @@ def nvml_used_bytes(device: torch.device) -> Optional[int]:
         return None
 
 
+class NvmlSampler:
+    """Polls the driver's view of device memory in a background thread: the peak NVML saw during a region.
+
+    The torch allocator peak misses memory held outside it (CUDA context,
+    cuBLAS workspaces, NCCL, other processes); NVML sees the whole device.
+    Untested here: the development machines have no GPU.
+    """
+
+    def __init__(self, device: torch.device, interval_s: float = 0.05) -> None:
+        self.device = device
+        self.interval_s = interval_s
+        self.peak: Optional[int] = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def _run(self) -> None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+        except Exception:  # no driver / no NVML: nothing sampled
+            return
+        try:
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            while True:
+                used = int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+                self.peak = used if self.peak is None else max(self.peak, used)
+                self.samples += 1
+                if self._stop.wait(self.interval_s):
+                    break
+        finally:
+            pynvml.nvmlShutdown()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="nvml-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 @dataclass
 class MemoryStats:
     device: str
@@ -75,7 +121,9 @@ class MemoryStats:
     peak_rss_is_region: bool  # False when the counter could not be reset (lifetime peak)
     cuda_max_allocated_bytes: Optional[int] = None
     cuda_max_reserved_bytes: Optional[int] = None
-    nvml_used_bytes: Optional[int] = None
+    nvml_used_bytes: Optional[int] = None  # device memory in use at the end of the region (all processes)
+    nvml_peak_used_bytes: Optional[int] = None  # the highest value sampled during the region
+    nvml_samples: int = 0
 
     @property
     def peak_bytes(self) -> int:
@@ -96,6 +144,7 @@ class MemoryTracker:
         self.stats: Optional[MemoryStats] = None
         self._reset_ok = False
         self._rss_before: Optional[int] = None
+        self._sampler: Optional[NvmlSampler] = None
 
     def __enter__(self) -> "MemoryTracker":
         self._rss_before = current_rss_bytes()
@@ -103,6 +152,8 @@ class MemoryTracker:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            self._sampler = NvmlSampler(self.device)
+            self._sampler.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -117,4 +168,7 @@ class MemoryTracker:
             stats.cuda_max_allocated_bytes = int(torch.cuda.max_memory_allocated(self.device))
             stats.cuda_max_reserved_bytes = int(torch.cuda.max_memory_reserved(self.device))
             stats.nvml_used_bytes = nvml_used_bytes(self.device)
+            if self._sampler is not None:
+                self._sampler.stop()
+                stats.nvml_peak_used_bytes, stats.nvml_samples = self._sampler.peak, self._sampler.samples
         self.stats = stats

@@ -195,7 +195,8 @@ class _CellRunner:
             ref.status = "resumed" if done else "computed"
             if done:
                 self.progress.note(f"{self.model.name} / {task.name}: resuming after {len(done)} of {len(samples)} records")
-            manifest = claim.begin({"model_record": engine.describe(), "task_info": task_info(task, samples),
+            manifest = claim.begin({"model_record": {**engine.describe(), "architecture_only": self.model.architecture_only},
+                                    "task_info": task_info(task, samples),
                                     "environment": self.environment, "n_planned": len(samples)})
             on_update()
             advance = self.progress.task(f"{self.model.name} / {task.name}", len(samples), completed=len(done))
@@ -217,6 +218,18 @@ class _CellRunner:
             self.engine = None
 
 
+def make_deterministic() -> None:
+    """What can be made deterministic, before any CUDA work: kernels, cuBLAS workspaces, cuDNN autotuning.
+
+    Warn-only: an operation without a deterministic kernel warns instead of
+    failing the run. What stays non-deterministic is listed in the README.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS makes its first handle
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
 def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional[Any] = None) -> Path:
     """Compute the comparison's missing cells, then write the report into ``run_dir``."""
     from harness.progress import RunProgress
@@ -233,6 +246,8 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
     rt = typed.runtime
     if rt.num_threads:
         torch.set_num_threads(rt.num_threads)
+    if rt.deterministic:
+        make_deterministic()
     torch.manual_seed(rt.seed)
 
     environment = environment_record(PROJECT_ROOT)

@@ -68,7 +68,7 @@ def model_rows(summary: dict[str, Any]) -> list[list[str]]:
     for name in summary.get("order") or summary["models"]:
         m = summary["models"][name]
         rows.append([
-            m.get("role", ""), name, m.get("architecture", "-"), _params(m["params"]), f"{m['params']['embedding'] / 1e6:,.1f}M",
+            m.get("role", ""), name + (" (architecture only)" if m.get("architecture_only") else ""), m.get("architecture", "-"), _params(m["params"]), f"{m['params']['embedding'] / 1e6:,.1f}M",
             f"{m.get('device')} / {m.get('dtype')}", m.get("engine", "hf"), f"{m.get('load_time_s', 0.0):.1f} s", m.get("source", "-"),
         ])
     return rows
@@ -97,9 +97,14 @@ def _pair_task_rows(summary: dict[str, Any]) -> list[list[str]]:
             rows.append([task, str(info.get("n_selected", "-")), "incomplete"] + ["-"] * (len(PAIR_TASK_HEADER) - 3))
             continue
         delta = "not comparable (different items)" if cmp["delta_vs_reference"] is None else f"{cmp['delta_vs_reference'] * 100:+.1f}"
+        arch = [summary["models"][n].get("architecture_only") for n in (small, large)]
+        q_small = "not measured (random weights)" if arch[0] else _num(cmp["candidate"] * 100)
+        q_large = "not measured (random weights)" if arch[1] else _num(cmp["reference"] * 100)
+        if any(arch):
+            delta = "-"
         rows.append([
             task, _n(info, [s["n"], l["n"]]), METRIC_LABEL.get(cmp["metric"], cmp["metric"]),
-            _num(cmp["candidate"] * 100), _num(cmp["reference"] * 100), delta,
+            q_small, q_large, delta,
             f"{_ms(s['latency_s']['p50'])} / {_ms(l['latency_s']['p50'])}",
             f"{_ms(s['latency_s']['p95'])} / {_ms(l['latency_s']['p95'])}",
             f"{_num(s['throughput_samples_per_s'], '{:.2f}')} / {_num(l['throughput_samples_per_s'], '{:.2f}')}",
@@ -120,6 +125,7 @@ def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
                 continue
             metric = r["primary_metric"]
             cmp = summary["comparisons"].get(task, {}).get(name)
+            arch = summary["models"][name].get("architecture_only") or summary["models"].get(ref or "", {}).get("architecture_only")
             if name == ref:
                 vs, lat_ratio, mem_ratio = "reference", "1.00x", "1.00x"
             elif cmp is None:
@@ -127,8 +133,11 @@ def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
             else:
                 vs = "not comparable (different items)" if cmp["delta_vs_reference"] is None else f"{cmp['delta_vs_reference'] * 100:+.1f}"
                 lat_ratio, mem_ratio = _num(cmp["latency_p50_ratio"], "{:.2f}x"), _num(cmp["peak_memory_ratio"], "{:.2f}x")
+            quality = "not measured (random weights)" if summary["models"][name].get("architecture_only") else _num(r["quality"][metric] * 100)
+            if arch and name != ref:
+                vs = "-"
             rows.append([
-                task, name, _n(info, [r["n"]]), METRIC_LABEL.get(metric, metric), _num(r["quality"][metric] * 100), vs,
+                task, name, _n(info, [r["n"]]), METRIC_LABEL.get(metric, metric), quality, vs,
                 _ms(r["latency_s"]["p50"]), _ms(r["latency_s"]["p95"]), _num(r["throughput_samples_per_s"], "{:.2f}"),
                 _bytes(r["peak_memory_bytes"]), lat_ratio, mem_ratio,
             ])

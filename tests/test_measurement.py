@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,9 @@ import torch
 from harness.memory import MemoryTracker, peak_rss_bytes, reset_peak_rss
 from harness.timing import Stopwatch, TokenClock, generation_timing
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def cuda(test):
+    """A GPU test: selected by ``make test-gpu`` (``-m gpu``), skipped cleanly without CUDA."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 
 
 def test_stopwatch_measures_wall_time():
@@ -59,6 +62,8 @@ def test_cuda_peak_memory_and_nvml():
     assert mt.stats.cuda_max_reserved_bytes >= mt.stats.cuda_max_allocated_bytes
     assert mt.stats.peak_bytes == mt.stats.cuda_max_allocated_bytes
     assert mt.stats.nvml_used_bytes is None or mt.stats.nvml_used_bytes > 0
+    if mt.stats.nvml_samples:  # NVML readable: the sampled peak saw the 512 MiB buffer
+        assert mt.stats.nvml_peak_used_bytes >= 512 * 2**20
 
 
 @cuda
@@ -79,3 +84,39 @@ def test_token_clock_records_each_step():
     for _ in range(3):
         assert clock(torch.zeros(1, 1, dtype=torch.long), scores) is scores
     assert len(clock.stamps) == 3 and clock.stamps == sorted(clock.stamps)
+
+
+@cuda
+def test_energy_counter_around_a_timed_region():
+    from harness.energy import EnergyTracker
+
+    dev = torch.device("cuda")
+    a = torch.randn(8192, 8192, device=dev)
+    with EnergyTracker(dev) as et:
+        for _ in range(50):
+            a = a @ a
+            a = a / a.norm()
+    if et.reading.method == "nvml":  # Volta and newer
+        assert et.reading.joules and et.reading.joules > 0
+
+
+@cuda
+def test_gpu_cells_record_cuda_measurements(tmp_path):
+    """A whole run on the GPU: synchronized per-token timing, allocator peaks, NVML samples, energy in the cell manifests."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "harness", "comparison=arch_tiny", "task=smoke", "runtime.device=cuda", "runtime=regression",
+                           "runtime.progress=false", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for cell in json.loads((tmp_path / "run" / "cells.json").read_text())["cells"]:
+        manifest = json.loads((Path(cell["path"]) / "manifest.json").read_text())
+        mem = manifest["sessions"][-1]["memory"]
+        assert mem["cuda_max_allocated_bytes"] > 0 and mem["cuda_max_reserved_bytes"] >= mem["cuda_max_allocated_bytes"]
+        assert manifest["model_record"]["device"].startswith("cuda")
+        recs = [json.loads(x) for x in (Path(cell["path"]) / "records.jsonl").read_text().splitlines()]
+        if cell["task"] == "smoke_summarize":
+            assert all(r["ttft_s"] is not None and 0 < r["ttft_s"] <= r["latency_s"] for r in recs)

@@ -78,7 +78,7 @@ class RunView:
         return sorted({t for t, _ in keys})
 
     def scope(self) -> str:
-        tasks = {t for t, _ in self.compared}
+        tasks = {t for t, _ in (self.compared or self.timed)}
         vs = f", each against {self.reference}" if len(self.candidates) > 1 else ""
         return f"On these {len(self.names)} models ({', '.join(self.names)}{vs}) and {len(tasks)} task(s)"
 

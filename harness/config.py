@@ -105,6 +105,8 @@ class RuntimeConfig:
     progress: bool = True
     engine: str = "hf"  # how models are executed (harness.engines): hf = transformers
     recompute: bool = False  # compute every cell afresh (a new cell directory; nothing on disk is overwritten)
+    # generate exactly max_new_tokens (no stop, no early EOS): models timed on equal work, as optimum-benchmark does
+    fixed_generation_length: bool = False
     # regression runs: torch.use_deterministic_algorithms (warn-only), CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning
     deterministic: bool = False
 

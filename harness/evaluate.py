@@ -101,7 +101,10 @@ def _classify(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Runt
 
 def _summarize(engine: Engine, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig) -> tuple[list[SampleRecord], float]:
     prompts = _prompts(engine, task, batch, runtime)
-    outs = engine.generate_until(prompts, task.spec.max_new_tokens, task.spec.stop)
+    if runtime.fixed_generation_length:  # every model does the same work: timing comparisons on equal lengths
+        outs = engine.generate_until(prompts, task.spec.max_new_tokens, [], min_new_tokens=task.spec.max_new_tokens)
+    else:
+        outs = engine.generate_until(prompts, task.spec.max_new_tokens, task.spec.stop)
     records = []
     for sample, prompt, out in zip(batch, prompts, outs):
         scores = rouge(out.text, sample.target)

@@ -91,7 +91,8 @@ def cell_key(model: ModelConfig, identity: dict[str, Any], task: Task, samples: 
         "device_type": device.type,
         "engine": check_engine(model.engine or rt.engine),
         "task": task_identity(task, samples, rt.num_fewshot, rt.chat_template),
-        "generation": {"max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop), "greedy": True},
+        "generation": {"max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop), "greedy": True,
+                       **({"fixed_length": True} if rt.fixed_generation_length else {})},  # absent when off: older keys stay valid
         "batch_size": rt.batch_size,
     })
 

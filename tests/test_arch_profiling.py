@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,3 +47,11 @@ def test_architecture_only_run_reports_cost_not_quality(tmp_path):
     assert verdicts["C5"]["verdict"] != "not measured"  # latency and memory are real
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["runtime"]["deterministic"] and config["runtime"]["dtype"] == "float32"
+    assert config["runtime"]["fixed_generation_length"]  # set by comparison=arch_tiny
+    cells = json.loads((tmp_path / "run" / "cells.json").read_text())["cells"]
+    for cell in cells:
+        if cell["task"] == "smoke_summarize":  # every model generated exactly max_new_tokens: timed on equal work
+            manifest = json.loads((Path(cell["path"]) / "manifest.json").read_text())
+            recs = [json.loads(x) for x in (Path(cell["path"]) / "records.jsonl").read_text().splitlines()]
+            assert {r["output_tokens"] for r in recs} == {manifest["parts"]["generation"]["max_new_tokens"]}
+            assert manifest["parts"]["generation"]["fixed_length"] is True

@@ -41,14 +41,19 @@ def test_cpu_peak_memory_sees_an_allocation_and_resets():
     assert mt.stats.peak_bytes == mt.stats.peak_rss_bytes
 
 
+def _gpu_work(dev: torch.device, size: int, steps: int) -> None:
+    """Queued matmuls: the launch returns long before the GPU is done."""
+    a = torch.randn(size, size, device=dev)
+    for _ in range(steps):
+        a = a @ a
+        a = a / a.norm()
+
+
 @cuda
 def test_cuda_stopwatch_synchronizes():
     dev = torch.device("cuda")
-    a = torch.randn(4096, 4096, device=dev)
     with Stopwatch(dev) as sw:
-        for _ in range(20):
-            a = a @ a
-            a = a / a.norm()
+        _gpu_work(dev, 4096, 20)
     assert sw.elapsed > 0.001  # without synchronize this would be the launch time only
 
 
@@ -91,11 +96,8 @@ def test_energy_counter_around_a_timed_region():
     from harness.energy import EnergyTracker
 
     dev = torch.device("cuda")
-    a = torch.randn(8192, 8192, device=dev)
     with EnergyTracker(dev) as et:
-        for _ in range(50):
-            a = a @ a
-            a = a / a.norm()
+        _gpu_work(dev, 8192, 50)
     if et.reading.method == "nvml":  # Volta and newer
         assert et.reading.joules and et.reading.joules > 0
 

@@ -65,8 +65,8 @@ class Engine(ABC):
         """Every choice's log-likelihood after its prompt, and the seconds the batch took (synchronized)."""
 
     @abstractmethod
-    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str]) -> list[Generation]:
-        """Greedy generation for a batch of prompts, each with its own timings."""
+    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+        """Greedy generation for a batch of prompts, each with its own timings (at least ``min_new_tokens`` each)."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -175,8 +175,12 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
 
 
 @torch.inference_mode()
-def generate(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str]) -> list[Generation]:
-    """Greedy generation for a batch of prompts, timed (latency, time to first token, decode speed)."""
+def generate(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+    """Greedy generation for a batch of prompts, timed (latency, time to first token, decode speed).
+
+    ``min_new_tokens == max_new_tokens`` (with no stops) times every model on the same number of
+    tokens, as optimum-benchmark does: end-of-sequence is suppressed until then.
+    """
     tok = lm.tokenizer
     encoded = [_encode(tok, p.text) for p in prompts]
     ids, mask, _ = _left_pad(encoded, tok.pad_token_id, lm.device)
@@ -187,6 +191,7 @@ def generate(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, st
         input_ids=ids,
         attention_mask=mask,
         max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens or None,
         do_sample=False,
         temperature=None,
         top_p=None,
@@ -258,8 +263,8 @@ class HFEngine(Engine):
             scored = score_choices(self.lm, prompts, choices)
         return scored, sw.elapsed
 
-    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str]) -> list[Generation]:
-        return generate(self.lm, prompts, max_new_tokens, stops)
+    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+        return generate(self.lm, prompts, max_new_tokens, stops, min_new_tokens)
 
     def describe(self) -> dict[str, Any]:
         lm = self.lm

@@ -153,6 +153,7 @@ class RegressConfig:
     quality_tolerance: float = 0.02  # largest allowed drop of the primary metric (absolute, 0.02 = 2 points)
     alpha: float = 0.05  # significance of the paired test outside exact configurations
     latency_ratio_max: float = 1.25  # median latency run/baseline, judged on the lower end of its 95% CI
+    latency_min_s: float = 0.1  # baseline medians below this are not judged: per-call overhead and scheduler noise dominate
     memory_ratio_max: float = 1.10  # peak memory run/baseline
     max_listed_predictions: int = 20  # changed predictions listed per cell (exact configurations)
     seed: int = 0  # bootstrap resampling

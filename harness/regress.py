@@ -15,7 +15,9 @@ What fails (each threshold in ``configs/regress/default.yaml``):
   GPUs flip a few predictions without any change);
 - latency: the ratio of median per-item latency (run / baseline) is above
   ``latency_ratio_max`` with its whole 95% paired-bootstrap interval (items
-  resampled together), so noise alone does not fail a build;
+  resampled together), so noise alone does not fail a build; medians below
+  ``latency_min_s`` are not judged (at a few milliseconds, overhead and the
+  scheduler dominate);
 - memory: the peak memory ratio is above ``memory_ratio_max``;
 - identity: a changed item set, task version or model identity, or a cell of the
   baseline missing from the run (reported; a failure unless allowed with ``--allow``).
@@ -170,7 +172,11 @@ def compare_cell(name: str, base: dict[str, Any], cur: dict[str, Any], cfg: Regr
     elif common:
         lat = paired_ratio([cur["items"][i]["latency_s"] for i in common], [base["items"][i]["latency_s"] for i in common], np.median, seed=cfg.seed).to_dict()
         res.latency_ratio = lat
-        if lat["low"] > cfg.latency_ratio_max:
+        base_median = float(np.median([base["items"][i]["latency_s"] for i in common]))
+        if base_median < cfg.latency_min_s:
+            f.append(Finding(name, "latency", INFO, f"not judged: the baseline's median latency {base_median * 1000:.1f} ms is below "
+                             f"latency_min_s={cfg.latency_min_s:g} s, where overhead and scheduler noise dominate"))
+        elif lat["low"] > cfg.latency_ratio_max:
             f.append(Finding(name, "latency", REGRESSION, f"median latency x{lat['value']:.2f} [{lat['low']:.2f}, {lat['high']:.2f}] > {cfg.latency_ratio_max:g}"))
         if base.get("peak_memory_bytes") and cur.get("peak_memory_bytes"):
             res.memory_ratio = cur["peak_memory_bytes"] / base["peak_memory_bytes"]

@@ -16,7 +16,7 @@ from conftest import PROJECT_ROOT
 HARNESS = [sys.executable, "-m", "harness"]
 COMMITTED = PROJECT_ROOT / "results" / "baselines" / "tiny_smoke_cpu.json"
 # the configuration the committed baseline was written from (exact: float32, fixed batch size)
-RUN_ARGS = ["pair=tiny", "task=smoke", "runtime.dtype=float32", "runtime.batch_size=1", "runtime.max_samples=null",
+RUN_ARGS = ["pair=tiny", "task=smoke", "runtime=regression", "runtime.max_samples=null",
             "runtime.progress=false", "print_report=false"]
 
 
@@ -93,7 +93,8 @@ def _fewer(recs: list[dict], manifest: dict) -> tuple[list[dict], dict]:
 def test_planted_regression_fails_naming_its_cause(mutate, needles, run_and_baseline, tmp_path):
     run, baseline = run_and_baseline
     bad = planted(run, tmp_path, "tiny_olmoe", "smoke_classify", mutate)
-    proc = cli(["regress", str(bad), "--baseline", str(baseline)], tmp_path)
+    # the tiny models answer in milliseconds, below the default latency_min_s: judge their latency anyway
+    proc = cli(["regress", str(bad), "--baseline", str(baseline), "latency_min_s=0"], tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "## harness regress: REGRESSION" in proc.stdout
     for needle in needles:
@@ -107,6 +108,13 @@ def test_allowed_item_change_is_reported_not_failed(run_and_baseline, tmp_path):
     bad = planted(run, tmp_path, "tiny_olmoe", "smoke_classify", _fewer)
     proc = cli(["regress", str(bad), "--baseline", str(baseline), "--allow", "items"], tmp_path)
     assert proc.returncode == 0 and "- changed: tiny_olmoe/smoke_classify: items" in proc.stdout, proc.stdout
+
+
+def test_millisecond_latencies_are_not_judged_by_default(run_and_baseline, tmp_path):
+    run, baseline = run_and_baseline
+    bad = planted(run, tmp_path, "tiny_olmoe", "smoke_classify", _slow)
+    proc = cli(["regress", str(bad), "--baseline", str(baseline)], tmp_path)
+    assert proc.returncode == 0 and "info: tiny_olmoe/smoke_classify: latency: not judged" in proc.stdout, proc.stdout
 
 
 def test_other_hardware_compares_quality_only(run_and_baseline, tmp_path):

@@ -64,7 +64,8 @@ class ModelConfig:
     random: Optional[RandomInitConfig] = None  # source=random
     dtype: Optional[str] = None  # overrides runtime.dtype for this model
     engine: Optional[str] = None  # overrides runtime.engine for this model
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # runs code from the model repository: off unless a config says so (a warning is printed)
+    allow_pickle: bool = False  # load .bin/.pt checkpoints (pickle can run code); safetensors and GGUF need no opt-in
     # random weights at a published size: latency, memory and energy are real, quality is not measured
     architecture_only: bool = False
     description: str = ""

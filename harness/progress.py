@@ -1,6 +1,7 @@
-"""Progress display for a run (rich), quiet when disabled or not on a terminal."""
+"""Progress display for a run: rich bars on a terminal, plain lines elsewhere (CI logs, nohup, files)."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Optional
 
 from rich.console import Console
@@ -18,7 +19,7 @@ class RunProgress:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
-            disable=not enabled,
+            disable=not enabled or not self.console.is_terminal,
         )
 
     def __enter__(self) -> "RunProgress":
@@ -33,6 +34,24 @@ class RunProgress:
         self._progress.console.log(message, markup=False, highlight=False)
 
     def task(self, description: str, total: int, completed: int = 0) -> Callable[[int], None]:
-        """A bar for ``total`` items, ``completed`` of them done before (a resumed cell)."""
+        """A bar for ``total`` items, ``completed`` of them done before (a resumed cell).
+
+        Not on a terminal the bars are not drawn, so a plain line reports the
+        items done and the elapsed time at each quarter of the task.
+        """
+        if self.enabled and not self.console.is_terminal:
+            return self._lines(description, total, completed)
         task_id = self._progress.add_task(description, total=total, completed=completed)
         return lambda n: self._progress.advance(task_id, n)
+
+    def _lines(self, description: str, total: int, completed: int) -> Callable[[int], None]:
+        state = {"done": completed, "next": 1, "start": time.perf_counter()}
+
+        def advance(n: int) -> None:
+            state["done"] += n
+            while state["next"] <= 4 and state["done"] >= total * state["next"] / 4:
+                state["next"] += 1
+                if state["done"] < total or state["next"] == 5:
+                    self.console.print(f"{description}: {state['done']}/{total} items, {time.perf_counter() - state['start']:.1f}s elapsed",
+                                       markup=False, highlight=False)
+        return advance

@@ -164,6 +164,10 @@ class _CellRunner:
     def _engine(self) -> Any:
         if self.engine is None:
             cfg, rt = self.model, self.p.cfg.runtime
+            if cfg.trust_remote_code:
+                self.progress.note(f"warning: {cfg.name} has trust_remote_code: true -- code from its repository runs in this process")
+            if cfg.allow_pickle:
+                self.progress.note(f"warning: {cfg.name} has allow_pickle: true -- pickle checkpoints can run code when loaded")
             source = getattr(cfg.source, "value", cfg.source)
             first_time = source == "gguf_wheel" and cfg.gguf is not None and not is_prepared(cfg.gguf, self.p.cache_dir)
             self.progress.note(f"loading {cfg.name} ({source})"

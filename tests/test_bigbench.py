@@ -177,41 +177,91 @@ def test_options_parse():
     assert parse("seed_claims") is None and parse("other:thing") is None
 
 
-class _FakePip:
-    """Stands in for ``pip download``: writes a file (or fails) without any network."""
+class _Index:
+    """A real HTTP package index on loopback (PEP 503 HTML or PEP 691 JSON) serving one sdist, or nothing."""
 
-    def __init__(self, content: bytes | None) -> None:
+    def __init__(self, content: bytes | None, json_api: bool = False) -> None:
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.paths.append(self.path)
+                if self.path == "/simple/bigbench/" and outer.content is not None:
+                    if json_api:
+                        body = json.dumps({"files": [{"filename": bigbench.SDIST, "url": f"../../files/{bigbench.SDIST}"}]}).encode()
+                        kind = "application/vnd.pypi.simple.v1+json"
+                    else:
+                        body = f'<a href="../../files/{bigbench.SDIST}#sha256=0">{bigbench.SDIST}</a>'.encode()
+                        kind = "text/html"
+                elif self.path == f"/files/{bigbench.SDIST}" and outer.content is not None:
+                    body, kind = outer.content, "application/octet-stream"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
         self.content = content
-        self.calls: list[list[str]] = []
+        self.paths: list[str] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def __call__(self, cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
-        self.calls.append(cmd)
-        if self.content is None:
-            return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for bigbench==1.0.0")
-        dest = Path(cmd[cmd.index("-d") + 1])
-        (dest / bigbench.SDIST).write_bytes(self.content)
-        return subprocess.CompletedProcess(cmd, 0, "", "")
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
-    fake = _FakePip(None)
-    monkeypatch.setattr(bigbench.subprocess, "run", fake)
-    with pytest.raises(TaskFileError, match=r"pip download of bigbench==1\.0\.0 failed: ERROR: No matching.*put bigbench-1\.0\.0\.tar\.gz in"):
-        load("bigbench:gem/xsum", tmp_path / "cache")
-    assert fake.calls and fake.calls[0][-4:] == ["-q", "-d", fake.calls[0][-2], "bigbench==1.0.0"] and "--no-deps" in fake.calls[0]
+    index = _Index(None)
+    monkeypatch.setenv("HARNESS_INDEX_URL", index.url)
+    try:
+        with pytest.raises(TaskFileError, match=r"downloading bigbench-1\.0\.0\.tar\.gz from http://127\.0\.0\.1:\d+/simple failed: HTTP Error 404.*put bigbench-1\.0\.0\.tar\.gz in"):
+            load("bigbench:gem/xsum", tmp_path / "cache")
+    finally:
+        index.close()
+    assert index.paths == ["/simple/bigbench/"]
 
 
-def test_downloaded_sdist_is_checked_and_a_bad_one_is_not_kept(tmp_path, monkeypatch):
+def test_the_fetch_does_not_use_pip():
+    """pip 24+ refuses bigbench 1.0.0 (a direct-URL dependency in its metadata): the sdist is fetched as a file."""
+    import inspect
+
+    assert "pip" not in inspect.getsource(bigbench.sdist).split('"""')[-1]
+
+
+@pytest.mark.parametrize("json_api", [False, True])
+def test_downloaded_sdist_is_checked_and_a_bad_one_is_not_kept(json_api, tmp_path, monkeypatch):
     fake_sdist = make_sdist(tmp_path / "elsewhere", {"toy/mc/task.json": MC}).read_bytes()
-    monkeypatch.setattr(bigbench.subprocess, "run", _FakePip(fake_sdist))
+    index = _Index(fake_sdist, json_api=json_api)
+    monkeypatch.setenv("HARNESS_INDEX_URL", index.url)
     cache = tmp_path / "cache"
-    with pytest.raises(TaskFileError, match="checksum mismatch for bigbench-1.0.0.tar.gz"):
-        load("bigbench:toy/mc", cache)
-    assert not any(p.is_file() for p in (cache / "bigbench").rglob("*"))
-    import hashlib
+    try:
+        with pytest.raises(TaskFileError, match="checksum mismatch for bigbench-1.0.0.tar.gz"):
+            load("bigbench:toy/mc", cache)
+        assert not any(p.is_file() for p in (cache / "bigbench").rglob("*"))
+        import hashlib
 
-    monkeypatch.setattr(bigbench, "SDIST_SHA256", hashlib.sha256(fake_sdist).hexdigest())
-    assert load("bigbench:toy/mc", cache).samples and (cache / "bigbench" / bigbench.SDIST).is_file()
+        monkeypatch.setattr(bigbench, "SDIST_SHA256", hashlib.sha256(fake_sdist).hexdigest())
+        assert load("bigbench:toy/mc", cache).samples and (cache / "bigbench" / bigbench.SDIST).is_file()
+    finally:
+        index.close()
+    assert index.paths[-1] == f"/files/{bigbench.SDIST}"
+
+
+@pytest.mark.slow
+def test_real_sdist_from_pypi(tmp_path):
+    """The real 358 MB download with the project's own code path (run with --runslow)."""
+    archive = bigbench.sdist(tmp_path / "cache")
+    assert archive.stat().st_size > 300e6
 
 
 def test_full_run_on_bigbench_tasks(cache, tmp_path):

@@ -59,6 +59,31 @@ def test_local_source_round_trip(saved_tiny_llama, tiny_llama, cpu_runtime):
     assert lm.source == "local" and lm.load_time_s > 0
 
 
+def test_pickle_checkpoints_are_refused_unless_allowed(saved_tiny_llama, tiny_llama, tmp_path, cpu_runtime):
+    """A directory with only a pickle checkpoint (.bin) is refused; allow_pickle: true loads it."""
+    import shutil
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(saved_tiny_llama, pickled)
+    for f in pickled.glob("*.safetensors"):
+        f.unlink()
+    torch.save(tiny_llama.model.state_dict(), pickled / "pytorch_model.bin")
+    cfg = ModelConfig(name="pickled", source=ModelSource.local, path=str(pickled))
+    with pytest.raises(ModelSourceError, match=r"only pickle checkpoints \(pytorch_model.bin\).*allow_pickle: true"):
+        load_model(cfg, cpu_runtime)
+    lm = load_model(ModelConfig(name="pickled", source=ModelSource.local, path=str(pickled), allow_pickle=True), cpu_runtime)
+    ids = tiny_llama.tokenizer("pickled", return_tensors="pt").input_ids
+    assert torch.allclose(lm.model(ids).logits, tiny_llama.model(ids).logits)
+
+
+def test_trust_remote_code_is_off_by_default():
+    from harness.config import compose
+
+    cfg = compose(["pair=offline_default"])
+    for model in (cfg.pair.small, cfg.pair.large):
+        assert model.trust_remote_code is False and model.allow_pickle is False
+
+
 def test_local_source_missing_dir(tmp_path, cpu_runtime):
     cfg = ModelConfig(name="nothing", source=ModelSource.local, path=str(tmp_path / "nope"))
     with pytest.raises(ModelSourceError, match="no config.json"):

@@ -25,3 +25,4 @@ def test_loopback_is_allowed():
     client = socket.create_connection(server.getsockname(), timeout=1)
     client.close()
     server.close()
+

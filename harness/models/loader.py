@@ -118,7 +118,7 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None 
 
         if not cfg.path:
             raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
-        model, tokenizer = load_from_dir(Path(cfg.path).expanduser(), dtype, cfg.trust_remote_code)
+        model, tokenizer = load_from_dir(Path(cfg.path).expanduser(), dtype, cfg.trust_remote_code, cfg.allow_pickle)
         origin = str(cfg.path)
     elif source is ModelSource.gguf_wheel:
         from harness.models.local import load_from_dir

@@ -2,8 +2,8 @@
 
 The sdist on PyPI (358 MB) holds every task as
 ``bigbench-1.0.0/bigbench/benchmark_tasks/<path>/task.json``. It is fetched once
-with ``pip download --no-deps`` (never installed: that is 1.9 GB and
-TensorFlow), checked against its published sha256 and kept in
+as a file from the package index (never installed: that is 1.9 GB and
+TensorFlow; never built: see ``sdist``), checked against its pinned sha256 and kept in
 ``<cache>/bigbench/``; only the task.json (and README.md) of the tasks asked for
 are extracted, in one streaming pass, to ``<cache>/bigbench/tasks/<path>/``.
 The licences of several of these data sets forbid redistribution: they live in
@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -77,21 +76,63 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def index_url() -> str:
+    """The package index (PEP 503/691 simple API) the sdist is fetched from: pip's own setting, else PyPI."""
+    return (os.environ.get("HARNESS_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/")
+
+
+def _sdist_url(index: str) -> str:
+    """The sdist's URL from the index's project page (JSON when the index speaks PEP 691, else the HTML links)."""
+    import urllib.parse
+    import urllib.request
+
+    page = f"{index}/bigbench/"
+    req = urllib.request.Request(page, headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.5"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        kind = resp.headers.get("Content-Type", "")
+        body = resp.read().decode("utf-8", errors="replace")
+    if "json" in kind:
+        hits = [f["url"] for f in json.loads(body).get("files", []) if f.get("filename") == SDIST]
+    else:
+        hits = [h for h in re.findall(r'href="([^"]+)"', body) if h.split("#")[0].rsplit("/", 1)[-1] == SDIST]
+    if not hits:
+        raise TaskFileError(f"the package index {index} lists no {SDIST}", f"set PIP_INDEX_URL to an index that has it, or put {SDIST} in the cache")
+    return urllib.parse.urljoin(page, hits[0].split("#")[0])
+
+
+def _download(url: str, dest: Path) -> str:
+    """Stream ``url`` into ``dest``; returns its sha256."""
+    import urllib.request
+
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=120) as resp, open(dest, "wb") as out:
+        while chunk := resp.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
 def sdist(cache: Path) -> Path:
-    """The BIG-bench sdist in the cache, downloaded (and verified) the first time."""
+    """The BIG-bench sdist in the cache, downloaded (and verified) the first time.
+
+    The archive is fetched as a file from the package index's simple API, not
+    with ``pip download``: pip prepares an sdist's metadata before it keeps it,
+    and bigbench 1.0.0 declares a direct-URL dependency that pip 24+ refuses
+    ("Distributions from PyPI cannot declare direct URL dependencies"), so pip
+    can no longer download it at all. Nothing of the package is built or run.
+    """
     target = root(cache) / SDIST
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"fetching BIG-bench 1.0.0 from PyPI ({REQUIREMENT}, 358 MB, once) into {target.parent}", file=sys.stderr, flush=True)
+    index = index_url()
+    print(f"fetching BIG-bench 1.0.0 ({SDIST}, 358 MB, once) from {index} into {target.parent}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, REQUIREMENT]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / SDIST
-        if proc.returncode != 0 or not got.is_file():
-            last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise TaskFileError(f"pip download of {REQUIREMENT} failed: {last}", f"check the access to PyPI, or put {SDIST} in {target.parent}")
-        digest = _sha256(got)
+        try:
+            digest = _download(_sdist_url(index), got)
+        except OSError as exc:  # URLError, HTTPError, timeouts: all OSError
+            raise TaskFileError(f"downloading {SDIST} from {index} failed: {exc}", f"check the access to the package index, or put {SDIST} in {target.parent}") from exc
         if digest != SDIST_SHA256:
             raise TaskFileError(f"checksum mismatch for {SDIST}: expected sha256 {SDIST_SHA256}, got {digest}", "the package index served another file; nothing was kept")
         os.replace(got, target)

@@ -40,6 +40,9 @@ from harness.records import RecordWriter, read_json, write_json
 SCORING_VERSION = 2
 MANIFEST_FORMAT = 1
 RUNNING, COMPLETE = "running", "complete"
+# every item was tried, some failed even at batch size 1 (out of memory): reported, and retried by the next run
+PARTIAL = "partial"
+REPORTABLE = (COMPLETE, PARTIAL)
 
 
 def now_iso() -> str:
@@ -228,13 +231,17 @@ class Claim:
         return RecordWriter(self.records)
 
     def finish(self, manifest: dict[str, Any], session: dict[str, Any], n_planned: int) -> dict[str, Any]:
-        """Add this session and mark the cell complete when every planned item has a record."""
+        """Add this session; the cell is complete when every planned item has a record, partial when the rest failed."""
         ids = self.done_ids()
         if len(ids) != len(set(ids)):
             raise HarnessError(f"cell {self.dir} holds duplicate records", "move the cell directory aside and run again")
-        manifest = {**manifest, "sessions": [*manifest.get("sessions", []), session], "n_planned": n_planned, "n_done": len(ids)}
+        failed = list(session.get("failed_ids") or [])
+        manifest = {**manifest, "sessions": [*manifest.get("sessions", []), session], "n_planned": n_planned, "n_done": len(ids),
+                    "failed_ids": failed}
         if len(ids) == n_planned:
             manifest.update(status=COMPLETE, completed_at=now_iso())
+        elif failed and len(ids) + len(failed) == n_planned:
+            manifest.update(status=PARTIAL, completed_at=now_iso())
         write_json(self.manifest_path, manifest)
         return manifest
 

@@ -345,7 +345,8 @@ def c10(run: RunView, th: dict[str, float]) -> Verdict:
                 if f"{name}/{t}" not in missing and f"{name}/{t}" not in (run.summary.get("not_run") or []):
                     missing.append(f"{name}/{t}")
             elif res["n"] != info.get("n_selected", res["n"]):
-                missing.append(f"{name}/{t} ({res['n']} of {info['n_selected']} items)")
+                failed = len((res.get("cell") or {}).get("failed_ids") or [])
+                missing.append(f"{name}/{t} ({res['n']} of {info['n_selected']} items" + (f"; {failed} failed out of memory)" if failed else ")"))
     verdict = REFUTED if missing else SUPPORTED
     n_tasks = len(run.summary["tasks"])
     return Verdict("C10", verdict, f"{n_tasks} tasks, {len(missing)} incomplete cell(s)",

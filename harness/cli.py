@@ -13,6 +13,7 @@ one ``error: ...`` line and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -231,8 +232,24 @@ def _run_hydra() -> None:
             _fail(str(exc))
         except KeyboardInterrupt:
             _interrupted()
+        except OSError as exc:
+            if exc.errno in _DISK_FULL or isinstance(exc, PermissionError):
+                _os_error(exc)
+            raise
 
     _main()
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _os_error(exc: OSError) -> NoReturn:
+    """A file that could not be written or created: one line, and what is kept."""
+    where = exc.filename or "a file"
+    if exc.errno in _DISK_FULL:
+        _fail(f"could not write {where}: {exc.strerror} (no space left for it) -- fix: free disk space (or raise the quota/file size limit), "
+              "then run the same command again: every record already written is kept and the run resumes")
+    _fail(f"cannot write {where}: {exc.strerror} -- fix: choose a writable location (hydra.run.dir=..., paths.store_dir=..., paths.cache_dir=...)")
 
 
 def _interrupted() -> NoReturn:
@@ -267,6 +284,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         _fail(explain_hydra_error(exc))
     except KeyboardInterrupt:
         _interrupted()
+    except OSError as exc:  # Hydra creates the run directory before the run starts
+        if exc.errno in _DISK_FULL or isinstance(exc, PermissionError) or exc.errno in (errno.ENOENT, errno.EROFS, errno.EACCES):
+            _os_error(exc)
+        raise
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.cells import COMPLETE, CellRef, read_manifest
+from harness.cells import REPORTABLE, CellRef, read_manifest
 from harness.errors import HarnessError
 from harness.records import read_json, read_records, write_json
 
@@ -76,7 +76,7 @@ def load_cells(refs: list[CellRef]) -> tuple[list[LoadedCell], list[CellRef]]:
     loaded, missing = [], []
     for ref in refs:
         manifest = read_manifest(Path(ref.path))
-        if not manifest or manifest.get("status") != COMPLETE:
+        if not manifest or manifest.get("status") not in REPORTABLE:
             missing.append(ref)
             continue
         loaded.append(LoadedCell(ref, manifest, read_records(Path(ref.path) / "records.jsonl")))
@@ -98,7 +98,7 @@ def store_cells(store: Path) -> tuple[RunPlan, list[CellRef]]:
     models: list[str] = []
     for mpath in sorted(store.glob("*/*/*/manifest.json")):
         m = read_manifest(mpath.parent)
-        if not m or m.get("status") != COMPLETE:
+        if not m or m.get("status") not in REPORTABLE:
             continue
         key = (m["model"], m["task"])
         if key in refs:

@@ -5,8 +5,12 @@ transformers, so any engine gets the same records, warm-up and trackers.
 """
 from __future__ import annotations
 
+import gc
 import math
-from typing import Any, Callable, Iterator, Optional, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import torch
 
 from harness.config import RuntimeConfig
 from harness.energy import EnergyReading, EnergyTracker
@@ -18,11 +22,6 @@ from harness.records import RecordWriter, SampleRecord
 from harness.tasks import Sample, Task, TaskType
 
 Progress = Callable[[int], None]
-
-
-def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def softmax(values: Sequence[float]) -> list[float]:
@@ -84,6 +83,8 @@ def _classify(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Runt
                 scores={"correct": float(labels[best] == sample.target)},
                 input_tokens=sc.input_tokens,
                 output_tokens=0,
+                truncated=sc.tokens_dropped > 0,
+                tokens_dropped=sc.tokens_dropped,
                 latency_s=seconds,
                 details={
                     "choices": labels,
@@ -118,6 +119,8 @@ def _summarize(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Run
                 scores=scores,
                 input_tokens=out.input_tokens,
                 output_tokens=out.output_tokens,
+                truncated=out.tokens_dropped > 0,
+                tokens_dropped=out.tokens_dropped,
                 latency_s=out.latency_s,
                 ttft_s=out.ttft_s,
                 decode_tokens_per_s=out.decode_tokens_per_s,
@@ -127,6 +130,33 @@ def _summarize(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Run
     return records, outs[0].latency_s
 
 
+@dataclass
+class MemoryPressure:
+    """What running out of memory did to a task: how often, the batch size finally used, the items lost."""
+
+    batch_size: int
+    final_batch_size: int
+    oom_events: int = 0
+    failed_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, a host MemoryError, or an allocator RuntimeError saying so (MPS, XPU, older torch)."""
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if isinstance(exc, MemoryError) or (oom is not None and isinstance(exc, oom)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _release(engine: Engine) -> None:
+    gc.collect()
+    if engine.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def evaluate_task(
     engine: Engine,
     task: Task,
@@ -134,24 +164,47 @@ def evaluate_task(
     runtime: RuntimeConfig,
     writer: RecordWriter,
     progress: Optional[Progress] = None,
-) -> tuple[float, MemoryStats, EnergyReading]:
-    """Score ``samples``, writing (and flushing) a record per sample; returns (model seconds, peak memory, energy).
+) -> tuple[float, MemoryStats, EnergyReading, MemoryPressure]:
+    """Score ``samples``, writing (and flushing) a record per sample; returns (model seconds, peak memory, energy, memory pressure).
 
     The seconds are the sum of the timed model calls (prompt building, metric
     computation and record writing are excluded), so throughput and cost
     reflect the model, not the harness.
+
+    Out of memory during a batch halves the batch size and retries the same
+    items, down to 1, and the smaller size is kept for the rest of the task;
+    an item that fails alone gets no record (the cell is then ``partial`` and
+    the next run retries it).
     """
+    pressure = MemoryPressure(runtime.batch_size, runtime.batch_size)
     if samples:
         _warm_up(engine, task, samples, runtime)
     run = _classify if task.type is TaskType.classification else _summarize
     wall = 0.0
+    size, i = runtime.batch_size, 0
     with MemoryTracker(engine.device) as mem, EnergyTracker(engine.device) as energy:
-        for batch in batches(samples, runtime.batch_size):
-            records, seconds = run(engine, task, batch, runtime)
+        while i < len(samples):
+            batch = samples[i : i + size]
+            try:
+                records, seconds = run(engine, task, batch, runtime)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                pressure.oom_events += 1
+                _release(engine)
+                if size > 1:
+                    size = pressure.final_batch_size = max(1, size // 2)
+                else:
+                    pressure.failed_ids.append(batch[0].id)
+                    i += 1
+                    if progress:
+                        progress(1)
+                continue
             for record in records:
                 writer.write(record)
             wall += seconds
+            i += len(batch)
             if progress:
                 progress(len(batch))
     assert mem.stats is not None
-    return wall, mem.stats, energy.reading
+    return wall, mem.stats, energy.reading, pressure

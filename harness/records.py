@@ -27,6 +27,8 @@ class SampleRecord:
     output_tokens: int
     latency_s: float  # wall time of the batch that held this sample
     batch_size: int
+    truncated: bool = False  # the prompt did not fit the context window: its start was dropped
+    tokens_dropped: int = 0
     ttft_s: Optional[float] = None  # generation only
     decode_tokens_per_s: Optional[float] = None  # generation only
     details: dict[str, Any] = field(default_factory=dict)  # choice log-likelihoods, confidences

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.cells import COMPLETE, CellKey, CellRef, SCORING_VERSION, Store, combined_measurements, now_iso, task_identity
+from harness.cells import REPORTABLE, CellKey, CellRef, SCORING_VERSION, Store, combined_measurements, now_iso, task_identity
 from harness.comparison import RunPlan, write_cells
 from harness.config import PROJECT_ROOT, ModelConfig, RunConfig, resolve_models
 from harness.engines import check_engine, load_engine
@@ -207,11 +207,16 @@ class _CellRunner:
             advance = self.progress.task(f"{self.model.name} / {task.name}", len(samples), completed=len(done))
             started = now_iso()
             with claim.writer() as writer:
-                wall, mem, energy = evaluate_task(engine, task, remaining, rt, writer, advance)
+                wall, mem, energy, pressure = evaluate_task(engine, task, remaining, rt, writer, advance)
             session = {"started_at": started, "ended_at": now_iso(), "host": socket.gethostname(), "pid": os.getpid(),
-                       "n": writer.count, "resumed_after": len(done), "wall_s": wall, "memory": mem.to_dict(), "energy": energy.to_dict()}
+                       "n": writer.count, "resumed_after": len(done), "wall_s": wall, "memory": mem.to_dict(), "energy": energy.to_dict(),
+                       **pressure.to_dict()}
+            if pressure.oom_events:
+                self.progress.note(f"{self.model.name} / {task.name}: out of memory {pressure.oom_events} time(s): batch size "
+                                   f"{rt.batch_size} -> {pressure.final_batch_size}" + (f", {len(pressure.failed_ids)} item(s) failed at batch size 1 "
+                                   "(retried by the next run)" if pressure.failed_ids else ""))
             manifest = claim.finish(manifest, session, len(samples))
-            if manifest["status"] != COMPLETE:
+            if manifest["status"] not in REPORTABLE:
                 raise RuntimeError(f"cell {claim.dir} has {manifest['n_done']} of {len(samples)} records after its run")
             ref.computed_at = manifest["completed_at"]
             m = combined_measurements(manifest)

@@ -98,6 +98,7 @@ def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any], ta
         "throughput_samples_per_s": n / wall if wall > 0 else None,
         "throughput_tokens_per_s": (in_tok + out_tok) / wall if wall > 0 else None,
         "input_tokens": in_tok,
+        "truncated_items": sum(bool(r.get("truncated")) for r in records),  # prompts cut to fit the context window
         "output_tokens": out_tok,
         "peak_memory_bytes": meta["memory"]["peak_bytes"],
         "memory": meta["memory"],
@@ -175,7 +176,9 @@ def summarize_run(run_dir: Path, config: dict[str, Any] | None = None) -> dict[s
         results.setdefault(task, {})[name] = {
             **summarize_model_task(cell.records, meta, info, hardware),
             "cell": {"key": cell.ref.key, "path": cell.ref.path, "status": cell.ref.status, "computed_at": cell.manifest.get("completed_at"),
-                     "sessions": len(cell.manifest.get("sessions", []))},
+                     "sessions": len(cell.manifest.get("sessions", [])), "failed_ids": cell.manifest.get("failed_ids", []),
+                     "oom_events": sum(int(s.get("oom_events") or 0) for s in cell.manifest.get("sessions", [])),
+                     "final_batch_size": (cell.manifest.get("sessions") or [{}])[-1].get("final_batch_size")},
         }
     order, reference = order_models(models, plan.reference)
     assign_roles(models, reference)

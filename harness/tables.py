@@ -250,7 +250,7 @@ def claim_rows(verdicts: list[dict[str, Any]]) -> list[list[str]]:
              v["key_number"], ", ".join(v["tasks"]) or "-"] for v in verdicts]
 
 
-CELLS_HEADER = ["model", "task", "cell", "this run", "completed at", "sessions"]
+CELLS_HEADER = ["model", "task", "cell", "this run", "completed at", "sessions", "out of memory"]
 _STATUS = {"computed": "computed now", "resumed": "resumed now", "reused": "reused", "planned": "not computed", "missing": "missing"}
 
 
@@ -260,7 +260,11 @@ def cell_rows(summary: dict[str, Any]) -> list[list[str]]:
         res = summary["tasks"].get(c["task"], {}).get("results", {}).get(c["model"], {})
         cell = res.get("cell", {})
         status = _STATUS.get(c["status"], c["status"]) if c.get("complete") else "missing (incomplete)"
-        rows.append([c["model"], c["task"], c["key"], status, cell.get("computed_at") or "-", str(cell.get("sessions", "-"))])
+        failed = cell.get("failed_ids") or []
+        if failed:
+            status += f"; {len(failed)} item(s) failed (retried by the next run)"
+        oom = (f"{cell['oom_events']} time(s), batch size -> {cell.get('final_batch_size')}" if cell.get("oom_events") else "-")
+        rows.append([c["model"], c["task"], c["key"], status, cell.get("computed_at") or "-", str(cell.get("sessions", "-")), oom])
     return rows
 
 
@@ -275,6 +279,8 @@ def secondary_lines(summary: dict[str, Any]) -> list[str]:
             extra = ""
             if res.get("ttft_s"):
                 extra = f"; time to first token p50 {_ms(res['ttft_s']['p50'])}, decode {_num(res['decode_tokens_per_s_median'])} tok/s"
+            if res.get("truncated_items"):
+                extra += f"; {res['truncated_items']} prompt(s) longer than the context window, truncated from the left"
             lines.append(f"- {task} / {name}: {q}; {res['input_tokens']} input + {res['output_tokens']} output tokens in {res['wall_s']:.1f} s{extra}")
             metric = res["primary_metric"]
             for field, values in (res.get("breakdown") or {}).items():

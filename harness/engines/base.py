@@ -27,6 +27,7 @@ class ChoiceScores:
     greedy: list[bool]  # whether greedy decoding would produce the continuation exactly
     num_tokens: list[int]
     input_tokens: int  # tokens of the context
+    tokens_dropped: int = 0  # from the context's start, to fit the model's context window
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Generation:
     latency_s: float
     ttft_s: float | None
     decode_tokens_per_s: float | None
+    tokens_dropped: int = 0  # from the prompt's start, so that prompt + max_new_tokens fit the context window
 
 
 class Engine(ABC):

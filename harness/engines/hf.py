@@ -90,10 +90,13 @@ def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[
     per_prompt = _choices_per_prompt(prompts, choices)
     contexts: list[list[int]] = []
     conts: list[list[list[int]]] = []
+    dropped: list[int] = []
     for prompt, options in zip(prompts, per_prompt):
         pairs = [encode_pair(tok, prompt.text, prompt.target_delimiter + choice) for choice in options]
         longest = max(len(cont) for _, cont in pairs)
-        contexts.append(pairs[0][0][-(max_len - longest):])  # keep the end, as lm-eval does
+        full = pairs[0][0]
+        contexts.append(full[-(max_len - longest):])  # keep the end (the question is last), as lm-eval does
+        dropped.append(len(full) - len(contexts[-1]))
         conts.append([cont for _, cont in pairs])
 
     ids, mask, pos = _left_pad(contexts, tok.pad_token_id, lm.device)
@@ -141,7 +144,7 @@ def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[
             logliks.append(ll)
             greedy.append(is_greedy)
             ntok.append(len(cont))
-        results.append(ChoiceScores(logliks, greedy, ntok, len(contexts[p])))
+        results.append(ChoiceScores(logliks, greedy, ntok, len(contexts[p]), dropped[p]))
     return results
 
 
@@ -182,7 +185,10 @@ def generate(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, st
     tokens, as optimum-benchmark does: end-of-sequence is suppressed until then.
     """
     tok = lm.tokenizer
-    encoded = [_encode(tok, p.text) for p in prompts]
+    full = [_encode(tok, p.text) for p in prompts]
+    # the prompt and the answer must fit the context window: drop the prompt's start (its question is at the end)
+    room = max(1, (getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens)
+    encoded = [e[-room:] for e in full]
     ids, mask, _ = _left_pad(encoded, tok.pad_token_id, lm.device)
     clock = TokenClock(lm.device)
     eos = lm.model.generation_config.eos_token_id
@@ -225,6 +231,7 @@ def generate(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, st
                 text=text,
                 output_tokens=n,
                 input_tokens=len(encoded[row]),
+                tokens_dropped=len(full[row]) - len(encoded[row]),
                 mean_logprob=float(lps.mean()) if n else None,
                 latency_s=timing.latency_s,
                 ttft_s=timing.ttft_s,

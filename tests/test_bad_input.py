@@ -118,6 +118,8 @@ CASES = {
     "truncated wheel": (lambda w: (["pair=offline_default", "task=smoke"], _wheel(w, "trunc", b"x" * 5000, truncate=True)),
                         ["is not a valid wheel", "delete it"]),
     # sources
+    "lm-eval task that needs the hub while offline": (lambda w: (["pair=tiny", "task=lmeval", "task.name=hellaswag"], {"HF_DATASETS_OFFLINE": "1"}),
+                                                      ["could not build task hellaswag", "OfflineModeIsEnabled", "Hugging Face hub"]),
     "bad bigbench path": (lambda w: ["pair=tiny", "task=bigbench", "task.name=../../etc"], ["is not a BIG-bench task path"]),
     # places on disk
     "cell store not writable": (lambda w: ["pair=tiny", "task=smoke", "paths.store_dir=/proc/no_store"], ["cell store /proc/no_store is not writable"]),

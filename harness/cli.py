@@ -107,13 +107,11 @@ def _split_runs(args: Sequence[str], usage: str) -> tuple[list[Path], list[str],
 
 def _comparison_dir(runs: list[Path], out: Optional[Path]) -> Path:
     """The directory a report goes to: the run itself, or a new one combining several runs / a sweep / a store."""
-    from harness.comparison import is_run_dir, write_combined
+    from harness.comparison import write_combined
 
-    if len(runs) == 1 and out is None and is_run_dir(runs[0]):
-        return runs[0]
-    if len(runs) == 1 and out is None and (runs[0] / "plan.json").is_file():
-        return runs[0]  # an older run: read_run explains what to do
-    if out is None and len(runs) == 1:
+    if len(runs) == 1 and out is None:
+        if (runs[0] / "plan.json").is_file():
+            return runs[0]  # a run (an older one without cells.json gets read_run's explanation)
         out = runs[0] / "comparison"  # a sweep directory or a store: the combined report lives inside it
     return write_combined(runs, out)
 

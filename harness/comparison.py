@@ -54,10 +54,6 @@ def write_cells(run_dir: Path, refs: list[CellRef]) -> None:
     write_json(Path(run_dir) / "cells.json", {"cells": [r.to_dict() for r in refs]})
 
 
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "plan.json").is_file() and (Path(path) / "cells.json").is_file()
-
-
 def read_run(run_dir: Path) -> tuple[RunPlan, list[CellRef]]:
     run_dir = Path(run_dir)
     if not (run_dir / "plan.json").is_file():
@@ -151,7 +147,6 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
         models += [m for m in plan.models if m not in models]
         for t, info in plan.tasks.items():
             tasks.setdefault(t, info)
-    refs_by_plan = [r for r in all_refs.values()]
     references = {p.reference for p in plans if p.reference}
     combined = RunPlan(
         name=plans[0].name if len(plans) == 1 else f"{len(models)} models from {len(plans)} runs",
@@ -160,7 +155,7 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
         store=plans[0].store, sources=[str(r) for r in runs],
     )
     config = read_json(runs[0] / "config.json") if (runs[0] / "config.json").is_file() else {}
-    return combined, refs_by_plan, config
+    return combined, list(all_refs.values()), config
 
 
 def write_combined(paths: list[Path], out_dir: Optional[Path]) -> Path:
@@ -177,8 +172,7 @@ def write_combined(paths: list[Path], out_dir: Optional[Path]) -> Path:
     write_cells(out_dir, refs)
     if config:
         write_json(out_dir / "config.json", config)
-    for name in ("environment.json",):
-        src = Path(plan.sources[0]) / name if plan.sources else None
-        if src and src.is_file():
-            write_json(out_dir / name, read_json(src))
+    env = Path(plan.sources[0]) / "environment.json" if plan.sources else None
+    if env and env.is_file():  # the report's method section: where the first run ran
+        write_json(out_dir / "environment.json", read_json(env))
     return out_dir

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
+from harness.summary import model_size
+
 SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
 
 
@@ -97,7 +99,7 @@ def c1(run: RunView, th: dict[str, float]) -> Verdict:
     if len(models) >= th.get("min_models", 3):
         rhos = {}
         for task, info in run.summary["tasks"].items():
-            rows = [(run.models[n]["params"]["total"], res["quality"][res["primary_metric"]]) for n, res in info["results"].items() if n in run.measured]
+            rows = [(model_size(run.models[n]), res["quality"][res["primary_metric"]]) for n, res in info["results"].items() if n in run.measured]
             if len(rows) >= 3:
                 rhos[task] = spearman([p for p, _ in rows], [q for _, q in rows])[0]
         rhos = {t: r for t, r in rhos.items() if r == r}  # nan when every model scores the same
@@ -305,15 +307,15 @@ def c9(run: RunView, th: dict[str, float]) -> Verdict:
     """Over every pair of models at least ``min_params_ratio`` apart: does the smaller one significantly win a task?"""
     min_ratio = th.get("min_params_ratio", 10.0)
     names = run.measured
-    pairs = [(a, b) for a in names for b in names
-             if a != b and run.models[b]["params"]["total"] >= min_ratio * run.models[a]["params"]["total"]]
+    size = {n: model_size(run.models[n]) for n in names}
+    pairs = [(a, b) for a in names for b in names if a != b and size[b] >= min_ratio * size[a]]
     if not pairs:
-        biggest = max(run.models[b]["params"]["total"] / run.models[a]["params"]["total"] for a in names for b in names) if names else 0.0
+        biggest = max(size[b] / size[a] for a in names for b in names) if names else 0.0
         return Verdict("C9", NOT_MEASURED, f"params ratio {biggest:.1f}x",
                        f"The most distant models are only {biggest:.1f}x apart in parameters; C9 needs at least {min_ratio:g}x.", [], run.names, {"params_ratio": biggest})
     per, nums, wins = [], {}, []
     for a, b in pairs:
-        ratio = run.models[b]["params"]["total"] / run.models[a]["params"]["total"]
+        ratio = size[b] / size[a]
         for t in run.analysis["tasks"]:
             test = _pair_test(run, a, b, t)
             if test is None:

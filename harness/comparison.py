@@ -31,6 +31,7 @@ class RunPlan:
     tasks: dict[str, dict[str, Any]]  # task -> type, file, n_available, n_selected, sample_ids, ...
     store: str = ""
     sources: list[str] = field(default_factory=list)  # run directories a combined comparison came from
+    model_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # config facts per model (published size, architecture only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,7 +39,8 @@ class RunPlan:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunPlan":
         return cls(name=d.get("name") or d.get("pair", "comparison"), task_group=d.get("task_group", ""), models=list(d.get("models", [])),
-                   reference=d.get("reference"), tasks=dict(d.get("tasks", {})), store=d.get("store", ""), sources=list(d.get("sources", [])))
+                   reference=d.get("reference"), tasks=dict(d.get("tasks", {})), store=d.get("store", ""), sources=list(d.get("sources", [])),
+                   model_info=dict(d.get("model_info", {})))
 
 
 @dataclass
@@ -143,8 +145,11 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
                 all_refs[(r.model, r.task)] = r
     models: list[str] = []
     tasks: dict[str, dict[str, Any]] = {}
+    model_info: dict[str, dict[str, Any]] = {}
     for plan in plans:
         models += [m for m in plan.models if m not in models]
+        for m, info in plan.model_info.items():
+            model_info.setdefault(m, info)
         for t, info in plan.tasks.items():
             tasks.setdefault(t, info)
     references = {p.reference for p in plans if p.reference}
@@ -152,7 +157,7 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
         name=plans[0].name if len(plans) == 1 else f"{len(models)} models from {len(plans)} runs",
         task_group=plans[0].task_group if len({p.task_group for p in plans}) == 1 else f"{len(tasks)} tasks",
         models=models, reference=references.pop() if len(references) == 1 else None, tasks=tasks,
-        store=plans[0].store, sources=[str(r) for r in runs],
+        store=plans[0].store, sources=[str(r) for r in runs], model_info=model_info,
     )
     config = read_json(runs[0] / "config.json") if (runs[0] / "config.json").is_file() else {}
     return combined, list(all_refs.values()), config

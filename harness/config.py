@@ -66,6 +66,9 @@ class ModelConfig:
     engine: Optional[str] = None  # overrides runtime.engine for this model
     trust_remote_code: bool = False  # runs code from the model repository: off unless a config says so (a warning is printed)
     allow_pickle: bool = False  # load .bin/.pt checkpoints (pickle can run code); safetensors and GGUF need no opt-in
+    # the parameter count its authors publish (model card); size ratios (C1, C9) use it, the report shows
+    # both where the loaded model differs (e.g. a GGUF that stores a tied output head as a separate tensor)
+    published_params: Optional[int] = None
     # random weights at a published size: latency, memory and energy are real, quality is not measured
     architecture_only: bool = False
     description: str = ""

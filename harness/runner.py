@@ -151,6 +151,7 @@ def run_plan(p: Plan) -> RunPlan:
     return RunPlan(
         name=p.name, task_group=p.cfg.task.name, models=[m.name for m in p.models], reference=p.reference,
         tasks={t.name: task_info(t, s) for t, s in p.tasks}, store=str(p.store.root),
+        model_info={m.name: {"published_params": m.published_params, "architecture_only": m.architecture_only} for m in p.models},
     )
 
 
@@ -200,7 +201,8 @@ class _CellRunner:
             ref.status = "resumed" if done else "computed"
             if done:
                 self.progress.note(f"{self.model.name} / {task.name}: resuming after {len(done)} of {len(samples)} records")
-            manifest = claim.begin({"model_record": {**engine.describe(), "architecture_only": self.model.architecture_only},
+            manifest = claim.begin({"model_record": {**engine.describe(), "architecture_only": self.model.architecture_only,
+                                                     "published_params": self.model.published_params},  # also in plan.json (reports use the plan's)
                                     "task_info": task_info(task, samples),
                                     "environment": self.environment, "n_planned": len(samples)})
             on_update()

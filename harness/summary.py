@@ -115,6 +115,11 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b not in (None, 0) else None
 
 
+def model_size(model: dict[str, Any]) -> int:
+    """A model's size for ratios: its published parameter count when the config gives one, else the loaded count."""
+    return int(model.get("published_params") or model["params"]["total"])
+
+
 def compare(cand: dict[str, Any], ref: dict[str, Any], cand_params: dict[str, Any], ref_params: dict[str, Any]) -> dict[str, Any]:
     """A model against the reference on one task; refuses to compare different item sets."""
     same_items = cand["sample_ids"] == ref["sample_ids"]
@@ -139,7 +144,7 @@ def compare(cand: dict[str, Any], ref: dict[str, Any], cand_params: dict[str, An
 
 def order_models(models: dict[str, dict[str, Any]], requested: Optional[str]) -> tuple[list[str], Optional[str]]:
     """Models by total parameters (smallest first), and the reference: the requested one, else the largest."""
-    order = sorted(models, key=lambda n: (models[n]["params"]["total"], n))
+    order = sorted(models, key=lambda n: (model_size(models[n]), n))
     if requested in models:
         return order, requested
     return order, (order[-1] if order else None)
@@ -170,7 +175,8 @@ def summarize_run(run_dir: Path, config: dict[str, Any] | None = None) -> dict[s
         if not cell.records:
             continue
         name, task = cell.ref.model, cell.ref.task
-        models.setdefault(name, {**cell.manifest.get("model_record", {}), "name": name})
+        # measured facts from the cell, config facts (published size, architecture only) from this comparison's plan
+        models.setdefault(name, {**cell.manifest.get("model_record", {}), **plan.model_info.get(name, {}), "name": name})
         info = plan.tasks.get(task) or cell.manifest.get("task_info", {})
         meta = {"task_type": info.get("type") or cell.manifest["task_info"]["type"], **combined_measurements(cell.manifest)}
         results.setdefault(task, {})[name] = {
@@ -185,7 +191,8 @@ def summarize_run(run_dir: Path, config: dict[str, Any] | None = None) -> dict[s
     comparisons: dict[str, dict[str, Any]] = {}
     for task, per_model in results.items():
         if reference in per_model:
-            comparisons[task] = {name: compare(per_model[name], per_model[reference], models[name]["params"], models[reference]["params"])
+            comparisons[task] = {name: compare(per_model[name], per_model[reference], {**models[name]["params"], "total": model_size(models[name])},
+                                               {**models[reference]["params"], "total": model_size(models[reference])})
                                  for name in order if name != reference and name in per_model}
     planned = [(m, t) for m in plan.models for t in plan.tasks]
     have = {(c.ref.model, c.ref.task) for c in cells}

@@ -26,8 +26,10 @@ def _ms(seconds: Optional[float]) -> str:
     return "-" if seconds is None else (f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s")
 
 
-def _params(p: dict[str, Any]) -> str:
+def _params(p: dict[str, Any], published: Optional[int] = None) -> str:
     total = f"{p['total'] / 1e6:,.1f}M"
+    if published and abs(published - p["total"]) > 0.005 * published:  # the loaded model is not the published count: say both
+        total += f" loaded, {published / 1e6:,.1f}M published"
     return f"{total} ({p['active'] / 1e6:,.1f}M active)" if p.get("is_moe") else total
 
 
@@ -68,7 +70,7 @@ def model_rows(summary: dict[str, Any]) -> list[list[str]]:
     for name in summary.get("order") or summary["models"]:
         m = summary["models"][name]
         rows.append([
-            m.get("role", ""), name + (" (architecture only)" if m.get("architecture_only") else ""), m.get("architecture", "-"), _params(m["params"]), f"{m['params']['embedding'] / 1e6:,.1f}M",
+            m.get("role", ""), name + (" (architecture only)" if m.get("architecture_only") else ""), m.get("architecture", "-"), _params(m["params"], m.get("published_params")), f"{m['params']['embedding'] / 1e6:,.1f}M",
             f"{m.get('device')} / {m.get('dtype')}", m.get("engine", "hf"), f"{m.get('load_time_s', 0.0):.1f} s", m.get("source", "-"),
         ])
     return rows

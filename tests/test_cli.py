@@ -203,3 +203,12 @@ def test_slurm_launcher_config_composes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for line in ["partition: a100", "gpus_per_node: 1", "timeout_min: 240", "array_parallelism: 8", "SlurmLauncher"]:
         assert line in proc.stdout, proc.stdout
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
+    """CI logs and nohup get a plain line per quarter of each task instead of invisible bars."""
+    proc = run_cli(["pair=tiny", "task=smoke", "runtime.max_samples=4", "print_report=false", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for line in ["tiny_olmoe / smoke_classify: 4/4 items,", "tiny_llama / smoke_summarize: 3/3 items,", "elapsed"]:
+        assert line in proc.stdout, proc.stdout[-3000:]
+    assert "━" not in proc.stdout  # no bar drawn into a log

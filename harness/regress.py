@@ -18,7 +18,8 @@ What fails (each threshold in ``configs/regress/default.yaml``):
   resampled together), so noise alone does not fail a build; medians below
   ``latency_min_s`` are not judged (at a few milliseconds, overhead and the
   scheduler dominate);
-- memory: the peak memory ratio is above ``memory_ratio_max``;
+- memory: the peak memory ratio is above ``memory_ratio_max`` (GPU allocator
+  peak) or ``memory_ratio_max_rss`` (CPU process RSS, runtime included);
 - identity: a changed item set, task version or model identity, or a cell of the
   baseline missing from the run (reported; a failure unless allowed with ``--allow``).
 Latency and memory measured on other hardware than the baseline's are not
@@ -180,9 +181,10 @@ def compare_cell(name: str, base: dict[str, Any], cur: dict[str, Any], cfg: Regr
             f.append(Finding(name, "latency", REGRESSION, f"median latency x{lat['value']:.2f} [{lat['low']:.2f}, {lat['high']:.2f}] > {cfg.latency_ratio_max:g}"))
         if base.get("peak_memory_bytes") and cur.get("peak_memory_bytes"):
             res.memory_ratio = cur["peak_memory_bytes"] / base["peak_memory_bytes"]
-            if res.memory_ratio > cfg.memory_ratio_max:
+            limit = cfg.memory_ratio_max_rss if base["hardware"].startswith("cpu") else cfg.memory_ratio_max
+            if res.memory_ratio > limit:
                 f.append(Finding(name, "memory", REGRESSION, f"peak memory x{res.memory_ratio:.2f} ({base['peak_memory_bytes'] / 2**20:.0f} -> "
-                                 f"{cur['peak_memory_bytes'] / 2**20:.0f} MiB) > {cfg.memory_ratio_max:g}"))
+                                 f"{cur['peak_memory_bytes'] / 2**20:.0f} MiB) > {limit:g}"))
     res.status = REGRESSION if any(x.status == REGRESSION for x in f) else CHANGED if any(x.status == CHANGED for x in f) else OK
     return res
 

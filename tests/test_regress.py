@@ -132,8 +132,10 @@ def test_other_hardware_compares_quality_only(run_and_baseline, tmp_path):
 def test_committed_baseline_passes_on_a_fresh_run(tmp_path):
     proc = cli([*RUN_ARGS, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    reg = cli(["regress", str(tmp_path / "run"), "--baseline", str(COMMITTED)], tmp_path)
-    assert reg.returncode == 0, reg.stdout + reg.stderr  # same items, same predictions (float32); latency only where the CPU matches
+    # quality must match exactly (float32, same items); the tiny models' latency and RSS are mostly Python runtime and
+    # move with the machine and checkout (measured: 1.14-1.16x RSS between two checkouts), so they are not the point here
+    reg = cli(["regress", str(tmp_path / "run"), "--baseline", str(COMMITTED), "memory_ratio_max_rss=2.0"], tmp_path)
+    assert reg.returncode == 0, reg.stdout + reg.stderr
     assert "quality" not in "".join(line for line in reg.stdout.splitlines() if line.startswith("- "))
 
 

@@ -5,14 +5,12 @@ Comparisons are refused when the two models did not answer the same items.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.cascade import simulate
 from harness.cost import per_sample_energy
-from harness.records import read_records
 from harness.stats import bootstrap_ci, mcnemar_exact, paired_difference, percentile_ci, ratio_of_statistics
 
 PERCENTILES = (50, 90, 95, 99)
@@ -57,8 +55,9 @@ def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_t
     return out
 
 
-def analyze_run(summary: dict[str, Any], keep_share: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Per-task statistics: every model's, and every model against the reference (records read from the cells)."""
+def analyze_run(summary: dict[str, Any], records_by_cell: dict[tuple[str, str], list[dict[str, Any]]],
+                keep_share: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Per-task statistics: every model's, and every model against the reference (``records_by_cell``: (task, model) -> records)."""
     hardware = summary.get("hardware") or {}
     power = float(hardware.get("power_w", 0.0))
     reference = summary.get("reference")
@@ -68,7 +67,7 @@ def analyze_run(summary: dict[str, Any], keep_share: float = 0.95, seed: int = 0
         if not results:
             continue
         task_type = next(iter(results.values()))["task_type"]
-        records = {name: read_records(Path(res["cell"]["path"]) / "records.jsonl") for name, res in results.items()}
+        records = {name: records_by_cell[(task, name)] for name in results}
         entry: dict[str, Any] = {"task_type": task_type, "models": {n: model_statistics(recs, task_type, seed) for n, recs in records.items()},
                                  "comparisons": {}}
         if reference in records:

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from harness.cells import now_iso
+from harness.cells import digest, now_iso
 from harness.comparison import load_cells, read_run
 from harness.config import RegressConfig
 from harness.errors import HarnessError
@@ -65,8 +65,6 @@ def _exact(parts: dict[str, Any]) -> bool:
 
 def _task_version(parts: dict[str, Any]) -> str:
     """The task's identity without its item selection (the item set is compared on its own)."""
-    from harness.cells import digest
-
     task = {k: v for k, v in parts.get("task", {}).items() if k != "sample_ids"}
     return digest({"task": task, "generation": parts.get("generation"), "scoring_version": parts.get("scoring_version")})
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import read_json, write_json
-from harness.summary import summarize_run
+from harness.summary import summarize_with_records
 from harness.tables import (
     CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, cell_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line,
     secondary_lines, stats_header, stats_rows, task_header, task_rows, task_title,
@@ -182,11 +182,11 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     env = read_json(env_path) if env_path.is_file() else None
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     config = _apply_overrides(_with_defaults(config), overrides)
-    summary = summarize_run(run_dir, config)
+    summary, records = summarize_with_records(run_dir, config)
     write_json(run_dir / "summary.json", summary)
     claims_cfg = config.get("claims") or {}
     keep = float((claims_cfg.get("C4") or {}).get("thresholds", {}).get("keep_share", 0.95))
-    analysis = analyze_run(summary, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))
+    analysis = analyze_run(summary, records, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))
     write_json(run_dir / "analysis.json", analysis)
     verdicts = [v.to_dict() for v in evaluate_claims(summary, analysis, claims_cfg)]
     write_json(run_dir / "claims.json", {"overrides": list(overrides or []), "verdicts": verdicts})

@@ -159,8 +159,9 @@ def assign_roles(models: dict[str, dict[str, Any]], reference: Optional[str]) ->
             m["role"] = "reference" if name == reference else "candidate"
 
 
-def summarize_run(run_dir: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Aggregate every complete cell of a run (or combined comparison) into one summary, keyed by model name."""
+def summarize_with_records(run_dir: Path, config: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[tuple[str, str], list[dict[str, Any]]]]:
+    """Every complete cell of a run (or combined comparison) in one summary keyed by model name, and the
+    records it was computed from by (task, model): read once, for the statistics too."""
     from harness.comparison import load_cells, read_run
 
     run_dir = Path(run_dir)
@@ -196,6 +197,7 @@ def summarize_run(run_dir: Path, config: dict[str, Any] | None = None) -> dict[s
                                  for name in order if name != reference and name in per_model}
     planned = [(m, t) for m in plan.models for t in plan.tasks]
     have = {(c.ref.model, c.ref.task) for c in cells}
+    records = {(c.ref.task, c.ref.model): c.records for c in cells if c.records}
     return {
         "run_dir": str(run_dir),
         "name": plan.name,
@@ -212,4 +214,4 @@ def summarize_run(run_dir: Path, config: dict[str, Any] | None = None) -> dict[s
         "not_run": [f"{m}/{t}" for m, t in planned if (m, t) not in have and not any(r.model == m and r.task == t for r in refs)],
         "incomplete_tasks": [t for t in plan.tasks if any((m, t) not in have for m in plan.models)],
         "sources": plan.sources,
-    }
+    }, records

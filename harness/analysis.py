@@ -11,6 +11,7 @@ import numpy as np
 
 from harness.cascade import simulate
 from harness.cost import per_sample_energy
+from harness.records import item_seconds
 from harness.stats import bootstrap_ci, mcnemar_exact, paired_difference, percentile_ci, ratio_of_statistics
 
 PERCENTILES = (50, 90, 95, 99)
@@ -24,12 +25,18 @@ def _metric_values(records: list[dict[str, Any]], task_type: str) -> dict[str, l
     return {n: [r["scores"][n] for r in records if n in r["scores"] and r["scores"][n] == r["scores"][n]] for n in names}
 
 
+def latencies(records: list[dict[str, Any]]) -> list[float] | None:
+    """Per-request latencies, or None for a throughput-mode cell (batched items have no latency of their own)."""
+    lat = [r.get("latency_s") for r in records]
+    return None if not lat or any(v is None for v in lat) else lat  # type: ignore[return-value]
+
+
 def model_statistics(records: list[dict[str, Any]], task_type: str, seed: int) -> dict[str, Any]:
-    lat = [r["latency_s"] for r in records]
+    lat = latencies(records)
     return {
         "n": len(records),
         "quality": {m: bootstrap_ci(v, seed=seed).to_dict() for m, v in _metric_values(records, task_type).items() if v},
-        "latency_s": {f"p{q}": percentile_ci(lat, q, seed=seed).to_dict() for q in PERCENTILES},
+        "latency_s": {f"p{q}": percentile_ci(lat, q, seed=seed).to_dict() for q in PERCENTILES} if lat else None,
     }
 
 
@@ -45,10 +52,13 @@ def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_t
             out["difference_vs_reference"][metric] = paired_difference(c_vals[metric], r_vals[metric], seed=seed).to_dict()
     if task_type == "classification":
         out["mcnemar"] = mcnemar_exact([r["scores"]["correct"] > 0 for r in cand], [r["scores"]["correct"] > 0 for r in ref]).to_dict()
-    c_lat, r_lat = [r["latency_s"] for r in cand], [r["latency_s"] for r in ref]
-    out["latency_median_ratio"] = ratio_of_statistics(c_lat, r_lat, np.median, seed=seed).to_dict()
-    c_energy, c_method = per_sample_energy(c_lat, energy.get("candidate"), power)
-    r_energy, r_method = per_sample_energy(r_lat, energy.get("reference"), power)
+    c_lat, r_lat = latencies(cand), latencies(ref)
+    c_item, r_item = [item_seconds(r) for r in cand], [item_seconds(r) for r in ref]
+    # latency mode: request latencies; throughput mode: each item's share of its batch's time, labelled so
+    basis = "median request latency" if c_lat and r_lat else "median time per item in batches (throughput mode)"
+    out["latency_median_ratio"] = {**ratio_of_statistics(c_lat or c_item, r_lat or r_item, np.median, seed=seed).to_dict(), "basis": basis}
+    c_energy, c_method = per_sample_energy(c_item, energy.get("candidate"), power)
+    r_energy, r_method = per_sample_energy(r_item, energy.get("reference"), power)
     out["energy_ratio_reference_over_candidate"] = {**ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed).to_dict(),
                                                     "method": c_method if c_method == r_method else f"{c_method} / {r_method}"}
     out["cascade"] = simulate(cand, ref, task_type, keep_share)

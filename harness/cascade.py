@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from harness.metrics import rouge
+from harness.records import item_seconds
 
 
 def confidence(record: dict[str, Any]) -> Optional[float]:
@@ -44,8 +45,8 @@ def simulate(small: Sequence[dict[str, Any]], large: Sequence[dict[str, Any]], t
         return {"available": False, "reason": "the small model's records carry no confidence"}
     s_score = np.array([item_score(r, task_type) for r in small])
     l_score = np.array([item_score(r, task_type) for r in large])
-    s_cost = np.array([r["latency_s"] for r in small])
-    l_cost = np.array([r["latency_s"] for r in large])
+    s_cost = np.array([item_seconds(r) for r in small])
+    l_cost = np.array([item_seconds(r) for r in large])
     c = np.array(conf, dtype=float)
     large_total = float(l_cost.sum())
     thresholds = [-np.inf, *sorted(set(c.tolist())), np.inf]  # -inf: never escalate; +inf: always

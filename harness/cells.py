@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from harness.errors import HarnessError
-from harness.records import RecordWriter, read_json, write_json
+from harness.records import RecordWriter, read_json, read_records, write_json
 
 # Bump when scoring or the record format changes what a cell's records mean:
 # every cell is then computed again, and old cells stay on disk untouched.
-SCORING_VERSION = 2
+SCORING_VERSION = 3  # 3: records split latency_s (latency mode only) from item_s/batch_s; length-sorted batches
 MANIFEST_FORMAT = 1
 RUNNING, COMPLETE = "running", "complete"
 # every item was tried, some failed even at batch size 1 (out of memory): reported, and retried by the next run
@@ -244,6 +244,14 @@ class Claim:
             manifest.update(status=PARTIAL, completed_at=now_iso())
         write_json(self.manifest_path, manifest)
         return manifest
+
+
+def read_cell_records(cell: Path, manifest: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+    """A cell's records in the task's item order (they are written in batch order, which may sort by length)."""
+    manifest = manifest if manifest is not None else read_manifest(cell) or {}
+    records = read_records(cell / "records.jsonl")
+    order = {sid: i for i, sid in enumerate(manifest.get("task_info", {}).get("sample_ids") or [])}
+    return sorted(records, key=lambda r: order.get(r["sample_id"], len(order)))
 
 
 def combined_measurements(manifest: dict[str, Any]) -> dict[str, Any]:

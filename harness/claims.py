@@ -87,9 +87,9 @@ class RunView:
     def records(self, model: str, task: str) -> list[dict[str, Any]]:
         from pathlib import Path
 
-        from harness.records import read_records
+        from harness.cells import read_cell_records
 
-        return read_records(Path(self.summary["tasks"][task]["results"][model]["cell"]["path"]) / "records.jsonl")
+        return read_cell_records(Path(self.summary["tasks"][task]["results"][model]["cell"]["path"]))
 
 
 def c1(run: RunView, th: dict[str, float]) -> Verdict:
@@ -192,7 +192,8 @@ def c5(run: RunView, th: dict[str, float]) -> Verdict:
         else:
             per.append(INCONCLUSIVE)
     verdict = _combine(per)
-    key = "; ".join(f"{k}: latency {_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}" for k, v in nums.items() if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None)
+    key = "; ".join(f"{k}: {'latency' if v['latency_median_ratio'].get('basis', '').startswith('median request') else 'time per item (throughput mode)'} "
+                    f"{_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}" for k, v in nums.items() if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None)
     outcome = {SUPPORTED: "are all below", REFUTED: "are not all below", INCONCLUSIVE: "are not clearly below"}.get(verdict, "could not be compared against")
     return Verdict("C5", verdict, key or "-", f"{run.scope()}: the small/large ratios of median latency, peak memory and cost per 1k requests {outcome} {limit:g}.",
                    run.tasks_of(run.timed), run.names, nums)
@@ -232,7 +233,7 @@ def c7(run: RunView, th: dict[str, float]) -> Verdict:
         def eff(model: dict[str, Any]) -> tuple[float, float]:
             r = res[model["name"]]
             q = r["quality"][r["primary_metric"]]
-            return q / (model["params"]["active"] / 1e9), q / r["latency_s"]["p50"]
+            return q / (model["params"]["active"] / 1e9), q / r["item_s"]["p50"]  # item time: the request latency at batch 1
         (mp, ml), (dp, dl) = eff(m), eff(d)
         nums[t] = {"moe_score_per_b_active": mp, "dense_score_per_b_active": dp, "moe_score_per_s": ml, "dense_score_per_s": dl}
         per.append(SUPPORTED if mp > dp and ml > dl else REFUTED if mp < dp and ml < dl else INCONCLUSIVE)
@@ -249,7 +250,7 @@ def _c7_cost_side(run: RunView, m: dict[str, Any], d: dict[str, Any]) -> Verdict
         res = info["results"]
         if m["name"] not in res or d["name"] not in res:
             continue
-        lat = res[m["name"]]["latency_s"]["p50"] / res[d["name"]]["latency_s"]["p50"]
+        lat = res[m["name"]]["item_s"]["p50"] / res[d["name"]]["item_s"]["p50"]
         mem = res[m["name"]]["peak_memory_bytes"] / res[d["name"]]["peak_memory_bytes"]
         active = m["params"]["active"] / d["params"]["active"]
         nums[t] = {"latency_p50_ratio": lat, "peak_memory_ratio": mem, "active_params_ratio": active,
@@ -272,6 +273,9 @@ def c8(run: RunView, th: dict[str, float]) -> Verdict:
     for t, e in run.analysis["tasks"].items():
         if e["task_type"] != "classification" or small_name not in e["models"]:
             continue
+        if e["models"][small_name]["latency_s"] is None:
+            return Verdict("C8", NOT_MEASURED, "throughput mode", "C8 is about request latency: run with runtime.batch_size=1 (latency mode) to measure it.",
+                           [], run.names)
         p95 = e["models"][small_name]["latency_s"]["p95"]
         mem = run.summary["tasks"][t]["results"][small_name]["peak_memory_bytes"]
         nums[t] = {"p95_latency_s": p95, "peak_memory_gb": mem / 2**30}

@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.cells import REPORTABLE, CellRef, read_manifest
+from harness.cells import REPORTABLE, CellRef, read_cell_records, read_manifest
 from harness.errors import HarnessError
-from harness.records import read_json, read_records, write_json
+from harness.records import read_json, write_json
 
 
 @dataclass
@@ -77,7 +77,7 @@ def load_cells(refs: list[CellRef]) -> tuple[list[LoadedCell], list[CellRef]]:
         if not manifest or manifest.get("status") not in REPORTABLE:
             missing.append(ref)
             continue
-        loaded.append(LoadedCell(ref, manifest, read_records(Path(ref.path) / "records.jsonl")))
+        loaded.append(LoadedCell(ref, manifest, read_cell_records(Path(ref.path), manifest)))
     return loaded, missing
 
 

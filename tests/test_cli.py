@@ -63,7 +63,7 @@ def test_full_tiny_run_writes_every_result_file(tiny_run):
     assert models["tiny_olmoe"]["role"] == "small" and models["tiny_llama"]["role"] == "large"
     assert models["tiny_olmoe"]["params"]["is_moe"] and models["tiny_olmoe"]["params"]["active"] < models["tiny_olmoe"]["params"]["total"]
     report = (tiny_run / "report.md").read_text()
-    assert "| smoke_classify | 4 of 6 | accuracy %" in report and "tiny_olmoe" in report
+    assert "| smoke_classify | 4 of 6 | latency (batch 1) | accuracy %" in report and "tiny_olmoe" in report
 
 
 def test_report_opens_with_the_claims(tiny_run):

@@ -71,7 +71,7 @@ def _wrong(recs: list[dict], manifest: dict) -> tuple[list[dict], dict]:
 
 
 def _slow(recs: list[dict], manifest: dict) -> tuple[list[dict], dict]:
-    return [{**r, "latency_s": r["latency_s"] * 3} for r in recs], manifest
+    return [{**r, "latency_s": r["latency_s"] * 3, "item_s": r["item_s"] * 3, "batch_s": r["batch_s"] * 3} for r in recs], manifest
 
 
 def _big(recs: list[dict], manifest: dict) -> tuple[list[dict], dict]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.prompts import Prompt, build_prompt
-from harness.engines.hf import cut_at_stop, encode_pair, generate, score_choices
+from harness.engines.hf import cut_at_stop, encode_pair, generate_plain as generate, score_choices
 from harness.tasks import load_task
 
 PROMPTS = [

@@ -38,7 +38,7 @@ class Generation:
     output_tokens: int
     input_tokens: int
     mean_logprob: float | None  # mean log-probability of the generated tokens (a confidence)
-    latency_s: float
+    latency_s: float  # from the batch's start to this sequence's last token (at batch 1, the request's end-to-end latency)
     ttft_s: float | None
     decode_tokens_per_s: float | None
     tokens_dropped: int = 0  # from the prompt's start, so that prompt + max_new_tokens fit the context window
@@ -69,6 +69,10 @@ class Engine(ABC):
     @abstractmethod
     def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
         """Greedy generation for a batch of prompts, each with its own timings (at least ``min_new_tokens`` each)."""
+
+    def prompt_length(self, prompt: Prompt) -> int:
+        """A prompt's length in the engine's units (tokens where it can count them): batches are formed by it."""
+        return len(prompt.text)
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

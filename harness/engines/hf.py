@@ -13,6 +13,7 @@ change a result in float32; only the continuations' logits are computed.
 from __future__ import annotations
 
 import inspect
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +24,7 @@ from harness.config import ModelConfig, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
 from harness.models import LoadedModel, load_model
 from harness.prompts import Prompt
-from harness.timing import Stopwatch, TokenClock, generation_timing
+from harness.timing import Stopwatch, TokenClock, generation_timing, synchronize
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -177,22 +178,120 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[:cut].strip()
 
 
+def _fit_prompts(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int) -> tuple[list[list[int]], list[list[int]]]:
+    """(full token ids, ids that fit): prompt and answer must fit the context window, so the prompt's start is dropped (its question is at the end)."""
+    full = [_encode(lm.tokenizer, p.text) for p in prompts]
+    room = max(1, (getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens)
+    return full, [e[-room:] for e in full]
+
+
+def _eos_ids(lm: LoadedModel) -> set[int]:
+    eos = lm.model.generation_config.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [lm.tokenizer.eos_token_id])
+
+
+def _stop_length(tok: Any, tokens: list[int], stops: Sequence[str]) -> int:
+    """The number of tokens up to and including the one whose text completes a stop string (all if none does)."""
+    for n in range(1, len(tokens) + 1):
+        text = tok.decode(tokens[:n], skip_special_tokens=True)
+        if any(stop in text for stop in stops):
+            return n
+    return len(tokens)
+
+
+def _result(tok: Any, tokens: list[int], logprobs: list[float], eos_ids: set[int], stops: Sequence[str],
+            full: list[int], kept_prompt: list[int], timing: Any) -> Generation:
+    text = cut_at_stop(tok.decode([t for t in tokens if t not in eos_ids], skip_special_tokens=True), stops)
+    return Generation(
+        text=text,
+        output_tokens=len(tokens),
+        input_tokens=len(kept_prompt),
+        tokens_dropped=len(full) - len(kept_prompt),
+        mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
+        latency_s=timing.latency_s,
+        ttft_s=timing.ttft_s,
+        decode_tokens_per_s=timing.decode_tokens_per_s,
+    )
+
+
 @torch.inference_mode()
-def generate(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
-    """Greedy generation for a batch of prompts, timed (latency, time to first token, decode speed).
+def greedy_decode(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+    """Batched greedy generation in a loop of our own (``runtime.decode_loop=harness``, the default).
+
+    Same tokens as ``generate_plain`` (tests/test_fast_paths.py), with less work:
+    a sequence that reaches EOS or a stop string leaves the batch (its rows of the
+    key/value cache are dropped), so a batch costs its sequences' own lengths, not
+    ``batch x longest``; only the last position's logits are computed; no per-step
+    logits processors. Each sequence's ``latency_s`` ends at its own last token.
+    ``min_new_tokens`` suppresses EOS until then, as transformers does.
+    """
+    tok, model, device = lm.tokenizer, lm.model, lm.device
+    full, encoded = _fit_prompts(lm, prompts, max_new_tokens)
+    eos_ids = _eos_ids(lm)
+    eos_list = torch.tensor(sorted(eos_ids), device=device)
+    ids, mask, pos = _left_pad(encoded, tok.pad_token_id, device)
+    keep_logits = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
+    tokens: list[list[int]] = [[] for _ in prompts]
+    logprobs: list[list[float]] = [[] for _ in prompts]
+    ends: list[float] = [0.0] * len(prompts)
+    stamps: list[list[float]] = [[] for _ in prompts]
+    alive = list(range(len(prompts)))  # prompt index of each row still in the batch
+    with Stopwatch(device) as sw:
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep_logits)
+        cache = out.past_key_values
+        if not hasattr(cache, "batch_select_indices"):  # a cache that cannot drop rows (some hybrid architectures)
+            return generate_plain(lm, prompts, max_new_tokens, stops, min_new_tokens)
+        next_pos = pos[:, -1:] + 1
+        for step in range(max_new_tokens):
+            scores = out.logits[:, -1, :].float()
+            if step < min_new_tokens:
+                scores[:, eos_list] = -float("inf")
+            lp = torch.log_softmax(scores, dim=-1)
+            nxt = scores.argmax(-1)
+            chosen = lp.gather(-1, nxt[:, None])[:, 0]
+            synchronize(device)
+            now = time.perf_counter()
+            finished = []
+            for row, (i, t, l) in enumerate(zip(alive, nxt.tolist(), chosen.tolist())):
+                tokens[i].append(t)
+                logprobs[i].append(l)
+                stamps[i].append(now)
+                done = t in eos_ids or step == max_new_tokens - 1
+                if not done and stops:
+                    text = tok.decode(tokens[i], skip_special_tokens=True)
+                    done = any(stop in text for stop in stops)
+                if done:
+                    ends[i] = now
+                    finished.append(row)
+            if len(finished) == len(alive):
+                break
+            if finished:  # finished sequences leave the batch
+                keep = torch.tensor([r for r in range(len(alive)) if r not in set(finished)], device=device)
+                cache.batch_select_indices(keep)
+                nxt, mask, next_pos = nxt[keep], mask[keep], next_pos[keep]
+                alive = [i for r, i in enumerate(alive) if r not in set(finished)]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True)
+            next_pos = next_pos + 1
+    results = []
+    for i in range(len(prompts)):
+        timing = generation_timing(sw.start, ends[i] or sw.start + sw.elapsed, stamps[i], len(tokens[i]))
+        results.append(_result(tok, tokens[i], logprobs[i], eos_ids, stops, full[i], encoded[i], timing))
+    return results
+
+
+@torch.inference_mode()
+def generate_plain(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+    """Greedy generation with transformers' ``generate`` (``runtime.decode_loop=generate``): the reference path.
 
     ``min_new_tokens == max_new_tokens`` (with no stops) times every model on the same number of
     tokens, as optimum-benchmark does: end-of-sequence is suppressed until then.
     """
     tok = lm.tokenizer
-    full = [_encode(tok, p.text) for p in prompts]
-    # the prompt and the answer must fit the context window: drop the prompt's start (its question is at the end)
-    room = max(1, (getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens)
-    encoded = [e[-room:] for e in full]
+    full, encoded = _fit_prompts(lm, prompts, max_new_tokens)
     ids, mask, _ = _left_pad(encoded, tok.pad_token_id, lm.device)
     clock = TokenClock(lm.device)
-    eos = lm.model.generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [tok.eos_token_id])
+    eos_ids = _eos_ids(lm)
     kwargs: dict[str, Any] = dict(
         input_ids=ids,
         attention_mask=mask,
@@ -218,27 +317,18 @@ def generate(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, st
     for row in range(len(prompts)):
         tokens = new[row].tolist()
         n = len(tokens)
-        for i, t in enumerate(tokens):  # the sequence ends at its first EOS
+        for i, t in enumerate(tokens):  # the sequence ends at its first EOS (or stop string: finished rows are padded after it)
             if t in eos_ids:
                 n = i + 1
                 break
-        kept = [t for t in tokens[:n] if t not in eos_ids]
-        text = cut_at_stop(tok.decode(kept, skip_special_tokens=True), stops)
-        lps = step_logprobs[row, torch.arange(n), new[row, :n]] if n else torch.empty(0)
-        timing = generation_timing(start, end, clock.stamps, n)
-        results.append(
-            Generation(
-                text=text,
-                output_tokens=n,
-                input_tokens=len(encoded[row]),
-                tokens_dropped=len(full[row]) - len(encoded[row]),
-                mean_logprob=float(lps.mean()) if n else None,
-                latency_s=timing.latency_s,
-                ttft_s=timing.ttft_s,
-                decode_tokens_per_s=timing.decode_tokens_per_s,
-            )
-        )
+        if stops:
+            n = min(n, _stop_length(tok, tokens[:n], stops))
+        lps = step_logprobs[row, torch.arange(n), new[row, :n]].tolist() if n else []
+        results.append(_result(tok, tokens[:n], lps, eos_ids, stops, full[row], encoded[row], generation_timing(start, end, clock.stamps, n)))
     return results
+
+
+DECODE_LOOPS = {"harness": greedy_decode, "generate": generate_plain}
 
 
 class HFEngine(Engine):
@@ -246,12 +336,19 @@ class HFEngine(Engine):
 
     name = "hf"
 
-    def __init__(self, lm: LoadedModel) -> None:
+    def __init__(self, lm: LoadedModel, decode_loop: str = "harness", compile: bool = False) -> None:
+        if decode_loop not in DECODE_LOOPS:
+            raise ValueError(f"unknown decode loop {decode_loop!r}")
         self.lm = lm
+        self.decode = DECODE_LOOPS[decode_loop]
+        self.decode_loop = decode_loop
+        self.compiled = compile
+        if compile:  # shapes vary with every batch: dynamic, so it is not recompiled per shape
+            lm.model.forward = torch.compile(lm.model.forward, dynamic=True)
 
     @classmethod
     def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> "HFEngine":
-        return cls(load_model(cfg, runtime, cache_dir))
+        return cls(load_model(cfg, runtime, cache_dir), getattr(runtime.decode_loop, "value", runtime.decode_loop), runtime.compile)
 
     @property
     def model_name(self) -> str:
@@ -271,7 +368,10 @@ class HFEngine(Engine):
         return scored, sw.elapsed
 
     def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
-        return generate(self.lm, prompts, max_new_tokens, stops, min_new_tokens)
+        return self.decode(self.lm, prompts, max_new_tokens, stops, min_new_tokens)
+
+    def prompt_length(self, prompt: Prompt) -> int:
+        return len(_encode(self.lm.tokenizer, prompt.text))
 
     def describe(self) -> dict[str, Any]:
         lm = self.lm
@@ -287,6 +387,9 @@ class HFEngine(Engine):
             "params": lm.params.to_dict(),
             "chat_template": lm.has_chat_template,
             "architecture": type(lm.model).__name__,
+            "attention": getattr(lm.model.config, "_attn_implementation", None),
+            "decode_loop": self.decode_loop,
+            "compiled": self.compiled,
         }
 
     def unload(self) -> None:

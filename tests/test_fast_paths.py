@@ -1,0 +1,146 @@
+"""Every fast path gives the plain path's results, on tiny real-architecture models in float32.
+
+- classification: length-sorted batches of 8 and 32 (shared context, continuation logits only)
+  against one item at a time in task order: same predictions, log-likelihoods within 1e-4;
+- generation: the harness's greedy loop (finished sequences leave the batch) against transformers'
+  ``generate`` and against batch size 1: same tokens and texts, with stop strings, EOS and a fixed length;
+- timing modes: batch size 1 records each request's latency; larger batches record none, only each
+  item's share of its batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from harness.cells import read_cell_records
+from harness.config import DecodeLoop, RuntimeConfig
+from harness.engines.hf import HFEngine, generate_plain, greedy_decode
+from harness.evaluate import batch_order, evaluate_task
+from harness.prompts import Prompt
+from harness.records import RecordWriter, write_json
+from harness.tasks import find_task, load_task, select_samples
+
+from conftest import PROJECT_ROOT
+
+RT = RuntimeConfig(device="cpu", dtype="float32", warmup_steps=0, chat_template=False, progress=False)
+
+
+def _evaluate(engine, task, samples, tmp_path: Path, **runtime) -> list[dict]:
+    """Run the real evaluation loop into a cell-like directory and read it back in task order."""
+    rt = dataclasses.replace(RT, **runtime)
+    cell = tmp_path / f"cell_{task.name}_{'_'.join(f'{k}{v}' for k, v in runtime.items())}"
+    cell.mkdir()
+    with RecordWriter(cell / "records.jsonl") as writer:
+        evaluate_task(engine, task, samples, rt, writer)
+    write_json(cell / "manifest.json", {"task_info": {"sample_ids": [s.id for s in samples]}})
+    return read_cell_records(cell)
+
+
+@pytest.fixture(scope="module")
+def claims():
+    task = load_task(find_task("seed_claims", PROJECT_ROOT / "tasks"))
+    return task, select_samples(task, 40, 1234)
+
+
+def test_sorted_batches_score_like_one_item_at_a_time(tiny_llama, claims, tmp_path):
+    task, samples = claims
+    engine = HFEngine(tiny_llama)
+    plain = _evaluate(engine, task, samples, tmp_path, batch_size=1)
+    assert len({len(r["prompt"]) for r in plain}) > 10  # lengths vary: sorting really reorders
+    for size in (8, 32):
+        fast = _evaluate(engine, task, samples, tmp_path, batch_size=size)
+        assert [r["sample_id"] for r in fast] == [s.id for s in samples]
+        assert [r["prediction"] for r in fast] == [r["prediction"] for r in plain]
+        for a, b in zip(fast, plain):
+            assert a["details"]["logliks"] == pytest.approx(b["details"]["logliks"], abs=1e-4)
+            assert a["details"]["choice_tokens"] == b["details"]["choice_tokens"]
+
+
+def test_length_sorting_orders_longest_first_and_only_when_batching(tiny_llama, claims):
+    task, samples = claims
+    engine = HFEngine(tiny_llama)
+    prompts = [Prompt(text="a " * n, target_delimiter=" ", chat=False) for n in (3, 9, 1, 5)]
+    assert engine.prompt_length(prompts[1]) > engine.prompt_length(prompts[0])
+    assert batch_order(engine, prompts, dataclasses.replace(RT, batch_size=2)) == [1, 3, 0, 2]
+    assert batch_order(engine, prompts, dataclasses.replace(RT, batch_size=1)) == [0, 1, 2, 3]
+    assert batch_order(engine, prompts, dataclasses.replace(RT, batch_size=2, sort_by_length=False)) == [0, 1, 2, 3]
+
+
+PROMPTS = [Prompt(text=t, target_delimiter=" ", chat=False) for t in (
+    "Summarize: the cat sat on the mat.",
+    "Summarize in one sentence: small language models are cheaper to run than large ones, and the articles say so many times over.",
+    "Hi",
+    "Résumez : les petits modèles consomment moins d'énergie que les grands modèles de langue.",
+    "要約してください：小さなモデルは安い。",
+    "Summarize: mixture-of-experts models activate only a few experts per token.",
+)]
+
+
+def _tokens(gens):
+    return [(g.text, g.output_tokens, g.input_tokens) for g in gens]
+
+
+@pytest.mark.parametrize("model", ["tiny_llama", "tiny_olmoe"])
+@pytest.mark.parametrize("stops,min_new", [([], 0), (["e"], 0), (["e", "a"], 0), ([], 12)])
+def test_greedy_loop_equals_generate_and_batch_size_one(model, stops, min_new, request):
+    lm = request.getfixturevalue(model)
+    ours = greedy_decode(lm, PROMPTS, max_new_tokens=12, stops=stops, min_new_tokens=min_new)
+    theirs = generate_plain(lm, PROMPTS, max_new_tokens=12, stops=stops, min_new_tokens=min_new)
+    alone = [greedy_decode(lm, [p], max_new_tokens=12, stops=stops, min_new_tokens=min_new)[0] for p in PROMPTS]
+    assert _tokens(ours) == _tokens(theirs) == _tokens(alone)
+    for a, b in zip(ours, alone):
+        assert a.mean_logprob == pytest.approx(b.mean_logprob, abs=1e-4)
+    if stops:  # sequences stopped at different steps: the loop really dropped rows from the batch
+        assert len({g.output_tokens for g in ours}) > 1
+        assert all(g.latency_s <= max(o.latency_s for o in ours) for g in ours)
+    if min_new:
+        assert all(g.output_tokens == 12 for g in ours)
+
+
+def test_greedy_loop_stops_at_eos(tiny_llama):
+    """A sequence ends at its first EOS (counted, not in the text), as transformers ends it."""
+    lm = tiny_llama
+    ids = lm.tokenizer(PROMPTS[0].text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    second = int(lm.model.generate(ids, max_new_tokens=2, do_sample=False)[0, -1])
+    eos_before = lm.model.generation_config.eos_token_id
+    lm.model.generation_config.eos_token_id = second  # the second generated token is now EOS
+    try:
+        ours = greedy_decode(lm, PROMPTS[:1], max_new_tokens=4, stops=[])[0]
+        theirs = generate_plain(lm, PROMPTS[:1], max_new_tokens=4, stops=[])[0]
+    finally:
+        lm.model.generation_config.eos_token_id = eos_before
+    assert ours.output_tokens == theirs.output_tokens == 2 and ours.text == theirs.text
+
+
+def test_decode_loop_is_chosen_by_the_runtime(tiny_llama):
+    assert HFEngine(tiny_llama).describe()["decode_loop"] == "harness"
+    assert HFEngine(tiny_llama, DecodeLoop.generate.value).describe()["decode_loop"] == "generate"
+    with pytest.raises(ValueError):
+        HFEngine(tiny_llama, "beam")
+
+
+def test_summaries_batched_equal_batch_size_one(tiny_llama, tmp_path):
+    task = load_task(find_task("seed_summary_paragraph", PROJECT_ROOT / "tasks"))
+    samples = select_samples(task, 6, 1234)
+    engine = HFEngine(tiny_llama)
+    plain = _evaluate(engine, task, samples, tmp_path, batch_size=1, decode_loop=DecodeLoop.generate)
+    fast = _evaluate(engine, task, samples, tmp_path, batch_size=4)
+    assert [(r["sample_id"], r["prediction"], r["output_tokens"]) for r in fast] == [(r["sample_id"], r["prediction"], r["output_tokens"]) for r in plain]
+
+
+def test_latency_mode_records_latency_throughput_mode_does_not(tiny_llama, tmp_path):
+    task = load_task(find_task("smoke_classify", PROJECT_ROOT / "tasks"))
+    engine = HFEngine(tiny_llama)
+    one = _evaluate(engine, task, task.samples, tmp_path, batch_size=1)
+    assert all(r["latency_s"] is not None and r["latency_s"] == r["item_s"] == r["batch_s"] for r in one)
+    many = _evaluate(engine, task, task.samples, tmp_path, batch_size=4)
+    assert all(r["latency_s"] is None for r in many)
+    assert all(r["item_s"] == pytest.approx(r["batch_s"] / r["batch_size"]) for r in many)
+    assert sorted(r["batch_size"] for r in many) == [2, 2, 4, 4, 4, 4]  # 6 items: a batch of 4, then 2
+    summary_task = load_task(find_task("smoke_summarize", PROJECT_ROOT / "tasks"))
+    gens = _evaluate(engine, summary_task, summary_task.samples, tmp_path, batch_size=3)
+    assert all(r["latency_s"] is None and r["ttft_s"] is None and r["decode_tokens_per_s"] is None for r in gens)
+    gens1 = _evaluate(engine, summary_task, summary_task.samples, tmp_path, batch_size=1)
+    assert all(r["ttft_s"] is not None and r["ttft_s"] <= r["latency_s"] for r in gens1)

@@ -63,7 +63,14 @@ def _task_yaml(task: Task, data_file: Path) -> dict[str, Any]:
         "fewshot_delimiter": spec.fewshot_delimiter,
         "metadata": {"version": 1.0, "source": f"small-vs-large harness task {spec.name}"},
     }
-    if task.type is TaskType.classification:
+    if task.type is TaskType.classification and any(s.choices is not None for s in task.samples):
+        doc.update(  # choices of their own per item (BIG-bench, lm-eval sources): carried in the data file
+            output_type="multiple_choice",
+            doc_to_choice="{{_choices}}",
+            doc_to_target="{{_gold}}",
+            metric_list=[{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        )
+    elif task.type is TaskType.classification:
         labels = list(spec.labels)
         doc.update(
             output_type="multiple_choice",
@@ -101,7 +108,8 @@ def export_tasks(tasks: list[Task], out_dir: Path) -> list[Path]:
         data_file = out_dir / f"{task.name}.jsonl"
         with open(data_file, "w", encoding="utf-8") as fh:
             for sample in task.samples:
-                fh.write(json.dumps({**sample.fields, "_task": task.name}, ensure_ascii=False) + "\n")
+                extra = {"_choices": sample.choices, "_gold": sample.choices.index(sample.target)} if sample.choices is not None else {}
+                fh.write(json.dumps({**sample.fields, **extra, "_task": task.name}, ensure_ascii=False) + "\n")
         doc = _task_yaml(task, data_file)
         if "process_results" in doc:
             doc["process_results"] = _FunctionTag(doc["process_results"])

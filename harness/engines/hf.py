@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -75,17 +76,30 @@ def _choices_per_prompt(prompts: Sequence[Prompt], choices: Sequence[str] | Sequ
     return [list(c) for c in choices]
 
 
-@torch.inference_mode()
-def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> list[ChoiceScores]:
-    """Log-likelihood of every choice after every prompt.
+@dataclass
+class ChoiceBatch:
+    """A batch of prompts and their choices, tokenized and padded: the tensors of the two forward passes.
 
-    ``choices`` is one list shared by every prompt (a task's labels) or one
-    list per prompt (sources whose choices vary per item, e.g. BIG-bench).
-    The context is run once per prompt and its key/value cache is shared by all
-    of its choices (choices are a few tokens; contexts are hundreds), which makes
-    scoring about ``len(choices)`` times cheaper than one pass per choice and
-    gives the same numbers (see tests/test_scoring.py).
+    Pass 1 runs every context once (left-padded, explicit positions) and keeps
+    only the last position's logits: each choice's first token. Pass 2 runs
+    every choice's remaining tokens from its prompt's key/value cache, copied
+    once per choice (``rows``: the prompt of each choice row).
     """
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+    conts: list[list[list[int]]]  # per prompt, per choice: continuation token ids
+    input_tokens: list[int]
+    dropped: list[int]
+    rows: Optional[torch.Tensor] = None  # pass 2 (None when every choice is one token)
+    rest_ids: Optional[torch.Tensor] = None
+    rest_mask: Optional[torch.Tensor] = None
+    rest_positions: Optional[torch.Tensor] = None
+
+
+def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> ChoiceBatch:
+    """Tokenize and pad a batch for ``score_choices`` (no model call)."""
     tok = lm.tokenizer
     max_len = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
     per_prompt = _choices_per_prompt(prompts, choices)
@@ -99,24 +113,12 @@ def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[
         contexts.append(full[-(max_len - longest):])  # keep the end (the question is last), as lm-eval does
         dropped.append(len(full) - len(contexts[-1]))
         conts.append([cont for _, cont in pairs])
-
     ids, mask, pos = _left_pad(contexts, tok.pad_token_id, lm.device)
-    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
-    if _supports_logits_to_keep(lm.model):
-        kwargs["logits_to_keep"] = 1
-    out = lm.model(**kwargs)
-    first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # [B, V]: each choice's first token
-
+    batch = ChoiceBatch(ids, mask, pos, conts, [len(c) for c in contexts], dropped)
     flat = [c for per in conts for c in per]  # every (prompt, choice), prompt by prompt
-    offsets = [0]
-    for per in conts:
-        offsets.append(offsets[-1] + len(per))
     rest_len = max(len(c) for c in flat) - 1
-    rest_logprobs = None
-    if rest_len > 0:  # continue every choice from its prompt's context cache
-        rows = torch.repeat_interleave(torch.arange(len(conts)), torch.tensor([len(per) for per in conts]))  # prompt of each flat row
-        cache = out.past_key_values
-        cache.reorder_cache(rows.to(lm.device))  # one copy of a context's cache per choice
+    if rest_len > 0:
+        rows = torch.repeat_interleave(torch.arange(len(conts)), torch.tensor([len(per) for per in conts]))
         rest_ids = torch.full((len(flat), rest_len), tok.pad_token_id, dtype=torch.long)
         rest_mask = torch.zeros((len(flat), rest_len), dtype=torch.long)
         for row, cont in enumerate(flat):
@@ -124,28 +126,58 @@ def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[
             rest_mask[row, : len(cont) - 1] = 1
         ctx_mask = mask[rows.to(mask.device)]
         ctx_len = ctx_mask.sum(-1)[:, None].cpu()
-        out2 = lm.model(
-            input_ids=rest_ids.to(lm.device),
-            attention_mask=torch.cat([ctx_mask, rest_mask.to(lm.device)], dim=1),
-            position_ids=(ctx_len + torch.arange(rest_len)[None, :]).to(lm.device),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        rest_logprobs = torch.log_softmax(out2.logits.float(), dim=-1)  # [sum of choices, rest_len, V]
+        batch.rows = rows.to(lm.device)
+        batch.rest_ids = rest_ids.to(lm.device)
+        batch.rest_mask = torch.cat([ctx_mask, rest_mask.to(lm.device)], dim=1)
+        batch.rest_positions = (ctx_len + torch.arange(rest_len)[None, :]).to(lm.device)
+    return batch
 
+
+def choice_forward(model: Any, batch: ChoiceBatch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The two forward passes: (first-token logits [prompts, V], remaining-token logits [choices, rest, V] or None)."""
+    kwargs: dict[str, Any] = {"input_ids": batch.ids, "attention_mask": batch.mask, "position_ids": batch.positions, "use_cache": True}
+    if _supports_logits_to_keep(model):
+        kwargs["logits_to_keep"] = 1
+    out = model(**kwargs)
+    if batch.rows is None:
+        return out.logits[:, -1, :], None
+    cache = out.past_key_values
+    cache.reorder_cache(batch.rows)  # one copy of a context's cache per choice
+    out2 = model(input_ids=batch.rest_ids, attention_mask=batch.rest_mask, position_ids=batch.rest_positions,
+                 past_key_values=cache, use_cache=True)
+    return out.logits[:, -1, :], out2.logits
+
+
+@torch.inference_mode()
+def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> list[ChoiceScores]:
+    """Log-likelihood of every choice after every prompt.
+
+    ``choices`` is one list shared by every prompt (a task's labels) or one
+    list per prompt (sources whose choices vary per item, e.g. BIG-bench).
+    The context is run once per prompt and its key/value cache is shared by all
+    of its choices (choices are a few tokens; contexts are hundreds), which makes
+    scoring about ``len(choices)`` times cheaper than one pass per choice and
+    gives the same numbers (see tests/test_scoring.py).
+    """
+    batch = prepare_choices(lm, prompts, choices)
+    first_logits, rest_logits = choice_forward(lm.model, batch)
+    first = torch.log_softmax(first_logits.float(), dim=-1)  # [B, V]: each choice's first token
+    rest_logprobs = torch.log_softmax(rest_logits.float(), dim=-1) if rest_logits is not None else None
     results = []
-    for p, per in enumerate(conts):
+    offset = 0
+    for p, per in enumerate(batch.conts):
         logliks, greedy, ntok = [], [], []
         for c, cont in enumerate(per):
             steps = first[p : p + 1]
             if len(cont) > 1:
                 assert rest_logprobs is not None
-                steps = torch.cat([steps, rest_logprobs[offsets[p] + c, : len(cont) - 1]], dim=0)
+                steps = torch.cat([steps, rest_logprobs[offset + c, : len(cont) - 1]], dim=0)
             ll, is_greedy = _choice_logprobs(steps, cont)
             logliks.append(ll)
             greedy.append(is_greedy)
             ntok.append(len(cont))
-        results.append(ChoiceScores(logliks, greedy, ntok, len(contexts[p]), dropped[p]))
+        offset += len(per)
+        results.append(ChoiceScores(logliks, greedy, ntok, batch.input_tokens[p], batch.dropped[p]))
     return results
 
 

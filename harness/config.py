@@ -110,7 +110,14 @@ class RuntimeConfig:
     # above 1 = throughput mode (items/s and tokens/s; no per-request latency is recorded, a batch's time is not one)
     batch_size: int = 1
     sort_by_length: bool = True  # batch items of similar length (longest first): less padding; records keep their ids
+    # classification batches: prompts that start alike (same passage, same instructions or few-shot examples) run
+    # their common start once; batching keeps such prompts together. Same log-likelihoods (tests/test_fast_paths.py)
+    share_prefixes: bool = True
     decode_loop: DecodeLoop = DecodeLoop.harness  # harness: greedy loop where finished sequences leave the batch | generate: transformers' generate()
+    # latency mode (batch 1) generation: tokens drafted by prompt lookup and checked by the model in one pass (0 = off);
+    # the output is the greedy one either way (tests/test_fast_paths.py). Off by default: on a 2-core CPU checking
+    # 8 drafts cost 1.5x one step and 1.36 tokens were kept per pass on the seed summaries (no net gain)
+    prompt_lookup_tokens: int = 0
     compile: bool = False  # torch.compile the model's forward (measured in bench/overhead.py, off by default)
     max_samples: Optional[int] = None  # per task; a seeded subset, the same for both models
     seed: int = 1234

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -42,7 +43,10 @@ def _prompts(engine: Engine, task: Task, batch: Sequence[Sample], runtime: Runti
     return [build_prompt(task, s, engine.tokenizer, runtime.chat_template, runtime.num_fewshot) for s in batch]
 
 
-def batch_order(engine: Engine, prompts: Sequence[Prompt], runtime: RuntimeConfig) -> list[int]:
+SHARED_START_CHARS = 32  # prompts sharing at least this many leading characters are batched together
+
+
+def batch_order(engine: Engine, prompts: Sequence[Prompt], runtime: RuntimeConfig, task_type: TaskType = TaskType.classification) -> list[int]:
     """The order items are batched in: longest first when ``runtime.sort_by_length`` and batches hold several items.
 
     Similar lengths pad less, and the first batch is the largest, so running
@@ -53,7 +57,18 @@ def batch_order(engine: Engine, prompts: Sequence[Prompt], runtime: RuntimeConfi
     if not runtime.sort_by_length or runtime.batch_size == 1:
         return list(range(len(prompts)))
     lengths = [engine.prompt_length(p) for p in prompts]
-    return sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    if not (runtime.share_prefixes and task_type is TaskType.classification):
+        return sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    # prompts that start alike (the same passage) stay together, so the engine can run their start once;
+    # groups are ordered longest first, as single prompts are
+    groups: list[list[int]] = []
+    for i in sorted(range(len(prompts)), key=lambda i: prompts[i].text):
+        if groups and len(os.path.commonprefix([prompts[groups[-1][-1]].text, prompts[i].text])) >= SHARED_START_CHARS:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    groups.sort(key=lambda g: -max(lengths[i] for i in g))
+    return [i for g in groups for i in g]  # in text order inside a group: equal starts are neighbours
 
 
 def is_latency_mode(runtime: RuntimeConfig) -> bool:
@@ -202,7 +217,7 @@ def evaluate_task(
     """
     pressure = MemoryPressure(runtime.batch_size, runtime.batch_size)
     prompts = _prompts(engine, task, samples, runtime)
-    order = batch_order(engine, prompts, runtime)
+    order = batch_order(engine, prompts, runtime, task.type)
     samples, prompts = [samples[j] for j in order], [prompts[j] for j in order]
     warm = runtime.batch_size
     while samples and warm:  # the first batch is the longest: out of memory here halves the warm-up, the loop below finds its own size

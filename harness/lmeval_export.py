@@ -58,7 +58,7 @@ def _task_yaml(task: Task, data_file: Path) -> dict[str, Any]:
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(data_file.resolve())}},
         "test_split": "test",
-        "doc_to_text": to_jinja(prompt),
+        "doc_to_text": "{{_prompt}}" if any(s.prompt is not None for s in task.samples) else to_jinja(prompt),
         "target_delimiter": spec.target_delimiter,
         "fewshot_delimiter": spec.fewshot_delimiter,
         "metadata": {"version": 1.0, "source": f"small-vs-large harness task {spec.name}"},
@@ -109,6 +109,8 @@ def export_tasks(tasks: list[Task], out_dir: Path) -> list[Path]:
         with open(data_file, "w", encoding="utf-8") as fh:
             for sample in task.samples:
                 extra = {"_choices": sample.choices, "_gold": sample.choices.index(sample.target)} if sample.choices is not None else {}
+                if sample.prompt is not None:  # rendered by its source (BIG-bench prefixes): lm-eval gets the same text
+                    extra["_prompt"] = sample.prompt
                 fh.write(json.dumps({**sample.fields, **extra, "_task": task.name}, ensure_ascii=False) + "\n")
         doc = _task_yaml(task, data_file)
         if "process_results" in doc:

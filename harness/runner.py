@@ -95,8 +95,9 @@ def cell_key(model: ModelConfig, identity: dict[str, Any], task: Task, samples: 
                        **({"fixed_length": True} if rt.fixed_generation_length else {})},  # absent when off: older keys stay valid
         "batch_size": rt.batch_size,
         # batch composition and kernels change low-order bits outside float32: part of the key
-        "execution": {"sort_by_length": rt.sort_by_length and rt.batch_size > 1, "decode_loop": getattr(rt.decode_loop, "value", rt.decode_loop),
-                      "compile": rt.compile},
+        "execution": {"sort_by_length": rt.sort_by_length and rt.batch_size > 1,
+                      "share_prefixes": rt.share_prefixes and rt.batch_size > 1, "decode_loop": getattr(rt.decode_loop, "value", rt.decode_loop),
+                      "compile": rt.compile, "prompt_lookup_tokens": rt.prompt_lookup_tokens if rt.batch_size == 1 else 0},
     })
 
 

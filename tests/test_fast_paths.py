@@ -144,3 +144,85 @@ def test_latency_mode_records_latency_throughput_mode_does_not(tiny_llama, tmp_p
     assert all(r["latency_s"] is None and r["ttft_s"] is None and r["decode_tokens_per_s"] is None for r in gens)
     gens1 = _evaluate(engine, summary_task, summary_task.samples, tmp_path, batch_size=1)
     assert all(r["ttft_s"] is not None and r["ttft_s"] <= r["latency_s"] for r in gens1)
+
+
+def test_lookup_draft_continues_the_latest_matching_ngram():
+    from harness.engines.hf import lookup_draft
+
+    assert lookup_draft([5, 6, 7, 8, 9, 5, 6, 7], k=3) == [8, 9, 5]  # "5 6 7" seen before: what followed it
+    assert lookup_draft([1, 2, 3, 4], k=3) == []  # nothing repeats
+    assert lookup_draft([1, 2, 1, 3, 1], k=2) == [3, 1]  # the latest earlier "1"
+
+
+@pytest.mark.parametrize("model", ["tiny_llama", "tiny_olmoe"])
+@pytest.mark.parametrize("stops,min_new", [([], 0), (["e"], 0), ([], 16)])
+def test_prompt_lookup_keeps_the_greedy_output(model, stops, min_new, request):
+    """Drafted tokens checked by the model in one pass: the same tokens as one-at-a-time greedy decoding.
+
+    A repetitive prompt makes drafts match, so tokens are really accepted and the cache really cropped.
+    """
+    from harness.engines.hf import lookup_decode
+
+    lm = request.getfixturevalue(model)
+    calls = {"n": 0}
+    forward = lm.model.forward
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return forward(*args, **kwargs)
+
+    prompts = PROMPTS + [Prompt(text="one two three four " * 12, target_delimiter=" ", chat=False)]
+    tokens = 0
+    for prompt in prompts:
+        plain = greedy_decode(lm, [prompt], max_new_tokens=16, stops=stops, min_new_tokens=min_new)[0]
+        lm.model.forward = counting
+        try:
+            fast = lookup_decode(lm, prompt, max_new_tokens=16, stops=stops, min_new_tokens=min_new, draft_tokens=4)
+        finally:
+            lm.model.forward = forward
+        assert (fast.text, fast.output_tokens) == (plain.text, plain.output_tokens)
+        assert fast.mean_logprob == pytest.approx(plain.mean_logprob, abs=1e-4)
+        tokens += fast.output_tokens
+    if not stops:  # without drafts every token costs a forward pass (the prefill gives the first)
+        assert calls["n"] < tokens, "no drafted token was ever accepted: the test does not exercise the fast path"
+    engine = HFEngine(lm, prompt_lookup_tokens=4)
+    assert engine.describe()["prompt_lookup_tokens"] == 4
+    assert _tokens(engine.generate_until(PROMPTS[:1], 8, [])) == _tokens(greedy_decode(lm, PROMPTS[:1], 8, []))
+
+
+def test_shared_prefixes_score_like_separate_prompts(tiny_llama, tiny_olmoe, claims):
+    """Prompts that start alike run their start once; every log-likelihood is the one of the whole prompt."""
+    from harness.engines.hf import prefix_split, score_choices
+
+    task, samples = claims
+    by_passage: dict[str, list] = {}
+    for s in task.samples:
+        by_passage.setdefault(s.fields["evidence"], []).append(s)
+    group = next(g for g in by_passage.values() if len(g) >= 3)[:3]
+    alone = next(g for g in by_passage.values() if len(g) == 1)[0]
+    prompts = [Prompt(text=f"Passage: {s.fields['evidence']}\nClaim: {s.fields['claim']}\nAnswer:", target_delimiter=" ", chat=False)
+               for s in [*group, alone]]
+    prompts.append(Prompt(text="Passage: short.\nClaim: x\nAnswer:", target_delimiter=" ", chat=False))  # shares "Passage:" only
+    labels = ["supported", "contradicted", "not mentioned"]
+    for lm in (tiny_llama, tiny_olmoe):
+        contexts = [lm.tokenizer(p.text, add_special_tokens=False)["input_ids"] for p in prompts]
+        groups, cuts = prefix_split(contexts)
+        assert groups[:3] == [0, 0, 0] and len(set(groups)) == 3 and cuts[0] > 20  # the passage is run once for three prompts
+        shared = score_choices(lm, prompts, labels, share_prefixes=True)
+        plain = [score_choices(lm, [p], labels, share_prefixes=False)[0] for p in prompts]
+        for a, b in zip(shared, plain):
+            assert a.logliks == pytest.approx(b.logliks, abs=1e-4) and a.input_tokens == b.input_tokens
+
+
+def test_batches_keep_prompts_with_the_same_start_together(tiny_llama, claims):
+    task, samples = claims
+    engine = HFEngine(tiny_llama)
+    rt = dataclasses.replace(RT, batch_size=8)
+    from harness.prompts import build_prompt
+
+    prompts = [build_prompt(task, s, engine.tokenizer, False) for s in task.samples]
+    order = batch_order(engine, prompts, rt, task.type)
+    assert sorted(order) == list(range(len(prompts)))
+    passages = [task.samples[i].fields["evidence"] for i in order]
+    runs = sum(1 for a, b in zip(passages, passages[1:]) if a != b) + 1
+    assert runs == len(set(passages))  # each passage's items are consecutive

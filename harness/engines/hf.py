@@ -78,12 +78,16 @@ def _choices_per_prompt(prompts: Sequence[Prompt], choices: Sequence[str] | Sequ
 
 @dataclass
 class ChoiceBatch:
-    """A batch of prompts and their choices, tokenized and padded: the tensors of the two forward passes.
+    """A batch of prompts and their choices, tokenized and padded: the tensors of the forward passes.
 
-    Pass 1 runs every context once (left-padded, explicit positions) and keeps
-    only the last position's logits: each choice's first token. Pass 2 runs
-    every choice's remaining tokens from its prompt's key/value cache, copied
-    once per choice (``rows``: the prompt of each choice row).
+    Optional prefix pass: prompts of the batch that start alike (the same passage
+    or instructions: ``shared_prefixes``) run their common start once, and its
+    key/value cache is copied to each of them (``groups``: the prefix row of each
+    prompt). Context pass: each prompt's context (or the rest of it after its
+    prefix), left-padded with explicit positions, keeping only the last position's
+    logits: each choice's first token. Choice pass: every choice's remaining tokens
+    from its prompt's cache, copied once per choice (``rows``: the prompt of each
+    choice row).
     """
 
     ids: torch.Tensor
@@ -92,15 +96,69 @@ class ChoiceBatch:
     conts: list[list[list[int]]]  # per prompt, per choice: continuation token ids
     input_tokens: list[int]
     dropped: list[int]
-    rows: Optional[torch.Tensor] = None  # pass 2 (None when every choice is one token)
+    pre_ids: Optional[torch.Tensor] = None  # prefix pass (None: no shared prefix in this batch)
+    pre_mask: Optional[torch.Tensor] = None
+    pre_positions: Optional[torch.Tensor] = None
+    groups: Optional[torch.Tensor] = None
+    rows: Optional[torch.Tensor] = None  # choice pass (None when every choice is one token)
     rest_ids: Optional[torch.Tensor] = None
     rest_mask: Optional[torch.Tensor] = None
     rest_positions: Optional[torch.Tensor] = None
 
 
-def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> ChoiceBatch:
+MIN_SHARED_TOKENS = 8  # a shorter common start is not worth a pass of its own
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def prefix_split(contexts: Sequence[list[int]], min_shared: int = MIN_SHARED_TOKENS) -> Optional[tuple[list[int], list[int]]]:
+    """(group of each prompt, tokens of each prompt run in the prefix pass), or None when no two neighbours share a start.
+
+    Neighbouring prompts sharing at least ``min_shared`` tokens form a group that
+    runs its common start once. A prompt alone in its group runs all but its last
+    ``suffix`` tokens in the prefix pass, ``suffix`` being the longest rest of a
+    shared group, so the context pass pads little. Every prompt keeps at least one
+    token for the context pass, whose last position gives its first choice logits.
+    """
+    groups, cuts, shared = [0], [], [[0]]
+    for i in range(1, len(contexts)):
+        common = _common_length(contexts[i - 1], contexts[i])
+        if common >= min_shared:
+            groups.append(groups[-1])
+            shared[-1].append(i)
+        else:
+            groups.append(groups[-1] + 1)
+            shared.append([i])
+    multi = [g for g in shared if len(g) > 1]
+    if not multi:
+        return None
+    cut_of: dict[int, int] = {}
+    for g in multi:
+        cut = min(min(_common_length(contexts[g[0]], contexts[i]) for i in g[1:]), min(len(contexts[i]) - 1 for i in g))
+        for i in g:
+            cut_of[i] = cut
+    suffix = max(len(contexts[i]) - cut_of[i] for i in cut_of)
+    for i in range(len(contexts)):
+        cuts.append(cut_of[i] if i in cut_of else max(1, min(len(contexts[i]) - 1, len(contexts[i]) - suffix)))
+    return groups, cuts
+
+
+def _positions(mask: torch.Tensor, start: Optional[torch.Tensor] = None) -> torch.Tensor:
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return pos if start is None else pos + start[:, None]
+
+
+def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]],
+                    share_prefixes: bool = True) -> ChoiceBatch:
     """Tokenize and pad a batch for ``score_choices`` (no model call)."""
-    tok = lm.tokenizer
+    tok, device = lm.tokenizer, lm.device
     max_len = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
     per_prompt = _choices_per_prompt(prompts, choices)
     contexts: list[list[int]] = []
@@ -113,8 +171,21 @@ def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequenc
         contexts.append(full[-(max_len - longest):])  # keep the end (the question is last), as lm-eval does
         dropped.append(len(full) - len(contexts[-1]))
         conts.append([cont for _, cont in pairs])
-    ids, mask, pos = _left_pad(contexts, tok.pad_token_id, lm.device)
-    batch = ChoiceBatch(ids, mask, pos, conts, [len(c) for c in contexts], dropped)
+    split = prefix_split(contexts) if share_prefixes and len(contexts) > 1 else None
+    if split is None:
+        ids, mask, pos = _left_pad(contexts, tok.pad_token_id, device)
+        batch = ChoiceBatch(ids, mask, pos, conts, [len(c) for c in contexts], dropped)
+        full_mask = mask
+    else:
+        groups, cuts = split
+        firsts = {g: i for i, g in reversed(list(enumerate(groups)))}  # a group's prefix: its first member's start
+        prefixes = [contexts[firsts[g]][: cuts[firsts[g]]] for g in sorted(firsts)]
+        pre_ids, pre_mask, pre_pos = _left_pad(prefixes, tok.pad_token_id, device)
+        ids, mask, _ = _left_pad([c[cut:] for c, cut in zip(contexts, cuts)], tok.pad_token_id, device)
+        group_rows = torch.tensor(groups, device=device)
+        pos = _positions(mask, torch.tensor(cuts, device=device))
+        batch = ChoiceBatch(ids, mask, pos, conts, [len(c) for c in contexts], dropped, pre_ids, pre_mask, pre_pos, group_rows)
+        full_mask = torch.cat([pre_mask[group_rows], mask], dim=1)
     flat = [c for per in conts for c in per]  # every (prompt, choice), prompt by prompt
     rest_len = max(len(c) for c in flat) - 1
     if rest_len > 0:
@@ -124,20 +195,25 @@ def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequenc
         for row, cont in enumerate(flat):
             rest_ids[row, : len(cont) - 1] = torch.tensor(cont[:-1], dtype=torch.long)
             rest_mask[row, : len(cont) - 1] = 1
-        ctx_mask = mask[rows.to(mask.device)]
+        ctx_mask = full_mask[rows.to(device)]
         ctx_len = ctx_mask.sum(-1)[:, None].cpu()
-        batch.rows = rows.to(lm.device)
-        batch.rest_ids = rest_ids.to(lm.device)
-        batch.rest_mask = torch.cat([ctx_mask, rest_mask.to(lm.device)], dim=1)
-        batch.rest_positions = (ctx_len + torch.arange(rest_len)[None, :]).to(lm.device)
+        batch.rows = rows.to(device)
+        batch.rest_ids = rest_ids.to(device)
+        batch.rest_mask = torch.cat([ctx_mask, rest_mask.to(device)], dim=1)
+        batch.rest_positions = (ctx_len + torch.arange(rest_len)[None, :]).to(device)
     return batch
 
 
 def choice_forward(model: Any, batch: ChoiceBatch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """The two forward passes: (first-token logits [prompts, V], remaining-token logits [choices, rest, V] or None)."""
-    kwargs: dict[str, Any] = {"input_ids": batch.ids, "attention_mask": batch.mask, "position_ids": batch.positions, "use_cache": True}
-    if _supports_logits_to_keep(model):
-        kwargs["logits_to_keep"] = 1
+    """The forward passes: (first-token logits [prompts, V], remaining-token logits [choices, rest, V] or None)."""
+    keep = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
+    kwargs: dict[str, Any] = {"input_ids": batch.ids, "attention_mask": batch.mask, "position_ids": batch.positions, "use_cache": True, **keep}
+    if batch.pre_ids is not None:
+        assert batch.groups is not None and batch.pre_mask is not None
+        pre = model(input_ids=batch.pre_ids, attention_mask=batch.pre_mask, position_ids=batch.pre_positions, use_cache=True, **keep)
+        cache = pre.past_key_values
+        cache.reorder_cache(batch.groups)  # one copy of a shared prefix's cache per prompt
+        kwargs.update(past_key_values=cache, attention_mask=torch.cat([batch.pre_mask[batch.groups], batch.mask], dim=1))
     out = model(**kwargs)
     if batch.rows is None:
         return out.logits[:, -1, :], None
@@ -149,7 +225,8 @@ def choice_forward(model: Any, batch: ChoiceBatch) -> tuple[torch.Tensor, Option
 
 
 @torch.inference_mode()
-def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> list[ChoiceScores]:
+def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]],
+                  share_prefixes: bool = True) -> list[ChoiceScores]:
     """Log-likelihood of every choice after every prompt.
 
     ``choices`` is one list shared by every prompt (a task's labels) or one
@@ -159,7 +236,7 @@ def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[
     scoring about ``len(choices)`` times cheaper than one pass per choice and
     gives the same numbers (see tests/test_scoring.py).
     """
-    batch = prepare_choices(lm, prompts, choices)
+    batch = prepare_choices(lm, prompts, choices, share_prefixes)
     first_logits, rest_logits = choice_forward(lm.model, batch)
     first = torch.log_softmax(first_logits.float(), dim=-1)  # [B, V]: each choice's first token
     rest_logprobs = torch.log_softmax(rest_logits.float(), dim=-1) if rest_logits is not None else None
@@ -244,6 +321,92 @@ def _result(tok: Any, tokens: list[int], logprobs: list[float], eos_ids: set[int
         ttft_s=timing.ttft_s,
         decode_tokens_per_s=timing.decode_tokens_per_s,
     )
+
+
+def lookup_draft(seq: Sequence[int], k: int, max_ngram: int = 3) -> list[int]:
+    """Prompt-lookup drafting: the tokens that followed the latest earlier occurrence of the sequence's last n-gram.
+
+    Summaries copy spans of their source and models repeat themselves, so
+    the continuation of a matching n-gram is often what the model says next;
+    the model still checks every drafted token (``greedy_decode``), so the
+    output is the greedy one whatever the draft. (transformers' own
+    ``prompt_lookup_num_tokens`` runs inside ``generate``, batch size 1 only,
+    with its per-step overhead; this is the same idea in our loop.)
+    """
+    n_seq = len(seq)
+    for n in range(min(max_ngram, n_seq - 1), 0, -1):
+        tail = list(seq[n_seq - n:])
+        for start in range(n_seq - n - 1, -1, -1):  # latest match first, excluding the tail itself
+            if list(seq[start : start + n]) == tail:
+                follow = list(seq[start + n : start + n + k])
+                if follow:
+                    return follow
+    return []
+
+
+@torch.inference_mode()
+def lookup_decode(lm: LoadedModel, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0,
+                  draft_tokens: int = 10) -> Generation:
+    """Greedy generation of one prompt with prompt-lookup drafts checked in one forward pass (latency mode's fast path).
+
+    Each step feeds the last chosen token plus up to ``draft_tokens`` drafted
+    ones; drafted tokens are kept while they equal the model's own greedy
+    choice, the first disagreement is replaced by the model's token, and the
+    key/value cache is cropped to what was kept. The tokens are those of
+    one-token-at-a-time greedy decoding (tests/test_fast_paths.py); memory-bound
+    decoding checks several tokens for about the price of one.
+    """
+    tok, model, device = lm.tokenizer, lm.model, lm.device
+    full, encoded = _fit_prompts(lm, [prompt], max_new_tokens)
+    eos_ids = _eos_ids(lm)
+    eos_list = torch.tensor(sorted(eos_ids), device=device)
+    keep_logits = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
+    seq = list(encoded[0])
+    tokens: list[int] = []
+    logprobs: list[float] = []
+    stamps: list[float] = []
+    with Stopwatch(device) as sw:
+        ids = torch.tensor([seq], device=device)
+        out = model(input_ids=ids, use_cache=True, **keep_logits)
+        cache = out.past_key_values
+        if not hasattr(cache, "crop"):
+            return generate_plain(lm, [prompt], max_new_tokens, stops, min_new_tokens)[0]
+        pending = out.logits[0, -1:, :]  # logits for the next token(s): row j predicts the token after j accepted drafts
+        draft: list[int] = []
+        done = False
+        while not done:
+            scores = pending.float()
+            step0 = len(tokens)
+            for j in range(scores.shape[0]):
+                if step0 + j < min_new_tokens:
+                    scores[j, eos_list] = -float("inf")
+            lp = torch.log_softmax(scores, dim=-1)
+            choice = scores.argmax(-1).tolist()
+            synchronize(device)
+            now = time.perf_counter()
+            accepted = 0
+            for j, t in enumerate(choice):  # row j: the model's token after the first j drafted ones
+                tokens.append(t)
+                logprobs.append(float(lp[j, t]))
+                stamps.append(now)
+                done = t in eos_ids or len(tokens) >= max_new_tokens or bool(
+                    stops and any(stop in tok.decode(tokens, skip_special_tokens=True) for stop in stops))
+                if done or j >= len(draft) or draft[j] != t:
+                    break
+                accepted += 1
+            if done:
+                break
+            if len(draft) > accepted:  # the cache holds every drafted token: drop the rejected ones
+                cache.crop(-(len(draft) - accepted))
+            seq_all = seq + tokens
+            draft = lookup_draft(seq_all, min(draft_tokens, max_new_tokens - len(tokens) - 1))
+            feed = torch.tensor([[tokens[-1], *draft]], device=device)
+            pos = len(seq_all) - 1
+            out = model(input_ids=feed, position_ids=torch.arange(pos, pos + feed.shape[1], device=device)[None, :],
+                        past_key_values=cache, use_cache=True)
+            pending = out.logits[0]
+    timing = generation_timing(sw.start, sw.start + sw.elapsed, stamps, len(tokens))
+    return _result(tok, tokens, logprobs, eos_ids, stops, full[0], encoded[0], timing)
 
 
 @torch.inference_mode()
@@ -368,19 +531,23 @@ class HFEngine(Engine):
 
     name = "hf"
 
-    def __init__(self, lm: LoadedModel, decode_loop: str = "harness", compile: bool = False) -> None:
+    def __init__(self, lm: LoadedModel, decode_loop: str = "harness", compile: bool = False, prompt_lookup_tokens: int = 0,
+                 share_prefixes: bool = True) -> None:
         if decode_loop not in DECODE_LOOPS:
             raise ValueError(f"unknown decode loop {decode_loop!r}")
         self.lm = lm
         self.decode = DECODE_LOOPS[decode_loop]
         self.decode_loop = decode_loop
         self.compiled = compile
+        self.lookup = prompt_lookup_tokens if decode_loop == "harness" else 0
+        self.share_prefixes = share_prefixes
         if compile:  # shapes vary with every batch: dynamic, so it is not recompiled per shape
             lm.model.forward = torch.compile(lm.model.forward, dynamic=True)
 
     @classmethod
     def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> "HFEngine":
-        return cls(load_model(cfg, runtime, cache_dir), getattr(runtime.decode_loop, "value", runtime.decode_loop), runtime.compile)
+        return cls(load_model(cfg, runtime, cache_dir), getattr(runtime.decode_loop, "value", runtime.decode_loop), runtime.compile,
+                   runtime.prompt_lookup_tokens, runtime.share_prefixes)
 
     @property
     def model_name(self) -> str:
@@ -396,10 +563,12 @@ class HFEngine(Engine):
 
     def loglikelihood(self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]) -> tuple[list[ChoiceScores], float]:
         with Stopwatch(self.lm.device) as sw:
-            scored = score_choices(self.lm, prompts, choices)
+            scored = score_choices(self.lm, prompts, choices, self.share_prefixes)
         return scored, sw.elapsed
 
     def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+        if self.lookup and len(prompts) == 1:
+            return [lookup_decode(self.lm, prompts[0], max_new_tokens, stops, min_new_tokens, self.lookup)]
         return self.decode(self.lm, prompts, max_new_tokens, stops, min_new_tokens)
 
     def prompt_length(self, prompt: Prompt) -> int:
@@ -421,6 +590,8 @@ class HFEngine(Engine):
             "architecture": type(lm.model).__name__,
             "attention": getattr(lm.model.config, "_attn_implementation", None),
             "decode_loop": self.decode_loop,
+            "prompt_lookup_tokens": self.lookup,
+            "share_prefixes": self.share_prefixes,
             "compiled": self.compiled,
         }
 

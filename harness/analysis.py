@@ -11,6 +11,7 @@ import numpy as np
 
 from harness.cascade import simulate
 from harness.cost import per_sample_energy
+from harness.power import sample_size
 from harness.records import item_seconds
 from harness.stats import bootstrap_ci, mcnemar_exact, paired_difference, percentile_ci, ratio_of_statistics
 
@@ -46,10 +47,11 @@ def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_t
     if [r["sample_id"] for r in cand] != [r["sample_id"] for r in ref]:
         return {"same_items": False, "reason": "the two models did not answer the same items; no paired comparison"}
     c_vals, r_vals = _metric_values(cand, task_type), _metric_values(ref, task_type)
-    out: dict[str, Any] = {"same_items": True, "n": len(cand), "difference_vs_reference": {}}
+    out: dict[str, Any] = {"same_items": True, "n": len(cand), "difference_vs_reference": {}, "sample_size": {}}
     for metric in c_vals:
         if len(c_vals[metric]) == len(r_vals.get(metric, [])) and c_vals[metric]:
             out["difference_vs_reference"][metric] = paired_difference(c_vals[metric], r_vals[metric], seed=seed).to_dict()
+            out["sample_size"][metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric])).to_dict()
     if task_type == "classification":
         out["mcnemar"] = mcnemar_exact([r["scores"]["correct"] > 0 for r in cand], [r["scores"]["correct"] > 0 for r in ref]).to_dict()
     c_lat, r_lat = latencies(cand), latencies(ref)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
+from harness.power import SampleSize
 from harness.summary import model_size
 
 SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
@@ -127,9 +128,22 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
     per, nums = [], {}
     for t, c in run.compared:
         d, m = run.diff(t, c), margin(t)
+        verdict = SUPPORTED if d["low"] > -m else REFUTED if d["high"] < -m else INCONCLUSIVE
         nums[run.label(t, c)] = {**d, "margin": m, "task": t, "model": c}
-        per.append(SUPPORTED if d["low"] > -m else REFUTED if d["high"] < -m else INCONCLUSIVE)
+        ss = run.compared[(t, c)].get("sample_size", {}).get(run.primary(t))
+        if verdict == INCONCLUSIVE and ss:  # how many items would decide it, at the observed difference and spread
+            nums[run.label(t, c)].update(n=ss["n"], items_to_decide=SampleSize(**ss).items_for(-m))
+        per.append(verdict)
     return per, nums
+
+
+def decide_note(d: dict[str, Any]) -> str:
+    """" (inconclusive at n=20; about 310 items would decide it)" for an undecided comparison, else ""."""
+    if "items_to_decide" not in d:
+        return ""
+    k = d["items_to_decide"]
+    more = f"about {k} items would decide it" if k is not None else "no number of items would: the difference sits on the threshold"
+    return f" (inconclusive at n={d['n']}; {more})"
 
 
 def c2(run: RunView, th: dict[str, float]) -> Verdict:
@@ -137,7 +151,7 @@ def c2(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums = _difference_verdicts(run, lambda t: 0.0)
     flipped = [{SUPPORTED: REFUTED, REFUTED: SUPPORTED}.get(v, v) for v in per]
     verdict = _combine(flipped)
-    key = "; ".join(f"{k} S-L {_fmt(d, 100)}" for k, d in nums.items())
+    key = "; ".join(f"{k} S-L {_fmt(d, 100)}{decide_note(d)}" for k, d in nums.items())
     sentence = {SUPPORTED: "the larger model scores significantly higher on every task",
                 REFUTED: "a smaller model scores significantly higher on at least one task"}
     sentence_text = sentence.get(verdict, "on some task the difference is within the 95% interval" if nums else "no task was compared")
@@ -150,7 +164,7 @@ def c3(run: RunView, th: dict[str, float]) -> Verdict:
 
     per, nums = _difference_verdicts(run, tolerance)
     verdict = _combine(per)
-    key = "; ".join(f"{k} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g})" for k, d in nums.items())
+    key = "; ".join(f"{k} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g}){decide_note(d)}" for k, d in nums.items())
     sentence = {SUPPORTED: "the smaller model(s) stay within the tolerance on every task",
                 REFUTED: "a smaller model falls short by more than the tolerance on at least one task",
                 INCONCLUSIVE: "the intervals straddle the tolerance"}.get(verdict, "no task was compared")

@@ -146,6 +146,29 @@ def _claims(args: Sequence[str]) -> None:
             console.print(f"{v['id']} ({v['verdict']}): {v['sentence']}")
 
 
+def _plan(args: Sequence[str]) -> None:
+    """harness plan RUN_DIR: the sample size that would decide each comparison, and its expected wall time."""
+    from rich.table import Table
+
+    from harness.followup import PLAN_HEADER, plan_note, plan_rows
+    from harness.report import md_table
+
+    runs, _, _ = _split_runs(args, "harness plan")
+    console = make_console()
+    for run_dir in runs:
+        rows = plan_rows(run_dir)
+        if not console.is_terminal:
+            print(f"## Follow-up run for {run_dir}\n\n{md_table(PLAN_HEADER, rows)}\n\n{plan_note()}")
+            continue
+        table = Table(title=f"follow-up run for {run_dir}")
+        for h in PLAN_HEADER:
+            table.add_column(h, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        console.print(plan_note())
+
+
 def _merge(args: Sequence[str]) -> None:
     """Kept for older scripts: ``harness report RUN_DIR ... --out OUT_DIR`` does the same."""
     if len(args) < 3:
@@ -260,7 +283,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     args = sys.argv[1:]
-    commands = {"report": _report, "claims": _claims, "merge": _merge, "regress": _regress, "export-lmeval": _export_lmeval}
+    commands = {"report": _report, "claims": _claims, "plan": _plan, "merge": _merge, "regress": _regress, "export-lmeval": _export_lmeval}
     if args and args[0] in commands:
         try:
             commands[args[0]](args[1:])

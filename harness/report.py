@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.followup import PLAN_HEADER, plan_note, sample_size_rows
 from harness.records import read_json, write_json
 from harness.summary import summarize_with_records
 from harness.tables import (
@@ -58,6 +59,10 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             md_table(stats_header(summary), stats_rows(summary, analysis)),
             "",
         ]
+    size_rows = sample_size_rows(summary, analysis, verdicts or []) if analysis else []
+    if size_rows:
+        parts += ["## How many items are enough", md_table(PLAN_HEADER, size_rows), "", plan_note(),
+                  "`harness plan <run>` prints this table for a follow-up run.", ""]
     parts += [
         "## Models",
         md_table(MODEL_HEADER, model_rows(summary)),

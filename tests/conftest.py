@@ -105,6 +105,8 @@ def run_records(run_dir: Path, model: str, task: str) -> list[dict]:
     """The records a run used for ``model`` on ``task`` (read from its cell, as the report does)."""
     import json
 
+    from harness.cells import read_cell_records
+
     cells = json.loads((Path(run_dir) / "cells.json").read_text())["cells"]
     cell = next(c for c in cells if c["model"] == model and c["task"] == task)
-    return [json.loads(line) for line in (Path(cell["path"]) / "records.jsonl").read_text().splitlines() if line.strip()]
+    return read_cell_records(Path(cell["path"]))  # in the task's order (batches are written longest first)

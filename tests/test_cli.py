@@ -87,6 +87,15 @@ def test_claims_command_recomputes_with_new_thresholds(tiny_run, tmp_path):
     run_cli(["claims", str(tiny_run)], tmp_path)  # back to the configured thresholds
 
 
+def test_plan_prints_the_items_each_comparison_needs(tiny_run, tmp_path):
+    proc = run_cli(["plan", str(tiny_run)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| smoke_classify | tiny_olmoe vs tiny_llama | accuracy | 4 |" in proc.stdout and "power 80%" in proc.stdout
+    assert "## How many items are enough" in (tiny_run / "report.md").read_text()
+    missing = run_cli(["plan", str(tmp_path / "nope")], tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
 def test_merge_is_a_combined_report(tiny_run, tmp_path):
     proc = run_cli(["merge", str(tmp_path / "merged"), str(tiny_run), str(tiny_run)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

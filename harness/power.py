@@ -1,0 +1,76 @@
+"""How many items are enough: minimum detectable effects and sample sizes from a run's own paired differences.
+
+A comparison's per-item differences (candidate minus reference on the same items:
+0/±1 for accuracy, ROUGE differences for summaries) are tested as a paired
+t-test: statsmodels' ``TTestPower`` on the differences, two-sided, 5% level, 80%
+power (stated in every table). The paired t-test is the normal-theory version
+of the paired bootstrap the verdicts use; at the sample sizes it proposes the
+two agree closely, and it is the textbook planning formula (no formula of our
+own: statsmodels solves it).
+
+- minimum detectable effect at n: the smallest true mean difference the run
+  would detect with that power, ``effect size x sd``;
+- items to decide a threshold: the n at which the observed mean difference,
+  ``|mean - threshold|`` away from a claim's threshold, would be detected at the
+  observed spread -- the size of a follow-up run that would likely turn an
+  inconclusive verdict into a decided one, if the observed difference is real.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+ALPHA = 0.05
+POWER = 0.80
+
+
+def _solver() -> Any:
+    from statsmodels.stats.power import TTestPower
+
+    return TTestPower()
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> Optional[float]:
+    """Smallest true mean difference a paired test on ``n`` items detects with ``power`` (None below 2 items)."""
+    if n < 2:
+        return None
+    if sd == 0:
+        return 0.0
+    return float(_solver().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided")) * sd
+
+
+def items_to_decide(mean: float, sd: float, threshold: float, alpha: float = ALPHA, power: float = POWER) -> Optional[int]:
+    """Items a paired test needs to tell ``mean`` from ``threshold`` at spread ``sd`` (None: never, the mean sits on it)."""
+    gap = abs(mean - threshold)
+    if gap == 0:
+        return None
+    if sd == 0:
+        return 2
+    return int(math.ceil(_solver().solve_power(effect_size=gap / sd, nobs=None, alpha=alpha, power=power, alternative="two-sided")))
+
+
+@dataclass(frozen=True)
+class SampleSize:
+    """What a comparison's paired differences say about sample size."""
+
+    n: int
+    mean: float
+    sd: float
+    mde: Optional[float]
+    alpha: float = ALPHA
+    power: float = POWER
+
+    def items_for(self, threshold: float) -> Optional[int]:
+        return items_to_decide(self.mean, self.sd, threshold, self.alpha, self.power)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sample_size(differences: Sequence[float], alpha: float = ALPHA, power: float = POWER) -> SampleSize:
+    d = np.asarray(differences, dtype=float)
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    return SampleSize(len(d), float(d.mean()) if len(d) else 0.0, sd, minimum_detectable_effect(sd, len(d), alpha, power), alpha, power)

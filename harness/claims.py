@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-from harness.power import SampleSize
+from harness.power import ALPHA, SampleSize, holm, one_sided_p
 from harness.summary import model_size
 
 SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
@@ -125,12 +125,22 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
 
     supported = the whole interval is above -margin; refuted = below; else inconclusive.
     """
+    keys = list(run.compared)
+    sizes = {k: run.compared[k].get("sample_size", {}).get(run.primary(k[0])) for k in keys}
+    # Holm over this claim's comparisons (tasks x models), each direction: a decision needs the 95% interval to
+    # exclude the threshold AND the Holm-adjusted paired t-test to reject, so the claim's family-wise error stays at 5%
+    tested = [k for k in keys if sizes[k]]
+    p_above = dict(zip(tested, holm([one_sided_p(SampleSize(**sizes[k]), -margin(k[0]), True) for k in tested])))
+    p_below = dict(zip(tested, holm([one_sided_p(SampleSize(**sizes[k]), -margin(k[0]), False) for k in tested])))
     per, nums = [], {}
-    for t, c in run.compared:
+    for t, c in keys:
         d, m = run.diff(t, c), margin(t)
-        verdict = SUPPORTED if d["low"] > -m else REFUTED if d["high"] < -m else INCONCLUSIVE
+        above, below = p_above.get((t, c), 0.0), p_below.get((t, c), 0.0)
+        verdict = SUPPORTED if d["low"] > -m and above < ALPHA else REFUTED if d["high"] < -m and below < ALPHA else INCONCLUSIVE
         nums[run.label(t, c)] = {**d, "margin": m, "task": t, "model": c}
-        ss = run.compared[(t, c)].get("sample_size", {}).get(run.primary(t))
+        ss = sizes[(t, c)]
+        if ss:
+            nums[run.label(t, c)].update(holm_p_above=above, holm_p_below=below)
         if verdict == INCONCLUSIVE and ss:  # how many items would decide it, at the observed difference and spread
             nums[run.label(t, c)].update(n=ss["n"], items_to_decide=SampleSize(**ss).items_for(-m))
         per.append(verdict)

@@ -74,3 +74,22 @@ def sample_size(differences: Sequence[float], alpha: float = ALPHA, power: float
     d = np.asarray(differences, dtype=float)
     sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
     return SampleSize(len(d), float(d.mean()) if len(d) else 0.0, sd, minimum_detectable_effect(sd, len(d), alpha, power), alpha, power)
+
+
+def one_sided_p(ss: SampleSize, threshold: float, above: bool) -> float:
+    """Paired t-test p-value that the true mean difference is above (or below) ``threshold``."""
+    from scipy.stats import t
+
+    gap = ss.mean - threshold if above else threshold - ss.mean
+    if ss.n < 2 or ss.sd == 0:
+        return 0.0 if gap > 0 else 1.0
+    return float(t.sf(gap / (ss.sd / math.sqrt(ss.n)), df=ss.n - 1))
+
+
+def holm(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
+    """Holm-adjusted p-values (statsmodels): family-wise error control over a claim's comparisons."""
+    if not p_values:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(list(p_values), alpha=alpha, method="holm")[1]]

@@ -96,6 +96,9 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             sampling_line(config),
             f"- Code: git {env.get('git_commit') or 'unknown'}{' (dirty)' if env.get('git_dirty') else ''}",
             "- Records: each cell's records.jsonl (paths in cells.json) holds every prompt, prediction, score and timing behind these numbers.",
+            "- Multiple comparisons: a C2/C3 verdict over several tasks and models decides a comparison only when its 95% paired bootstrap "
+            "interval excludes the threshold and the Holm-adjusted one-sided paired t-test (over that claim's comparisons, level 0.05) rejects; "
+            "the claim's family-wise error rate stays at 5%.",
         ]
     return "\n".join(parts) + "\n"
 

@@ -37,3 +37,50 @@ def test_inconclusive_verdicts_say_how_many_items_would_decide_them():
     assert decide_note({"n": 20, "items_to_decide": 310}) == " (inconclusive at n=20; about 310 items would decide it)"
     assert "no number of items" in decide_note({"n": 20, "items_to_decide": None})
     assert decide_note({"value": 0.1}) == ""
+
+
+def test_holm_adjusts_like_statsmodels_and_one_sided_p_like_scipy():
+    from scipy.stats import ttest_1samp
+
+    from harness.power import holm, one_sided_p
+
+    d = np.array([0.3, -0.1, 0.2, 0.25, 0.05, 0.4, -0.05, 0.15])
+    ss = sample_size(d)
+    assert one_sided_p(ss, 0.0, above=True) == pytest.approx(ttest_1samp(d, 0.0, alternative="greater").pvalue)
+    assert one_sided_p(ss, -0.05, above=False) == pytest.approx(ttest_1samp(d, -0.05, alternative="less").pvalue)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # sorted: 0.01*3, 0.03*2, max(0.04*1, 0.06)
+    assert holm([]) == []
+
+
+def test_a_claim_over_many_comparisons_needs_the_holm_adjusted_test():
+    """Three comparisons each barely decided alone (p about 0.03) are not all decided together (Holm: 0.09 > 0.05)."""
+    from harness.claims import _difference_verdicts
+
+    class Run:  # the part of RunView that _difference_verdicts reads
+        def __init__(self, ss):
+            self.compared = {(f"t{i}", "small"): {"sample_size": {"accuracy": ss}} for i in range(3)}
+
+        def primary(self, task):
+            return "accuracy"
+
+        def diff(self, task, cand):
+            return {"value": 0.2, "low": 0.01, "high": 0.4}  # each interval alone says "above zero"
+
+        def label(self, task, cand):
+            return task
+
+    from scipy.stats import t as student
+
+    n, sd = 30, 0.5
+    mean = student.isf(0.03, n - 1) * sd / np.sqrt(n)  # one-sided p = 0.03 against zero
+    ss = SampleSize(n, float(mean), sd, minimum_detectable_effect(sd, n)).to_dict()
+    per, nums = _difference_verdicts(Run(ss), lambda task: 0.0)
+    assert per == ["inconclusive"] * 3 and nums["t0"]["holm_p_above"] == pytest.approx(0.09, abs=1e-6)
+    per_one, _ = _difference_verdicts(_single(Run, ss), lambda task: 0.0)
+    assert per_one == ["supported"]
+
+
+def _single(cls, ss):
+    run = cls(ss)
+    run.compared = {("t0", "small"): run.compared[("t0", "small")]}
+    return run

@@ -12,6 +12,7 @@ import numpy as np
 from harness.cascade import simulate
 from harness.cost import per_sample_energy
 from harness.power import sample_size
+from harness.routing import evaluate_router
 from harness.records import item_seconds
 from harness.stats import bootstrap_ci, mcnemar_exact, paired_difference, percentile_ci, ratio_of_statistics
 
@@ -63,7 +64,8 @@ def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_t
     r_energy, r_method = per_sample_energy(r_item, energy.get("reference"), power)
     out["energy_ratio_reference_over_candidate"] = {**ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed).to_dict(),
                                                     "method": c_method if c_method == r_method else f"{c_method} / {r_method}"}
-    out["cascade"] = simulate(cand, ref, task_type, keep_share)
+    out["cascade"] = simulate(cand, ref, task_type, keep_share)  # in-sample (C4 as the articles frame it)
+    out["routing"] = evaluate_router(cand, ref, task_type, keep_share, seed=seed)  # held-out thresholds, APGR, signals
     return out
 
 

@@ -163,7 +163,7 @@ def _summarize(engine: Engine, task: Task, batch: Sequence[Sample], prompts: Seq
                 tokens_dropped=out.tokens_dropped,
                 ttft_s=out.ttft_s if latency_mode else None,
                 decode_tokens_per_s=out.decode_tokens_per_s if latency_mode else None,
-                details={"mean_logprob": out.mean_logprob, "chat_template": prompt.chat},
+                details={"mean_logprob": out.mean_logprob, "min_logprob": out.min_logprob, "chat_template": prompt.chat},
             )
         )
     return records, seconds

@@ -13,7 +13,7 @@ from harness.followup import PLAN_HEADER, plan_note, sample_size_rows
 from harness.records import read_json, write_json
 from harness.summary import summarize_with_records
 from harness.tables import (
-    CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, cell_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line,
+    CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, ROUTING_HEADER, cell_rows, routing_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line,
     secondary_lines, stats_header, stats_rows, task_header, task_rows, task_title,
 )
 
@@ -59,6 +59,13 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             md_table(stats_header(summary), stats_rows(summary, analysis)),
             "",
         ]
+    route_rows = routing_rows(analysis) if analysis else []
+    if route_rows:
+        parts += ["## Cascade measured as a router (small first, large when unsure)", md_table(ROUTING_HEADER, route_rows), "",
+                  "Score x100; cost relative to the large model alone. In-sample: the threshold is chosen and scored on the same items "
+                  "(C4 uses it). Cross-fitted: each of 5 seeded folds is routed by the threshold chosen on the other folds (the cheapest "
+                  "keeping 95% of the large model's score there), so no item helps choose its own threshold. APGR: the performance gap "
+                  "recovered, averaged over the share of calls escalated (RouteLLM); a random router gets 0.50.", ""]
     size_rows = sample_size_rows(summary, analysis, verdicts or []) if analysis else []
     if size_rows:
         parts += ["## How many items are enough", md_table(PLAN_HEADER, size_rows), "", plan_note(),

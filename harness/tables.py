@@ -316,3 +316,30 @@ def sampling_line(config: dict[str, Any] | None) -> str:
     subset = f"a seeded subset of at most {cap} items per task (seed {rt.get('seed')}), the same items for every model" if cap else "every item of every task"
     return (f"- Items: {subset}; batch size {rt.get('batch_size')}, {rt.get('warmup_steps')} warm-up passes, "
             f"chat template {'on' if rt.get('chat_template') else 'off'}, dtype setting {rt.get('dtype')}, engine {rt.get('engine', 'hf')}")
+
+
+# --- cascade measured as a router ----------------------------------------------------------------
+
+ROUTING_HEADER = ["task", "small vs large", "signal", "in-sample: score / cost / escalated", "cross-fitted: score / cost / escalated",
+                  "random router, same calls: score", "APGR (random 0.50)", "calls for 50% / 80% / 95% of the gap"]
+
+
+def routing_rows(analysis: dict[str, Any]) -> list[list[str]]:
+    """One row per comparison and confidence signal; the best held-out signal is marked."""
+    rows = []
+    pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+    for task, entry in analysis.get("tasks", {}).items():
+        for cand, cmp in entry.get("comparisons", {}).items():
+            r = cmp.get("routing") or {}
+            for name, sig in r.get("signals", {}).items():
+                i, c = sig["in_sample"], sig["cross_fitted"]
+                calls = sig.get("calls_to_recover")
+                rows.append([
+                    task, f"{cand} vs {analysis.get('reference')}", name + (" (best held-out)" if r.get("best_signal") == name else ""),
+                    f"{i['score'] * 100:.1f} / {i['cost_share']:.2f}x / {i['escalated']:.0%}",
+                    f"{c['score'] * 100:.1f} / {c['cost_share']:.2f}x / {c['escalated']:.0%}",
+                    f"{sig['random_at_same_calls'] * 100:.1f}",
+                    _num(sig.get("apgr"), "{:.2f}"),
+                    " / ".join(pct(calls[k]) for k in ("50%", "80%", "95%")) if calls else "- (no gap to recover)",
+                ])
+    return rows

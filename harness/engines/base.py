@@ -42,6 +42,7 @@ class Generation:
     ttft_s: float | None
     decode_tokens_per_s: float | None
     tokens_dropped: int = 0  # from the prompt's start, so that prompt + max_new_tokens fit the context window
+    min_logprob: float | None = None  # the least likely generated token's log-probability (a confidence)
 
 
 class Engine(ABC):

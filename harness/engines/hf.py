@@ -317,6 +317,7 @@ def _result(tok: Any, tokens: list[int], logprobs: list[float], eos_ids: set[int
         input_tokens=len(kept_prompt),
         tokens_dropped=len(full) - len(kept_prompt),
         mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
+        min_logprob=min(logprobs) if logprobs else None,
         latency_s=timing.latency_s,
         ttft_s=timing.ttft_s,
         decode_tokens_per_s=timing.decode_tokens_per_s,

@@ -58,7 +58,7 @@ def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_t
     c_lat, r_lat = latencies(cand), latencies(ref)
     c_item, r_item = [item_seconds(r) for r in cand], [item_seconds(r) for r in ref]
     # latency mode: request latencies; throughput mode: each item's share of its batch's time, labelled so
-    basis = "median request latency" if c_lat and r_lat else "median time per item in batches (throughput mode)"
+    basis = "latency" if c_lat and r_lat else "time per item (throughput mode)"  # the ratio of medians of this, as C5 names it
     out["latency_median_ratio"] = {**ratio_of_statistics(c_lat or c_item, r_lat or r_item, np.median, seed=seed).to_dict(), "basis": basis}
     c_energy, c_method = per_sample_energy(c_item, energy.get("candidate"), power)
     r_energy, r_method = per_sample_energy(r_item, energy.get("reference"), power)

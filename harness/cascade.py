@@ -36,36 +36,47 @@ def agreement(small: Sequence[dict[str, Any]], large: Sequence[dict[str, Any]], 
     return {"rougeL_small_vs_large": float(np.mean(overlap)), "share_rougeL_ge_0.5": float(np.mean([o >= 0.5 for o in overlap]))}
 
 
-def simulate(small: Sequence[dict[str, Any]], large: Sequence[dict[str, Any]], task_type: str, keep_share: float = 0.95) -> dict[str, Any]:
-    """The accuracy/cost curve over thresholds and the cheapest threshold keeping ``keep_share`` of the large score."""
+def outcomes(small: Sequence[dict[str, Any]], large: Sequence[dict[str, Any]], task_type: str) -> tuple[np.ndarray, ...]:
+    """(small scores, large scores, small seconds, large seconds) per item, refusing different item sets."""
     if [r["sample_id"] for r in small] != [r["sample_id"] for r in large]:
         raise ValueError("a cascade needs the same items for both models")
+    return (np.array([item_score(r, task_type) for r in small]), np.array([item_score(r, task_type) for r in large]),
+            np.array([item_seconds(r) for r in small]), np.array([item_seconds(r) for r in large]))
+
+
+def routed(up: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray) -> dict[str, float]:
+    """Escalating the items in ``up``: share escalated, mean score, cost relative to the large model alone."""
+    return {"escalated": float(up.mean()), "score": float(np.where(up, l_score, s_score).mean()),
+            "cost_share": float((s_cost.sum() + l_cost[up].sum()) / l_cost.sum())}
+
+
+def curve(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray) -> list[dict[str, float]]:
+    """Every threshold (items whose confidence is below it are escalated): -inf never escalates, +inf always."""
+    return [{"threshold": float(t), **routed(conf < t, s_score, l_score, s_cost, l_cost)}
+            for t in [-np.inf, *sorted(set(conf.tolist())), np.inf]]
+
+
+def cheapest(points: Sequence[dict[str, float]], target: float) -> Optional[dict[str, float]]:
+    """The cheapest point of a curve scoring at least ``target`` (ties: the higher score), or None."""
+    ok = [p for p in points if p["score"] >= target]
+    return min(ok, key=lambda p: (p["cost_share"], -p["score"])) if ok else None
+
+
+def simulate(small: Sequence[dict[str, Any]], large: Sequence[dict[str, Any]], task_type: str, keep_share: float = 0.95) -> dict[str, Any]:
+    """The accuracy/cost curve over thresholds and the cheapest threshold keeping ``keep_share`` of the large score."""
+    s_score, l_score, s_cost, l_cost = outcomes(small, large, task_type)
     conf = [confidence(r) for r in small]
     if any(c is None for c in conf):
         return {"available": False, "reason": "the small model's records carry no confidence"}
-    s_score = np.array([item_score(r, task_type) for r in small])
-    l_score = np.array([item_score(r, task_type) for r in large])
-    s_cost = np.array([item_seconds(r) for r in small])
-    l_cost = np.array([item_seconds(r) for r in large])
-    c = np.array(conf, dtype=float)
-    large_total = float(l_cost.sum())
-    thresholds = [-np.inf, *sorted(set(c.tolist())), np.inf]  # -inf: never escalate; +inf: always
-    curve = []
-    for t in thresholds:
-        up = c < t
-        score = float(np.where(up, l_score, s_score).mean())
-        cost = float(s_cost.sum() + l_cost[up].sum())
-        curve.append({"threshold": float(t), "escalated": float(up.mean()), "score": score, "cost_share": cost / large_total})
+    points = curve(np.array(conf, dtype=float), s_score, l_score, s_cost, l_cost)
     target = keep_share * float(l_score.mean())
-    ok = [p for p in curve if p["score"] >= target]
-    best = min(ok, key=lambda p: (p["cost_share"], -p["score"])) if ok else None
     return {
         "available": True,
         "small_score": float(s_score.mean()),
         "large_score": float(l_score.mean()),
         "keep_share": keep_share,
         "target_score": target,
-        "best": best,
-        "curve": curve,
+        "best": cheapest(points, target),
+        "curve": points,
         "agreement": agreement(small, large, task_type),
     }

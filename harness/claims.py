@@ -216,8 +216,7 @@ def c5(run: RunView, th: dict[str, float]) -> Verdict:
         else:
             per.append(INCONCLUSIVE)
     verdict = _combine(per)
-    key = "; ".join(f"{k}: {'latency' if v['latency_median_ratio'].get('basis', '').startswith('median request') else 'time per item (throughput mode)'} "
-                    f"{_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}" for k, v in nums.items() if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None)
+    key = "; ".join(f"{k}: {v['latency_median_ratio'].get('basis', 'latency')} {_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}" for k, v in nums.items() if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None)
     outcome = {SUPPORTED: "are all below", REFUTED: "are not all below", INCONCLUSIVE: "are not clearly below"}.get(verdict, "could not be compared against")
     return Verdict("C5", verdict, key or "-", f"{run.scope()}: the small/large ratios of median latency, peak memory and cost per 1k requests {outcome} {limit:g}.",
                    run.tasks_of(run.timed), run.names, nums)

@@ -190,7 +190,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def _release(engine: Engine) -> None:
+def _recover(exc: BaseException, engine: Engine) -> None:
+    """Inside ``except``: re-raise anything but running out of memory; after it, free what the failed batch held."""
+    if not is_out_of_memory(exc):
+        raise exc
     gc.collect()
     if engine.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -225,9 +228,7 @@ def evaluate_task(
             _warm_up(engine, task, samples[:warm], prompts[:warm], runtime)
             break
         except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            _release(engine)
+            _recover(exc, engine)
             warm //= 2
     run = _classify if task.type is TaskType.classification else _summarize
     wall = 0.0
@@ -238,10 +239,8 @@ def evaluate_task(
             try:
                 records, seconds = run(engine, task, batch, prompts[i : i + size], runtime)
             except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
+                _recover(exc, engine)
                 pressure.oom_events += 1
-                _release(engine)
                 if size > 1:
                     size = pressure.final_batch_size = max(1, size // 2)
                 else:

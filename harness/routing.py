@@ -25,8 +25,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from harness.cascade import item_score
-from harness.records import item_seconds
+from harness.cascade import cheapest, curve, outcomes, routed
 
 Record = dict[str, Any]
 
@@ -50,28 +49,11 @@ SIGNALS: dict[str, dict[str, Callable[[Record], Optional[float]]]] = {
 GAP_TARGETS = (0.5, 0.8, 0.95)
 
 
-def route(conf: np.ndarray, threshold: float) -> np.ndarray:
-    """Items escalated to the large model: the small model's confidence is below the threshold."""
-    return conf < threshold
-
-
 def choose_threshold(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray,
                      keep_share: float) -> float:
     """The cheapest threshold that keeps ``keep_share`` of the large model's score on these items (+inf: escalate all)."""
-    target = keep_share * float(l_score.mean())
-    best, best_cost = math.inf, math.inf
-    for t in [-math.inf, *sorted(set(conf.tolist())), math.inf]:
-        up = route(conf, t)
-        score = float(np.where(up, l_score, s_score).mean())
-        cost = float(s_cost.sum() + l_cost[up].sum())
-        if score >= target and cost < best_cost:
-            best, best_cost = t, cost
-    return best
-
-
-def _point(up: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray) -> dict[str, float]:
-    return {"escalated": float(up.mean()), "score": float(np.where(up, l_score, s_score).mean()),
-            "cost_share": float((s_cost.sum() + l_cost[up].sum()) / l_cost.sum())}
+    best = cheapest(curve(conf, s_score, l_score, s_cost, l_cost), keep_share * float(l_score.mean()))
+    return best["threshold"] if best else math.inf
 
 
 def cross_fit(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray,
@@ -86,21 +68,16 @@ def cross_fit(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost
     for test in parts:
         train = np.setdiff1d(np.arange(n), test)
         t = choose_threshold(conf[train], s_score[train], l_score[train], s_cost[train], l_cost[train], keep_share)
-        up[test] = route(conf[test], t)
+        up[test] = conf[test] < t
         used.append({"train": train.tolist(), "test": sorted(test.tolist()), "threshold": t})
-    return {**_point(up, s_score, l_score, s_cost, l_cost), "folds": used}
+    return {**routed(up, s_score, l_score, s_cost, l_cost), "folds": used}
 
 
 def gap_curve(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray) -> list[tuple[float, float]]:
     """(share of calls escalated, PGR) from escalating nobody to everybody, least confident first."""
     small, large = float(s_score.mean()), float(l_score.mean())
-    gap = large - small
-    pts = []
-    for t in [-math.inf, *sorted(set(conf.tolist())), math.inf]:
-        up = route(conf, t)
-        score = float(np.where(up, l_score, s_score).mean())
-        pts.append((float(up.mean()), (score - small) / gap))
-    return sorted(set(pts))
+    points = curve(conf, s_score, l_score, np.zeros_like(s_score), np.ones_like(l_score))  # costs play no part here
+    return sorted({(p["escalated"], (p["score"] - small) / (large - small)) for p in points})
 
 
 def apgr(points: Sequence[tuple[float, float]]) -> float:
@@ -117,13 +94,8 @@ def calls_to_recover(points: Sequence[tuple[float, float]], share: float) -> Opt
 def evaluate_router(small: Sequence[Record], large: Sequence[Record], task_type: str, keep_share: float = 0.95,
                     folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """Every available confidence signal: cross-fitted and in-sample cascades, APGR, calls needed, random baseline."""
-    if [r["sample_id"] for r in small] != [r["sample_id"] for r in large]:
-        raise ValueError("a router needs the same items for both models")
     kind = "classification" if task_type == "classification" else "generation"
-    s_score = np.array([item_score(r, task_type) for r in small])
-    l_score = np.array([item_score(r, task_type) for r in large])
-    s_cost = np.array([item_seconds(r) for r in small])
-    l_cost = np.array([item_seconds(r) for r in large])
+    s_score, l_score, s_cost, l_cost = outcomes(small, large, task_type)
     gap = float(l_score.mean() - s_score.mean())
     out: dict[str, Any] = {"small_score": float(s_score.mean()), "large_score": float(l_score.mean()), "keep_share": keep_share,
                            "folds": folds, "random_apgr": 0.5, "signals": {}}
@@ -135,7 +107,7 @@ def evaluate_router(small: Sequence[Record], large: Sequence[Record], task_type:
         t_in = choose_threshold(conf, s_score, l_score, s_cost, l_cost, keep_share)
         held = cross_fit(conf, s_score, l_score, s_cost, l_cost, keep_share, folds, seed)
         sig: dict[str, Any] = {
-            "in_sample": {**_point(route(conf, t_in), s_score, l_score, s_cost, l_cost), "threshold": t_in},
+            "in_sample": {**routed(conf < t_in, s_score, l_score, s_cost, l_cost), "threshold": t_in},
             "cross_fitted": {k: v for k, v in held.items() if k != "folds"},
             # a random router escalating the same share of calls: small + share x gap on average
             "random_at_same_calls": float(s_score.mean() + held["escalated"] * gap),

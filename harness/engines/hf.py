@@ -50,6 +50,11 @@ def _supports_logits_to_keep(model: Any) -> bool:
         return False
 
 
+def _last_logits_only(model: Any) -> dict[str, Any]:
+    """The forward argument that computes the output head on the last position only, where the model takes it."""
+    return {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
+
+
 def _left_pad(seqs: Sequence[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -150,11 +155,6 @@ def prefix_split(contexts: Sequence[list[int]], min_shared: int = MIN_SHARED_TOK
     return groups, cuts
 
 
-def _positions(mask: torch.Tensor, start: Optional[torch.Tensor] = None) -> torch.Tensor:
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return pos if start is None else pos + start[:, None]
-
-
 def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]],
                     share_prefixes: bool = True) -> ChoiceBatch:
     """Tokenize and pad a batch for ``score_choices`` (no model call)."""
@@ -181,9 +181,9 @@ def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequenc
         firsts = {g: i for i, g in reversed(list(enumerate(groups)))}  # a group's prefix: its first member's start
         prefixes = [contexts[firsts[g]][: cuts[firsts[g]]] for g in sorted(firsts)]
         pre_ids, pre_mask, pre_pos = _left_pad(prefixes, tok.pad_token_id, device)
-        ids, mask, _ = _left_pad([c[cut:] for c, cut in zip(contexts, cuts)], tok.pad_token_id, device)
+        ids, mask, pos = _left_pad([c[cut:] for c, cut in zip(contexts, cuts)], tok.pad_token_id, device)
         group_rows = torch.tensor(groups, device=device)
-        pos = _positions(mask, torch.tensor(cuts, device=device))
+        pos = pos + torch.tensor(cuts, device=device)[:, None]  # the rest of a prompt continues after its prefix
         batch = ChoiceBatch(ids, mask, pos, conts, [len(c) for c in contexts], dropped, pre_ids, pre_mask, pre_pos, group_rows)
         full_mask = torch.cat([pre_mask[group_rows], mask], dim=1)
     flat = [c for per in conts for c in per]  # every (prompt, choice), prompt by prompt
@@ -206,7 +206,7 @@ def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequenc
 
 def choice_forward(model: Any, batch: ChoiceBatch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The forward passes: (first-token logits [prompts, V], remaining-token logits [choices, rest, V] or None)."""
-    keep = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
+    keep = _last_logits_only(model)
     kwargs: dict[str, Any] = {"input_ids": batch.ids, "attention_mask": batch.mask, "position_ids": batch.positions, "use_cache": True, **keep}
     if batch.pre_ids is not None:
         assert batch.groups is not None and batch.pre_mask is not None
@@ -299,13 +299,14 @@ def _eos_ids(lm: LoadedModel) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos] if eos is not None else [lm.tokenizer.eos_token_id])
 
 
+def _reached_stop(tok: Any, tokens: list[int], stops: Sequence[str]) -> bool:
+    """Whether the text of the generated tokens contains a stop string."""
+    return bool(stops) and any(stop in tok.decode(tokens, skip_special_tokens=True) for stop in stops)
+
+
 def _stop_length(tok: Any, tokens: list[int], stops: Sequence[str]) -> int:
     """The number of tokens up to and including the one whose text completes a stop string (all if none does)."""
-    for n in range(1, len(tokens) + 1):
-        text = tok.decode(tokens[:n], skip_special_tokens=True)
-        if any(stop in text for stop in stops):
-            return n
-    return len(tokens)
+    return next((n for n in range(1, len(tokens) + 1) if _reached_stop(tok, tokens[:n], stops)), len(tokens))
 
 
 def _result(tok: Any, tokens: list[int], logprobs: list[float], eos_ids: set[int], stops: Sequence[str],
@@ -361,7 +362,7 @@ def lookup_decode(lm: LoadedModel, prompt: Prompt, max_new_tokens: int, stops: S
     full, encoded = _fit_prompts(lm, [prompt], max_new_tokens)
     eos_ids = _eos_ids(lm)
     eos_list = torch.tensor(sorted(eos_ids), device=device)
-    keep_logits = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
+    keep_logits = _last_logits_only(model)
     seq = list(encoded[0])
     tokens: list[int] = []
     logprobs: list[float] = []
@@ -390,8 +391,7 @@ def lookup_decode(lm: LoadedModel, prompt: Prompt, max_new_tokens: int, stops: S
                 tokens.append(t)
                 logprobs.append(float(lp[j, t]))
                 stamps.append(now)
-                done = t in eos_ids or len(tokens) >= max_new_tokens or bool(
-                    stops and any(stop in tok.decode(tokens, skip_special_tokens=True) for stop in stops))
+                done = t in eos_ids or len(tokens) >= max_new_tokens or _reached_stop(tok, tokens, stops)
                 if done or j >= len(draft) or draft[j] != t:
                     break
                 accepted += 1
@@ -426,7 +426,7 @@ def greedy_decode(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: in
     eos_ids = _eos_ids(lm)
     eos_list = torch.tensor(sorted(eos_ids), device=device)
     ids, mask, pos = _left_pad(encoded, tok.pad_token_id, device)
-    keep_logits = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
+    keep_logits = _last_logits_only(model)
     tokens: list[list[int]] = [[] for _ in prompts]
     logprobs: list[list[float]] = [[] for _ in prompts]
     ends: list[float] = [0.0] * len(prompts)
@@ -452,20 +452,17 @@ def greedy_decode(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: in
                 tokens[i].append(t)
                 logprobs[i].append(l)
                 stamps[i].append(now)
-                done = t in eos_ids or step == max_new_tokens - 1
-                if not done and stops:
-                    text = tok.decode(tokens[i], skip_special_tokens=True)
-                    done = any(stop in text for stop in stops)
-                if done:
+                if t in eos_ids or step == max_new_tokens - 1 or _reached_stop(tok, tokens[i], stops):
                     ends[i] = now
                     finished.append(row)
             if len(finished) == len(alive):
                 break
             if finished:  # finished sequences leave the batch
-                keep = torch.tensor([r for r in range(len(alive)) if r not in set(finished)], device=device)
+                rows = [r for r in range(len(alive)) if r not in finished]
+                keep = torch.tensor(rows, device=device)
                 cache.batch_select_indices(keep)
                 nxt, mask, next_pos = nxt[keep], mask[keep], next_pos[keep]
-                alive = [i for r, i in enumerate(alive) if r not in set(finished)]
+                alive = [alive[r] for r in rows]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True)
             next_pos = next_pos + 1

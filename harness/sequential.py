@@ -1,0 +1,107 @@
+"""Stop when decided: anytime-valid confidence sequences for paired differences, and the rule that stops a task.
+
+A fixed-n confidence interval is valid only at the n chosen in advance; looking
+after every batch and stopping once it excludes a threshold makes it miss far
+more often than 5% (tests/test_sequential.py measures it). A confidence
+sequence is valid at every n at once, so a run may look as often as it likes and
+stop whenever it is decided.
+
+The sequence is the predictable plug-in empirical-Bernstein one (PrPl-EB) of
+Waudby-Smith & Ramdas, "Estimating means of bounded random variables by
+betting" (JRSS-B 2024, section 3.2), for observations in [0, 1]; a paired
+difference in [-1, 1] (accuracy: -1/0/+1, ROUGE differences) is mapped to
+``(d + 1) / 2`` and back. Why our own 30 lines: the authors' package ``confseq``
+(0.0.11) ships only as a source distribution that needs Boost and a C++
+build, and its Python modules fail to import under NumPy 2 (``np.float_``);
+``expectation`` needs Python >= 3.12 and carries a GPL-3.0 licence with an
+AI-training clause. The code follows confseq's ``predmix_empbern_twosided_cs``
+line for line (truncation 1/2, prior mean 1/2 and variance 1/4 from one
+pseudo-observation, running intersection) and is tested against numbers
+confseq computed.
+
+Several comparisons are decided at once (tasks x candidate models): each
+sequence runs at ``alpha / comparisons`` (Bonferroni), which keeps the
+family-wise error at ``alpha`` at any stopping time; Holm's step-down needs
+p-values fixed in advance, a union bound does not.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+METHOD = "anytime-valid confidence sequence (PrPl-EB, Waudby-Smith & Ramdas 2024)"
+
+
+def _lower_sequence(x: np.ndarray, alpha: float, truncation: float = 0.5) -> np.ndarray:
+    """One-sided lower confidence sequence for the mean of ``x`` in [0, 1], at every n (running maximum)."""
+    t = np.arange(1, len(x) + 1)
+    mean_prev = np.append(0.0, (np.cumsum(x) / t)[:-1])
+    v = (x - mean_prev) ** 2
+    # predictable bets: regularized running mean and variance (one pseudo-observation of mean 1/2, variance 1/4)
+    reg_mean = np.minimum((0.5 + np.cumsum(x)) / (t + 1), 1.0)
+    reg_var = (0.25 + np.cumsum((x - reg_mean) ** 2)) / (t + 1)
+    var_prev = np.append(0.25, reg_var[:-1])
+    bets = np.minimum(truncation, np.sqrt(2 * math.log(1 / alpha) / (t * np.log(1 + t) * var_prev)))
+    psi = -np.log(1 - bets) - bets
+    centre = np.cumsum(bets * x) / np.cumsum(bets)
+    margin = (math.log(1 / alpha) + np.cumsum(v * psi)) / np.cumsum(bets)
+    return np.maximum.accumulate(np.maximum(centre - margin, 0.0))
+
+
+def unit_sequence(x: Sequence[float], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided (1 - alpha) confidence sequence for the mean of observations in [0, 1]: (lows, highs) at every n."""
+    arr = np.clip(np.asarray(x, dtype=float), 0.0, 1.0)
+    return _lower_sequence(arr, alpha / 2), 1.0 - _lower_sequence(1.0 - arr, alpha / 2)
+
+
+def difference_sequence(diffs: Sequence[float], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The same for paired differences in [-1, 1]."""
+    low, high = unit_sequence((np.asarray(diffs, dtype=float) + 1.0) / 2.0, alpha)
+    return 2.0 * low - 1.0, 2.0 * high - 1.0
+
+
+@dataclass(frozen=True)
+class SequentialInterval:
+    """A paired difference with its anytime-valid interval after ``n`` items."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    method: str
+    alpha: float  # the level of this sequence (the family's alpha / comparisons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def paired_sequence(candidate: Sequence[float], reference: Sequence[float], alpha: float) -> SequentialInterval:
+    """mean(candidate - reference) with its confidence sequence at the last item."""
+    d = np.asarray(candidate, dtype=float) - np.asarray(reference, dtype=float)
+    if len(d) == 0:
+        return SequentialInterval(float("nan"), -1.0, 1.0, 0, METHOD, alpha)
+    low, high = difference_sequence(d, alpha)
+    return SequentialInterval(float(d.mean()), float(low[-1]), float(high[-1]), len(d), METHOD, alpha)
+
+
+def undecided(interval: SequentialInterval | dict[str, Any], thresholds: dict[str, float]) -> list[str]:
+    """The claims whose threshold still lies inside the interval (a threshold on its edge is not decided)."""
+    low, high = (interval["low"], interval["high"]) if isinstance(interval, dict) else (interval.low, interval.high)
+    return [claim for claim, th in thresholds.items() if not (low > th or high < th)]
+
+
+def looks(first: int, growth: float, cap: int) -> list[int]:
+    """Item counts after which a run looks: ``first``, then x ``growth`` each time, ending at ``cap``.
+
+    Geometric looks cost few model reloads (each look runs every model on the
+    new items, one model in memory at a time) and overshoot the first decided n
+    by at most a factor ``growth``.
+    """
+    points, n = [], min(first, cap)
+    while n < cap:
+        points.append(n)
+        n = min(cap, max(n + 1, math.ceil(n * growth)))
+    return [*points, cap]

@@ -5,7 +5,7 @@ Comparisons are refused when the two models did not answer the same items.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -13,13 +13,14 @@ from harness.cascade import simulate
 from harness.cost import per_sample_energy
 from harness.power import sample_size
 from harness.routing import evaluate_router
+from harness.sequential import paired_sequence
 from harness.records import item_seconds
 from harness.stats import bootstrap_ci, mcnemar_exact, paired_difference, percentile_ci, ratio_of_statistics
 
 PERCENTILES = (50, 90, 95, 99)
 
 
-def _metric_values(records: list[dict[str, Any]], task_type: str) -> dict[str, list[float]]:
+def metric_values(records: list[dict[str, Any]], task_type: str) -> dict[str, list[float]]:
     """Per-sample values of every metric (accuracy = mean of 'correct')."""
     if task_type == "classification":
         return {"accuracy": [r["scores"]["correct"] for r in records]}
@@ -37,21 +38,27 @@ def model_statistics(records: list[dict[str, Any]], task_type: str, seed: int) -
     lat = latencies(records)
     return {
         "n": len(records),
-        "quality": {m: bootstrap_ci(v, seed=seed).to_dict() for m, v in _metric_values(records, task_type).items() if v},
+        "quality": {m: bootstrap_ci(v, seed=seed).to_dict() for m, v in metric_values(records, task_type).items() if v},
         "latency_s": {f"p{q}": percentile_ci(lat, q, seed=seed).to_dict() for q in PERCENTILES} if lat else None,
     }
 
 
 def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_type: str, seed: int,
-                   power: float, energy: dict[str, Any], keep_share: float) -> dict[str, Any]:
-    """A model against the reference on the same items: paired differences, McNemar, ratios, cascade."""
+                   power: float, energy: dict[str, Any], keep_share: float, sequential_alpha: Optional[float] = None) -> dict[str, Any]:
+    """A model against the reference on the same items: paired differences, McNemar, ratios, cascade.
+
+    ``sequential_alpha``: the run stopped when decided, so each difference's interval is its anytime-valid one at
+    that level (a fixed-n interval is not valid after optional stopping; it is kept beside it as ``fixed_n``).
+    """
     if [r["sample_id"] for r in cand] != [r["sample_id"] for r in ref]:
         return {"same_items": False, "reason": "the two models did not answer the same items; no paired comparison"}
-    c_vals, r_vals = _metric_values(cand, task_type), _metric_values(ref, task_type)
+    c_vals, r_vals = metric_values(cand, task_type), metric_values(ref, task_type)
     out: dict[str, Any] = {"same_items": True, "n": len(cand), "difference_vs_reference": {}, "sample_size": {}}
     for metric in c_vals:
         if len(c_vals[metric]) == len(r_vals.get(metric, [])) and c_vals[metric]:
-            out["difference_vs_reference"][metric] = paired_difference(c_vals[metric], r_vals[metric], seed=seed).to_dict()
+            fixed = paired_difference(c_vals[metric], r_vals[metric], seed=seed).to_dict()
+            out["difference_vs_reference"][metric] = fixed if sequential_alpha is None else {
+                **paired_sequence(c_vals[metric], r_vals[metric], sequential_alpha).to_dict(), "fixed_n": fixed}
             out["sample_size"][metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric])).to_dict()
     if task_type == "classification":
         out["mcnemar"] = mcnemar_exact([r["scores"]["correct"] > 0 for r in cand], [r["scores"]["correct"] > 0 for r in ref]).to_dict()
@@ -75,6 +82,10 @@ def analyze_run(summary: dict[str, Any], records_by_cell: dict[tuple[str, str], 
     hardware = summary.get("hardware") or {}
     power = float(hardware.get("power_w", 0.0))
     reference = summary.get("reference")
+    # a sequential run's intervals are anytime-valid, at the level its stop rule used (Bonferroni over its comparisons)
+    rule = summary.get("sequential")
+    stopped = any((r.get("cell") or {}).get("stopped") for info in summary["tasks"].values() for r in info["results"].values())
+    seq_alpha = rule["alpha_per_comparison"] if rule else (0.05 if stopped else None)
     tasks: dict[str, Any] = {}
     for task, info in summary["tasks"].items():
         results = info["results"]
@@ -89,6 +100,6 @@ def analyze_run(summary: dict[str, Any], records_by_cell: dict[tuple[str, str], 
                 if name == reference:
                     continue
                 energy = {"candidate": results[name].get("energy"), "reference": results[reference].get("energy")}
-                entry["comparisons"][name] = compare_models(records[name], records[reference], task_type, seed, power, energy, keep_share)
+                entry["comparisons"][name] = compare_models(records[name], records[reference], task_type, seed, power, energy, keep_share, seq_alpha)
         tasks[task] = entry
     return {"confidence_level": 0.95, "seed": seed, "reference": reference, "tasks": tasks}

@@ -42,7 +42,9 @@ MANIFEST_FORMAT = 1
 RUNNING, COMPLETE = "running", "complete"
 # every item was tried, some failed even at batch size 1 (out of memory): reported, and retried by the next run
 PARTIAL = "partial"
-REPORTABLE = (COMPLETE, PARTIAL)
+# a sequential run (runtime.stop_when_decided) decided the task's claims on a prefix of the planned items
+STOPPED = "stopped"
+REPORTABLE = (COMPLETE, PARTIAL, STOPPED)
 
 
 def now_iso() -> str:
@@ -242,6 +244,13 @@ class Claim:
             manifest.update(status=COMPLETE, completed_at=now_iso())
         elif failed and len(ids) + len(failed) == n_planned:
             manifest.update(status=PARTIAL, completed_at=now_iso())
+        write_json(self.manifest_path, manifest)
+        return manifest
+
+
+    def stop(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Mark a cell that holds a prefix of its items as stopped when decided (``info``: at which n, and why)."""
+        manifest = {**(self.manifest or {}), "status": STOPPED, "completed_at": now_iso(), "stopped": info}
         write_json(self.manifest_path, manifest)
         return manifest
 

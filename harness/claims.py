@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from harness.power import ALPHA, SampleSize, holm, one_sided_p
+from harness.sequential import METHOD as SEQUENTIAL_METHOD
 from harness.summary import model_size
 
 SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
@@ -136,10 +137,12 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
     for t, c in keys:
         d, m = run.diff(t, c), margin(t)
         above, below = p_above.get((t, c), 0.0), p_below.get((t, c), 0.0)
+        if d.get("method") == SEQUENTIAL_METHOD:  # anytime-valid and family-wise already (Bonferroni): the interval decides alone
+            above = below = 0.0
         verdict = SUPPORTED if d["low"] > -m and above < ALPHA else REFUTED if d["high"] < -m and below < ALPHA else INCONCLUSIVE
         nums[run.label(t, c)] = {**d, "margin": m, "task": t, "model": c}
         ss = sizes[(t, c)]
-        if ss:
+        if ss and d.get("method") != SEQUENTIAL_METHOD:
             nums[run.label(t, c)].update(holm_p_above=above, holm_p_below=below)
         if verdict == INCONCLUSIVE and ss:  # how many items would decide it, at the observed difference and spread
             nums[run.label(t, c)].update(n=ss["n"], items_to_decide=SampleSize(**ss).items_for(-m))
@@ -168,9 +171,23 @@ def c2(run: RunView, th: dict[str, float]) -> Verdict:
     return Verdict("C2", verdict, key, f"{run.scope()}: {sentence_text}.", run.tasks_of(run.compared), run.names, nums)
 
 
+def c3_tolerance(th: dict[str, float], metric: str) -> float:
+    """C3's tolerance on a task's primary metric (accuracy or ROUGE-L), as a fraction."""
+    return th.get("accuracy_tolerance", 0.05) if metric == "accuracy" else th.get("rouge_tolerance", 0.02)
+
+
+# claims decided by where a paired quality difference lies: their threshold on candidate - reference
+DIFFERENCE_CLAIMS: dict[str, Callable[[dict[str, float], str], float]] = {"C2": lambda th, m: 0.0, "C3": lambda th, m: -c3_tolerance(th, m)}
+
+
+def difference_thresholds(claims_cfg: dict[str, Any], metric: str, ids: list[str]) -> dict[str, float]:
+    """Where each of ``ids`` (C2, C3) puts the candidate-minus-reference difference of ``metric`` (a task stops on these)."""
+    return {cid: DIFFERENCE_CLAIMS[cid](dict((claims_cfg.get(cid) or {}).get("thresholds") or {}), metric) for cid in ids}
+
+
 def c3(run: RunView, th: dict[str, float]) -> Verdict:
     def tolerance(t: str) -> float:
-        return th.get("accuracy_tolerance", 0.05) if run.primary(t) == "accuracy" else th.get("rouge_tolerance", 0.02)
+        return c3_tolerance(th, run.primary(t))
 
     per, nums = _difference_verdicts(run, tolerance)
     verdict = _combine(per)
@@ -367,20 +384,26 @@ def c9(run: RunView, th: dict[str, float]) -> Verdict:
 
 def c10(run: RunView, th: dict[str, float]) -> Verdict:
     missing = list(run.summary.get("missing_cells") or [])
+    stopped: dict[str, str] = {}
     for t, info in run.summary["tasks"].items():
         for name in run.models:
             res = info["results"].get(name)
             if res is None:
                 if f"{name}/{t}" not in missing and f"{name}/{t}" not in (run.summary.get("not_run") or []):
                     missing.append(f"{name}/{t}")
+            elif (res.get("cell") or {}).get("stopped") and res["n"] == res["cell"]["stopped"]["at"]:
+                stopped[t] = f"{t} ({res['n']} of {info.get('n_selected')} items)"  # by design: decided, every item it used is reported
             elif res["n"] != info.get("n_selected", res["n"]):
                 failed = len((res.get("cell") or {}).get("failed_ids") or [])
                 missing.append(f"{name}/{t} ({res['n']} of {info['n_selected']} items" + (f"; {failed} failed out of memory)" if failed else ")"))
     verdict = REFUTED if missing else SUPPORTED
     n_tasks = len(run.summary["tasks"])
-    return Verdict("C10", verdict, f"{n_tasks} tasks, {len(missing)} incomplete cell(s)",
-                   "Every planned task and item of this run is in the records and the report." if not missing else f"Missing from the records: {', '.join(missing)}.",
-                   list(run.summary["tasks"]), run.names, {"incomplete": missing})
+    sentence = "Every planned task and item of this run is in the records and the report." if not missing else f"Missing from the records: {', '.join(missing)}."
+    if stopped:
+        sentence += (f" Stopped when decided (runtime.stop_when_decided): {', '.join(stopped.values())}; every item a model answered "
+                     "is reported, and the items after the stop were never run by either model.")
+    return Verdict("C10", verdict, f"{n_tasks} tasks, {len(missing)} incomplete cell(s)" + (f", {len(stopped)} stopped when decided" if stopped else ""),
+                   sentence, list(run.summary["tasks"]), run.names, {"incomplete": missing, "stopped_when_decided": list(stopped.values())})
 
 
 CHECKS: dict[str, Callable[[RunView, dict[str, float]], Verdict]] = {

@@ -32,6 +32,7 @@ class RunPlan:
     store: str = ""
     sources: list[str] = field(default_factory=list)  # run directories a combined comparison came from
     model_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # config facts per model (published size, architecture only)
+    sequential: Optional[dict[str, Any]] = None  # runtime.stop_when_decided: the stop rule (claims, thresholds, alpha, looks)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,7 +41,7 @@ class RunPlan:
     def from_dict(cls, d: dict[str, Any]) -> "RunPlan":
         return cls(name=d.get("name") or d.get("pair", "comparison"), task_group=d.get("task_group", ""), models=list(d.get("models", [])),
                    reference=d.get("reference"), tasks=dict(d.get("tasks", {})), store=d.get("store", ""), sources=list(d.get("sources", [])),
-                   model_info=dict(d.get("model_info", {})))
+                   model_info=dict(d.get("model_info", {})), sequential=d.get("sequential"))
 
 
 @dataclass
@@ -158,6 +159,7 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
         task_group=plans[0].task_group if len({p.task_group for p in plans}) == 1 else f"{len(tasks)} tasks",
         models=models, reference=references.pop() if len(references) == 1 else None, tasks=tasks,
         store=plans[0].store, sources=[str(r) for r in runs], model_info=model_info,
+        sequential=next((p.sequential for p in plans if p.sequential), None),
     )
     config = read_json(runs[0] / "config.json") if (runs[0] / "config.json").is_file() else {}
     return combined, list(all_refs.values()), config

@@ -132,6 +132,13 @@ class RuntimeConfig:
     fixed_generation_length: bool = False
     # regression runs: torch.use_deterministic_algorithms (warn-only), CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning
     deterministic: bool = False
+    # sequential runs (harness.sequential): items in a seeded random order; at each look every model runs the new items
+    # (one model in memory at a time), and a task stops once each claim in stop_claims is decided for it by
+    # anytime-valid intervals, or at its cap (max_samples / task.limits)
+    stop_when_decided: bool = False
+    stop_claims: list[str] = field(default_factory=lambda: ["C2", "C3"])  # the claims on quality differences
+    first_look: int = 20  # items before the first look
+    look_growth: float = 1.5  # each look at this many times the items of the last (few model reloads, overshoot < 1.5x)
 
 
 @dataclass

@@ -49,7 +49,11 @@ def items_to_decide(mean: float, sd: float, threshold: float, alpha: float = ALP
         return None
     if sd == 0:
         return 2
-    return int(math.ceil(_solver().solve_power(effect_size=gap / sd, nobs=None, alpha=alpha, power=power, alternative="two-sided")))
+    solver, effect = _solver(), gap / sd
+    at_three = solver.power(effect_size=effect, nobs=3, alpha=alpha, alternative="two-sided")
+    if not np.isfinite(at_three) or at_three >= power:  # an effect so large that 3 items do (the root finder fails below that)
+        return 3
+    return int(math.ceil(solver.solve_power(effect_size=effect, nobs=None, alpha=alpha, power=power, alternative="two-sided")))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from harness.followup import PLAN_HEADER, plan_note, sample_size_rows
 from harness.records import read_json, write_json
 from harness.summary import summarize_with_records
 from harness.tables import (
-    CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, ROUTING_HEADER, cell_rows, routing_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line,
+    CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, ROUTING_HEADER, STOPPING_HEADER, cell_rows, stopping_rows, routing_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line,
     secondary_lines, stats_header, stats_rows, task_header, task_rows, task_title,
 )
 
@@ -53,9 +53,23 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
         "Peak memory is the GPU allocator peak on CUDA, the process peak RSS on CPU.",
         "",
     ]
+    rule = summary.get("sequential")
+    stop_rows = stopping_rows(summary, analysis) if analysis else []
+    if rule and stop_rows:
+        parts += [
+            "## Stopped when decided (runtime.stop_when_decided)", md_table(STOPPING_HEADER, stop_rows), "",
+            f"Items were taken in a seeded random order. After {rule['first_look']} items, then at each look {rule['look_growth']:g}x "
+            f"further, every model ran the new items and an anytime-valid confidence sequence ({rule['method']}) of each paired "
+            f"difference was updated; a task stopped once {', '.join(rule['claims'])} were decided for every model (interval clear of "
+            f"each threshold), or at its cap. Each sequence runs at level {rule['alpha_per_comparison']:.4g} ({rule['alpha']:g} over "
+            f"{rule['comparisons']} comparisons, Bonferroni), so the verdicts keep a 5% family-wise error under this optional stopping; "
+            "the intervals of this report are these, wider than fixed-n intervals at the same n. Time saved: items not run x each "
+            "model's mean time per item on the task.", "",
+        ]
     if analysis and stats_rows(summary, analysis):
         parts += [
-            "## Statistics (95% bootstrap intervals; paired over the same items)",
+            "## Statistics (95% bootstrap intervals; paired over the same items)" if not rule else
+            "## Statistics (paired differences: anytime-valid intervals, see above; per-model scores: 95% bootstrap intervals)",
             md_table(stats_header(summary), stats_rows(summary, analysis)),
             "",
         ]
@@ -105,7 +119,9 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             "- Records: each cell's records.jsonl (paths in cells.json) holds every prompt, prediction, score and timing behind these numbers.",
             "- Multiple comparisons: a C2/C3 verdict over several tasks and models decides a comparison only when its 95% paired bootstrap "
             "interval excludes the threshold and the Holm-adjusted one-sided paired t-test (over that claim's comparisons, level 0.05) rejects; "
-            "the claim's family-wise error rate stays at 5%.",
+            "the claim's family-wise error rate stays at 5%." if not rule else
+            "- Multiple comparisons: sequential run; each paired difference's anytime-valid interval is at level 0.05 / comparisons "
+            "(Bonferroni), and it alone decides C2/C3 (a fixed-n test is not valid after optional stopping).",
         ]
     return "\n".join(parts) + "\n"
 

@@ -17,7 +17,8 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.cells import REPORTABLE, CellKey, CellRef, SCORING_VERSION, Store, combined_measurements, now_iso, task_identity
+from harness.cells import REPORTABLE, STOPPED, CellKey, CellRef, SCORING_VERSION, Store, combined_measurements, now_iso, read_cell_records, read_manifest, task_identity
+from harness.claims import DIFFERENCE_CLAIMS, difference_thresholds
 from harness.comparison import RunPlan, write_cells
 from harness.config import PROJECT_ROOT, ModelConfig, RunConfig, resolve_models
 from harness.engines import check_engine, load_engine
@@ -28,8 +29,11 @@ from harness.models import resolve_device, resolve_dtype
 from harness.models.gguf_wheel import is_prepared
 from harness.models.identity import model_identity
 from harness.models.loader import default_cache_dir
+from harness.power import ALPHA
 from harness.records import write_json
 from harness.resources import tasks_dir as shipped_tasks_dir
+from harness.sequential import METHOD as SEQUENTIAL_METHOD, looks, paired_sequence, undecided
+from harness.summary import order_models
 from harness.tasks import Sample, Task, resolve_tasks, select_samples
 
 
@@ -44,6 +48,7 @@ class Plan:
     cache_dir: Path
     store: Store
     keys: dict[tuple[str, str], CellKey] = field(default_factory=dict)
+    sequential: Optional[dict[str, Any]] = None  # runtime.stop_when_decided: the stop rule (see stop_rule)
 
 
 def _user_path(value: str) -> Path:
@@ -70,6 +75,30 @@ def _check_runtime(cfg: RunConfig) -> None:
         raise ConfigError("runtime.warmup_steps and runtime.num_fewshot must be >= 0", "fix the value")
     if not cfg.task.tasks:
         raise ConfigError(f"task group {cfg.task.name!r} lists no tasks", "add task names under tasks:")
+
+
+def stop_rule(cfg: RunConfig, models: list[ModelConfig], reference: Optional[str], n_tasks: int) -> Optional[dict[str, Any]]:
+    """runtime.stop_when_decided: which claims stop a task, their thresholds per metric, the level of each sequence."""
+    rt = cfg.runtime
+    if not rt.stop_when_decided:
+        return None
+    unknown = [c for c in rt.stop_claims if c not in DIFFERENCE_CLAIMS]
+    if unknown or not rt.stop_claims:
+        raise ConfigError(f"runtime.stop_claims={list(rt.stop_claims)}: {', '.join(unknown) or 'none'} cannot stop a task",
+                          f"list claims decided by a quality difference: {', '.join(DIFFERENCE_CLAIMS)}")
+    if rt.first_look < 2 or rt.look_growth < 1:
+        raise ConfigError(f"runtime.first_look={rt.first_look}, runtime.look_growth={rt.look_growth}: the first look needs 2 items or more "
+                          "and looks cannot come closer together", "use runtime.first_look>=2 and runtime.look_growth>=1 (e.g. 20 and 1.5)")
+    measured = [m.name for m in models if not m.architecture_only]
+    if len(measured) < 2 or (reference is not None and reference not in measured):
+        raise ConfigError("runtime.stop_when_decided=true needs a reference and another model whose quality is measured "
+                          "(architecture-only models have random weights: nothing to decide)",
+                          "compare two or more models with real weights, or drop runtime.stop_when_decided")
+    claims = {cid: {"thresholds": dict(c.thresholds)} for cid, c in cfg.claims.items()}
+    comparisons = n_tasks * (len(measured) - 1)
+    return {"claims": list(rt.stop_claims), "thresholds": {m: difference_thresholds(claims, m, list(rt.stop_claims)) for m in ("accuracy", "rougeL")},
+            "alpha": ALPHA, "comparisons": comparisons, "alpha_per_comparison": ALPHA / comparisons,
+            "first_look": rt.first_look, "look_growth": rt.look_growth, "method": SEQUENTIAL_METHOD}
 
 
 def comparison_name(cfg: RunConfig, models: list[ModelConfig]) -> str:
@@ -126,10 +155,10 @@ def plan(cfg: RunConfig) -> Plan:
         cap = cfg.task.limits.get(task.name, cfg.task.limits.get(name, rt.max_samples))  # by task name (CLI-friendly) or as listed
         if cap is not None and cap < 1:
             raise ConfigError(f"task.limits.{name}={cap} must be positive", "use a positive number of items")
-        tasks.append((task, select_samples(task, cap, rt.seed)))
+        tasks.append((task, select_samples(task, cap, rt.seed, shuffled=rt.stop_when_decided)))
     store = Store(_user_path(cfg.paths.store_dir))
     the_plan = Plan(cfg=cfg, name=comparison_name(cfg, models), models=models, reference=reference, tasks=tasks,
-                    device=device, cache_dir=cache, store=store)
+                    device=device, cache_dir=cache, store=store, sequential=stop_rule(cfg, models, reference, len(tasks)))
     for model in models:
         identity = model_identity(model, cache)
         for task, samples in tasks:
@@ -156,6 +185,7 @@ def run_plan(p: Plan) -> RunPlan:
         name=p.name, task_group=p.cfg.task.name, models=[m.name for m in p.models], reference=p.reference,
         tasks={t.name: task_info(t, s) for t, s in p.tasks}, store=str(p.store.root),
         model_info={m.name: {"published_params": m.published_params, "architecture_only": m.architecture_only} for m in p.models},
+        sequential=p.sequential,
     )
 
 
@@ -182,7 +212,8 @@ class _CellRunner:
             self.progress.note(f"{cfg.name}: {d['params']['total'] / 1e6:.1f}M params, loaded in {d['load_time_s']:.1f}s on {d['device']} ({d['dtype']})")
         return self.engine
 
-    def run(self, task: Task, samples: list[Sample], ref: CellRef, on_update: Any) -> None:
+    def run(self, task: Task, samples: list[Sample], ref: CellRef, on_update: Any, upto: Optional[int] = None) -> None:
+        """Compute the cell's missing records among ``samples[:upto]`` (all of them by default)."""
         key = self.p.keys[(self.model.name, task.name)]
         rt = self.p.cfg.runtime
         store = self.p.store
@@ -190,7 +221,6 @@ class _CellRunner:
             ref.status, ref.computed_at = "reused", (store.manifest(key) or {}).get("completed_at")
             self.progress.note(f"{self.model.name} / {task.name}: reused (computed {ref.computed_at}), {store.cell_dir(key)}")
             return
-        engine = self._engine()
         with store.claim(key, on_wait=self.progress.note) as claim:
             if rt.recompute and ref.status == "planned":
                 aside = claim.supersede()
@@ -201,16 +231,21 @@ class _CellRunner:
                 self.progress.note(f"{self.model.name} / {task.name}: reused (computed by another job, {ref.computed_at})")
                 return
             done = set(claim.done_ids())
-            remaining = [s for s in samples if s.id not in done]
-            ref.status = "resumed" if done else "computed"
+            upto = len(samples) if upto is None else upto
+            remaining = [s for s in samples[:upto] if s.id not in done]
+            if not remaining:
+                return
+            if ref.status == "planned":  # a sequential run touches a cell at every look: its first touch says what this run did
+                ref.status = "resumed" if done else "computed"
             if done:
                 self.progress.note(f"{self.model.name} / {task.name}: resuming after {len(done)} of {len(samples)} records")
+            engine = self._engine()  # loaded only when the cell has items to compute
             manifest = claim.begin({"model_record": {**engine.describe(), "architecture_only": self.model.architecture_only,
                                                      "published_params": self.model.published_params},  # also in plan.json (reports use the plan's)
                                     "task_info": task_info(task, samples),
                                     "environment": self.environment, "n_planned": len(samples)})
             on_update()
-            advance = self.progress.task(f"{self.model.name} / {task.name}", len(samples), completed=len(done))
+            advance = self.progress.task(f"{self.model.name} / {task.name}", upto, completed=len(done & {x.id for x in samples[:upto]}))
             started = now_iso()
             with claim.writer() as writer:
                 wall, mem, energy, pressure = evaluate_task(engine, task, remaining, rt, writer, advance)
@@ -222,16 +257,107 @@ class _CellRunner:
                                    f"{rt.batch_size} -> {pressure.final_batch_size}" + (f", {len(pressure.failed_ids)} item(s) failed at batch size 1 "
                                    "(retried by the next run)" if pressure.failed_ids else ""))
             manifest = claim.finish(manifest, session, len(samples))
-            if manifest["status"] not in REPORTABLE:
+            if manifest["status"] not in REPORTABLE and upto == len(samples):
                 raise RuntimeError(f"cell {claim.dir} has {manifest['n_done']} of {len(samples)} records after its run")
             ref.computed_at = manifest["completed_at"]
             m = combined_measurements(manifest)
-            self.progress.note(f"{self.model.name} / {task.name}: {len(samples)} items, {m['wall_s']:.1f}s timed")
+            self.progress.note(f"{self.model.name} / {task.name}: {manifest['n_done']} items, {m['wall_s']:.1f}s timed")
 
     def close(self) -> None:
         if self.engine is not None:
             self.engine.unload()
             self.engine = None
+
+
+class _Sequential:
+    """runtime.stop_when_decided: every model runs each task up to the next look, one model in memory at a time;
+    a task stops when each of the stop rule's claims is decided for every candidate, or at its cap.
+
+    One model at a time keeps memory and timing measured as in any run (two models resident would share the
+    process's memory peak); looks grow geometrically, so a task costs a few model loads, not one per batch.
+    """
+
+    def __init__(self, p: Plan, refs: dict[tuple[str, str], CellRef], progress: Any, environment: dict[str, Any], update: Any) -> None:
+        self.p, self.refs, self.progress, self.update = p, refs, progress, update
+        self.runners = [_CellRunner(p, m, progress, environment) for m in p.models]
+        self.rule: dict[str, Any] = p.sequential or {}
+
+    def _records(self, model: str, task: Task) -> list[dict[str, Any]]:
+        cell = self.p.store.cell_dir(self.p.keys[(model, task.name)])
+        return read_cell_records(cell) if (cell / "records.jsonl").is_file() else []
+
+    def decision(self, task: Task, records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        """Per candidate: the anytime-valid interval of its primary-metric difference and the claims still undecided."""
+        from harness.analysis import metric_values
+
+        models = {m.name: {**((read_manifest(self.p.store.cell_dir(self.p.keys[(m.name, task.name)])) or {}).get("model_record") or {}),
+                           "published_params": m.published_params} for m in self.p.models if not m.architecture_only}
+        reference = order_models(models, self.p.reference)[1]
+        metric = "accuracy" if task.type.value == "classification" else "rougeL"
+        thresholds = self.rule["thresholds"][metric]
+        ref_values = metric_values(records[reference], task.type.value)[metric]
+        out = {}
+        for name in models:
+            if name == reference:
+                continue
+            values = metric_values(records[name], task.type.value)[metric]
+            if len(values) != len(ref_values):  # a generation scored NaN for one model: no pairing, no decision
+                out[name] = {"undecided": list(thresholds), "reason": "unpaired values"}
+                continue
+            interval = paired_sequence(values, ref_values, self.rule["alpha_per_comparison"]).to_dict()
+            out[name] = {"metric": metric, "interval": interval, "thresholds": thresholds, "undecided": undecided(interval, thresholds)}
+        return out
+
+    def _close(self, task: Task, samples: list[Sample], n: int, decision: dict[str, dict[str, Any]]) -> None:
+        """Mark the task's cells stopped at ``n`` (complete ones stay complete); tell what was decided."""
+        for model in self.p.models:
+            key, ref = self.p.keys[(model.name, task.name)], self.refs[(model.name, task.name)]
+            manifest = self.p.store.manifest(key) or {}
+            if ref.status == "planned":  # nothing computed by this run: the cell was reused as it was
+                ref.status = "reused"
+            if n < len(samples) and not (manifest.get("status") == STOPPED and manifest.get("stopped", {}).get("at") == n):
+                with self.p.store.claim(key, on_wait=self.progress.note) as claim:
+                    manifest = claim.stop({"at": n, "of": len(samples), "claims": self.rule["claims"], "decision": decision})
+            ref.computed_at = manifest.get("completed_at")
+        self.update()
+        why = "; ".join(f"{c}: {d['metric']} difference [{d['interval']['low'] * 100:+.1f}, {d['interval']['high'] * 100:+.1f}]"
+                        for c, d in decision.items() if "interval" in d)
+        if n < len(samples):
+            self.progress.note(f"{task.name}: {', '.join(self.rule['claims'])} decided after {n} of {len(samples)} items ({why}); stopped")
+        else:
+            self.progress.note(f"{task.name}: not decided by its cap of {n} items ({why})")
+
+    def run(self) -> None:
+        pending = {t.name: (t, s) for t, s in self.p.tasks}
+        try:
+            while pending:
+                targets: dict[str, int] = {}
+                for name, (task, samples) in list(pending.items()):
+                    records = {m.name: self._records(m.name, task) for m in self.p.models}
+                    counts = [len(r) for r in records.values()]
+                    points = looks(self.rule["first_look"], self.rule["look_growth"], len(samples))
+                    if min(counts) == max(counts) > 0:  # every model at the same look: decide
+                        decision = self.decision(task, records)
+                        if counts[0] >= len(samples) or not any(d["undecided"] for d in decision.values()):
+                            self._close(task, samples, counts[0], decision)
+                            del pending[name]
+                            continue
+                        targets[name] = next(n for n in points if n > counts[0])
+                    else:  # a fresh task, or an interrupted look: every model up to the same look
+                        targets[name] = next(n for n in points if n >= max(counts))
+                if not targets:
+                    break
+                for runner in self.runners:
+                    try:
+                        for name, target in targets.items():
+                            task, samples = pending[name]
+                            runner.run(task, samples, self.refs[(runner.model.name, name)], self.update, upto=target)
+                            self.update()
+                    finally:
+                        runner.close()
+        finally:
+            for runner in self.runners:
+                runner.close()
 
 
 def make_deterministic() -> None:
@@ -276,7 +402,16 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
 
     by_id = {(r.model, r.task): r for r in refs}
     with RunProgress(enabled=rt.progress, console=console) as progress:
-        for model in the_plan.models:
+        if the_plan.sequential:
+            if rt.recompute:  # every cell afresh: set the old ones aside before the first look reads them
+                for r in refs:
+                    with the_plan.store.claim(the_plan.keys[(r.model, r.task)]) as claim:
+                        aside = claim.supersede()
+                    r.status = "computed"
+                    if aside:
+                        progress.note(f"{r.model} / {r.task}: runtime.recompute=true, earlier cell kept as {aside.name}")
+            _Sequential(the_plan, by_id, progress, environment, lambda: write_cells(run_dir, refs)).run()
+        for model in the_plan.models if not the_plan.sequential else []:
             runner = _CellRunner(the_plan, model, progress, environment)
             try:
                 for task, samples in the_plan.tasks:

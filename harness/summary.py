@@ -191,7 +191,8 @@ def summarize_with_records(run_dir: Path, config: dict[str, Any] | None = None) 
             "cell": {"key": cell.ref.key, "path": cell.ref.path, "status": cell.ref.status, "computed_at": cell.manifest.get("completed_at"),
                      "sessions": len(cell.manifest.get("sessions", [])), "failed_ids": cell.manifest.get("failed_ids", []),
                      "oom_events": sum(int(s.get("oom_events") or 0) for s in cell.manifest.get("sessions", [])),
-                     "final_batch_size": (cell.manifest.get("sessions") or [{}])[-1].get("final_batch_size")},
+                     "final_batch_size": (cell.manifest.get("sessions") or [{}])[-1].get("final_batch_size"),
+                     **({"stopped": {k: cell.manifest["stopped"].get(k) for k in ("at", "of", "claims")}} if cell.manifest.get("stopped") else {})},
         }
     order, reference = order_models(models, plan.reference)
     assign_roles(models, reference)
@@ -220,4 +221,5 @@ def summarize_with_records(run_dir: Path, config: dict[str, Any] | None = None) 
         "not_run": [f"{m}/{t}" for m, t in planned if (m, t) not in have and not any(r.model == m and r.task == t for r in refs)],
         "incomplete_tasks": [t for t in plan.tasks if any((m, t) not in have for m in plan.models)],
         "sources": plan.sources,
+        "sequential": plan.sequential,
     }, records

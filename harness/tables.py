@@ -314,6 +314,9 @@ def sampling_line(config: dict[str, Any] | None) -> str:
         return ""
     cap = rt.get("max_samples")
     subset = f"a seeded subset of at most {cap} items per task (seed {rt.get('seed')}), the same items for every model" if cap else "every item of every task"
+    if rt.get("stop_when_decided"):
+        subset = (f"items in a seeded random order (seed {rt.get('seed')}), at most {cap or 'every item'} per task, the same for every model, "
+                  "each task stopped once its claims were decided")
     return (f"- Items: {subset}; batch size {rt.get('batch_size')}, {rt.get('warmup_steps')} warm-up passes, "
             f"chat template {'on' if rt.get('chat_template') else 'off'}, dtype setting {rt.get('dtype')}, engine {rt.get('engine', 'hf')}")
 
@@ -342,4 +345,31 @@ def routing_rows(analysis: dict[str, Any]) -> list[list[str]]:
                     _num(sig.get("apgr"), "{:.2f}"),
                     " / ".join(pct(calls[k]) for k in ("50%", "80%", "95%")) if calls else "- (no gap to recover)",
                 ])
+    return rows
+
+
+# --- stopped when decided ------------------------------------------------------------------------
+
+STOPPING_HEADER = ["task", "items used / planned", "outcome", "items not run (all models)", "model time saved (est.)", "anytime-valid interval at the stop"]
+
+
+def stopping_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[list[str]]:
+    """Sequential runs: per task, where it stopped and what that saved (items not run x each model's mean time per item)."""
+    if not summary.get("sequential"):
+        return []
+    rows = []
+    for task, info in summary["tasks"].items():
+        results = info.get("results") or {}
+        if not results:
+            continue
+        planned = int(info.get("n_selected") or 0)
+        used = max(r["n"] for r in results.values())
+        stopped = any((r.get("cell") or {}).get("stopped") for r in results.values())
+        saved_s = sum((planned - r["n"]) * (r["item_s"]["mean"] or 0.0) for r in results.values())
+        comparisons = (analysis.get("tasks", {}).get(task) or {}).get("comparisons") or {}
+        metric = next(iter(results.values()))["primary_metric"]
+        intervals = "; ".join(f"{c} {_ci(cmp['difference_vs_reference'][metric])}" for c, cmp in comparisons.items()
+                              if metric in (cmp.get("difference_vs_reference") or {}))
+        rows.append([task, f"{used} / {planned}", "decided, stopped" if stopped else ("cap reached, not decided" if used >= planned else "running"),
+                     str(sum(planned - r["n"] for r in results.values())), f"{saved_s:.0f} s", intervals or "-"])
     return rows

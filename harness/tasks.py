@@ -294,8 +294,12 @@ def resolve_tasks(names: list[str], tasks_dirs: TaskDirs, cache_dir: Path, lmeva
     return [resolve_task(name, tasks_dirs, cache_dir, lmeval_include) for name in names]
 
 
-def select_samples(task: Task, max_samples: Optional[int], seed: int) -> list[Sample]:
-    """A seeded subset (the same for every model given the same seed), in file order."""
+def select_samples(task: Task, max_samples: Optional[int], seed: int, shuffled: bool = False) -> list[Sample]:
+    """A seeded subset (the same for every model given the same seed), in file order; ``shuffled``: the first
+    ``max_samples`` of a seeded random order, in that order (a sequential run takes items in it)."""
+    if shuffled:
+        order = random.Random(f"{seed}:{task.name}:order").sample(range(len(task.samples)), len(task.samples))
+        return [task.samples[i] for i in order[:max_samples]]
     if max_samples is None or max_samples >= len(task.samples):
         return list(task.samples)
     rng = random.Random(f"{seed}:{task.name}")  # per task, independent of the task list

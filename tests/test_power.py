@@ -13,6 +13,7 @@ def test_sample_size_matches_the_textbook_case():
     assert items_to_decide(mean=0.5, sd=1.0, threshold=0.0) == 34
     assert items_to_decide(mean=0.01, sd=0.3, threshold=-0.05) == items_to_decide(mean=0.2, sd=1.0, threshold=0.0)  # only gap/sd matters
     assert items_to_decide(mean=0.1, sd=0.5, threshold=0.1) is None  # the difference sits on the threshold
+    assert items_to_decide(mean=0.5, sd=0.01, threshold=0.0) == items_to_decide(mean=0.5, sd=0.05, threshold=0.0) == 3  # beyond the solver's bracket
 
 
 def test_mde_has_the_stated_power():

@@ -44,11 +44,11 @@ def model_statistics(records: list[dict[str, Any]], task_type: str, seed: int) -
 
 
 def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_type: str, seed: int,
-                   power: float, energy: dict[str, Any], keep_share: float, sequential_alpha: Optional[float] = None) -> dict[str, Any]:
+                   power: float, energy: dict[str, Any], keep_share: float, rule: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """A model against the reference on the same items: paired differences, McNemar, ratios, cascade.
 
-    ``sequential_alpha``: the run stopped when decided, so each difference's interval is its anytime-valid one at
-    that level (a fixed-n interval is not valid after optional stopping; it is kept beside it as ``fixed_n``).
+    ``rule``: the run stopped when decided, so each difference's interval is its confidence sequence under that
+    stop rule (a fixed-n interval is not valid after optional stopping; it is kept beside it as ``fixed_n``).
     """
     if [r["sample_id"] for r in cand] != [r["sample_id"] for r in ref]:
         return {"same_items": False, "reason": "the two models did not answer the same items; no paired comparison"}
@@ -57,8 +57,9 @@ def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_t
     for metric in c_vals:
         if len(c_vals[metric]) == len(r_vals.get(metric, [])) and c_vals[metric]:
             fixed = paired_difference(c_vals[metric], r_vals[metric], seed=seed).to_dict()
-            out["difference_vs_reference"][metric] = fixed if sequential_alpha is None else {
-                **paired_sequence(c_vals[metric], r_vals[metric], sequential_alpha).to_dict(), "fixed_n": fixed}
+            out["difference_vs_reference"][metric] = fixed if rule is None else {
+                **paired_sequence(c_vals[metric], r_vals[metric], rule["alpha_per_comparison"], rule.get("sequence", "asymptotic"),
+                                  rule.get("first_look", 1)).to_dict(), "fixed_n": fixed}
             out["sample_size"][metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric])).to_dict()
     if task_type == "classification":
         out["mcnemar"] = mcnemar_exact([r["scores"]["correct"] > 0 for r in cand], [r["scores"]["correct"] > 0 for r in ref]).to_dict()
@@ -71,8 +72,8 @@ def compare_models(cand: list[dict[str, Any]], ref: list[dict[str, Any]], task_t
     r_energy, r_method = per_sample_energy(r_item, energy.get("reference"), power)
     out["energy_ratio_reference_over_candidate"] = {**ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed).to_dict(),
                                                     "method": c_method if c_method == r_method else f"{c_method} / {r_method}"}
-    out["cascade"] = simulate(cand, ref, task_type, keep_share)  # in-sample (C4 as the articles frame it)
-    out["routing"] = evaluate_router(cand, ref, task_type, keep_share, seed=seed)  # held-out thresholds, APGR, signals
+    out["cascade"] = simulate(cand, ref, task_type, keep_share)  # in-sample: the curve, and the contrast to the held-out figure
+    out["routing"] = evaluate_router(cand, ref, task_type, keep_share, seed=seed)  # held-out thresholds (C4, decisions), APGR, signals
     return out
 
 
@@ -85,7 +86,8 @@ def analyze_run(summary: dict[str, Any], records_by_cell: dict[tuple[str, str], 
     # a sequential run's intervals are anytime-valid, at the level its stop rule used (Bonferroni over its comparisons)
     rule = summary.get("sequential")
     stopped = any((r.get("cell") or {}).get("stopped") for info in summary["tasks"].values() for r in info["results"].values())
-    seq_alpha = rule["alpha_per_comparison"] if rule else (0.05 if stopped else None)
+    if stopped and not rule:  # stopped cells gathered from a store: no plan says the rule; the default one at 5%
+        rule = {"alpha_per_comparison": 0.05}
     tasks: dict[str, Any] = {}
     for task, info in summary["tasks"].items():
         results = info["results"]
@@ -100,6 +102,6 @@ def analyze_run(summary: dict[str, Any], records_by_cell: dict[tuple[str, str], 
                 if name == reference:
                     continue
                 energy = {"candidate": results[name].get("energy"), "reference": results[reference].get("energy")}
-                entry["comparisons"][name] = compare_models(records[name], records[reference], task_type, seed, power, energy, keep_share, seq_alpha)
+                entry["comparisons"][name] = compare_models(records[name], records[reference], task_type, seed, power, energy, keep_share, rule)
         tasks[task] = entry
     return {"confidence_level": 0.95, "seed": seed, "reference": reference, "tasks": tasks}

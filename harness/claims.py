@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from harness.power import ALPHA, SampleSize, holm, one_sided_p
-from harness.sequential import METHOD as SEQUENTIAL_METHOD
+from harness.sequential import is_sequential
 from harness.summary import model_size
 
 SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
@@ -137,12 +137,12 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
     for t, c in keys:
         d, m = run.diff(t, c), margin(t)
         above, below = p_above.get((t, c), 0.0), p_below.get((t, c), 0.0)
-        if d.get("method") == SEQUENTIAL_METHOD:  # anytime-valid and family-wise already (Bonferroni): the interval decides alone
+        if is_sequential(d):  # anytime-valid and family-wise already (Bonferroni): the interval decides alone
             above = below = 0.0
         verdict = SUPPORTED if d["low"] > -m and above < ALPHA else REFUTED if d["high"] < -m and below < ALPHA else INCONCLUSIVE
         nums[run.label(t, c)] = {**d, "margin": m, "task": t, "model": c}
         ss = sizes[(t, c)]
-        if ss and d.get("method") != SEQUENTIAL_METHOD:
+        if ss and not is_sequential(d):
             nums[run.label(t, c)].update(holm_p_above=above, holm_p_below=below)
         if verdict == INCONCLUSIVE and ss:  # how many items would decide it, at the observed difference and spread
             nums[run.label(t, c)].update(n=ss["n"], items_to_decide=SampleSize(**ss).items_for(-m))
@@ -199,22 +199,30 @@ def c3(run: RunView, th: dict[str, float]) -> Verdict:
 
 
 def c4(run: RunView, th: dict[str, float]) -> Verdict:
+    """Judged on the cross-fitted cascade (threshold chosen on other items than it is scored on); in-sample beside it."""
     per, nums = [], {}
-    max_cost = th.get("max_cost_share", 0.8)
+    max_cost, keep = th.get("max_cost_share", 0.8), th.get("keep_share", 0.95)
     for (t, c), e in run.compared.items():
-        cas = e["cascade"]
-        if not cas.get("available"):
+        cas, routing = e["cascade"], e.get("routing") or {}
+        signal = routing.get("best_signal")
+        if not cas.get("available") or not signal:
             continue
-        best = cas["best"]
-        nums[run.label(t, c)] = {"best": best, "agreement": cas["agreement"], "large_score": cas["large_score"], "small_score": cas["small_score"]}
-        per.append(SUPPORTED if best and best["cost_share"] <= max_cost else REFUTED)
+        held = routing["signals"][signal]["cross_fitted"]
+        kept = held["score"] / cas["large_score"] if cas["large_score"] else 1.0
+        nums[run.label(t, c)] = {"signal": signal, "cross_fitted": held, "kept_share": kept, "in_sample": cas["best"],
+                                 "agreement": cas["agreement"], "large_score": cas["large_score"], "small_score": cas["small_score"]}
+        per.append(SUPPORTED if kept >= keep and held["cost_share"] <= max_cost else REFUTED)
     verdict = _combine(per)
-    key = "; ".join(
-        f"{k}: " + (f"keeps {th.get('keep_share', 0.95):.0%} of L at {v['best']['cost_share']:.2f}x L's latency cost ({v['best']['escalated']:.0%} escalated)"
-                    if v["best"] else "no threshold keeps the target score")
-        for k, v in nums.items())
+
+    def key_of(k: str, v: dict[str, Any]) -> str:
+        held, ins = v["cross_fitted"], v["in_sample"]
+        contrast = f"; in-sample {ins['cost_share']:.2f}x" if ins else "; in-sample: no threshold keeps it"
+        return (f"{k}: held-out threshold keeps {v['kept_share']:.0%} of L at {held['cost_share']:.2f}x L's latency cost "
+                f"({held['escalated']:.0%} escalated, {v['signal']}{contrast})")
     outcome = {SUPPORTED: "keeps", REFUTED: "does not keep, on at least one task,", INCONCLUSIVE: "does not always keep"}.get(verdict, "was not simulated to keep")
-    return Verdict("C4", verdict, key or "-", f"{run.scope()}: a small-first cascade {outcome} {th.get('keep_share', 0.95):.0%} of the large model's score at no more than {max_cost:.0%} of its latency cost (simulated from the records).",
+    return Verdict("C4", verdict, "; ".join(key_of(k, v) for k, v in nums.items()) or "-",
+                   f"{run.scope()}: a small-first cascade, its threshold chosen on other items than those it is scored on (cross-fitted), "
+                   f"{outcome} {keep:.0%} of the large model's score at no more than {max_cost:.0%} of its latency cost (simulated from the records).",
                    run.tasks_of(run.compared), run.names, nums)
 
 

@@ -139,6 +139,9 @@ class RuntimeConfig:
     stop_claims: list[str] = field(default_factory=lambda: ["C2", "C3"])  # the claims on quality differences
     first_look: int = 20  # items before the first look
     look_growth: float = 1.5  # each look at this many times the items of the last (few model reloads, overshoot < 1.5x)
+    # asymptotic: time-uniform under the large-sample approximation of the report's other intervals, decides in practice |
+    # bernstein: exact for bounded differences at every n, about 4 log(2/alpha)/n wide at least (rarely decides below ~500 items)
+    confidence_sequence: str = "asymptotic"
 
 
 @dataclass

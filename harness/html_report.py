@@ -6,8 +6,9 @@ import html
 from pathlib import Path
 from typing import Any
 
+from harness.decision import DECISION_HEADER, OPTIONS_HEADER, decision_note, decision_rows, option_rows
 from harness.tables import (
-    CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, cell_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line, secondary_lines,
+    CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, ROUTING_HEADER, STOPPING_HEADER, cell_rows, routing_rows, stopping_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line, secondary_lines,
     stats_header, stats_rows, task_header, task_rows, task_title,
 )
 
@@ -35,12 +36,17 @@ def _img(path: Path, alt: str) -> str:
 
 
 def render_html(summary: dict[str, Any], env: dict[str, Any] | None, config: dict[str, Any] | None,
-                verdicts: list[dict[str, Any]], plots: dict[str, Path], analysis: dict[str, Any] | None = None) -> str:
+                verdicts: list[dict[str, Any]], plots: dict[str, Path], analysis: dict[str, Any] | None = None,
+                decision: dict[str, dict[str, Any]] | None = None) -> str:
+
     env = env or {}
     hw = summary.get("hardware") or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['name'])} on {html.escape(summary['task_group'])}</title>",
              f"<style>{_CSS}</style></head><body>",
              f"<h1>Small vs large: {html.escape(summary['name'])} on {html.escape(summary['task_group'])}</h1>"]
+    if decision:
+        parts += [f"<h2>Decision per task: the cheapest option within tolerance of {html.escape(next(iter(decision.values()))['reference'])}</h2>",
+                  _table(DECISION_HEADER, decision_rows(decision)), f"<p class='note'>{html.escape(decision_note(decision))}</p>"]
     if verdicts:
         classes = [v["verdict"].split()[0] for v in verdicts]
         parts += ["<h2>Claims of the seed articles</h2>", _table(CLAIMS_HEADER, claim_rows(verdicts), classes), "<ul>"]
@@ -49,8 +55,15 @@ def render_html(summary: dict[str, Any], env: dict[str, Any] | None, config: dic
                          f"<blockquote>{html.escape(v['quote'])} ({html.escape(v['who'])}, {html.escape(v['source'])})</blockquote></li>")
         parts += ["</ul>", "<p class='note'>Verdicts hold for these models and tasks only; supported/refuted need the whole 95% interval on one side of the threshold.</p>"]
     parts += [f"<h2>{html.escape(task_title(summary))}</h2>", _table(task_header(summary), task_rows(summary))]
+    if analysis and stopping_rows(summary, analysis):
+        parts += ["<h2>Stopped when decided (runtime.stop_when_decided)</h2>", _table(STOPPING_HEADER, stopping_rows(summary, analysis)),
+                  "<p class='note'>Intervals of paired differences are anytime-valid (see report.md for the rule).</p>"]
     if analysis and stats_rows(summary, analysis):
         parts += ["<h2>Statistics (95% bootstrap intervals, paired over the same items)</h2>", _table(stats_header(summary), stats_rows(summary, analysis))]
+    if analysis and routing_rows(analysis):
+        parts += ["<h2>Cascade measured as a router</h2>", _table(ROUTING_HEADER, routing_rows(analysis))]
+    if decision:
+        parts += ["<h2>Every option of the decision table</h2>", _table(OPTIONS_HEADER, option_rows(decision))]
     for name, title in [("quality_with_ci", "Quality with 95% CI"), ("quality_vs_latency", "Quality vs latency"),
                         ("quality_vs_memory", "Quality vs memory"), ("quality_vs_cost", "Quality vs cost"), ("cascade", "Cascade: small first, large when unsure")]:
         if name in plots:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.decision import DECISION_HEADER, OPTIONS_HEADER, decision_note, decision_rows, decisions, option_rows
 from harness.followup import PLAN_HEADER, plan_note, sample_size_rows
 from harness.records import read_json, write_json
 from harness.summary import summarize_with_records
@@ -25,11 +26,15 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                    verdicts: list[dict[str, Any]] | None = None, analysis: dict[str, Any] | None = None) -> str:
+                    verdicts: list[dict[str, Any]] | None = None, analysis: dict[str, Any] | None = None,
+                    decision: dict[str, dict[str, Any]] | None = None) -> str:
     env = environment or {}
     hw = summary.get("hardware") or {}
     title = "Small vs large" if len(summary.get("order") or []) == 2 else f"{len(summary.get('order') or [])} models"
     parts = [f"# {title}: {summary['name']} on {summary['task_group']}", ""]
+    if decision:
+        parts += [f"## Decision per task: the cheapest option within tolerance of {next(iter(decision.values()))['reference']}",
+                  md_table(DECISION_HEADER, decision_rows(decision)), "", decision_note(decision), ""]
     if verdicts:
         parts += [
             "## Claims of the seed articles",
@@ -77,7 +82,7 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
     if route_rows:
         parts += ["## Cascade measured as a router (small first, large when unsure)", md_table(ROUTING_HEADER, route_rows), "",
                   "Score x100; cost relative to the large model alone. In-sample: the threshold is chosen and scored on the same items "
-                  "(C4 uses it). Cross-fitted: each of 5 seeded folds is routed by the threshold chosen on the other folds (the cheapest "
+                  "for contrast. Cross-fitted (C4 and the decision table use it): each of 5 seeded folds is routed by the threshold chosen on the other folds (the cheapest "
                   "keeping 95% of the large model's score there), so no item helps choose its own threshold. APGR: the performance gap "
                   "recovered, averaged over the share of calls escalated (RouteLLM); a random router gets 0.50.", ""]
     size_rows = sample_size_rows(summary, analysis, verdicts or []) if analysis else []
@@ -101,6 +106,8 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             f"otherwise **estimated** as {hw.get('power_w')} W x measured time; CO2 at {hw.get('grid_gco2_per_kwh')} g/kWh. "
             f"Copies that fit: {hw.get('memory_gb')} GB / peak memory.",
         ]
+    if decision:
+        parts += ["", "## Every option of the decision table", md_table(OPTIONS_HEADER, option_rows(decision))]
     parts += ["", "## Cells (one model on one task; records and manifest in the store)", md_table(CELLS_HEADER, cell_rows(summary))]
     if summary.get("missing_cells"):
         parts += ["", f"**Missing cells:** {', '.join(summary['missing_cells'])} (not complete: rerun the same command to compute them; they are left out of every table above)."]
@@ -126,9 +133,18 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
     return "\n".join(parts) + "\n"
 
 
-def print_tables(summary: dict[str, Any], console: Any, verdicts: list[dict[str, Any]] | None = None) -> None:
+def print_tables(summary: dict[str, Any], console: Any, verdicts: list[dict[str, Any]] | None = None,
+                 decision: dict[str, dict[str, Any]] | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    if decision:
+        answer = Table(title=f"decision per task: the cheapest option within tolerance of {next(iter(decision.values()))['reference']}")
+        for h in DECISION_HEADER:
+            answer.add_column(h, overflow="fold")
+        for row in decision_rows(decision):
+            answer.add_row(*map(escape, row))
+        console.print(answer)
 
     if verdicts:
         claims = Table(title="claims of the seed articles (details in report.md / claims.json)")
@@ -224,12 +240,14 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     write_json(run_dir / "analysis.json", analysis)
     verdicts = [v.to_dict() for v in evaluate_claims(summary, analysis, claims_cfg)]
     write_json(run_dir / "claims.json", {"overrides": list(overrides or []), "verdicts": verdicts})
+    decision = decisions(summary, analysis, claims_cfg)
+    write_json(run_dir / "decision.json", {"overrides": list(overrides or []), "tasks": decision})
     report = run_dir / "report.md"
-    _write_text(report, render_markdown(summary, env, config, verdicts, analysis))
+    _write_text(report, render_markdown(summary, env, config, verdicts, analysis, decision))
     plots = make_plots(summary, analysis, run_dir / "plots")
     html = run_dir / "report.html"
-    _write_text(html, render_html(summary, env, config, verdicts, plots, analysis))
+    _write_text(html, render_html(summary, env, config, verdicts, plots, analysis, decision))
     if console is not None:
-        print_tables(summary, console, verdicts)
+        print_tables(summary, console, verdicts, decision)
         console.print(f"report: {report} (and {html.name}, plots/)")
     return report

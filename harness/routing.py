@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from harness.cascade import cheapest, curve, outcomes, routed
+from harness.stats import paired_difference
 
 Record = dict[str, Any]
 
@@ -70,7 +71,7 @@ def cross_fit(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost
         t = choose_threshold(conf[train], s_score[train], l_score[train], s_cost[train], l_cost[train], keep_share)
         up[test] = conf[test] < t
         used.append({"train": train.tolist(), "test": sorted(test.tolist()), "threshold": t})
-    return {**routed(up, s_score, l_score, s_cost, l_cost), "folds": used}
+    return {**routed(up, s_score, l_score, s_cost, l_cost), "folds": used, "up": up}
 
 
 def gap_curve(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray) -> list[tuple[float, float]]:
@@ -106,9 +107,13 @@ def evaluate_router(small: Sequence[Record], large: Sequence[Record], task_type:
         conf = np.array(values, dtype=float)
         t_in = choose_threshold(conf, s_score, l_score, s_cost, l_cost, keep_share)
         held = cross_fit(conf, s_score, l_score, s_cost, l_cost, keep_share, folds, seed)
+        up = held["up"]
         sig: dict[str, Any] = {
             "in_sample": {**routed(conf < t_in, s_score, l_score, s_cost, l_cost), "threshold": t_in},
-            "cross_fitted": {k: v for k, v in held.items() if k != "folds"},
+            "cross_fitted": {**{k: v for k, v in held.items() if k not in ("folds", "up")},
+                             # what the decision table needs: the cascade's quality against the large model, and its tail time per item
+                             "difference_vs_large": paired_difference(np.where(up, l_score, s_score), l_score, seed=seed).to_dict(),
+                             "item_s_p95": float(np.percentile(s_cost + np.where(up, l_cost, 0.0), 95))},
             # a random router escalating the same share of calls: small + share x gap on average
             "random_at_same_calls": float(s_score.mean() + held["escalated"] * gap),
         }

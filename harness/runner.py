@@ -32,7 +32,7 @@ from harness.models.loader import default_cache_dir
 from harness.power import ALPHA
 from harness.records import write_json
 from harness.resources import tasks_dir as shipped_tasks_dir
-from harness.sequential import METHOD as SEQUENTIAL_METHOD, looks, paired_sequence, undecided
+from harness.sequential import METHODS as SEQUENTIAL_METHODS, looks, paired_sequence, undecided
 from harness.summary import order_models
 from harness.tasks import Sample, Task, resolve_tasks, select_samples
 
@@ -86,6 +86,9 @@ def stop_rule(cfg: RunConfig, models: list[ModelConfig], reference: Optional[str
     if unknown or not rt.stop_claims:
         raise ConfigError(f"runtime.stop_claims={list(rt.stop_claims)}: {', '.join(unknown) or 'none'} cannot stop a task",
                           f"list claims decided by a quality difference: {', '.join(DIFFERENCE_CLAIMS)}")
+    if rt.confidence_sequence not in SEQUENTIAL_METHODS:
+        raise ConfigError(f"runtime.confidence_sequence={rt.confidence_sequence!r} is not one of {', '.join(SEQUENTIAL_METHODS)}",
+                          "use runtime.confidence_sequence=asymptotic (default) or bernstein")
     if rt.first_look < 2 or rt.look_growth < 1:
         raise ConfigError(f"runtime.first_look={rt.first_look}, runtime.look_growth={rt.look_growth}: the first look needs 2 items or more "
                           "and looks cannot come closer together", "use runtime.first_look>=2 and runtime.look_growth>=1 (e.g. 20 and 1.5)")
@@ -98,7 +101,8 @@ def stop_rule(cfg: RunConfig, models: list[ModelConfig], reference: Optional[str
     comparisons = n_tasks * (len(measured) - 1)
     return {"claims": list(rt.stop_claims), "thresholds": {m: difference_thresholds(claims, m, list(rt.stop_claims)) for m in ("accuracy", "rougeL")},
             "alpha": ALPHA, "comparisons": comparisons, "alpha_per_comparison": ALPHA / comparisons,
-            "first_look": rt.first_look, "look_growth": rt.look_growth, "method": SEQUENTIAL_METHOD}
+            "first_look": rt.first_look, "look_growth": rt.look_growth, "sequence": rt.confidence_sequence,
+            "method": SEQUENTIAL_METHODS[rt.confidence_sequence]}
 
 
 def comparison_name(cfg: RunConfig, models: list[ModelConfig]) -> str:
@@ -304,7 +308,8 @@ class _Sequential:
             if len(values) != len(ref_values):  # a generation scored NaN for one model: no pairing, no decision
                 out[name] = {"undecided": list(thresholds), "reason": "unpaired values"}
                 continue
-            interval = paired_sequence(values, ref_values, self.rule["alpha_per_comparison"]).to_dict()
+            interval = paired_sequence(values, ref_values, self.rule["alpha_per_comparison"], self.rule["sequence"],
+                                       self.rule["first_look"]).to_dict()
             out[name] = {"metric": metric, "interval": interval, "thresholds": thresholds, "undecided": undecided(interval, thresholds)}
         return out
 
@@ -329,6 +334,9 @@ class _Sequential:
 
     def run(self) -> None:
         pending = {t.name: (t, s) for t, s in self.p.tasks}
+        if all(len(s) <= self.rule["first_look"] for _, s in self.p.tasks):
+            self.progress.note(f"runtime.stop_when_decided: every task has at most runtime.first_look={self.rule['first_look']} items, so "
+                               "there is one look and nothing to save; raise the cap (runtime=full or runtime.max_samples=N)")
         try:
             while pending:
                 targets: dict[str, int] = {}

@@ -24,10 +24,10 @@ def test_matches_confseq_reference_values() -> None:
 
 def test_paired_differences_map_back_to_minus_one_one() -> None:
     cand, ref = [1, 0, 1, 1, 0] * 20, [0, 0, 1, 0, 0] * 20
-    iv = paired_sequence(cand, ref, alpha=0.05)
-    assert iv.value == pytest.approx(0.4) and iv.n == 100
+    iv = paired_sequence(cand, ref, alpha=0.05, method="bernstein")
+    assert iv.value == pytest.approx(0.4) and iv.n == 100 and iv.method.startswith("anytime-valid")
     assert -1.0 <= iv.low < 0.4 < iv.high <= 1.0
-    low, high = difference_sequence(np.subtract(cand, ref), 0.05)
+    low, high = difference_sequence(np.subtract(cand, ref), 0.05, "bernstein")
     assert (iv.low, iv.high) == (low[-1], high[-1])
     assert np.all(np.diff(low) >= 0) and np.all(np.diff(high) <= 0)  # running intersection: the interval only narrows
     # wider than the fixed-n t interval at the same n: the price of looking at every n
@@ -43,41 +43,57 @@ def _simulated_differences(sims: int, n: int, seed: int) -> tuple[np.ndarray, fl
     return d, 0.15 - 0.30
 
 
-def test_coverage_under_optional_stopping() -> None:
+@pytest.mark.parametrize("p", [(0.15, 0.55, 0.30), (0.45, 0.10, 0.45)])
+def test_coverage_under_optional_stopping(p):
     """Stop at the first look whose interval excludes a threshold: with the threshold at the true mean, the run
-    stops exactly when its interval misses the truth. The sequence keeps 95% (within simulation error);
+    stops exactly when its interval misses the truth. Both sequences keep 95% (within simulation error);
     fixed-n t intervals re-checked at every look do not."""
-    sims, n = 400, 300
-    d, truth = _simulated_differences(sims, n, seed=7)
-    checks = looks(10, 1.0, n)  # look after every item from the 10th on
-    assert checks[:3] == [10, 11, 12] and checks[-1] == n
+    sims, n, first = 400, 300, 20
+    rng = np.random.default_rng(7)
+    d = rng.choice([1.0, 0.0, -1.0], p=p, size=(sims, n))
+    truth = p[0] - p[2]
+    checks = looks(first, 1.0, n)  # look after every item from the 20th on
+    assert checks[:3] == [20, 21, 22] and checks[-1] == n
     idx = np.asarray(checks) - 1
-    cs_miss = 0
-    for row in d:
-        low, high = difference_sequence(row, 0.05)
-        cs_miss += bool(np.any((low[idx] > truth) | (high[idx] < truth)))
+    se = np.sqrt(0.05 * 0.95 / sims)
+    for method in ("asymptotic", "bernstein"):
+        miss = 0
+        for row in d:
+            low, high = difference_sequence(row, 0.05, method, start=first)
+            miss += bool(np.any((low[idx] > truth) | (high[idx] < truth)))
+        assert miss / sims <= 0.05 + 3 * se, (method, miss)
     t = np.arange(1, n + 1)
     mean = np.cumsum(d, axis=1) / t
     var = (np.cumsum(d ** 2, axis=1) - t * mean ** 2) / np.maximum(t - 1, 1)
     half = stats.t.ppf(0.975, np.maximum(t - 1, 1)) * np.sqrt(var / t)
     naive_miss = np.any((np.abs(mean - truth) > half)[:, idx], axis=1).sum()
     fixed_miss = (np.abs(mean[:, -1] - truth) > half[:, -1]).sum()  # one look at n: the t interval is fine there
-    se = np.sqrt(0.05 * 0.95 / sims)
-    assert cs_miss / sims <= 0.05 + 3 * se, cs_miss
     assert naive_miss / sims > 0.05 + 3 * se, naive_miss  # optional stopping breaks fixed-n intervals
     assert fixed_miss / sims <= 0.05 + 3 * se
-    assert naive_miss > 3 * cs_miss
 
 
-def test_a_clear_difference_stops_early_and_a_null_one_does_not() -> None:
+def test_a_clear_difference_stops_early_and_a_null_one_does_not():
     rng = np.random.default_rng(3)
     clear = rng.choice([1.0, 0.0, -1.0], p=[0.05, 0.45, 0.50], size=400)
-    low, high = difference_sequence(clear, 0.05 / 2)
-    decided_at = next(i + 1 for i in range(len(clear)) if not undecided({"low": low[i], "high": high[i]}, {"C2": 0.0, "C3": -0.05}))
-    assert decided_at < 150
-    null = np.zeros(400)  # the two models agree on every item: the difference sits on C2's threshold forever
-    low, high = difference_sequence(null, 0.05)
-    assert undecided({"low": low[-1], "high": high[-1]}, {"C2": 0.0, "C3": -0.05}) == ["C2"]
+    at = {}
+    for method in ("asymptotic", "bernstein"):
+        low, high = difference_sequence(clear, 0.05 / 2, method, start=20)
+        at[method] = next(i + 1 for i in range(len(clear)) if not undecided({"low": low[i], "high": high[i]}, {"C2": 0.0, "C3": -0.05}))
+    assert at["asymptotic"] < at["bernstein"] < 150  # the exact sequence pays for its guarantee in items
+    for method in ("asymptotic", "bernstein"):
+        low, high = difference_sequence(np.zeros(400), 0.05, method)  # the models agree on every item: on C2's threshold forever
+        assert undecided({"low": low[-1], "high": high[-1]}, {"C2": 0.0, "C3": -0.05}) == ["C2"]
+    low, high = difference_sequence(np.zeros(5), 0.05, "asymptotic")  # a few equal items: not a zero-width interval
+    assert low[-1] < -0.3 and high[-1] > 0.3
+
+
+def test_the_asymptotic_sequence_is_near_the_t_interval_on_a_rouge_like_difference():
+    d = np.random.default_rng(0).normal(-0.19, 0.1, 65)
+    low, high = difference_sequence(d, 0.01, "asymptotic", start=20)
+    half_t = stats.t.ppf(0.995, 64) * d.std(ddof=1) / np.sqrt(65)
+    assert 1.5 * 2 * half_t < high[-1] - low[-1] < 5 * 2 * half_t  # wider than fixed-n, same order
+    blow, bhigh = difference_sequence(d, 0.01, "bernstein")
+    assert bhigh[-1] - blow[-1] > 3 * (high[-1] - low[-1])  # PrPl-EB's width floor at n=65
 
 
 def test_looks_are_geometric_and_end_at_the_cap() -> None:

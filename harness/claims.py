@@ -144,7 +144,9 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
         ss = sizes[(t, c)]
         if ss and not is_sequential(d):
             nums[run.label(t, c)].update(holm_p_above=above, holm_p_below=below)
-        if verdict == INCONCLUSIVE and ss:  # how many items would decide it, at the observed difference and spread
+        # how many items a fixed-n follow-up would need, at the observed difference and spread (a sequential run's own
+        # interval already says how far it is from deciding: no fixed-n figure beside it)
+        if verdict == INCONCLUSIVE and ss and not is_sequential(d):
             nums[run.label(t, c)].update(n=ss["n"], items_to_decide=SampleSize(**ss).items_for(-m))
         per.append(verdict)
     return per, nums

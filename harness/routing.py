@@ -53,6 +53,8 @@ GAP_TARGETS = (0.5, 0.8, 0.95)
 def choose_threshold(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray,
                      keep_share: float) -> float:
     """The cheapest threshold that keeps ``keep_share`` of the large model's score on these items (+inf: escalate all)."""
+    if len(l_score) == 0:  # a fold of a one-item task chooses on nothing: escalate
+        return math.inf
     best = cheapest(curve(conf, s_score, l_score, s_cost, l_cost), keep_share * float(l_score.mean()))
     return best["threshold"] if best else math.inf
 
@@ -63,7 +65,7 @@ def cross_fit(conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost
     n = len(conf)
     k = max(2, min(folds, n))
     order = np.random.default_rng(seed).permutation(n)
-    parts = [order[i::k] for i in range(k)]
+    parts = [p for p in (order[i::k] for i in range(k)) if len(p)]
     up = np.zeros(n, dtype=bool)
     used = []
     for test in parts:

@@ -355,6 +355,7 @@ class _Sequential:
                         targets[name] = next(n for n in points if n >= max(counts))
                 if not targets:
                     break
+                before = {n: self._done(pending[n][0]) for n in targets}
                 for runner in self.runners:
                     try:
                         for name, target in targets.items():
@@ -363,9 +364,17 @@ class _Sequential:
                             self.update()
                     finally:
                         runner.close()
+                stalled = [n for n in targets if self._done(pending[n][0]) == before[n]]
+                for name in stalled:  # items that failed even alone (out of memory): left for the next run, not retried forever
+                    self.progress.note(f"{name}: no new record at this look (items failed); the task stays undecided and its cells "
+                                       "incomplete -- fix: free memory or lower runtime.batch_size, then run the same command again")
+                    del pending[name]
         finally:
             for runner in self.runners:
                 runner.close()
+
+    def _done(self, task: Task) -> int:
+        return sum(len(self._records(m.name, task)) for m in self.p.models)
 
 
 def make_deterministic() -> None:

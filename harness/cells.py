@@ -267,8 +267,13 @@ def combined_measurements(manifest: dict[str, Any]) -> dict[str, Any]:
     """Wall time, peak memory and energy over a cell's sessions (a resumed cell has several)."""
     sessions = manifest.get("sessions") or []
     wall = sum(float(s.get("wall_s") or 0.0) for s in sessions)
-    mems = [s["memory"] for s in sessions if s.get("memory") and s.get("n")]
+    done = [s for s in sessions if s.get("memory") and s.get("n")]
+    mems = [s["memory"] for s in done]
     memory = max(mems, key=lambda m: m.get("peak_bytes") or 0) if mems else {"peak_bytes": None}
+    if done and all("look" in s for s in done) and mems[0].get("device") == "cpu":
+        # a sequential run's later looks run in a process that has loaded and freed every model once per look, and a
+        # process RSS keeps part of that (smollm2: 753 MiB at its first look, 1,621 MiB at its sixth): the first look's peak
+        memory = {**mems[0], "basis": "first look (process RSS grows as models are reloaded)"}
     energies = [s.get("energy") or {} for s in sessions if s.get("n")]
     if energies and all(e.get("joules") is not None for e in energies):
         methods = sorted({str(e.get("method")) for e in energies})

@@ -69,7 +69,8 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
             f"each threshold), or at its cap. Each sequence runs at level {rule['alpha_per_comparison']:.4g} ({rule['alpha']:g} over "
             f"{rule['comparisons']} comparisons, Bonferroni), so the verdicts keep a 5% family-wise error under this optional stopping; "
             "the intervals of this report are these, wider than fixed-n intervals at the same n. Time saved: items not run x each "
-            "model's mean time per item on the task.", "",
+            "model's mean time per item on the task. On CPU a cell's peak memory is its first look's (the process RSS grows as models "
+            "are reloaded at later looks); GPU allocator peaks are over every look.", "",
         ]
     if analysis and stats_rows(summary, analysis):
         parts += [

@@ -217,7 +217,8 @@ class _CellRunner:
         return self.engine
 
     def run(self, task: Task, samples: list[Sample], ref: CellRef, on_update: Any, upto: Optional[int] = None) -> None:
-        """Compute the cell's missing records among ``samples[:upto]`` (all of them by default)."""
+        """Compute the cell's missing records among ``samples[:upto]`` (all of them by default; a sequential run's look)."""
+        look = upto is not None
         key = self.p.keys[(self.model.name, task.name)]
         rt = self.p.cfg.runtime
         store = self.p.store
@@ -255,7 +256,7 @@ class _CellRunner:
                 wall, mem, energy, pressure = evaluate_task(engine, task, remaining, rt, writer, advance)
             session = {"started_at": started, "ended_at": now_iso(), "host": socket.gethostname(), "pid": os.getpid(),
                        "n": writer.count, "resumed_after": len(done), "wall_s": wall, "memory": mem.to_dict(), "energy": energy.to_dict(),
-                       **pressure.to_dict()}
+                       **pressure.to_dict(), **({"look": upto} if look else {})}
             if pressure.oom_events:
                 self.progress.note(f"{self.model.name} / {task.name}: out of memory {pressure.oom_events} time(s): batch size "
                                    f"{rt.batch_size} -> {pressure.final_batch_size}" + (f", {len(pressure.failed_ids)} item(s) failed at batch size 1 "

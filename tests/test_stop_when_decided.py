@@ -71,6 +71,11 @@ def test_a_decided_task_stops_is_reused_and_continues_when_the_rule_changes(big_
         records = (Path(c["path"]) / "records.jsonl").read_bytes()
         assert records.startswith(first[key]) and len(records) > len(first[key])  # earlier records kept byte for byte
         assert _manifest(c)["status"] in ("stopped", "complete")
+    # on CPU a sequential cell's memory is its first look's (later looks run in a process that reloaded models)
+    manifest = _manifest(_cells(tmp_path / "c")[("tiny_olmoe", "gen")])
+    assert len(manifest["sessions"]) >= 2 and all("look" in s for s in manifest["sessions"])
+    result = json.loads((tmp_path / "c" / "summary.json").read_text())["tasks"]["gen"]["results"]["tiny_olmoe"]
+    assert result["memory"]["basis"].startswith("first look") and result["peak_memory_bytes"] == manifest["sessions"][0]["memory"]["peak_bytes"]
 
 
 def test_an_interrupted_look_is_caught_up_before_deciding(big_tasks, tmp_path):  # noqa: F811

@@ -247,7 +247,6 @@ class Claim:
         write_json(self.manifest_path, manifest)
         return manifest
 
-
     def stop(self, info: dict[str, Any]) -> dict[str, Any]:
         """Mark a cell that holds a prefix of its items as stopped when decided (``info``: at which n, and why)."""
         manifest = {**(self.manifest or {}), "status": STOPPED, "completed_at": now_iso(), "stopped": info}

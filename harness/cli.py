@@ -126,32 +126,23 @@ def _report(args: Sequence[str]) -> None:
 def _claims(args: Sequence[str]) -> None:
     """Recompute the verdicts of existing runs (no model is loaded), e.g. with other thresholds."""
     from harness.records import read_json
-    from harness.report import build_report
+    from harness.report import build_report, rich_table
     from harness.tables import CLAIMS_HEADER, claim_rows
 
     runs, overrides, _ = _split_runs(args, "harness claims")
     console = make_console()
     for run_dir in runs:
         build_report(run_dir, console=None, overrides=overrides)
-        from rich.table import Table
-
-        table = Table(title=f"claims: {run_dir}")
-        for h in CLAIMS_HEADER:
-            table.add_column(h, overflow="fold")
         verdicts = read_json(run_dir / "claims.json")["verdicts"]
-        for row in claim_rows(verdicts):
-            table.add_row(*row)
-        console.print(table)
+        console.print(rich_table(f"claims: {run_dir}", CLAIMS_HEADER, claim_rows(verdicts)))
         for v in verdicts:
             console.print(f"{v['id']} ({v['verdict']}): {v['sentence']}")
 
 
 def _plan(args: Sequence[str]) -> None:
     """harness plan RUN_DIR: the sample size that would decide each comparison, and its expected wall time."""
-    from rich.table import Table
-
     from harness.followup import PLAN_HEADER, plan_note, plan_rows
-    from harness.report import md_table
+    from harness.report import md_table, rich_table
 
     runs, _, _ = _split_runs(args, "harness plan")
     console = make_console()
@@ -160,12 +151,7 @@ def _plan(args: Sequence[str]) -> None:
         if not console.is_terminal:
             print(f"## Follow-up run for {run_dir}\n\n{md_table(PLAN_HEADER, rows)}\n\n{plan_note()}")
             continue
-        table = Table(title=f"follow-up run for {run_dir}")
-        for h in PLAN_HEADER:
-            table.add_column(h, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        console.print(rich_table(f"follow-up run for {run_dir}", PLAN_HEADER, rows))
         console.print(plan_note())
 
 

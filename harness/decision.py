@@ -143,6 +143,10 @@ def decision_rows(table: dict[str, dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def decision_title(decision: dict[str, dict[str, Any]]) -> str:
+    return f"Decision per task: the cheapest option within tolerance of {next(iter(decision.values()))['reference']}"
+
+
 def decision_note(decision: dict[str, dict[str, Any]]) -> str:
     ref = next(iter(decision.values()))["reference"]
     return (f"Options: each model alone, and each small-first cascade at its cross-fitted threshold (best held-out signal). An option "

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from harness.decision import DECISION_HEADER, OPTIONS_HEADER, decision_note, decision_rows, option_rows
+from harness.decision import DECISION_HEADER, OPTIONS_HEADER, decision_note, decision_rows, decision_title, option_rows
 from harness.tables import (
     CELLS_HEADER, CLAIMS_HEADER, MODEL_HEADER, ROUTING_HEADER, STOPPING_HEADER, cell_rows, routing_rows, stopping_rows, claim_rows, cost_header, cost_rows, model_rows, sampling_line, secondary_lines,
     stats_header, stats_rows, task_header, task_rows, task_title,
@@ -38,14 +38,13 @@ def _img(path: Path, alt: str) -> str:
 def render_html(summary: dict[str, Any], env: dict[str, Any] | None, config: dict[str, Any] | None,
                 verdicts: list[dict[str, Any]], plots: dict[str, Path], analysis: dict[str, Any] | None = None,
                 decision: dict[str, dict[str, Any]] | None = None) -> str:
-
     env = env or {}
     hw = summary.get("hardware") or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['name'])} on {html.escape(summary['task_group'])}</title>",
              f"<style>{_CSS}</style></head><body>",
              f"<h1>Small vs large: {html.escape(summary['name'])} on {html.escape(summary['task_group'])}</h1>"]
     if decision:
-        parts += [f"<h2>Decision per task: the cheapest option within tolerance of {html.escape(next(iter(decision.values()))['reference'])}</h2>",
+        parts += [f"<h2>{html.escape(decision_title(decision))}</h2>",
                   _table(DECISION_HEADER, decision_rows(decision)), f"<p class='note'>{html.escape(decision_note(decision))}</p>"]
     if verdicts:
         classes = [v["verdict"].split()[0] for v in verdicts]

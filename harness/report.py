@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.decision import DECISION_HEADER, OPTIONS_HEADER, decision_note, decision_rows, decisions, option_rows
+from harness.decision import DECISION_HEADER, OPTIONS_HEADER, decision_note, decision_rows, decision_title, decisions, option_rows
 from harness.followup import PLAN_HEADER, plan_note, sample_size_rows
 from harness.records import read_json, write_json
 from harness.summary import summarize_with_records
@@ -33,7 +33,7 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
     title = "Small vs large" if len(summary.get("order") or []) == 2 else f"{len(summary.get('order') or [])} models"
     parts = [f"# {title}: {summary['name']} on {summary['task_group']}", ""]
     if decision:
-        parts += [f"## Decision per task: the cheapest option within tolerance of {next(iter(decision.values()))['reference']}",
+        parts += [f"## {decision_title(decision)}",
                   md_table(DECISION_HEADER, decision_rows(decision)), "", decision_note(decision), ""]
     if verdicts:
         parts += [
@@ -134,41 +134,29 @@ def render_markdown(summary: dict[str, Any], environment: dict[str, Any] | None 
     return "\n".join(parts) + "\n"
 
 
-def print_tables(summary: dict[str, Any], console: Any, verdicts: list[dict[str, Any]] | None = None,
-                 decision: dict[str, dict[str, Any]] | None = None) -> None:
+def rich_table(title: str, header: list[str], rows: list[list[str]], fold: bool = True) -> Any:
+    """A terminal table of report rows (markup escaped: a model or task name is printed as it is)."""
     from rich.markup import escape
     from rich.table import Table
 
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h, overflow="fold" if fold else "ellipsis")  # ellipsis: rich's default
+    for row in rows:
+        table.add_row(*map(escape, row))
+    return table
+
+
+def print_tables(summary: dict[str, Any], console: Any, verdicts: list[dict[str, Any]] | None = None,
+                 decision: dict[str, dict[str, Any]] | None = None) -> None:
     if decision:
-        answer = Table(title=f"decision per task: the cheapest option within tolerance of {next(iter(decision.values()))['reference']}")
-        for h in DECISION_HEADER:
-            answer.add_column(h, overflow="fold")
-        for row in decision_rows(decision):
-            answer.add_row(*map(escape, row))
-        console.print(answer)
-
+        console.print(rich_table(decision_title(decision), DECISION_HEADER, decision_rows(decision)))
     if verdicts:
-        claims = Table(title="claims of the seed articles (details in report.md / claims.json)")
-        for h in CLAIMS_HEADER:
-            claims.add_column(h, overflow="fold")
-        for row in claim_rows(verdicts):
-            claims.add_row(*map(escape, row))
-        console.print(claims)
-
-    models = Table(title=f"{summary['name']}: models", show_lines=False)
-    for h in MODEL_HEADER:
-        models.add_column(h)
-    for row in model_rows(summary):
-        models.add_row(*map(escape, row))
+        console.print(rich_table("claims of the seed articles (details in report.md / claims.json)", CLAIMS_HEADER, claim_rows(verdicts)))
     title = ("small vs large (ratios < 1 favour the small model)" if len(summary.get("order") or []) == 2
              else f"every model against {summary.get('reference')} (ratios < 1 favour the model)")
-    tasks = Table(title=f"{summary['task_group']}: {title}")
-    for h in task_header(summary):
-        tasks.add_column(h, overflow="fold")
-    for row in task_rows(summary):
-        tasks.add_row(*map(escape, row))
-    console.print(models)
-    console.print(tasks)
+    console.print(rich_table(f"{summary['name']}: models", MODEL_HEADER, model_rows(summary), fold=False))
+    console.print(rich_table(f"{summary['task_group']}: {title}", task_header(summary), task_rows(summary)))
     counts: dict[str, int] = {}
     for c in summary.get("cells", []):
         counts[c["status"] if c.get("complete") else "missing"] = counts.get(c["status"] if c.get("complete") else "missing", 0) + 1

@@ -33,7 +33,7 @@ from harness.power import ALPHA
 from harness.records import write_json
 from harness.resources import tasks_dir as shipped_tasks_dir
 from harness.sequential import METHODS as SEQUENTIAL_METHODS, looks, paired_sequence, undecided
-from harness.summary import order_models
+from harness.summary import PRIMARY, order_models
 from harness.tasks import Sample, Task, resolve_tasks, select_samples
 
 
@@ -99,7 +99,7 @@ def stop_rule(cfg: RunConfig, models: list[ModelConfig], reference: Optional[str
                           "compare two or more models with real weights, or drop runtime.stop_when_decided")
     claims = {cid: {"thresholds": dict(c.thresholds)} for cid, c in cfg.claims.items()}
     comparisons = n_tasks * (len(measured) - 1)
-    return {"claims": list(rt.stop_claims), "thresholds": {m: difference_thresholds(claims, m, list(rt.stop_claims)) for m in ("accuracy", "rougeL")},
+    return {"claims": list(rt.stop_claims), "thresholds": {m: difference_thresholds(claims, m, list(rt.stop_claims)) for m in PRIMARY.values()},
             "alpha": ALPHA, "comparisons": comparisons, "alpha_per_comparison": ALPHA / comparisons,
             "first_look": rt.first_look, "look_growth": rt.look_growth, "sequence": rt.confidence_sequence,
             "method": SEQUENTIAL_METHODS[rt.confidence_sequence]}
@@ -298,7 +298,7 @@ class _Sequential:
         models = {m.name: {**((read_manifest(self.p.store.cell_dir(self.p.keys[(m.name, task.name)])) or {}).get("model_record") or {}),
                            "published_params": m.published_params} for m in self.p.models if not m.architecture_only}
         reference = order_models(models, self.p.reference)[1]
-        metric = "accuracy" if task.type.value == "classification" else "rougeL"
+        metric = PRIMARY[task.type.value]
         thresholds = self.rule["thresholds"][metric]
         ref_values = metric_values(records[reference], task.type.value)[metric]
         out = {}
@@ -338,41 +338,38 @@ class _Sequential:
         if all(len(s) <= self.rule["first_look"] for _, s in self.p.tasks):
             self.progress.note(f"runtime.stop_when_decided: every task has at most runtime.first_look={self.rule['first_look']} items, so "
                                "there is one look and nothing to save; raise the cap (runtime=full or runtime.max_samples=N)")
-        try:
-            while pending:
-                targets: dict[str, int] = {}
-                for name, (task, samples) in list(pending.items()):
-                    records = {m.name: self._records(m.name, task) for m in self.p.models}
-                    counts = [len(r) for r in records.values()]
-                    points = looks(self.rule["first_look"], self.rule["look_growth"], len(samples))
-                    if min(counts) == max(counts) > 0:  # every model at the same look: decide
-                        decision = self.decision(task, records)
-                        if counts[0] >= len(samples) or not any(d["undecided"] for d in decision.values()):
-                            self._close(task, samples, counts[0], decision)
-                            del pending[name]
-                            continue
-                        targets[name] = next(n for n in points if n > counts[0])
-                    else:  # a fresh task, or an interrupted look: every model up to the same look
-                        targets[name] = next(n for n in points if n >= max(counts))
-                if not targets:
-                    break
-                before = {n: self._done(pending[n][0]) for n in targets}
-                for runner in self.runners:
-                    try:
-                        for name, target in targets.items():
-                            task, samples = pending[name]
-                            runner.run(task, samples, self.refs[(runner.model.name, name)], self.update, upto=target)
-                            self.update()
-                    finally:
-                        runner.close()
-                stalled = [n for n in targets if self._done(pending[n][0]) == before[n]]
-                for name in stalled:  # items that failed even alone (out of memory): left for the next run, not retried forever
-                    self.progress.note(f"{name}: no new record at this look (items failed); the task stays undecided and its cells "
-                                       "incomplete -- fix: free memory or lower runtime.batch_size, then run the same command again")
-                    del pending[name]
-        finally:
+        while pending:
+            targets: dict[str, int] = {}
+            before: dict[str, int] = {}  # records of every model per task at this look: a look that adds none has stalled
+            for name, (task, samples) in list(pending.items()):
+                records = {m.name: self._records(m.name, task) for m in self.p.models}
+                counts = [len(r) for r in records.values()]
+                before[name] = sum(counts)
+                points = looks(self.rule["first_look"], self.rule["look_growth"], len(samples))
+                if min(counts) == max(counts) > 0:  # every model at the same look: decide
+                    decision = self.decision(task, records)
+                    if counts[0] >= len(samples) or not any(d["undecided"] for d in decision.values()):
+                        self._close(task, samples, counts[0], decision)
+                        del pending[name]
+                        continue
+                    targets[name] = next(n for n in points if n > counts[0])
+                else:  # a fresh task, or an interrupted look: every model up to the same look
+                    targets[name] = next(n for n in points if n >= max(counts))
+            if not targets:
+                break
             for runner in self.runners:
-                runner.close()
+                try:
+                    for name, target in targets.items():
+                        task, samples = pending[name]
+                        runner.run(task, samples, self.refs[(runner.model.name, name)], self.update, upto=target)
+                        self.update()
+                finally:
+                    runner.close()
+            stalled = [n for n in targets if self._done(pending[n][0]) == before[n]]
+            for name in stalled:  # items that failed even alone (out of memory): left for the next run, not retried forever
+                self.progress.note(f"{name}: no new record at this look (items failed); the task stays undecided and its cells "
+                                   "incomplete -- fix: free memory or lower runtime.batch_size, then run the same command again")
+                del pending[name]
 
     def _done(self, task: Task) -> int:
         return sum(len(self._records(m.name, task)) for m in self.p.models)

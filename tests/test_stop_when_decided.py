@@ -99,6 +99,7 @@ def test_an_interrupted_look_is_caught_up_before_deciding(big_tasks, tmp_path): 
 
 @pytest.mark.parametrize("override, message", [
     (["runtime.stop_claims=[C5]"], "C5 cannot stop a task"),
+    (["runtime.confidence_sequence=hoeffding"], "runtime.confidence_sequence='hoeffding' is not one of asymptotic, bernstein"),
     (["runtime.first_look=1"], "runtime.first_look=1"),
     (["runtime.look_growth=0.5"], "runtime.look_growth=0.5"),
     (["models=[tiny_olmoe,tiny_llama_arch]"], "needs a reference and another model whose quality is measured"),

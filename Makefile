@@ -18,11 +18,17 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt: the versions the tests passed with (a new release of a dependency changes nothing unannounced).
+# llama-cpp-python (the llamacpp engine, the default on CPUs) builds from source where PyPI has no wheel for the
+# machine (several minutes); if it cannot be built, the setup goes on and runs fall back to the hf engine with a notice.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	@echo "building llama-cpp-python (the llamacpp engine) from source: a few minutes on a 2-core CPU"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[llamacpp]" \
+	  || echo "notice: llama-cpp-python could not be built here; runs use the hf engine (see the README: Engines)"
 	touch $(STAMP)
 
 run: setup

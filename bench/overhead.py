@@ -22,7 +22,7 @@ from typing import Any
 import _common as C
 import torch
 
-from harness.engines.hf import HFEngine, choice_forward, prepare_choices
+from harness.engines.hf import HFEngine, cache_of, choice_forward, prepare_choices, with_cache
 from harness.evaluate import _choices, batch_order
 from harness.prompts import build_prompt
 from harness.tasks import TaskType
@@ -57,10 +57,10 @@ def bare_loop(model: Any, batches: list[Any], new_tokens: int) -> None:
         ids, mask = b
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        cache, nxt, next_pos = out.past_key_values, out.logits[:, -1].argmax(-1), pos[:, -1:] + 1
+        cache, nxt, next_pos = cache_of(out), out.logits[:, -1].argmax(-1), pos[:, -1:] + 1
         for _ in range(new_tokens - 1):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True)
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True, **with_cache(model, cache))
             nxt, next_pos = out.logits[:, -1].argmax(-1), next_pos + 1
     C.sync(C.DEVICE)
 

@@ -23,6 +23,8 @@ from typing import Any
 import _common as C
 import torch
 
+from harness.engines.hf import cache_of, with_cache
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -80,12 +82,12 @@ def profile(name: str, device: str, dtype: str, prefill_tokens: int, decode_step
     prefill_flops = 2 * body * prefill_tokens + 2 * layers * prefill_tokens**2 * width
 
     out = model(input_ids=ids[:, :128], use_cache=True, **keep)
-    cache = out.past_key_values
+    cache = cache_of(out)
     nxt = out.logits[:, -1].argmax(-1, keepdim=True)
     C.sync(lm.device)
     start = time.perf_counter()
     for _ in range(decode_steps):
-        out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+        out = model(input_ids=nxt, use_cache=True, **with_cache(model, cache))
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
     C.sync(lm.device)
     step_s = (time.perf_counter() - start) / decode_steps

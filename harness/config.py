@@ -68,6 +68,7 @@ class ModelConfig:
     revision: Optional[str] = None  # source=hub: a commit or tag, for reproducible runs
     path: Optional[str] = None  # source=local
     gguf: Optional[GGUFWheelConfig] = None  # source=gguf_wheel
+    gguf_file: Optional[str] = None  # source=hub: a .gguf file of the repository (engine llamacpp runs it; untested here)
     random: Optional[RandomInitConfig] = None  # source=random
     dtype: Optional[str] = None  # overrides runtime.dtype for this model
     engine: Optional[str] = None  # overrides runtime.engine for this model
@@ -101,11 +102,21 @@ class TaskGroupConfig:
 
 
 @dataclass
+class LlamaCppConfig:
+    """The llamacpp engine's settings (``runtime.llamacpp.*``)."""
+
+    n_ctx: int = 4096  # context window in tokens (prompt + generated); longer prompts lose their start, as with the hf engine
+    n_batch: int = 512  # prompt tokens evaluated per llama.cpp call (its n_batch and n_ubatch)
+    # llama.cpp's weight repacking ("extra buffer types"); null: on, except on AMX CPUs (a crash seen there, OFFLINE.md)
+    repack: Optional[bool] = None
+
+
+@dataclass
 class RuntimeConfig:
     """How to run: device, precision, batching, sampling and seeds."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 | float16
+    dtype: str = "auto"  # auto (chosen for the hardware: harness.models.precision) | float32 | bfloat16 | float16
     # items per forward pass. 1 = latency mode (per-request latency, time to first token, time per output token);
     # above 1 = throughput mode (items/s and tokens/s; no per-request latency is recorded, a batch's time is not one)
     batch_size: int = 1
@@ -122,11 +133,14 @@ class RuntimeConfig:
     max_samples: Optional[int] = None  # per task; a seeded subset, the same for both models
     seed: int = 1234
     warmup_steps: int = 2  # untimed forward passes before timing starts
-    num_threads: Optional[int] = None  # torch CPU threads; None keeps torch's default
+    num_threads: Optional[int] = None  # CPU threads (torch, llama.cpp); None: the cores this process may use (affinity, cgroup quota)
     chat_template: bool = True  # apply the model's chat template when it has one
     num_fewshot: Optional[int] = None  # overrides each task's own number of examples
     progress: bool = True
-    engine: str = "hf"  # how models are executed (harness.engines): hf = transformers
+    # how models are executed (harness.engines): auto = llamacpp for a model with a GGUF file on a CPU when llama-cpp-python
+    # is installed and no hf-only setting is asked for (else hf, with a notice saying why) | hf = transformers | llamacpp
+    engine: str = "auto"
+    llamacpp: LlamaCppConfig = field(default_factory=LlamaCppConfig)
     recompute: bool = False  # compute every cell afresh (a new cell directory; nothing on disk is overwritten)
     # generate exactly max_new_tokens (no stop, no early EOS): models timed on equal work, as optimum-benchmark does
     fixed_generation_length: bool = False

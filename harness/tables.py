@@ -75,13 +75,19 @@ def _n(info: dict[str, Any], ns: list[int]) -> str:
 MODEL_HEADER = ["role", "model", "architecture", "params total (active)", "embedding", "device / dtype", "engine", "load", "source"]
 
 
+def _precision(m: dict[str, Any]) -> str:
+    """Device and precision, with the reason when the harness chose it (runtime.dtype=auto, a GGUF's own type)."""
+    reason = m.get("dtype_reason") or ""
+    return f"{m.get('device')} / {m.get('dtype')}" + (f" ({reason})" if reason and reason != "set in the configuration" else "")
+
+
 def model_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name in summary.get("order") or summary["models"]:
         m = summary["models"][name]
         rows.append([
             m.get("role", ""), name + (" (architecture only)" if m.get("architecture_only") else ""), m.get("architecture", "-"), _params(m["params"], m.get("published_params")), f"{m['params']['embedding'] / 1e6:,.1f}M",
-            f"{m.get('device')} / {m.get('dtype')}", m.get("engine", "hf"), f"{m.get('load_time_s', 0.0):.1f} s", m.get("source", "-"),
+            _precision(m), m.get("engine", "hf"), f"{m.get('load_time_s', 0.0):.1f} s", m.get("source", "-"),
         ])
     return rows
 

@@ -11,7 +11,8 @@ from harness.models.random_init import tokenizer_path
 HIDDEN, INTER, LAYERS, HEADS, KV_HEADS = 32, 64, 2, 4, 2
 
 
-def write_tiny_llama_gguf(path: Path, seed: int = 0) -> Path:
+def write_tiny_llama_gguf(path: Path, seed: int = 0, arch: str = "llama") -> Path:
+    """The tiny model as a GGUF file (``arch``: another architecture name gives a file llama.cpp cannot load)."""
     import gguf
 
     tok = json.loads((tokenizer_path("smollm2") / "tokenizer.json").read_text())
@@ -21,7 +22,7 @@ def write_tiny_llama_gguf(path: Path, seed: int = 0) -> Path:
     special = {a["content"]: a["id"] for a in tok["added_tokens"]}
     types = [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
 
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), arch)
     w.add_name("tiny-llama-test")
     w.add_context_length(256)
     w.add_embedding_length(HIDDEN)

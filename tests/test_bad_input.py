@@ -38,6 +38,20 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "user_configs" / "model").mkdir(parents=True)
     (work / "user_configs" / "model" / "nosource.yaml").write_text("defaults: [model_schema, _self_]\nname: nosource\nsource: hub\n")
     (work / "user_configs" / "model" / "notamodel.yaml").write_text(f"defaults: [model_schema, _self_]\nname: notamodel\nsource: local\npath: {work}\n")
+    from gguf_fixture import write_tiny_llama_gguf
+
+    ggufs = work / "ggufs"
+    ggufs.mkdir()
+    good = write_tiny_llama_gguf(ggufs / "tiny.gguf")
+    (ggufs / "truncated.gguf").write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
+    write_tiny_llama_gguf(ggufs / "alien.gguf", arch="tinyfoo")
+    for name in ("tiny", "truncated", "alien"):
+        (work / "user_configs" / "model" / f"gguf_{name}.yaml").write_text(
+            f"defaults: [model_schema, _self_]\nname: gguf_{name}\nsource: local\npath: {ggufs / name}.gguf\n")
+    # a llama_cpp that does not import, as where llama-cpp-python's build failed or its library is missing
+    shadow = work / "no_llama_cpp" / "llama_cpp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('libllama.so: cannot open shared object file')\n")
     return work
 
 
@@ -72,6 +86,10 @@ def _disk_full() -> None:
     """Runs in the child: files may not grow past 64 KiB (EFBIG instead of SIGXFSZ), as a full disk would refuse."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def _gguf(work: Path, name: str, *extra: str) -> list[str]:
+    return [f"model@pair.small=gguf_{name}", "task=smoke", f"hydra.searchpath=[file://{work / 'user_configs'}]", *extra]
 
 
 CASES = {
@@ -126,6 +144,14 @@ CASES = {
     "run directory not writable": (lambda w: ["pair=tiny", "task=smoke", "hydra.run.dir=/proc/no_run"], ["/proc/no_run", "hydra.run.dir"]),
     "report on a directory that is not a run": (lambda w: ["report", str(w / "user_configs")], ["neither a run directory", "plan.json"]),
     "regress baseline of another task set": (lambda w: ["regress", str(w / "run"), "--baseline", str(_other_baseline(w))], ["shares no model/task cell"]),
+    # the llamacpp engine
+    "GGUF that llama.cpp cannot load (truncated)": (lambda w: _gguf(w, "truncated", "runtime.engine=llamacpp"), ["llama.cpp cannot load truncated.gguf", "runtime.engine=hf"]),
+    "GGUF of an architecture llama.cpp lacks": (lambda w: _gguf(w, "alien", "runtime.engine=llamacpp"), ["llama.cpp cannot load alien.gguf", "architecture"]),
+    "llamacpp with an hf-only setting": (lambda w: _gguf(w, "tiny", "runtime.engine=llamacpp", "runtime.decode_loop=generate", "runtime.compile=true"),
+                                         ["engine llamacpp does not support runtime.decode_loop=generate, runtime.compile=true", "runtime.engine=hf"]),
+    "llamacpp for a model without a GGUF": (lambda w: ["pair=tiny", "task=smoke", "runtime.engine=llamacpp"], ["has no GGUF file", "runtime.engine=hf"]),
+    "llamacpp asked for where it does not import": (lambda w: (_gguf(w, "tiny", "runtime.engine=llamacpp"), {"PYTHONPATH": str(w / "no_llama_cpp")}),
+                                                    ["llama-cpp-python does not import", "libllama.so", "pip install 'small-vs-large[llamacpp]'"]),
     "disk full while writing records": (lambda w: (["pair=tiny", "task=smoke", "runtime.recompute=true", "paths.store_dir=" + str(w / "fullstore")], "disk-full"),
                                         ["no space", "free disk space", "run the same command again"]),
 }

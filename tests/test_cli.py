@@ -145,7 +145,7 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> 
         (["pair=tiny", "runtime.batch_size=two"], ["runtime.batch_size", "Integer"]),
         (["pair=tiny", "runtime.max_samples=0"], ["runtime.max_samples=0"]),
         (["pair=tiny", "runtime.bogus=1"], ["unknown setting 'runtime.bogus'"]),
-        (["pair=tiny", "task=smoke", "runtime.engine=vllm"], ["unknown engine 'vllm'", "runtime.engine=<one of hf>"]),
+        (["pair=tiny", "task=smoke", "runtime.engine=vllm"], ["unknown engine 'vllm'", "runtime.engine=<one of auto, hf, llamacpp>"]),
         (["pair=tiny", "task=smoke", "reference=nope"], ["reference='nope'", "tiny_olmoe, tiny_llama"]),
         (["models=[tiny_llama]", "task=smoke"], ["at least two models"]),
         (["models=[tiny_llama,tiny_llama]", "task=smoke"], ["'tiny_llama' appears twice"]),

@@ -98,8 +98,8 @@ def test_hub_source_offline_gives_clear_error(cpu_runtime):
 
 def test_device_and_dtype_resolution():
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("float32", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cuda")) == torch.bfloat16
     with pytest.raises(ConfigError):
         resolve_dtype("float8", torch.device("cpu"))
     if not torch.cuda.is_available():

@@ -1,33 +1,108 @@
 """Model execution engines, chosen by name in config (``runtime.engine``, or ``engine:`` per model).
 
-``hf`` (transformers, the default) is the only one shipped; another engine is a
-subclass of ``harness.engines.base.Engine`` with a ``load`` classmethod, added
-to ``ENGINES`` as ``"module:Class"`` (imported only when chosen).
+``hf`` (transformers) runs any model source on CPU or GPU; ``llamacpp``
+(llama-cpp-python, the ``[llamacpp]`` extra) runs GGUF files natively on CPUs.
+``auto`` (the default) picks llamacpp for a model with a GGUF file on a CPU when
+llama-cpp-python imports and no hf-only setting is asked for, else hf, and says
+why. Another engine is a subclass of ``harness.engines.base.Engine`` with a
+``load`` classmethod, added to ``ENGINES`` as ``"module:Class"`` (imported
+only when chosen).
 """
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from harness.config import ModelConfig, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
 from harness.errors import ConfigError
 
-ENGINES: dict[str, str] = {"hf": "harness.engines.hf:HFEngine"}
+ENGINES: dict[str, str] = {"hf": "harness.engines.hf:HFEngine", "llamacpp": "harness.engines.llamacpp:LlamaCppEngine"}
+AUTO = "auto"
 
-__all__ = ["ENGINES", "ChoiceScores", "Engine", "Generation", "check_engine", "load_engine"]
+__all__ = ["AUTO", "ENGINES", "ChoiceScores", "Engine", "EngineChoice", "Generation", "check_engine", "choose_engine", "load_engine"]
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine a model runs on, why, and a notice for the user when ``auto`` fell back for a reason they can fix."""
+
+    name: str
+    reason: str
+    notice: Optional[str] = None
 
 
 def check_engine(name: str) -> str:
     """The engine name, or a one-line error listing the known ones."""
     if name not in ENGINES:
-        raise ConfigError(f"unknown engine {name!r}", f"use runtime.engine=<one of {', '.join(sorted(ENGINES))}>")
+        raise ConfigError(f"unknown engine {name!r}", f"use runtime.engine=<one of {AUTO}, {', '.join(sorted(ENGINES))}>")
     return name
 
 
+def hf_only_settings(cfg: ModelConfig, runtime: RuntimeConfig) -> list[str]:
+    """The settings asked for that only the hf engine honours."""
+    found = []
+    if runtime.batch_size > 1:
+        found.append(f"runtime.batch_size={runtime.batch_size}")
+    loop = getattr(runtime.decode_loop, "value", runtime.decode_loop)
+    if loop != "harness":
+        found.append(f"runtime.decode_loop={loop}")
+    if runtime.compile:
+        found.append("runtime.compile=true")
+    if runtime.prompt_lookup_tokens:
+        found.append(f"runtime.prompt_lookup_tokens={runtime.prompt_lookup_tokens}")
+    dtype = cfg.dtype or runtime.dtype
+    if dtype not in (None, AUTO):
+        found.append(f"{'dtype' if cfg.dtype else 'runtime.dtype'}={dtype}")
+    return found
+
+
+def choose_engine(cfg: ModelConfig, runtime: RuntimeConfig, device_type: str) -> EngineChoice:
+    """The engine for ``cfg`` (the model's ``engine:``, else ``runtime.engine``); a setting it cannot honour is a one-line error."""
+    from harness.engines.llamacpp import INSTALL_HINT, has_gguf, llama_cpp_available
+
+    requested = cfg.engine or runtime.engine
+    if requested != AUTO:
+        check_engine(requested)
+        if requested == "llamacpp":
+            blocking = hf_only_settings(cfg, runtime)
+            if blocking:
+                raise ConfigError(f"engine llamacpp does not support {', '.join(blocking)} (model {cfg.name})",
+                                  "drop the setting (llamacpp runs the GGUF as stored, one request at a time), or use runtime.engine=hf")
+            if device_type != "cpu":
+                raise ConfigError(f"engine llamacpp runs on the CPU here, but runtime.device resolved to {device_type}",
+                                  "use runtime.device=cpu, or runtime.engine=hf on the GPU")
+            if not has_gguf(cfg):
+                raise ConfigError(f"model {cfg.name} has no GGUF file for engine llamacpp",
+                                  "use runtime.engine=hf for it, or give it a GGUF (source gguf_wheel, a .gguf path, or hub with gguf_file)")
+            missing = llama_cpp_available()
+            if missing is not None:
+                raise ConfigError(f"runtime.engine=llamacpp but llama-cpp-python does not import ({missing})", INSTALL_HINT)
+        return EngineChoice(requested, "set in the configuration")
+    if device_type != "cpu":
+        return EngineChoice("hf", f"auto: {device_type} device")
+    if not has_gguf(cfg):
+        return EngineChoice("hf", "auto: no GGUF file")
+    blocking = hf_only_settings(cfg, runtime)
+    if blocking:
+        return EngineChoice("hf", f"auto: {', '.join(blocking)} is an hf engine setting")
+    missing = llama_cpp_available()
+    if missing is not None:
+        return EngineChoice("hf", "auto: llama-cpp-python is not installed",
+                            notice=f"notice: {cfg.name} runs on the hf engine (transformers, slower on CPUs): llama-cpp-python "
+                                   f"does not import ({missing}); for the llamacpp engine: {INSTALL_HINT}")
+    return EngineChoice("llamacpp", "auto: a GGUF file on a CPU")
+
+
 def load_engine(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> Engine:
-    """Load ``cfg`` with its engine (the model's ``engine:``, else ``runtime.engine``)."""
-    name = check_engine(cfg.engine or runtime.engine)
-    module, _, cls = ENGINES[name].partition(":")
+    """Load ``cfg`` with its engine (the model's ``engine:``, else ``runtime.engine``; ``auto`` resolved for the CPU)."""
+    name = cfg.engine or runtime.engine
+    if name == AUTO:
+        from harness.models import resolve_device
+
+        name = choose_engine(cfg, runtime, resolve_device(runtime.device).type).name
+    module, _, cls = ENGINES[check_engine(name)].partition(":")
     engine_cls = getattr(importlib.import_module(module), cls)
     return engine_cls.load(cfg, runtime, cache_dir)

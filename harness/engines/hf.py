@@ -50,6 +50,26 @@ def _supports_logits_to_keep(model: Any) -> bool:
         return False
 
 
+def _cache_arg(model: Any) -> str:
+    """The forward argument that takes the key/value cache: ``cache`` since transformers 5.24, ``past_key_values`` before
+    (the old name warns on every call there and is removed in 5.40)."""
+    try:  # the class's forward: an instance's may be wrapped (torch.compile, a test's counter) and hide its signature
+        return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+    except (TypeError, ValueError, AttributeError):
+        return "past_key_values"
+
+
+def with_cache(model: Any, cache: Any) -> dict[str, Any]:
+    """``{<the model's cache argument>: cache}`` for a forward call."""
+    return {_cache_arg(model): cache}
+
+
+def cache_of(out: Any) -> Any:
+    """A forward output's key/value cache under its current name (``cache``), else the old one."""
+    cache = getattr(out, "cache", None) if "cache" in getattr(out, "__dataclass_fields__", {}) else None
+    return cache if cache is not None else out.past_key_values
+
+
 def _last_logits_only(model: Any) -> dict[str, Any]:
     """The forward argument that computes the output head on the last position only, where the model takes it."""
     return {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
@@ -211,16 +231,16 @@ def choice_forward(model: Any, batch: ChoiceBatch) -> tuple[torch.Tensor, Option
     if batch.pre_ids is not None:
         assert batch.groups is not None and batch.pre_mask is not None
         pre = model(input_ids=batch.pre_ids, attention_mask=batch.pre_mask, position_ids=batch.pre_positions, use_cache=True, **keep)
-        cache = pre.past_key_values
+        cache = cache_of(pre)
         cache.reorder_cache(batch.groups)  # one copy of a shared prefix's cache per prompt
-        kwargs.update(past_key_values=cache, attention_mask=torch.cat([batch.pre_mask[batch.groups], batch.mask], dim=1))
+        kwargs.update(**with_cache(model, cache), attention_mask=torch.cat([batch.pre_mask[batch.groups], batch.mask], dim=1))
     out = model(**kwargs)
     if batch.rows is None:
         return out.logits[:, -1, :], None
-    cache = out.past_key_values
+    cache = cache_of(out)
     cache.reorder_cache(batch.rows)  # one copy of a context's cache per choice
     out2 = model(input_ids=batch.rest_ids, attention_mask=batch.rest_mask, position_ids=batch.rest_positions,
-                 past_key_values=cache, use_cache=True)
+                 use_cache=True, **with_cache(model, cache))
     return out.logits[:, -1, :], out2.logits
 
 
@@ -370,7 +390,7 @@ def lookup_decode(lm: LoadedModel, prompt: Prompt, max_new_tokens: int, stops: S
     with Stopwatch(device) as sw:
         ids = torch.tensor([seq], device=device)
         out = model(input_ids=ids, use_cache=True, **keep_logits)
-        cache = out.past_key_values
+        cache = cache_of(out)
         if not hasattr(cache, "crop"):
             return generate_plain(lm, [prompt], max_new_tokens, stops, min_new_tokens)[0]
         pending = out.logits[0, -1:, :]  # logits for the next token(s): row j predicts the token after j accepted drafts
@@ -404,7 +424,7 @@ def lookup_decode(lm: LoadedModel, prompt: Prompt, max_new_tokens: int, stops: S
             feed = torch.tensor([[tokens[-1], *draft]], device=device)
             pos = len(seq_all) - 1
             out = model(input_ids=feed, position_ids=torch.arange(pos, pos + feed.shape[1], device=device)[None, :],
-                        past_key_values=cache, use_cache=True)
+                        use_cache=True, **with_cache(model, cache))
             pending = out.logits[0]
     timing = generation_timing(sw.start, sw.start + sw.elapsed, stamps, len(tokens))
     return _result(tok, tokens, logprobs, eos_ids, stops, full[0], encoded[0], timing)
@@ -434,7 +454,7 @@ def greedy_decode(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: in
     alive = list(range(len(prompts)))  # prompt index of each row still in the batch
     with Stopwatch(device) as sw:
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep_logits)
-        cache = out.past_key_values
+        cache = cache_of(out)
         if not hasattr(cache, "batch_select_indices"):  # a cache that cannot drop rows (some hybrid architectures)
             return generate_plain(lm, prompts, max_new_tokens, stops, min_new_tokens)
         next_pos = pos[:, -1:] + 1
@@ -464,7 +484,7 @@ def greedy_decode(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: in
                 nxt, mask, next_pos = nxt[keep], mask[keep], next_pos[keep]
                 alive = [alive[r] for r in rows]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True)
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True, **with_cache(model, cache))
             next_pos = next_pos + 1
     results = []
     for i in range(len(prompts)):
@@ -581,6 +601,8 @@ class HFEngine(Engine):
             "origin": lm.origin,
             "device": str(lm.device),
             "dtype": str(lm.dtype).replace("torch.", ""),
+            "dtype_reason": lm.extra.get("dtype_reason", ""),
+            "threads": torch.get_num_threads(),
             "load_time_s": lm.load_time_s,
             "prepare_s": lm.extra.get("prepare_s", 0.0),
             "params": lm.params.to_dict(),

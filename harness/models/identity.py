@@ -3,7 +3,7 @@
 - hub: the hub id and the revision resolved to a commit (asked of the hub, or read
   from the local Hugging Face cache when offline);
 - gguf_wheel: the sha256 of the GGUF file (pinned in the model config, verified on fetch);
-- local: the sha256 of config.json and every weights file, cached by (size, mtime)
+- local: the sha256 of config.json and every weights file (or of the one .gguf file), cached by (size, mtime)
   so a 15 GB directory is hashed once, not on every run;
 - random: the config class, its sizes, the seed and the tokenizer's files.
 """
@@ -101,6 +101,8 @@ def model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
         if not cfg.path:
             raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
         path = Path(cfg.path).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            return {"source": "local", "gguf_sha256": _cached_sha256(path, cache_dir)}
         if not (path / "config.json").is_file():
             from harness.errors import ModelSourceError
 

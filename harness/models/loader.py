@@ -12,8 +12,8 @@ import torch
 from harness.config import ModelConfig, ModelSource, RuntimeConfig
 from harness.errors import ConfigError
 from harness.models.params import ParamCounts, count_params
+from harness.models.precision import resolve_dtype_choice
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -72,12 +72,8 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def resolve_dtype(requested: str | None, device: torch.device) -> torch.dtype:
-    """``auto`` is float32 on CPU (exact, batch-size independent) and bfloat16 on GPU."""
-    if requested in (None, "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if requested not in _DTYPES:
-        raise ConfigError(f"dtype {requested!r} is not supported", f"use one of auto, {', '.join(_DTYPES)}")
-    return _DTYPES[requested]
+    """``auto`` is chosen for the hardware (``harness.models.precision``); a name is taken as it is."""
+    return resolve_dtype_choice(requested, device).dtype
 
 
 def default_cache_dir() -> Path:
@@ -93,7 +89,8 @@ def default_cache_dir() -> Path:
 def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None = None) -> LoadedModel:
     """Load ``cfg`` on the runtime's device and dtype; the clock covers fetch-from-cache to ready."""
     device = resolve_device(runtime.device)
-    dtype = resolve_dtype(cfg.dtype or runtime.dtype, device)
+    choice = resolve_dtype_choice(cfg.dtype or runtime.dtype, device)
+    dtype = choice.dtype
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     source = ModelSource(cfg.source)
 
@@ -151,5 +148,5 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None 
         params=count_params(model),
         source=source.value,
         origin=origin,
-        extra={"prepare_s": prepare_s},
+        extra={"prepare_s": prepare_s, "dtype_reason": choice.reason},
     )

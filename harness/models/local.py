@@ -1,4 +1,4 @@
-"""Source ``local``: a directory written by ``save_pretrained`` (model + tokenizer)."""
+"""Source ``local``: a directory written by ``save_pretrained`` (model + tokenizer), or one .gguf file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +25,9 @@ def check_weights_format(path: Path, allow_pickle: bool) -> None:
 def load_from_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool = False, allow_pickle: bool = False) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if path.suffix == ".gguf" and path.is_file():  # one GGUF file: transformers dequantizes it on every load (slow; engine llamacpp runs it as it is)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype), tokenizer
     if not (path / "config.json").is_file():
         raise ModelSourceError(
             f"model directory {path} has no config.json",

@@ -10,6 +10,7 @@ TORCH ?= torch==2.13.0
 # Where torch comes from, e.g. https://download.pytorch.org/whl/cpu on a runner without these machines' local index
 TORCH_INDEX ?=
 ARGS ?=
+CMAKE_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -20,14 +21,15 @@ setup: $(STAMP)
 
 # constraints.txt: the versions the tests passed with (a new release of a dependency changes nothing unannounced).
 # llama-cpp-python (the llamacpp engine, the default on CPUs) builds from source where PyPI has no wheel for the
-# machine (several minutes); if it cannot be built, the setup goes on and runs fall back to the hf engine with a notice.
+# machine (several minutes; LLAVA_BUILD=OFF skips its multimodal library, which text models never load); if it cannot
+# be built, the setup goes on and runs fall back to the hf engine with a notice. CMAKE_ARGS adds llama.cpp build options.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	@echo "building llama-cpp-python (the llamacpp engine) from source: a few minutes on a 2-core CPU"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[llamacpp]" \
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -c constraints.txt -e ".[llamacpp]" \
 	  || echo "notice: llama-cpp-python could not be built here; runs use the hf engine (see the README: Engines)"
 	touch $(STAMP)
 

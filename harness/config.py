@@ -46,6 +46,7 @@ class GGUFWheelConfig:
     filename: str = MISSING  # name the assembled .gguf file gets
     sha256: str = MISSING  # of the assembled .gguf file
     parts: int = 1
+    quant: Optional[str] = None  # its quantization type (Q4_K_M, ...): in the llamacpp engine's cell key, checked against the file
 
 
 @dataclass

@@ -33,6 +33,10 @@ class RunProgress:
         """A log line (shown with or without the bars: what was reused, resumed, loaded)."""
         self._progress.console.log(message, markup=False, highlight=False)
 
+    def notice(self, message: str) -> None:
+        """A line the user should act on (e.g. a faster engine to install): printed whole, never wrapped, so it stays one line."""
+        self._progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
     def task(self, description: str, total: int, completed: int = 0) -> Callable[[int], None]:
         """A bar for ``total`` items, ``completed`` of them done before (a resumed cell).
 

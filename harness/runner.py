@@ -127,7 +127,8 @@ def cell_key(model: ModelConfig, identity: dict[str, Any], task: Task, samples: 
         "dtype": "gguf" if native else str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
         "device_type": device.type,
         "engine": check_engine(engine),
-        **({"llamacpp": {"n_ctx": rt.llamacpp.n_ctx, "n_batch": rt.llamacpp.n_batch}} if native else {}),
+        **({"llamacpp": {"n_ctx": rt.llamacpp.n_ctx, "n_batch": rt.llamacpp.n_batch,
+                         **({"quant": model.gguf.quant} if model.gguf is not None and model.gguf.quant else {})}} if native else {}),
         "task": task_identity(task, samples, rt.num_fewshot, rt.chat_template),
         "generation": {"max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop), "greedy": True,
                        **({"fixed_length": True} if rt.fixed_generation_length else {})},  # absent when off: older keys stay valid
@@ -430,7 +431,7 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
     by_id = {(r.model, r.task): r for r in refs}
     with RunProgress(enabled=rt.progress, console=console) as progress:
         for notice in dict.fromkeys(c.notice for c in the_plan.engines.values() if c.notice):
-            progress.note(str(notice))
+            progress.notice(str(notice))
         if the_plan.sequential:
             if rt.recompute:  # every cell afresh: set the old ones aside before the first look reads them
                 for r in refs:

@@ -211,3 +211,28 @@ def test_auto_falls_back_to_hf_with_a_notice(tiny_gguf, tmp_path):
     assert "Traceback" not in out
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "cells").rglob("manifest.json")]
     assert {m["model_record"]["engine"] for m in manifests} == {"hf"}
+
+
+def test_gguf_wheel_runs_as_stored_without_conversion(tiny_gguf, tmp_path):
+    """A GGUF inside a wheel: fetched and verified once, run as it is (no converted copy), its type checked against gguf.quant."""
+    import zipfile
+
+    from harness.config import GGUFWheelConfig
+    from harness.errors import ConfigError
+    from harness.models.gguf_wheel import sha256_of
+
+    cache = tmp_path / "cache"
+    (cache / "wheels").mkdir(parents=True)
+    with zipfile.ZipFile(cache / "wheels" / "tiny_gguf-1.0-py3-none-any.whl", "w") as zf:
+        zf.write(tiny_gguf, "tiny_gguf/tiny.gguf")
+    wheel = GGUFWheelConfig(package="tiny-gguf==1.0", member="tiny_gguf/tiny.gguf", filename="tiny.gguf", sha256=sha256_of(tiny_gguf),
+                            quant="ALL_F32")
+    cfg = ModelConfig(name="tiny_wheel", source=ModelSource.gguf_wheel, gguf=wheel)
+    rt = RuntimeConfig(device="cpu", engine="llamacpp")
+    engine = load_engine(cfg, rt, cache)
+    assert engine.describe()["origin"].startswith("tiny-gguf==1.0 (tiny.gguf")
+    assert not (cache / "converted").exists()
+    engine.unload()
+    wheel.quant = "Q4_K_M"
+    with pytest.raises(ConfigError, match="gguf.quant is Q4_K_M but tiny.gguf is ALL_F32"):
+        load_engine(cfg, rt, cache)

@@ -196,6 +196,7 @@ class LlamaCppEngine(Engine):
         self._tok = GGUFChatTokenizer(llm)
         self.n_vocab = llm.n_vocab()
         self.quant = gguf_file_type(llm.metadata)
+        self._eog: Optional[np.ndarray] = None
 
     @classmethod
     def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> "LlamaCppEngine":
@@ -219,7 +220,12 @@ class LlamaCppEngine(Engine):
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelSourceError(f"llama.cpp cannot load {path.name}: {str(exc).splitlines()[0]} (a truncated file, or an architecture "
                                    "this llama.cpp build lacks)", f"check the file's sha256, or run it with the hf engine (runtime.engine=hf); {INSTALL_HINT.split(' (')[0]} --upgrade") from exc
-        return cls(cfg, llm, path, origin, settings, time.perf_counter() - start, prepare_s)
+        engine = cls(cfg, llm, path, origin, settings, time.perf_counter() - start, prepare_s)
+        expected = cfg.gguf.quant if cfg.gguf is not None else None
+        if expected and expected != engine.quant:
+            engine.unload()
+            raise ConfigError(f"model {cfg.name}: gguf.quant is {expected} but {path.name} is {engine.quant}", f"set gguf.quant: {engine.quant} (or remove it)")
+        return engine
 
     # --- the Engine interface ---------------------------------------------------------------
 
@@ -249,12 +255,16 @@ class LlamaCppEngine(Engine):
         if not all_logits:
             llm.eval(list(tokens))  # in n_batch chunks; the last chunk's last row is the one kept
             return self._logits(1)[0]
-        n_past = llm.n_tokens
-        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
-        llm._batch.set_batch(batch=list(tokens), n_past=n_past, logits_all=True)
-        llm._ctx.decode(llm._batch)
-        llm.n_tokens = n_past + len(tokens)
-        return self._logits(len(tokens))
+        rows = []
+        for i in range(0, len(tokens), self.settings.n_batch):  # the batch holds n_batch tokens
+            chunk = list(tokens[i : i + self.settings.n_batch])
+            n_past = llm.n_tokens
+            llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+            llm._batch.set_batch(batch=chunk, n_past=n_past, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            llm.n_tokens = n_past + len(chunk)
+            rows.append(self._logits(len(chunk)))
+        return np.concatenate(rows)
 
     def _rewind(self, n_tokens: int) -> None:
         """Forget the cache past ``n_tokens`` (the next ``_feed`` continues from there)."""
@@ -301,10 +311,16 @@ class LlamaCppEngine(Engine):
 
         return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
 
+    def _eog_ids(self) -> np.ndarray:
+        """Every end-of-generation token (EOS, EOT, <|im_end|>...), suppressed until ``min_new_tokens``; computed once."""
+        if self._eog is None:
+            self._eog = np.array([t for t in range(self.n_vocab) if self._is_eog(t)], dtype=np.int64)
+        return self._eog
+
     def _generate_one(self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int) -> Generation:
         full = self._tok.encode(prompt.text)
         kept = self._fit(full, max_new_tokens)
-        eog = np.array([t for t in range(self.n_vocab) if self._is_eog(t)]) if min_new_tokens else None
+        eog = self._eog_ids() if min_new_tokens else None
         tokens: list[int] = []
         logprobs: list[float] = []
         stamps: list[float] = []

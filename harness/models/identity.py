@@ -92,7 +92,8 @@ def model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
         if not cfg.hub_id:
             raise ConfigError(f"model {cfg.name} has source=hub but no hub_id", "set hub_id: org/name")
         commit, resolved = resolve_hub_revision(cfg.hub_id, cfg.revision)
-        return {"source": "hub", "hub_id": cfg.hub_id, "revision": commit, "revision_resolved": resolved}
+        return {"source": "hub", "hub_id": cfg.hub_id, "revision": commit, "revision_resolved": resolved,
+                **({"gguf_file": cfg.gguf_file} if cfg.gguf_file else {})}
     if source is ModelSource.gguf_wheel:
         if cfg.gguf is None:
             raise ConfigError(f"model {cfg.name} has source=gguf_wheel but no gguf: section", "add gguf: {package, member, filename, sha256}")

@@ -236,3 +236,16 @@ def test_gguf_wheel_runs_as_stored_without_conversion(tiny_gguf, tmp_path):
     wheel.quant = "Q4_K_M"
     with pytest.raises(ConfigError, match="gguf.quant is Q4_K_M but tiny.gguf is ALL_F32"):
         load_engine(cfg, rt, cache)
+
+
+def test_long_prompts_are_cut_as_the_hf_engine_cuts_them(engines):
+    """Past the model's trained window (256 positions for the tiny GGUF) both engines keep the same last tokens."""
+    llama, hf = engines
+    prompt = [Prompt("word " * 400 + "Answer:", " ", False)]
+    got, _ = llama.loglikelihood(prompt, [["yes", "no"]])
+    want, _ = hf.loglikelihood(prompt, [["yes", "no"]])
+    assert got[0].tokens_dropped == want[0].tokens_dropped > 0 and got[0].input_tokens == want[0].input_tokens
+    assert got[0].logliks == pytest.approx(want[0].logliks, abs=LOGLIK_ATOL)
+    gen = llama.generate_until(prompt, max_new_tokens=4, stops=[])[0]
+    ref = hf.generate_until(prompt, max_new_tokens=4, stops=[])[0]
+    assert (gen.tokens_dropped, gen.input_tokens) == (ref.tokens_dropped, ref.input_tokens)

@@ -138,9 +138,14 @@ def _model_params(repack: bool) -> Iterator[None]:
         lib.llama_model_default_params = original
 
 
+def _logsumexp(logits: np.ndarray) -> np.ndarray:
+    """Over the vocabulary, in float32 as the hf engine's log-softmax (float64 doubled the per-token cost of a 151k vocabulary)."""
+    top = logits.max(axis=-1, keepdims=True)
+    return top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+
+
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return logits - _logsumexp(logits)
 
 
 class GGUFChatTokenizer:
@@ -197,6 +202,8 @@ class LlamaCppEngine(Engine):
         self.n_vocab = llm.n_vocab()
         self.quant = gguf_file_type(llm.metadata)
         self._eog: Optional[np.ndarray] = None
+        # prompts are cut to the window the model was trained for, as the hf engine cuts to max_position_embeddings
+        self.window = min(settings.n_ctx, int(llm._model.n_ctx_train()) or settings.n_ctx)
 
     @classmethod
     def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> "LlamaCppEngine":
@@ -278,7 +285,7 @@ class LlamaCppEngine(Engine):
 
     def _fit(self, tokens: list[int], room_after: int) -> list[int]:
         """The end of ``tokens`` that leaves ``room_after`` positions in the context window (the question is last)."""
-        room = max(1, self.settings.n_ctx - room_after)
+        room = max(1, self.window - room_after)
         return tokens[-room:]
 
     def loglikelihood(self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]) -> tuple[list[ChoiceScores], float]:
@@ -328,11 +335,11 @@ class LlamaCppEngine(Engine):
         logits = self._start(kept)
         ended = False
         while not ended:
-            scores = logits.astype(np.float64)
+            scores = logits
             if eog is not None and len(tokens) < min_new_tokens:
                 scores[eog] = -math.inf
             token = int(scores.argmax())
-            lp = _log_softmax(scores)[token]
+            lp = scores[token] - _logsumexp(scores)[0]
             stamps.append(time.perf_counter())
             tokens.append(token)
             logprobs.append(float(lp))

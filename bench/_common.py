@@ -77,6 +77,25 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
+def best_of(fn: Callable[[], Any], reps: int) -> float:
+    """The fastest of ``reps`` synchronized runs of ``fn`` after one warm-up run, in seconds."""
+    fn()  # warm
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        sync(DEVICE)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bandwidth(device: str, mib: int, reps: int) -> float:
+    """This machine's copy bandwidth: bytes read + written per second by a ``mib`` MiB tensor copy, best of ``reps``."""
+    src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device).fill_(1.0)
+    dst = torch.empty_like(src)
+    return 2 * src.numel() * 4 / best_of(lambda: dst.copy_(src), reps)
+
+
 def spread(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 

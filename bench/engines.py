@@ -39,15 +39,9 @@ def weight_bytes_read_per_token(engine: Any) -> int:
         return int(sum(int(t.n_bytes) for t in reader.tensors if t.name != "token_embd.weight"))
     model = engine.lm.model
     emb = model.get_input_embeddings().weight
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) in seen or p is emb and model.get_output_embeddings() is None:
-            continue
-        seen.add(id(p))
-        total += p.numel() * p.element_size()
-    tied = model.get_output_embeddings() is not None and model.get_output_embeddings().weight is emb
-    return total - (0 if tied else emb.numel() * emb.element_size())
+    head = model.get_output_embeddings()
+    total = sum(p.numel() * p.element_size() for p in model.parameters())  # a tied weight is listed once
+    return total if head is not None and head.weight is emb else total - emb.numel() * emb.element_size()
 
 
 def one(model: str, engine_name: str, dtype: str, claims: int, summaries: int, threads: int) -> dict[str, Any]:
@@ -83,21 +77,6 @@ def one(model: str, engine_name: str, dtype: str, claims: int, summaries: int, t
     return out
 
 
-def copy_bandwidth(mib: int = 256, reps: int = 5) -> float:
-    """Bytes per second a large tensor copy moves (read + written), best of ``reps``."""
-    import time
-
-    src = torch.empty(mib * 2**20 // 4, dtype=torch.float32).fill_(1.0)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # warm: pages touched
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        dst.copy_(src)
-        times.append(time.perf_counter() - start)
-    return 2 * src.numel() * 4 / min(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="smollm2_135m,qwen25_coder_15b")
@@ -116,7 +95,7 @@ def main() -> None:
         print("RESULT " + json.dumps(one(args.one[0], args.one[1], "auto" if args.one[1] == "llamacpp" else args.dtype,
                                           args.claims, args.summaries, threads)))
         return
-    bw = copy_bandwidth()
+    bw = C.bandwidth("cpu", 256, 5)
     results = []
     for model in args.models.split(","):
         for engine in args.engines.split(","):

@@ -28,34 +28,17 @@ from harness.engines.hf import cache_of, with_cache
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def best_of(fn: Any, reps: int) -> float:
-    fn()  # warm
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        C.sync(C.DEVICE)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def matmul_rate(dtype: torch.dtype, device: str, n: int, reps: int) -> float:
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    return 2 * n**3 / best_of(lambda: torch.matmul(a, b), reps)
-
-
-def bandwidth(device: str, mib: int, reps: int) -> float:
-    src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device).fill_(1.0)
-    dst = torch.empty_like(src)
-    return 2 * src.numel() * 4 / best_of(lambda: dst.copy_(src), reps)
+    return 2 * n**3 / C.best_of(lambda: torch.matmul(a, b), reps)
 
 
 def gemv_bandwidth(dtype: torch.dtype, device: str, rows: int, cols: int, reps: int) -> float:
     """Bytes of weights per second that one-token linear layers (what decoding is made of) read at batch 1."""
     w = torch.randn(rows, cols, device=device).to(dtype)
     x = torch.randn(1, cols, device=device).to(dtype)
-    return w.numel() * w.element_size() / best_of(lambda: torch.nn.functional.linear(x, w), reps)
+    return w.numel() * w.element_size() / C.best_of(lambda: torch.nn.functional.linear(x, w), reps)
 
 
 def weights(model: Any) -> tuple[int, int, int]:
@@ -78,7 +61,7 @@ def profile(name: str, device: str, dtype: str, prefill_tokens: int, decode_step
     layers, width = cfg.num_hidden_layers, cfg.hidden_size
     ids = torch.randint(100, 1000, (1, prefill_tokens), device=lm.device)
     keep = {"logits_to_keep": 1}
-    prefill_s = best_of(lambda: model(input_ids=ids, use_cache=False, **keep), reps)
+    prefill_s = C.best_of(lambda: model(input_ids=ids, use_cache=False, **keep), reps)
     prefill_flops = 2 * body * prefill_tokens + 2 * layers * prefill_tokens**2 * width
 
     out = model(input_ids=ids[:, :128], use_cache=True, **keep)
@@ -114,7 +97,7 @@ def main() -> None:
     args = ap.parse_args()
     C.DEVICE = torch.device(args.device)
     ceilings = {f"matmul_{d}_flops_per_s": matmul_rate(DTYPES[d], args.device, args.matmul_n, args.reps) for d in ("float32", "bfloat16")}
-    ceilings["copy_bytes_per_s"] = bandwidth(args.device, args.copy_mib, args.reps)
+    ceilings["copy_bytes_per_s"] = C.bandwidth(args.device, args.copy_mib, args.reps)
     # a 1.5B-sized MLP matrix (8960 x 1536) read at batch 1: the kernel decoding runs on, against the copy bound
     ceilings.update({f"gemv_{d}_bytes_per_s": gemv_bandwidth(DTYPES[d], args.device, 8960, 1536, args.reps * 4) for d in ("float32", "bfloat16")})
     print(f"ceilings: fp32 {ceilings['matmul_float32_flops_per_s'] / 1e12:.3f} TFLOP/s, bf16 {ceilings['matmul_bfloat16_flops_per_s'] / 1e12:.3f} TFLOP/s, "

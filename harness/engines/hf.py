@@ -12,6 +12,7 @@ change a result in float32; only the continuations' logits are computed.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from dataclasses import dataclass
@@ -50,23 +51,24 @@ def _supports_logits_to_keep(model: Any) -> bool:
         return False
 
 
-def _cache_arg(model: Any) -> str:
+@functools.lru_cache(maxsize=None)
+def _cache_arg(model_class: type) -> str:
     """The forward argument that takes the key/value cache: ``cache`` since transformers 5.24, ``past_key_values`` before
-    (the old name warns on every call there and is removed in 5.40)."""
+    (the old name warns on every call there and is removed in 5.40). Per class, once: it is asked at every decode step."""
     try:  # the class's forward: an instance's may be wrapped (torch.compile, a test's counter) and hide its signature
-        return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+        return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
     except (TypeError, ValueError, AttributeError):
         return "past_key_values"
 
 
 def with_cache(model: Any, cache: Any) -> dict[str, Any]:
     """``{<the model's cache argument>: cache}`` for a forward call."""
-    return {_cache_arg(model): cache}
+    return {_cache_arg(type(model)): cache}
 
 
 def cache_of(out: Any) -> Any:
     """A forward output's key/value cache under its current name (``cache``), else the old one."""
-    cache = getattr(out, "cache", None) if "cache" in getattr(out, "__dataclass_fields__", {}) else None
+    cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 
 

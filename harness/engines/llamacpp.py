@@ -35,7 +35,7 @@ import torch
 
 from harness.config import ModelConfig, ModelSource, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
-from harness.engines.hf import cut_at_stop, encode_pair
+from harness.engines.hf import _choices_per_prompt, _reached_stop, cut_at_stop, encode_pair
 from harness.errors import ConfigError, ModelSourceError
 from harness.models.precision import cpu_flags, default_threads
 from harness.prompts import Prompt
@@ -171,8 +171,8 @@ class GGUFChatTokenizer:
         """Token ids of ``text``: special tokens written in it are parsed, no BOS is added (the hf engine's rule)."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
 
-    def decode(self, tokens: Sequence[int]) -> str:
-        return self.llm.detokenize(list(tokens)).decode("utf-8", errors="ignore")
+    def decode(self, tokens: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self.llm.detokenize(list(tokens), special=not skip_special_tokens).decode("utf-8", errors="ignore")
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
         """The ``tokenizer(text, add_special_tokens=False)["input_ids"]`` call of ``encode_pair``."""
@@ -289,8 +289,6 @@ class LlamaCppEngine(Engine):
         return tokens[-room:]
 
     def loglikelihood(self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]) -> tuple[list[ChoiceScores], float]:
-        from harness.engines.hf import _choices_per_prompt
-
         start = time.perf_counter()
         results = []
         for prompt, options in zip(prompts, _choices_per_prompt(prompts, choices)):
@@ -335,16 +333,14 @@ class LlamaCppEngine(Engine):
         logits = self._start(kept)
         ended = False
         while not ended:
-            scores = logits
             if eog is not None and len(tokens) < min_new_tokens:
-                scores[eog] = -math.inf
-            token = int(scores.argmax())
-            lp = scores[token] - _logsumexp(scores)[0]
+                logits[eog] = -math.inf
+            token = int(logits.argmax())
+            lp = logits[token] - _logsumexp(logits)[0]
             stamps.append(time.perf_counter())
             tokens.append(token)
             logprobs.append(float(lp))
-            ended = (self._is_eog(token) or len(tokens) >= max_new_tokens
-                     or (bool(stops) and any(s in self._tok.decode(tokens) for s in stops)))
+            ended = self._is_eog(token) or len(tokens) >= max_new_tokens or _reached_stop(self._tok, tokens, stops)
             if not ended:
                 logits = self._feed([token])
         end = time.perf_counter()

@@ -142,6 +142,10 @@ def mcnemar_exact(small_correct: Sequence[bool], large_correct: Sequence[bool]) 
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Spearman rank correlation and its p-value (scipy)."""
-    res = stats.spearmanr(x, y)
+    """Spearman rank correlation and its p-value (scipy); nan where either side is constant."""
+    import warnings
+
+    with warnings.catch_warnings():  # constant input is an expected case (e.g. every summary scores 0), reported as nan
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        res = stats.spearmanr(x, y)
     return float(res.statistic), float(res.pvalue)

@@ -36,7 +36,11 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	$(BIN)/harness $(ARGS)
 
+# Lint, format and type checks first (seconds), then the tests.
 test: setup
+	$(BIN)/ruff check harness tests bench
+	$(BIN)/ruff format --check harness tests bench
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
 
 # On a GPU machine (make setup TORCH=torch first): the GPU tests, then a GPU smoke comparison through

@@ -4,6 +4,7 @@ Benchmarks are scripts, not unit tests: they take minutes, print their table las
 ``results/bench/<name>.json`` (machine, settings, every repetition). Compare ratios measured side
 by side in one run; absolute times move with the machine and whatever else runs on it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -24,17 +26,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from harness.cells import read_cell_records  # noqa: E402
-from harness.config import RuntimeConfig, load_model_config  # noqa: E402
-from harness.environment import environment_record  # noqa: E402
-from harness.evaluate import evaluate_task  # noqa: E402
+from harness.config.resources import tasks_dir  # noqa: E402
+from harness.config.schema import RuntimeConfig, load_model_config  # noqa: E402
+from harness.measure.environment import environment_record  # noqa: E402
+from harness.measure.timing import synchronize  # noqa: E402
 from harness.models import LoadedModel, load_model  # noqa: E402
 from harness.models.loader import default_cache_dir  # noqa: E402
-from harness.records import RecordWriter, write_json  # noqa: E402
-from harness.resources import tasks_dir  # noqa: E402
-from harness.tasks import Sample, Task, resolve_tasks, select_samples  # noqa: E402
-from harness.timing import synchronize  # noqa: E402
-
+from harness.results.cells import read_cell_records  # noqa: E402
+from harness.results.records import RecordWriter, write_json  # noqa: E402
+from harness.run.evaluate import evaluate_task  # noqa: E402
+from harness.tasks.resolve import resolve_tasks  # noqa: E402
+from harness.tasks.types import Sample, Task, select_samples
 
 DEVICE = torch.device("cpu")  # where the benchmark runs (set by its --device)
 
@@ -45,7 +47,17 @@ def sync(device: torch.device) -> None:
 
 def runtime(device: str, dtype: str, batch_size: int = 1, **kw: Any) -> RuntimeConfig:
     """The harness's runtime for a benchmark: no chat template (lm-eval's default), no warm-up (the repetitions warm up)."""
-    return RuntimeConfig(**{"device": device, "dtype": dtype, "batch_size": batch_size, "warmup_steps": 0, "chat_template": False, "progress": False, **kw})
+    return RuntimeConfig(
+        **{
+            "device": device,
+            "dtype": dtype,
+            "batch_size": batch_size,
+            "warmup_steps": 0,
+            "chat_template": False,
+            "progress": False,
+            **kw,
+        }
+    )
 
 
 def model(name: str, device: str, dtype: str) -> LoadedModel:
@@ -59,7 +71,9 @@ def task(name: str, limit: int | None, seed: int = 1234) -> tuple[Task, list[Sam
     return dataclasses.replace(t, samples=samples), samples
 
 
-def harness_pass(engine: Any, t: Task, samples: Sequence[Sample], rt: RuntimeConfig) -> tuple[float, list[dict[str, Any]]]:
+def harness_pass(
+    engine: Any, t: Task, samples: Sequence[Sample], rt: RuntimeConfig
+) -> tuple[float, list[dict[str, Any]]]:
     """The harness's evaluation loop as a run uses it (prompts, batching, scoring, metrics, records on disk): (wall s, records)."""
     with tempfile.TemporaryDirectory() as tmp:
         cell = Path(tmp)
@@ -102,8 +116,13 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 
 def machine() -> dict[str, Any]:
     env = environment_record(ROOT)
-    return {"cpu": env.get("cpu") or platform.processor(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "environment": env}
+    return {
+        "cpu": env.get("cpu") or platform.processor(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "environment": env,
+    }
 
 
 def write_result(name: str, payload: dict[str, Any], out_dir: Path | None = None) -> Path:

@@ -12,9 +12,10 @@ different settings, e.g.:
 
 For every model and task, over the items both runs scored: how often the prediction (label, or
 generated text) is the same, the paired difference of the primary score B - A with a paired
-bootstrap 95% CI (``harness.stats.paired_difference``), and for classification McNemar's exact test
+bootstrap 95% CI (``harness.analysis.stats.paired_difference``), and for classification McNemar's exact test
 on correctness. Reads the records on disk; runs no model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,9 @@ from typing import Any
 
 import _common as C
 
-from harness.cells import read_cell_records
-from harness.comparison import read_run
-from harness.stats import mcnemar_exact, paired_difference
+from harness.analysis.stats import mcnemar_exact, paired_difference
+from harness.results.cells import read_cell_records
+from harness.results.comparison import read_run
 
 PRIMARY_SCORE = ("correct", "rougeL")  # the first of these a record's scores hold
 
@@ -53,9 +54,17 @@ def compare(run_a: Path, run_b: Path) -> list[dict[str, Any]]:
         sa, sb = [_score(r)[1] for r in ra], [_score(r)[1] for r in rb]
         same = sum(x.get("prediction") == y.get("prediction") for x, y in zip(ra, rb))
         diff = paired_difference(sb, sa)
-        row = {"model": key[0], "task": key[1], "n": len(ids), "metric": metric, "same_prediction": same,
-               "agreement": same / len(ids), "score_a": sum(sa) / len(sa), "score_b": sum(sb) / len(sb),
-               "b_minus_a": diff.to_dict()}
+        row = {
+            "model": key[0],
+            "task": key[1],
+            "n": len(ids),
+            "metric": metric,
+            "same_prediction": same,
+            "agreement": same / len(ids),
+            "score_a": sum(sa) / len(sa),
+            "score_b": sum(sb) / len(sb),
+            "b_minus_a": diff.to_dict(),
+        }
         if metric == "correct":
             test = mcnemar_exact([bool(x) for x in sb], [bool(x) for x in sa])
             row["mcnemar"] = {"b_only": test.small_only, "a_only": test.large_only, "p_value": test.p_value}
@@ -75,10 +84,19 @@ def main() -> None:
     table = []
     for r in rows:
         d, scale = r["b_minus_a"], 100.0
-        table.append([r["model"], r["task"], r["n"], f"{r['same_prediction']}/{r['n']} ({r['agreement']:.0%})", r["metric"],
-                      f"{r['score_a'] * scale:.1f}", f"{r['score_b'] * scale:.1f}",
-                      f"{d['value'] * scale:+.1f} [{d['low'] * scale:+.1f}, {d['high'] * scale:+.1f}]",
-                      f"{r['mcnemar']['p_value']:.2f}" if "mcnemar" in r else "-"])
+        table.append(
+            [
+                r["model"],
+                r["task"],
+                r["n"],
+                f"{r['same_prediction']}/{r['n']} ({r['agreement']:.0%})",
+                r["metric"],
+                f"{r['score_a'] * scale:.1f}",
+                f"{r['score_b'] * scale:.1f}",
+                f"{d['value'] * scale:+.1f} [{d['low'] * scale:+.1f}, {d['high'] * scale:+.1f}]",
+                f"{r['mcnemar']['p_value']:.2f}" if "mcnemar" in r else "-",
+            ]
+        )
     print(f"A = {args.run_a}, B = {args.run_b}; written to {path}")
     print(C.table(header, table))
 

@@ -15,6 +15,7 @@ template on, batch 1: latency mode), the hf engine in the dtype ``runtime.dtype=
 Targets (issue 17): llamacpp decodes the 1.5B model >= 3x faster than hf in its auto dtype, at >= 60%
 of the bandwidth bound, with a time to first token no worse than hf's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ def weight_bytes_read_per_token(engine: Any) -> int:
 
 def one(model: str, engine_name: str, dtype: str, claims: int, summaries: int, threads: int) -> dict[str, Any]:
     """One (model, engine) in this process: the figures, as JSON on stdout."""
-    from harness.config import load_model_config
+    from harness.config.schema import load_model_config
     from harness.engines import load_engine
     from harness.models.loader import default_cache_dir
 
@@ -63,13 +64,22 @@ def one(model: str, engine_name: str, dtype: str, claims: int, summaries: int, t
     ttft = [r["ttft_s"] for r in recs if r.get("ttft_s") is not None]
     tps = [r["decode_tokens_per_s"] for r in recs if r.get("decode_tokens_per_s")]
     out = {
-        "model": model, "engine": engine_name, "dtype": described["dtype"], "dtype_reason": described.get("dtype_reason"),
-        "threads": threads, "load_time_s": described["load_time_s"],
-        "claims_items": len(samples), "claims_wall_s": cls_wall, "claims_items_per_s": len(samples) / cls_wall,
-        "summaries_items": len(gsamples), "summaries_wall_s": gen_wall,
-        "p50_latency_s": statistics.median(lat), "p50_ttft_s": statistics.median(ttft) if ttft else None,
+        "model": model,
+        "engine": engine_name,
+        "dtype": described["dtype"],
+        "dtype_reason": described.get("dtype_reason"),
+        "threads": threads,
+        "load_time_s": described["load_time_s"],
+        "claims_items": len(samples),
+        "claims_wall_s": cls_wall,
+        "claims_items_per_s": len(samples) / cls_wall,
+        "summaries_items": len(gsamples),
+        "summaries_wall_s": gen_wall,
+        "p50_latency_s": statistics.median(lat),
+        "p50_ttft_s": statistics.median(ttft) if ttft else None,
         "decode_tokens_per_s": statistics.median(tps) if tps else None,
-        "output_tokens": [r["output_tokens"] for r in recs], "input_tokens": [r["input_tokens"] for r in recs],
+        "output_tokens": [r["output_tokens"] for r in recs],
+        "input_tokens": [r["input_tokens"] for r in recs],
         "decode_bytes_per_token": weight_bytes_read_per_token(engine),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
@@ -92,49 +102,112 @@ def main() -> None:
 
     threads = args.threads or usable_cores()
     if args.one:
-        print("RESULT " + json.dumps(one(args.one[0], args.one[1], "auto" if args.one[1] == "llamacpp" else args.dtype,
-                                          args.claims, args.summaries, threads)))
+        print(
+            "RESULT "
+            + json.dumps(
+                one(
+                    args.one[0],
+                    args.one[1],
+                    "auto" if args.one[1] == "llamacpp" else args.dtype,
+                    args.claims,
+                    args.summaries,
+                    threads,
+                )
+            )
+        )
         return
     bw = C.bandwidth("cpu", 256, 5)
     results = []
     for model in args.models.split(","):
         for engine in args.engines.split(","):
-            cmd = [sys.executable, __file__, "--one", model, engine, "--dtype", args.dtype, "--claims", str(args.claims),
-                   "--summaries", str(args.summaries), "--threads", str(threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                model,
+                engine,
+                "--dtype",
+                args.dtype,
+                "--claims",
+                str(args.claims),
+                "--summaries",
+                str(args.summaries),
+                "--threads",
+                str(threads),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
                 raise SystemExit(f"{model} on {engine} failed:\n{proc.stderr[-3000:]}")
-            r = json.loads(line[len("RESULT "):])
+            r = json.loads(line[len("RESULT ") :])
             if r["decode_tokens_per_s"]:
                 r["bandwidth_share"] = r["decode_bytes_per_token"] * r["decode_tokens_per_s"] / bw
             results.append(r)
-            print(f"{model} / {engine}: {r['claims_items_per_s']:.2f} items/s, decode {r['decode_tokens_per_s'] or 0:.1f} tok/s", file=sys.stderr)
+            print(
+                f"{model} / {engine}: {r['claims_items_per_s']:.2f} items/s, decode {r['decode_tokens_per_s'] or 0:.1f} tok/s",
+                file=sys.stderr,
+            )
     by = {(r["model"], r["engine"]): r for r in results}
     ratios = {}
     for model in args.models.split(","):
         hf, ll = by.get((model, "hf")), by.get((model, "llamacpp"))
         if hf and ll and hf["decode_tokens_per_s"] and ll["decode_tokens_per_s"]:
-            ratios[model] = {"decode_speedup": ll["decode_tokens_per_s"] / hf["decode_tokens_per_s"],
-                             "classification_speedup": ll["claims_items_per_s"] / hf["claims_items_per_s"],
-                             "ttft_ratio": (ll["p50_ttft_s"] / hf["p50_ttft_s"]) if hf["p50_ttft_s"] and ll["p50_ttft_s"] else None}
+            ratios[model] = {
+                "decode_speedup": ll["decode_tokens_per_s"] / hf["decode_tokens_per_s"],
+                "classification_speedup": ll["claims_items_per_s"] / hf["claims_items_per_s"],
+                "ttft_ratio": (ll["p50_ttft_s"] / hf["p50_ttft_s"]) if hf["p50_ttft_s"] and ll["p50_ttft_s"] else None,
+            }
     from harness.models.precision import cpu_capability, cpu_flags
 
     vector = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8"})
-    path = C.write_result("engines", {"settings": vars(args) | {"out": str(args.out) if args.out else None}, "copy_bandwidth_bytes_per_s": bw,
-                                      "cpu_capability": cpu_capability(), "cpu_flags": vector, "results": results, "ratios": ratios},
-                          args.out)
-    header = ["model", "engine", "precision", "claims items/s", "summary p50 latency", "p50 TTFT", "decode tok/s", "peak RSS",
-              "decode GB/token", "share of copy bandwidth"]
-    rows = [[r["model"], r["engine"], r["dtype"], f"{r['claims_items_per_s']:.2f}", f"{r['p50_latency_s']:.2f} s",
-             f"{r['p50_ttft_s']:.2f} s" if r["p50_ttft_s"] else "-", f"{r['decode_tokens_per_s'] or 0:.1f}",
-             f"{r['peak_rss_bytes'] / 2**30:.2f} GiB", f"{r['decode_bytes_per_token'] / 1e9:.3f}", f"{r.get('bandwidth_share', 0):.0%}"]
-            for r in results]
-    print(f"\nCPU: {cpu_capability()} ({', '.join(vector)}), {threads} threads, copy bandwidth {bw / 1e9:.1f} GB/s; written to {path}")
+    path = C.write_result(
+        "engines",
+        {
+            "settings": vars(args) | {"out": str(args.out) if args.out else None},
+            "copy_bandwidth_bytes_per_s": bw,
+            "cpu_capability": cpu_capability(),
+            "cpu_flags": vector,
+            "results": results,
+            "ratios": ratios,
+        },
+        args.out,
+    )
+    header = [
+        "model",
+        "engine",
+        "precision",
+        "claims items/s",
+        "summary p50 latency",
+        "p50 TTFT",
+        "decode tok/s",
+        "peak RSS",
+        "decode GB/token",
+        "share of copy bandwidth",
+    ]
+    rows = [
+        [
+            r["model"],
+            r["engine"],
+            r["dtype"],
+            f"{r['claims_items_per_s']:.2f}",
+            f"{r['p50_latency_s']:.2f} s",
+            f"{r['p50_ttft_s']:.2f} s" if r["p50_ttft_s"] else "-",
+            f"{r['decode_tokens_per_s'] or 0:.1f}",
+            f"{r['peak_rss_bytes'] / 2**30:.2f} GiB",
+            f"{r['decode_bytes_per_token'] / 1e9:.3f}",
+            f"{r.get('bandwidth_share', 0):.0%}",
+        ]
+        for r in results
+    ]
+    print(
+        f"\nCPU: {cpu_capability()} ({', '.join(vector)}), {threads} threads, copy bandwidth {bw / 1e9:.1f} GB/s; written to {path}"
+    )
     print(C.table(header, rows))
     for model, r in ratios.items():
         ttft = f"{r['ttft_ratio']:.2f}x" if r["ttft_ratio"] else "-"
-        print(f"{model}: llamacpp/hf decode {r['decode_speedup']:.1f}x, classification {r['classification_speedup']:.1f}x, TTFT {ttft}")
+        print(
+            f"{model}: llamacpp/hf decode {r['decode_speedup']:.1f}x, classification {r['classification_speedup']:.1f}x, TTFT {ttft}"
+        )
 
 
 if __name__ == "__main__":

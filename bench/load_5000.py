@@ -8,6 +8,7 @@ files on disk that every cell's records.jsonl has exactly N lines, and that each
 records are streamed to disk as they are produced, never held for a whole task. Prints the wall
 time, the peak RSS per cell and the line counts. Not a unit test: it takes minutes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,30 +25,65 @@ def make_tasks(root: Path, n: int) -> Path:
     tasks.mkdir(parents=True, exist_ok=True)
     with open(tasks / "load_cls.jsonl", "w") as fh:
         for i in range(n):
-            fh.write(json.dumps({"id": f"c{i:05d}", "text": f"Ticket {i}: the invoice {i * 7} was charged twice.", "label": "high" if i % 3 else "low"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"c{i:05d}",
+                        "text": f"Ticket {i}: the invoice {i * 7} was charged twice.",
+                        "label": "high" if i % 3 else "low",
+                    }
+                )
+                + "\n"
+            )
     with open(tasks / "load_gen.jsonl", "w") as fh:
         for i in range(n):
-            fh.write(json.dumps({"id": f"g{i:05d}", "text": f"Report {i}: revenue rose {i % 50} percent in region {i % 7}.",
-                                 "reference": f"Revenue rose {i % 50} percent."}) + "\n")
-    (tasks / "load_cls.yaml").write_text("name: load_cls\ntype: classification\ndata: load_cls.jsonl\nprompt: '{text}\\nPriority:'\n"
-                                         "labels: {low: low, high: high}\n")
-    (tasks / "load_gen.yaml").write_text("name: load_gen\ntype: summarization\ndata: load_gen.jsonl\nprompt: 'Summarize: {text}\\nSummary:'\n"
-                                         "max_new_tokens: 8\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"g{i:05d}",
+                        "text": f"Report {i}: revenue rose {i % 50} percent in region {i % 7}.",
+                        "reference": f"Revenue rose {i % 50} percent.",
+                    }
+                )
+                + "\n"
+            )
+    (tasks / "load_cls.yaml").write_text(
+        "name: load_cls\ntype: classification\ndata: load_cls.jsonl\nprompt: '{text}\\nPriority:'\n"
+        "labels: {low: low, high: high}\n"
+    )
+    (tasks / "load_gen.yaml").write_text(
+        "name: load_gen\ntype: summarization\ndata: load_gen.jsonl\nprompt: 'Summarize: {text}\\nSummary:'\n"
+        "max_new_tokens: 8\n"
+    )
     return tasks
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=5000)
-    ap.add_argument("--bound-gib", type=float, default=1.0, help="peak RSS allowed per cell (the tiny pair needs about 0.6 GiB)")
+    ap.add_argument(
+        "--bound-gib", type=float, default=1.0, help="peak RSS allowed per cell (the tiny pair needs about 0.6 GiB)"
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/load5000"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = make_tasks(args.out, args.items)
     run_dir, store = args.out / "run", args.out / "cells"
-    cmd = [sys.executable, "-m", "harness", "pair=tiny", "task.name=load", "task.tasks=[load_cls,load_gen]", f"paths.task_dirs=[{tasks}]",
-           f"paths.store_dir={store}", "runtime.max_samples=null", "runtime.batch_size=8", "runtime.dtype=float32", "print_report=false",
-           f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness",
+        "pair=tiny",
+        "task.name=load",
+        "task.tasks=[load_cls,load_gen]",
+        f"paths.task_dirs=[{tasks}]",
+        f"paths.store_dir={store}",
+        "runtime.max_samples=null",
+        "runtime.batch_size=8",
+        "runtime.dtype=float32",
+        "print_report=false",
+        f"hydra.run.dir={run_dir}",
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, text=True, capture_output=True)
     wall = time.perf_counter() - start
@@ -62,9 +98,13 @@ def main() -> None:
         peak = max(s["memory"]["peak_rss_bytes"] for s in manifest["sessions"]) / 2**30
         cell_ok = lines == args.items and peak < args.bound_gib and manifest["status"] == "complete"
         ok &= cell_ok
-        print(f"  {cell['model']:>10} / {cell['task']:<9} {lines} lines, peak RSS {peak:.2f} GiB, "
-              f"{sum(s['wall_s'] for s in manifest['sessions']):.1f} s timed: {'ok' if cell_ok else 'FAILED'}")
-    print(f"bound: {args.bound_gib} GiB peak RSS per cell, exactly {args.items} lines per cell: {'PASS' if ok else 'FAIL'}")
+        print(
+            f"  {cell['model']:>10} / {cell['task']:<9} {lines} lines, peak RSS {peak:.2f} GiB, "
+            f"{sum(s['wall_s'] for s in manifest['sessions']):.1f} s timed: {'ok' if cell_ok else 'FAILED'}"
+        )
+    print(
+        f"bound: {args.bound_gib} GiB peak RSS per cell, exactly {args.items} lines per cell: {'PASS' if ok else 'FAIL'}"
+    )
     sys.exit(0 if ok else 1)
 
 

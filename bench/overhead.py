@@ -13,6 +13,7 @@ the medians. Target (issue 10): under 3%.
 ``--compile`` adds a third row: the harness with ``runtime.compile=true`` (torch.compile of the
 model's forward), its first (compiling) pass reported apart.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,9 @@ import _common as C
 import torch
 
 from harness.engines.hf import HFEngine, cache_of, choice_forward, prepare_choices, with_cache
-from harness.evaluate import _choices, batch_order
-from harness.prompts import build_prompt
-from harness.tasks import TaskType
+from harness.run.evaluate import _choices, batch_order
+from harness.tasks.prompts import build_prompt
+from harness.tasks.types import TaskType
 
 
 def bare_batches(engine: HFEngine, t: Any, samples: list, rt: Any) -> list[Any]:
@@ -60,7 +61,13 @@ def bare_loop(model: Any, batches: list[Any], new_tokens: int) -> None:
         cache, nxt, next_pos = cache_of(out), out.logits[:, -1].argmax(-1), pos[:, -1:] + 1
         for _ in range(new_tokens - 1):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True, **with_cache(model, cache))
+            out = model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=next_pos,
+                use_cache=True,
+                **with_cache(model, cache),
+            )
             nxt, next_pos = out.logits[:, -1].argmax(-1), next_pos + 1
     C.sync(C.DEVICE)
 
@@ -95,26 +102,54 @@ def main() -> None:
             b_times.append(C.timed(lambda: bare_loop(lm.model, batches, new_tokens))[0])
             print(f"  {name} rep {rep + 1}: harness {h_times[-1]:.3f} s, bare {b_times[-1]:.3f} s", flush=True)
         h, b = C.spread(h_times), C.spread(b_times)
-        r = {"task": name, "items": len(samples), "batch_size": args.batch_size, "harness_s": h, "bare_s": b,
-             "overhead": h["median"] / b["median"] - 1, "harness_runs_s": h_times, "bare_runs_s": b_times}
+        r = {
+            "task": name,
+            "items": len(samples),
+            "batch_size": args.batch_size,
+            "harness_s": h,
+            "bare_s": b,
+            "overhead": h["median"] / b["median"] - 1,
+            "harness_runs_s": h_times,
+            "bare_runs_s": b_times,
+        }
         if args.compile and name == "seed_claims":
             compiled = HFEngine(C.model(args.model, args.device, args.dtype), compile=True)
             first = C.harness_pass(compiled, t, samples, rt)[0]
             c_times = [C.harness_pass(compiled, t, samples, rt)[0] for _ in range(args.reps)]
-            r["compiled"] = {"first_pass_s": first, "runs": C.spread(c_times), "vs_eager": C.spread(c_times)["median"] / h["median"]}
+            r["compiled"] = {
+                "first_pass_s": first,
+                "runs": C.spread(c_times),
+                "vs_eager": C.spread(c_times)["median"] / h["median"],
+            }
         results.append(r)
-        rows.append([name, len(samples), args.batch_size, f"{h['median']:.3f} [{h['min']:.3f}-{h['max']:.3f}]",
-                     f"{b['median']:.3f} [{b['min']:.3f}-{b['max']:.3f}]", f"**{r['overhead']:+.1%}**",
-                     "met" if r["overhead"] < 0.03 else "NOT met"])
-    path = C.write_result("overhead", out_dir=args.out, payload={"model": args.model, "dtype": args.dtype, "device": args.device, "results": results})
+        rows.append(
+            [
+                name,
+                len(samples),
+                args.batch_size,
+                f"{h['median']:.3f} [{h['min']:.3f}-{h['max']:.3f}]",
+                f"{b['median']:.3f} [{b['min']:.3f}-{b['max']:.3f}]",
+                f"**{r['overhead']:+.1%}**",
+                "met" if r["overhead"] < 0.03 else "NOT met",
+            ]
+        )
+    path = C.write_result(
+        "overhead",
+        out_dir=args.out,
+        payload={"model": args.model, "dtype": args.dtype, "device": args.device, "results": results},
+    )
     print(f"\nwrote {path}\n")
-    print(f"harness vs bare forward loop, {args.model} {args.dtype} on {args.device}, batch {args.batch_size}, {args.reps} reps (wall s: median [min-max])")
+    print(
+        f"harness vs bare forward loop, {args.model} {args.dtype} on {args.device}, batch {args.batch_size}, {args.reps} reps (wall s: median [min-max])"
+    )
     print(C.table(["task", "items", "batch", "harness s", "bare loop s", "overhead", "target < 3%"], rows))
     for r in results:
         if "compiled" in r:
             c = r["compiled"]
-            print(f"\ntorch.compile ({r['task']}): first pass {c['first_pass_s']:.1f} s (compiling), then {c['runs']['median']:.3f} s median: "
-                  f"{c['vs_eager']:.2f}x the eager harness time")
+            print(
+                f"\ntorch.compile ({r['task']}): first pass {c['first_pass_s']:.1f} s (compiling), then {c['runs']['median']:.3f} s median: "
+                f"{c['vs_eager']:.2f}x the eager harness time"
+            )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ same forward calls the harness makes:
   the bandwidth ceiling.
 Targets (issue 10), for the 1.5B model: prefill >= 40% of the matmul rate, decode >= 50% of the bandwidth bound.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,9 +79,17 @@ def profile(name: str, device: str, dtype: str, prefill_tokens: int, decode_step
     head_dim = getattr(cfg, "head_dim", None) or width // cfg.num_attention_heads
     kv_bytes = 2 * layers * kv_heads * head_dim * (128 + decode_steps / 2) * torch.finfo(DTYPES[dtype]).bits // 8
     lm.unload()
-    return {"model": name, "params": total, "dtype": dtype, "prefill_tokens": prefill_tokens, "prefill_s": prefill_s,
-            "prefill_flops_per_s": prefill_flops / prefill_s, "decode_s_per_token": step_s,
-            "decode_bytes_per_s": (read_bytes + kv_bytes) / step_s, "decode_bytes_per_token": read_bytes + kv_bytes}
+    return {
+        "model": name,
+        "params": total,
+        "dtype": dtype,
+        "prefill_tokens": prefill_tokens,
+        "prefill_s": prefill_s,
+        "prefill_flops_per_s": prefill_flops / prefill_s,
+        "decode_s_per_token": step_s,
+        "decode_bytes_per_s": (read_bytes + kv_bytes) / step_s,
+        "decode_bytes_per_token": read_bytes + kv_bytes,
+    }
 
 
 def main() -> None:
@@ -96,33 +105,89 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     C.DEVICE = torch.device(args.device)
-    ceilings = {f"matmul_{d}_flops_per_s": matmul_rate(DTYPES[d], args.device, args.matmul_n, args.reps) for d in ("float32", "bfloat16")}
+    ceilings = {
+        f"matmul_{d}_flops_per_s": matmul_rate(DTYPES[d], args.device, args.matmul_n, args.reps)
+        for d in ("float32", "bfloat16")
+    }
     ceilings["copy_bytes_per_s"] = C.bandwidth(args.device, args.copy_mib, args.reps)
     # a 1.5B-sized MLP matrix (8960 x 1536) read at batch 1: the kernel decoding runs on, against the copy bound
-    ceilings.update({f"gemv_{d}_bytes_per_s": gemv_bandwidth(DTYPES[d], args.device, 8960, 1536, args.reps * 4) for d in ("float32", "bfloat16")})
-    print(f"ceilings: fp32 {ceilings['matmul_float32_flops_per_s'] / 1e12:.3f} TFLOP/s, bf16 {ceilings['matmul_bfloat16_flops_per_s'] / 1e12:.3f} TFLOP/s, "
-          f"copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s, batch-1 linear layer fp32 {ceilings['gemv_float32_bytes_per_s'] / 1e9:.1f} GB/s, "
-          f"bf16 {ceilings['gemv_bfloat16_bytes_per_s'] / 1e9:.1f} GB/s", flush=True)
+    ceilings.update(
+        {
+            f"gemv_{d}_bytes_per_s": gemv_bandwidth(DTYPES[d], args.device, 8960, 1536, args.reps * 4)
+            for d in ("float32", "bfloat16")
+        }
+    )
+    print(
+        f"ceilings: fp32 {ceilings['matmul_float32_flops_per_s'] / 1e12:.3f} TFLOP/s, bf16 {ceilings['matmul_bfloat16_flops_per_s'] / 1e12:.3f} TFLOP/s, "
+        f"copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s, batch-1 linear layer fp32 {ceilings['gemv_float32_bytes_per_s'] / 1e9:.1f} GB/s, "
+        f"bf16 {ceilings['gemv_bfloat16_bytes_per_s'] / 1e9:.1f} GB/s",
+        flush=True,
+    )
     rows, results = [], []
-    peak = ceilings[f"matmul_{args.dtype}_flops_per_s"] if f"matmul_{args.dtype}_flops_per_s" in ceilings else ceilings["matmul_float32_flops_per_s"]
+    peak = (
+        ceilings[f"matmul_{args.dtype}_flops_per_s"]
+        if f"matmul_{args.dtype}_flops_per_s" in ceilings
+        else ceilings["matmul_float32_flops_per_s"]
+    )
     for name in args.models.split(","):
         r = profile(name, args.device, args.dtype, args.prefill_tokens, args.decode_steps, args.reps)
         r["prefill_share_of_matmul"] = r["prefill_flops_per_s"] / peak
         r["decode_share_of_bandwidth"] = r["decode_bytes_per_s"] / ceilings["copy_bytes_per_s"]
-        r["decode_share_of_gemv"] = r["decode_bytes_per_s"] / ceilings.get(f"gemv_{args.dtype}_bytes_per_s", ceilings["gemv_float32_bytes_per_s"])
+        r["decode_share_of_gemv"] = r["decode_bytes_per_s"] / ceilings.get(
+            f"gemv_{args.dtype}_bytes_per_s", ceilings["gemv_float32_bytes_per_s"]
+        )
         results.append(r)
-        print(f"  {name}: prefill {r['prefill_s']:.2f} s, decode {r['decode_s_per_token'] * 1000:.0f} ms/token", flush=True)
-        rows.append([name, f"{r['params'] / 1e9:.2f}B", args.dtype, f"{r['prefill_tokens'] / r['prefill_s']:.0f}",
-                     f"{r['prefill_flops_per_s'] / 1e12:.3f}", f"**{r['prefill_share_of_matmul']:.0%}**",
-                     f"{1 / r['decode_s_per_token']:.1f}", f"{r['decode_bytes_per_s'] / 1e9:.1f}", f"**{r['decode_share_of_bandwidth']:.0%}**", f"{r['decode_share_of_gemv']:.0%}"])
-    path = C.write_result("roofline", out_dir=args.out, payload={"device": args.device, "ceilings": ceilings, "models": results, "settings": vars(args) | {"out": str(args.out)}})
+        print(
+            f"  {name}: prefill {r['prefill_s']:.2f} s, decode {r['decode_s_per_token'] * 1000:.0f} ms/token",
+            flush=True,
+        )
+        rows.append(
+            [
+                name,
+                f"{r['params'] / 1e9:.2f}B",
+                args.dtype,
+                f"{r['prefill_tokens'] / r['prefill_s']:.0f}",
+                f"{r['prefill_flops_per_s'] / 1e12:.3f}",
+                f"**{r['prefill_share_of_matmul']:.0%}**",
+                f"{1 / r['decode_s_per_token']:.1f}",
+                f"{r['decode_bytes_per_s'] / 1e9:.1f}",
+                f"**{r['decode_share_of_bandwidth']:.0%}**",
+                f"{r['decode_share_of_gemv']:.0%}",
+            ]
+        )
+    path = C.write_result(
+        "roofline",
+        out_dir=args.out,
+        payload={
+            "device": args.device,
+            "ceilings": ceilings,
+            "models": results,
+            "settings": vars(args) | {"out": str(args.out)},
+        },
+    )
     print(f"\nwrote {path}\n")
-    print(f"ceilings on this machine: matmul fp32 {ceilings['matmul_float32_flops_per_s'] / 1e12:.3f} TFLOP/s, "
-          f"bf16 {ceilings['matmul_bfloat16_flops_per_s'] / 1e12:.3f} TFLOP/s; copy bandwidth {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s; "
-          f"torch's batch-1 linear layer reads fp32 {ceilings['gemv_float32_bytes_per_s'] / 1e9:.1f} GB/s, bf16 {ceilings['gemv_bfloat16_bytes_per_s'] / 1e9:.1f} GB/s")
-    print(C.table(["model", "params", "dtype", "prefill tok/s", "prefill TFLOP/s", "share of matmul rate (target >= 40%)",
-                   "decode tok/s", "decode GB/s", "share of bandwidth (target >= 50%)",
-                   "share of torch's batch-1 linear rate"], rows))
+    print(
+        f"ceilings on this machine: matmul fp32 {ceilings['matmul_float32_flops_per_s'] / 1e12:.3f} TFLOP/s, "
+        f"bf16 {ceilings['matmul_bfloat16_flops_per_s'] / 1e12:.3f} TFLOP/s; copy bandwidth {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s; "
+        f"torch's batch-1 linear layer reads fp32 {ceilings['gemv_float32_bytes_per_s'] / 1e9:.1f} GB/s, bf16 {ceilings['gemv_bfloat16_bytes_per_s'] / 1e9:.1f} GB/s"
+    )
+    print(
+        C.table(
+            [
+                "model",
+                "params",
+                "dtype",
+                "prefill tok/s",
+                "prefill TFLOP/s",
+                "share of matmul rate (target >= 40%)",
+                "decode tok/s",
+                "decode GB/s",
+                "share of bandwidth (target >= 50%)",
+                "share of torch's batch-1 linear rate",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

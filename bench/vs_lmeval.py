@@ -19,6 +19,7 @@ outside the timing, and neither side warms up inside the timing (round 0 warms b
 Targets (issue 10): >= 4x with multi-token labels, >= 1.5x with single-token labels, >= 1.5x on generation,
 identical predictions in float32.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ from typing import Any
 import _common as C
 
 from harness.engines.hf import HFEngine
-from harness.lmeval_export import export_tasks
+from harness.tasks.export_lmeval import export_tasks
 
 CASES = [
     ("multi-token labels", "seed_claims", 4.0),
@@ -39,13 +40,24 @@ CASES = [
 ]
 
 
-def lmeval_pass(lm: Any, task_name: str, tm: Any, batch_size: int, chat: bool = False) -> tuple[float, list[dict[str, Any]]]:
+def lmeval_pass(
+    lm: Any, task_name: str, tm: Any, batch_size: int, chat: bool = False
+) -> tuple[float, list[dict[str, Any]]]:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
     hflm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size)
-    wall, out = C.timed(lambda: simple_evaluate(model=hflm, tasks=[task_name], task_manager=tm, log_samples=True, bootstrap_iters=0,
-                                                apply_chat_template=chat, verbosity="ERROR"))
+    wall, out = C.timed(
+        lambda: simple_evaluate(
+            model=hflm,
+            tasks=[task_name],
+            task_manager=tm,
+            log_samples=True,
+            bootstrap_iters=0,
+            apply_chat_template=chat,
+            verbosity="ERROR",
+        )
+    )
     return wall, sorted(out["samples"][task_name], key=lambda s: s["doc_id"])
 
 
@@ -80,7 +92,9 @@ def main() -> None:
     from lm_eval.tasks import TaskManager
 
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    wanted = {c.split("-")[0] for c in args.cases.split(",")} if args.cases != "all" else {"multi", "single", "generation"}
+    wanted = (
+        {c.split("-")[0] for c in args.cases.split(",")} if args.cases != "all" else {"multi", "single", "generation"}
+    )
     lm = C.model(args.model, args.device, args.dtype)
     engine = HFEngine(lm)
     results = []
@@ -92,7 +106,9 @@ def main() -> None:
             t, samples = C.task(name, args.gen_limit if kind == "generation" else args.limit)
             export_tasks([t], Path(tmp) / "lmeval")
             cases.append((kind, t, samples, target))
-        tm = TaskManager(include_path=str(Path(tmp) / "lmeval"))  # indexing lm-eval's own tasks takes seconds: outside the timing
+        tm = TaskManager(
+            include_path=str(Path(tmp) / "lmeval")
+        )  # indexing lm-eval's own tasks takes seconds: outside the timing
         for kind, t, samples, target in cases:
             print(f"[{kind}] {t.name}: {len(samples)} items, {args.model} {args.dtype} on {args.device}", flush=True)
             # generation with the chat template where the model has one (an instruct model answers, then stops
@@ -100,35 +116,81 @@ def main() -> None:
             chat = kind == "generation" and lm.has_chat_template
             calib: dict[str, dict[int, float]] = {"harness": {}, "lm-eval": {}}
             for b in sizes:  # round 0: each side at every batch size, alternated
-                calib["harness"][b], ours = C.harness_pass(engine, t, samples, C.runtime(args.device, args.dtype, b, chat_template=chat))
+                calib["harness"][b], ours = C.harness_pass(
+                    engine, t, samples, C.runtime(args.device, args.dtype, b, chat_template=chat)
+                )
                 calib["lm-eval"][b], theirs = lmeval_pass(lm, t.name, tm, b, chat)
-                print(f"  batch {b:>2}: harness {calib['harness'][b]:7.2f} s, lm-eval {calib['lm-eval'][b]:7.2f} s", flush=True)
+                print(
+                    f"  batch {b:>2}: harness {calib['harness'][b]:7.2f} s, lm-eval {calib['lm-eval'][b]:7.2f} s",
+                    flush=True,
+                )
             hb, lb = min(calib["harness"], key=calib["harness"].get), min(calib["lm-eval"], key=calib["lm-eval"].get)
             h_times, l_times = [], []
             for rep in range(args.reps):
-                wall, ours = C.harness_pass(engine, t, samples, C.runtime(args.device, args.dtype, hb, chat_template=chat))
+                wall, ours = C.harness_pass(
+                    engine, t, samples, C.runtime(args.device, args.dtype, hb, chat_template=chat)
+                )
                 h_times.append(wall)
                 wall, theirs = lmeval_pass(lm, t.name, tm, lb, chat)
                 l_times.append(wall)
-                print(f"  rep {rep + 1}: harness {h_times[-1]:7.2f} s (batch {hb}), lm-eval {l_times[-1]:7.2f} s (batch {lb})", flush=True)
+                print(
+                    f"  rep {rep + 1}: harness {h_times[-1]:7.2f} s (batch {hb}), lm-eval {l_times[-1]:7.2f} s (batch {lb})",
+                    flush=True,
+                )
             agree = agreement(kind, ours, theirs)
             h, l_ = C.spread(h_times), C.spread(l_times)
-            results.append({"case": kind, "task": t.name, "items": len(samples), "chat_template": chat,
-                            "output_tokens": sum(r["output_tokens"] for r in ours), "calibration_s": calib, "harness_batch": hb, "lmeval_batch": lb,
-                            "harness_s": h, "lmeval_s": l_, "speedup": l_["median"] / h["median"], "target": target, "agreement": agree,
-                            "harness_runs_s": h_times, "lmeval_runs_s": l_times})
-    path = C.write_result("vs_lmeval", out_dir=args.out, payload={"model": args.model, "dtype": args.dtype, "device": args.device, "reps": args.reps, "cases": results})
+            results.append(
+                {
+                    "case": kind,
+                    "task": t.name,
+                    "items": len(samples),
+                    "chat_template": chat,
+                    "output_tokens": sum(r["output_tokens"] for r in ours),
+                    "calibration_s": calib,
+                    "harness_batch": hb,
+                    "lmeval_batch": lb,
+                    "harness_s": h,
+                    "lmeval_s": l_,
+                    "speedup": l_["median"] / h["median"],
+                    "target": target,
+                    "agreement": agree,
+                    "harness_runs_s": h_times,
+                    "lmeval_runs_s": l_times,
+                }
+            )
+    path = C.write_result(
+        "vs_lmeval",
+        out_dir=args.out,
+        payload={"model": args.model, "dtype": args.dtype, "device": args.device, "reps": args.reps, "cases": results},
+    )
     rows = []
     for r in results:
         a = r["agreement"]
-        agree = f"{a['same']}/{a['n']} same " + ("text" if r["case"] == "generation" else f"label, max abs loglik diff {a['max_abs_loglik_diff']:.1e}")
-        rows.append([r["case"], r["task"], r["items"],
-                     f"{r['harness_s']['median']:.2f} [{r['harness_s']['min']:.2f}-{r['harness_s']['max']:.2f}] (batch {r['harness_batch']})",
-                     f"{r['lmeval_s']['median']:.2f} [{r['lmeval_s']['min']:.2f}-{r['lmeval_s']['max']:.2f}] (batch {r['lmeval_batch']})",
-                     f"**{r['speedup']:.2f}x**", f">= {r['target']:g}x {'met' if r['speedup'] >= r['target'] else 'NOT met'}", agree])
+        agree = f"{a['same']}/{a['n']} same " + (
+            "text" if r["case"] == "generation" else f"label, max abs loglik diff {a['max_abs_loglik_diff']:.1e}"
+        )
+        rows.append(
+            [
+                r["case"],
+                r["task"],
+                r["items"],
+                f"{r['harness_s']['median']:.2f} [{r['harness_s']['min']:.2f}-{r['harness_s']['max']:.2f}] (batch {r['harness_batch']})",
+                f"{r['lmeval_s']['median']:.2f} [{r['lmeval_s']['min']:.2f}-{r['lmeval_s']['max']:.2f}] (batch {r['lmeval_batch']})",
+                f"**{r['speedup']:.2f}x**",
+                f">= {r['target']:g}x {'met' if r['speedup'] >= r['target'] else 'NOT met'}",
+                agree,
+            ]
+        )
     print(f"\nwrote {path}\n")
-    print(f"harness vs lm-eval {C.lmeval_version()} HFLM, {args.model} {args.dtype} on {args.device}, {args.reps} reps (wall s: median [min-max])")
-    print(C.table(["case", "task", "items", "harness s", "lm-eval s (its best batch)", "speed-up", "target", "agreement"], rows))
+    print(
+        f"harness vs lm-eval {C.lmeval_version()} HFLM, {args.model} {args.dtype} on {args.device}, {args.reps} reps (wall s: median [min-max])"
+    )
+    print(
+        C.table(
+            ["case", "task", "items", "harness s", "lm-eval s (its best batch)", "speed-up", "target", "agreement"],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ The public surface is small: run an experiment from the command line
 ``run_experiment(cfg)``; rebuild a report from a run directory with
 ``build_report(run_dir)``.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -14,11 +15,11 @@ __all__ = ["__version__", "run_experiment", "build_report", "HarnessError"]
 
 def __getattr__(name: str):  # lazy: importing harness must not import torch
     if name == "run_experiment":
-        from harness.runner import run_experiment
+        from harness.run.runner import run_experiment
 
         return run_experiment
     if name == "build_report":
-        from harness.report import build_report
+        from harness.report.build import build_report
 
         return build_report
     if name == "HarnessError":

@@ -1,29 +1,27 @@
-"""Command line.
+"""Command line: ``harness --help`` lists the sub-commands, ``harness COMMAND --help`` explains one.
 
-- ``harness [hydra overrides]``: run an experiment (``-m`` for a sweep);
-- ``harness report RUN_DIR [key=value ...]``: rebuild summary, statistics, claims, report.md/.html from the records;
-- ``harness report DIR DIR ... [--out OUT_DIR]``: one comparison from several runs, a sweep directory or a cell store;
-- ``harness claims RUN_DIR [claims.C3.thresholds.accuracy_tolerance=0.03 ...]``: the verdicts again, no model loaded;
-- ``harness merge OUT_DIR RUN_DIR RUN_DIR ...``: the same as ``harness report RUN_DIR ... --out OUT_DIR``;
-- ``harness regress RUN_DIR --baseline FILE [--update]``: compare a run with a stored baseline (exit 0 ok, 1 regression, 2 bad input);
-- ``harness export-lmeval OUT_DIR [TASK ...]``: write lm-eval task YAMLs for harness tasks.
+With no sub-command the arguments are Hydra overrides and an experiment runs (``-m`` for a sweep).
+Each sub-command imports its stage when it runs, so ``harness --help`` starts without torch.
 
 Bad input (unknown names, malformed task files, impossible settings) ends with
 one ``error: ...`` line and exit code 2, never a traceback.
 """
+
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-from harness.config import CONFIG_DIR, register_configs
+from harness.config.schema import CONFIG_DIR, register_configs
 from harness.errors import EXIT_USAGE, HarnessError
 
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
@@ -46,8 +44,10 @@ def explain_hydra_error(exc: BaseException) -> str:
         group, name = missing.group(1), missing.group(2)
         leaf = group.split("/")[-1]
         if group.startswith("hydra/launcher") and "submitit" in text:
-            return ("the submitit launcher is not installed (hydra/launcher=submitit_local, submitit_slurm, slurm_gpu need it) "
-                    "-- fix: pip install hydra-submitit-launcher (or the package's slurm extra)")
+            return (
+                "the submitit launcher is not installed (hydra/launcher=submitit_local, submitit_slurm, slurm_gpu need it) "
+                "-- fix: pip install hydra-submitit-launcher (or the package's slurm extra)"
+            )
         valid = _options(leaf)
         return f"unknown {leaf} {name!r}; valid {leaf}s: {', '.join(valid)} -- fix: pass {leaf}=<one of these> (or add configs/{leaf}/{name}.yaml)"
     unknown_key = re.search(r"Could not override '([^']+)'", text)
@@ -59,11 +59,13 @@ def explain_hydra_error(exc: BaseException) -> str:
         detail = str(cause).splitlines()
         key = next((line.split(":", 1)[1].strip() for line in detail if line.strip().startswith("full_key:")), None)
         reason = detail[0] if detail else type(cause).__name__
-        return f"{first}: {key + ': ' if key else ''}{reason} -- fix: correct the value (types are in harness/config.py)"
+        return (
+            f"{first}: {key + ': ' if key else ''}{reason} -- fix: correct the value (types are in harness/config.py)"
+        )
     return f"{first} -- fix: check the overrides (harness --help lists the config groups)"
 
 
-def make_console() -> "Console":
+def make_console() -> Console:
     """stdout console; when piped (CI, files) wide enough for the comparison table."""
     from rich.console import Console
 
@@ -85,29 +87,28 @@ def quiet_libraries() -> None:
         pass
 
 
-def _split_runs(args: Sequence[str], usage: str) -> tuple[list[Path], list[str], Optional[Path]]:
-    """Directories, key=value overrides and ``--out DIR``, checked."""
-    args = list(args)
-    out = None
-    if "--out" in args:
-        i = args.index("--out")
-        if i + 1 >= len(args):
-            _fail(f"--out needs a directory -- fix: {usage} ... --out results/combined")
-        out = Path(args[i + 1])
-        del args[i : i + 2]
-    overrides = [a for a in args if "=" in a and not Path(a).exists()]
-    runs = [Path(a) for a in args if a not in overrides]
+class _Parser(argparse.ArgumentParser):
+    """argparse with this harness's error style: one ``error: ... -- fix: ...`` line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{self.prog}: {message} -- fix: see {self.prog} --help")
+
+
+def _split_paths(paths: Sequence[str], usage: str) -> tuple[list[Path], list[str]]:
+    """Run directories and the ``key=value`` overrides mixed among them, checked."""
+    overrides = [a for a in paths if "=" in a and not Path(a).exists()]
+    runs = [Path(a) for a in paths if a not in overrides]
     if not runs:
         _fail(f"{usage} needs a run directory -- fix: {usage} results/<date>/<run>")
     for run_dir in runs:
         if not run_dir.is_dir():
             _fail(f"run directory {run_dir} does not exist -- fix: pass a directory under results/")
-    return runs, overrides, out
+    return runs, overrides
 
 
 def _comparison_dir(runs: list[Path], out: Optional[Path]) -> Path:
     """The directory a report goes to: the run itself, or a new one combining several runs / a sweep / a store."""
-    from harness.comparison import write_combined
+    from harness.results.comparison import write_combined
 
     if len(runs) == 1 and out is None:
         if (runs[0] / "plan.json").is_file():
@@ -116,20 +117,20 @@ def _comparison_dir(runs: list[Path], out: Optional[Path]) -> Path:
     return write_combined(runs, out)
 
 
-def _report(args: Sequence[str]) -> None:
-    from harness.report import build_report
+def _report(args: argparse.Namespace) -> None:
+    from harness.report.build import build_report
 
-    runs, overrides, out = _split_runs(args, "harness report")
-    build_report(_comparison_dir(runs, out), console=make_console(), overrides=overrides)
+    runs, overrides = _split_paths(args.paths, "harness report")
+    build_report(_comparison_dir(runs, args.out), console=make_console(), overrides=overrides)
 
 
-def _claims(args: Sequence[str]) -> None:
-    """Recompute the verdicts of existing runs (no model is loaded), e.g. with other thresholds."""
-    from harness.records import read_json
-    from harness.report import build_report, rich_table
-    from harness.tables import CLAIMS_HEADER, claim_rows
+def _claims(args: argparse.Namespace) -> None:
+    from harness.report.build import build_report
+    from harness.report.tables import CLAIMS_HEADER, claim_rows
+    from harness.report.terminal import rich_table
+    from harness.results.records import read_json
 
-    runs, overrides, _ = _split_runs(args, "harness claims")
+    runs, overrides = _split_paths(args.paths, "harness claims")
     console = make_console()
     for run_dir in runs:
         build_report(run_dir, console=None, overrides=overrides)
@@ -139,12 +140,12 @@ def _claims(args: Sequence[str]) -> None:
             console.print(f"{v['id']} ({v['verdict']}): {v['sentence']}")
 
 
-def _plan(args: Sequence[str]) -> None:
-    """harness plan RUN_DIR: the sample size that would decide each comparison, and its expected wall time."""
-    from harness.followup import PLAN_HEADER, plan_note, plan_rows
-    from harness.report import md_table, rich_table
+def _followup(args: argparse.Namespace) -> None:
+    from harness.report.markdown import md_table
+    from harness.report.terminal import rich_table
+    from harness.verdicts.followup import PLAN_HEADER, plan_note, plan_rows
 
-    runs, _, _ = _split_runs(args, "harness plan")
+    runs, _ = _split_paths(args.paths, f"harness {args.command}")
     console = make_console()
     for run_dir in runs:
         rows = plan_rows(run_dir)
@@ -155,72 +156,155 @@ def _plan(args: Sequence[str]) -> None:
         console.print(plan_note())
 
 
-def _merge(args: Sequence[str]) -> None:
-    """Kept for older scripts: ``harness report RUN_DIR ... --out OUT_DIR`` does the same."""
-    if len(args) < 3:
-        _fail("harness merge needs an output directory and at least two runs -- fix: harness report RUN_DIR RUN_DIR --out OUT_DIR")
-    _report([*args[1:], "--out", args[0]])
+def _merge(args: argparse.Namespace) -> None:
+    if len(args.runs) < 2:
+        _fail(
+            "harness merge needs an output directory and at least two runs -- fix: harness report RUN_DIR RUN_DIR --out OUT_DIR"
+        )
+    runs, overrides = _split_paths(args.runs, "harness merge")
+    build_report_args = argparse.Namespace(paths=[*map(str, runs), *overrides], out=Path(args.out))
+    _report(build_report_args)
 
 
-def _regress(args: Sequence[str]) -> None:
-    """harness regress RUN_DIR --baseline FILE [--update] [--allow items,task,model,missing] [--output FILE] [key=value ...]"""
-    from harness.config import regress_config
-    from harness.regress import ALLOWABLE, load_baseline, markdown, regress, update_baseline
+def _regress(args: argparse.Namespace) -> None:
+    from harness.config.schema import regress_config
+    from harness.verdicts.regress import ALLOWABLE, load_baseline, markdown, regress, update_baseline
 
     usage = "harness regress RUN_DIR --baseline results/baselines/<name>.json"
-    args = list(args)
-    opts: dict[str, Optional[str]] = {"--baseline": None, "--allow": "", "--output": None}
-    update = "--update" in args
-    args = [a for a in args if a != "--update"]
-    for flag in opts:
-        if flag in args:
-            i = args.index(flag)
-            if i + 1 >= len(args):
-                _fail(f"{flag} needs a value -- fix: {usage}")
-            opts[flag] = args[i + 1]
-            del args[i : i + 2]
-    unknown = [a for a in args if a.startswith("--")]
-    if unknown:
-        _fail(f"unknown option {unknown[0]} -- fix: {usage} [--update] [--allow {','.join(ALLOWABLE)}] [--output FILE] [key=value ...]")
-    if not opts["--baseline"]:
-        _fail(f"harness regress needs --baseline -- fix: {usage}")
-    overrides = [a for a in args if "=" in a]
-    runs = [Path(a) for a in args if "=" not in a]
+    overrides = [a for a in args.paths if "=" in a]
+    runs = [Path(a) for a in args.paths if "=" not in a]
     if len(runs) != 1 or not runs[0].is_dir():
         _fail(f"harness regress needs one existing run directory, got {[str(r) for r in runs]} -- fix: {usage}")
-    allow = {a for a in (opts["--allow"] or "").split(",") if a}
+    allow = {a for a in (args.allow or "").split(",") if a}
     if allow - set(ALLOWABLE):
-        _fail(f"--allow {','.join(sorted(allow - set(ALLOWABLE)))} is not one of {','.join(ALLOWABLE)} -- fix: --allow items,task")
+        _fail(
+            f"--allow {','.join(sorted(allow - set(ALLOWABLE)))} is not one of {','.join(ALLOWABLE)} -- fix: --allow items,task"
+        )
     cfg = regress_config(overrides)
-    baseline_path = Path(opts["--baseline"])  # type: ignore[arg-type]
-    if update:
-        data = update_baseline(runs[0], baseline_path)
-        print(f"wrote baseline {baseline_path}: {len(data['cells'])} cells, measured on "
-              f"{', '.join(sorted({c['hardware'] for c in data['cells'].values()}))}")
+    if args.update:
+        data = update_baseline(runs[0], args.baseline)
+        print(
+            f"wrote baseline {args.baseline}: {len(data['cells'])} cells, measured on "
+            f"{', '.join(sorted({c['hardware'] for c in data['cells'].values()}))}"
+        )
         return
-    baseline = load_baseline(baseline_path)
+    baseline = load_baseline(args.baseline)
     report = regress(runs[0], baseline, cfg, allow)
     text = markdown(report, baseline, runs[0])
     print(text)
-    if opts["--output"]:
-        Path(opts["--output"]).write_text(text, encoding="utf-8")
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
     sys.exit(1 if report.regressed else 0)
 
 
-def _export_lmeval(args: Sequence[str]) -> None:
-    from harness.lmeval_export import export_tasks
-    from harness.resources import tasks_dir as shipped_tasks_dir
-    from harness.tasks import available_tasks, find_task, load_task
+def _export_lmeval(args: argparse.Namespace) -> None:
+    from harness.config.resources import tasks_dir as shipped_tasks_dir
+    from harness.tasks.export_lmeval import export_tasks
+    from harness.tasks.local import available_tasks, find_task, load_task
 
-    if not args:
-        _fail("harness export-lmeval needs an output directory -- fix: harness export-lmeval OUT_DIR [TASK ...]")
-    out_dir, names = Path(args[0]), list(args[1:])
     tasks_dir = shipped_tasks_dir()
-    if not names:
-        names = sorted(n for n in available_tasks(tasks_dir) if n.startswith("seed_"))
-    paths = export_tasks([load_task(find_task(n, tasks_dir)) for n in names], out_dir)
-    print(f"wrote {len(paths)} lm-eval task(s) to {out_dir}: {', '.join(p.stem for p in paths)}")
-    print(f"run them with: lm_eval --model hf --model_args pretrained=<model> --include_path {out_dir} --tasks {','.join(p.stem for p in paths)}")
+    names = list(args.tasks) or sorted(n for n in available_tasks(tasks_dir) if n.startswith("seed_"))
+    paths = export_tasks([load_task(find_task(n, tasks_dir)) for n in names], args.out_dir)
+    print(f"wrote {len(paths)} lm-eval task(s) to {args.out_dir}: {', '.join(p.stem for p in paths)}")
+    print(
+        f"run them with: lm_eval --model hf --model_args pretrained=<model> --include_path {args.out_dir} --tasks {','.join(p.stem for p in paths)}"
+    )
+
+
+RUN_HELP = """\
+The default command runs an experiment (Hydra):
+  harness [KEY=VALUE ...]              e.g. harness pair=olmoe_vs_olmo2 task=seed runtime.device=cuda
+  harness -m [KEY=A,B ...]             a sweep (Hydra multirun), e.g. harness -m models=[a,b] task=seed_claims,seed_stance
+  harness --cfg job [KEY=VALUE ...]    print the composed configuration without running
+  harness --hydra-help                 Hydra's own options
+config groups: {groups}
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The sub-commands; anything else on the command line is a Hydra run."""
+    groups = ", ".join(f"{g} ({'|'.join(_options(g))})" for g in ("pair", "comparison", "task", "runtime", "hardware"))
+    parser = _Parser(
+        prog="harness",
+        description="Small-vs-large LLM evaluation harness: quality, latency, memory and cost of "
+        "models compared on your tasks.",
+        epilog=RUN_HELP.format(groups=groups),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", title="commands (no command: run an experiment)", parser_class=_Parser)
+    overrides_help = (
+        "run directories, sweep directories or cell stores, and KEY=VALUE overrides for this report only "
+        "(e.g. claims.C3.thresholds.accuracy_tolerance=0.03 hardware.hourly_usd=2.5)"
+    )
+
+    p = sub.add_parser(
+        "report",
+        help="rebuild summary, statistics, claims and report.md/.html from the records (no model loaded)",
+        description="Rebuild a report from stored records. One run directory: its report is rewritten in place. "
+        "Several runs, a sweep directory or a cell store: one comparison of all their cells.",
+    )
+    p.add_argument("paths", nargs="+", metavar="DIR_OR_KEY=VALUE", help=overrides_help)
+    p.add_argument(
+        "--out", type=Path, help="directory of the combined report (default: the run itself, or DIR/comparison)"
+    )
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser(
+        "claims",
+        help="the verdicts on the seed articles' claims again, e.g. with other thresholds",
+        description="Recompute the claims' verdicts of existing runs (no model loaded); config.json is never rewritten.",
+    )
+    p.add_argument("paths", nargs="+", metavar="DIR_OR_KEY=VALUE", help=overrides_help)
+    p.set_defaults(func=_claims)
+
+    for name in ("followup", "plan"):
+        p = sub.add_parser(
+            name,
+            help="how many items a follow-up run needs to decide each comparison, and how long it would take"
+            if name == "followup"
+            else "the former name of followup",
+            description="Sample sizes that would decide each "
+            "undecided comparison of a run, from its own paired differences, and the expected wall time.",
+        )
+        p.add_argument("paths", nargs="+", metavar="RUN_DIR")
+        p.set_defaults(func=_followup)
+
+    p = sub.add_parser("merge", help="the former spelling of: harness report RUN_DIR ... --out OUT_DIR")
+    p.add_argument("out", metavar="OUT_DIR")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR")
+    p.set_defaults(func=_merge)
+
+    p = sub.add_parser(
+        "regress",
+        help="compare a run with a stored baseline (exit 0 ok, 1 regression, 2 bad input)",
+        description="Regression check of a run against a stored baseline, per model and task: quality, latency, memory.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="RUN_DIR_OR_KEY=VALUE",
+        help="one run directory, and KEY=VALUE overrides of configs/regress/default.yaml (e.g. latency_ratio_max=1.5)",
+    )
+    p.add_argument(
+        "--baseline", type=Path, required=True, metavar="FILE", help="the baseline JSON (results/baselines/<name>.json)"
+    )
+    p.add_argument("--update", action="store_true", help="write the run as the new baseline instead of comparing")
+    p.add_argument(
+        "--allow",
+        default="",
+        metavar="KINDS",
+        help="comma-separated differences that are not failures: items, task, model, missing",
+    )
+    p.add_argument(
+        "--output", type=Path, metavar="FILE", help="also write the markdown verdict to FILE (e.g. a CI job summary)"
+    )
+    p.set_defaults(func=_regress)
+
+    p = sub.add_parser("export-lmeval", help="write lm-eval task YAMLs for harness tasks, so lm-eval runs them too")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument("tasks", nargs="*", metavar="TASK", help="task names (default: every seed_* task)")
+    p.set_defaults(func=_export_lmeval)
+    return parser
 
 
 def _run_hydra() -> None:
@@ -230,7 +314,7 @@ def _run_hydra() -> None:
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
     def _main(cfg: DictConfig) -> None:
-        from harness.runner import run_experiment
+        from harness.run.runner import run_experiment
 
         quiet_libraries()
         try:
@@ -254,25 +338,37 @@ def _os_error(exc: OSError) -> NoReturn:
     """A file that could not be written or created: one line, and what is kept."""
     where = exc.filename or "a file"
     if exc.errno in _DISK_FULL:
-        _fail(f"could not write {where}: {exc.strerror} (no space left for it) -- fix: free disk space (or raise the quota/file size limit), "
-              "then run the same command again: every record already written is kept and the run resumes")
-    _fail(f"cannot write {where}: {exc.strerror} -- fix: choose a writable location (hydra.run.dir=..., paths.store_dir=..., paths.cache_dir=...)")
+        _fail(
+            f"could not write {where}: {exc.strerror} (no space left for it) -- fix: free disk space (or raise the quota/file size limit), "
+            "then run the same command again: every record already written is kept and the run resumes"
+        )
+    _fail(
+        f"cannot write {where}: {exc.strerror} -- fix: choose a writable location (hydra.run.dir=..., paths.store_dir=..., paths.cache_dir=...)"
+    )
 
 
 def _interrupted() -> NoReturn:
-    print("interrupted: every record written so far is kept in its cell -- fix: run the same command again to resume "
-          "(complete cells are reused, the interrupted one continues after its last record)", file=sys.stderr)
+    print(
+        "interrupted: every record written so far is kept in its cell -- fix: run the same command again to resume "
+        "(complete cells are reused, the interrupted one continues after its last record)",
+        file=sys.stderr,
+    )
     sys.exit(EXIT_INTERRUPTED)
+
+
+COMMANDS = ("report", "claims", "followup", "plan", "merge", "regress", "export-lmeval")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     args = sys.argv[1:]
-    commands = {"report": _report, "claims": _claims, "plan": _plan, "merge": _merge, "regress": _regress, "export-lmeval": _export_lmeval}
-    if args and args[0] in commands:
+    if args and (args[0] in COMMANDS or args[0] in ("-h", "--help")):
+        parsed = build_parser().parse_args(args)
+        if parsed.command is None:
+            return
         try:
-            commands[args[0]](args[1:])
+            parsed.func(parsed)
         except HarnessError as exc:
             _fail(str(exc))
         return
@@ -292,7 +388,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except KeyboardInterrupt:
         _interrupted()
     except OSError as exc:  # Hydra creates the run directory before the run starts
-        if exc.errno in _DISK_FULL or isinstance(exc, PermissionError) or exc.errno in (errno.ENOENT, errno.EROFS, errno.EACCES):
+        if (
+            exc.errno in _DISK_FULL
+            or isinstance(exc, PermissionError)
+            or exc.errno in (errno.ENOENT, errno.EROFS, errno.EACCES)
+        ):
             _os_error(exc)
         raise
 

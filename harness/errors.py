@@ -4,6 +4,7 @@ Anything raised as ``HarnessError`` is a problem with the user's input (a name,
 a file, a setting), not a bug: the CLI prints ``error: <message>`` and exits 2
 without a traceback. Other exceptions are bugs and keep their traceback.
 """
+
 from __future__ import annotations
 
 EXIT_USAGE = 2

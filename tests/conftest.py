@@ -3,6 +3,7 @@
 Tests never reach the network: the hub is switched off by environment and any
 socket connection to a non-local address fails the test that tries it.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,7 +66,7 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cfgs():
-    from harness.config import compose
+    from harness.config.schema import compose
 
     cfg = compose(["pair=tiny"])
     return cfg.pair.small, cfg.pair.large
@@ -73,7 +74,7 @@ def tiny_cfgs():
 
 @pytest.fixture(scope="session")
 def cpu_runtime():
-    from harness.config import RuntimeConfig
+    from harness.config.schema import RuntimeConfig
 
     return RuntimeConfig(device="cpu", dtype="float32", warmup_steps=0, progress=False)
 
@@ -105,8 +106,18 @@ def run_records(run_dir: Path, model: str, task: str) -> list[dict]:
     """The records a run used for ``model`` on ``task`` (read from its cell, as the report does)."""
     import json
 
-    from harness.cells import read_cell_records
+    from harness.results.cells import read_cell_records
 
     cells = json.loads((Path(run_dir) / "cells.json").read_text())["cells"]
     cell = next(c for c in cells if c["model"] == model and c["task"] == task)
-    return read_cell_records(Path(cell["path"]))  # in the task's order (batches are written longest first)
+    return [r.to_dict() for r in read_cell_records(Path(cell["path"]))]  # the JSON view, in the task's order
+
+
+def make_record(**fields: object):
+    """A SampleRecord for hand-made cases: the fields a test names, neutral values for the rest."""
+    from harness.results.records import SampleRecord
+
+    item_s = fields.get("item_s", fields.get("latency_s") or 0.0)
+    defaults = {"task": "t", "model": "m", "prompt": "", "gold": None, "prediction": "", "scores": {}, "input_tokens": 0,
+                "output_tokens": 0, "latency_s": None, "batch_size": 1, "item_s": item_s, "batch_s": item_s}  # fmt: skip
+    return SampleRecord.from_dict({**defaults, **fields})

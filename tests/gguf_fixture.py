@@ -1,4 +1,5 @@
 """Write a tiny but real GGUF (llama architecture, float32, the SmolLM2 tokenizer) with the gguf package."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Render every report output of a run directory into a comparable form (shared by the golden test and its maker)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,7 @@ def render_all(run: Path) -> dict[str, str]:
     """Rebuild the report of ``run`` and return {file: text or sha256}, paths under ``run`` written as @RUN@."""
     from rich.console import Console
 
-    from harness.report import build_report
+    from harness.report.build import build_report
 
     console = Console(file=io.StringIO(), width=240, color_system=None, force_terminal=False, record=True)
     build_report(run, console=console)

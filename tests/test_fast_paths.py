@@ -7,22 +7,23 @@
 - timing modes: batch size 1 records each request's latency; larger batches record none, only each
   item's share of its batch.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
 import pytest
-
-from harness.cells import read_cell_records
-from harness.config import DecodeLoop, RuntimeConfig
-from harness.engines.hf import HFEngine, generate_plain, greedy_decode
-from harness.evaluate import batch_order, evaluate_task
-from harness.prompts import Prompt
-from harness.records import RecordWriter, write_json
-from harness.tasks import find_task, load_task, select_samples
-
 from conftest import PROJECT_ROOT
+
+from harness.config.schema import DecodeLoop, RuntimeConfig
+from harness.engines.hf import HFEngine, generate_plain, greedy_decode
+from harness.results.cells import read_cell_records
+from harness.results.records import RecordWriter, write_json
+from harness.run.evaluate import batch_order, evaluate_task
+from harness.tasks.local import find_task, load_task
+from harness.tasks.prompts import Prompt
+from harness.tasks.types import select_samples
 
 RT = RuntimeConfig(device="cpu", dtype="float32", warmup_steps=0, chat_template=False, progress=False)
 
@@ -48,14 +49,14 @@ def test_sorted_batches_score_like_one_item_at_a_time(tiny_llama, claims, tmp_pa
     task, samples = claims
     engine = HFEngine(tiny_llama)
     plain = _evaluate(engine, task, samples, tmp_path, batch_size=1)
-    assert len({len(r["prompt"]) for r in plain}) > 10  # lengths vary: sorting really reorders
+    assert len({len(r.prompt) for r in plain}) > 10  # lengths vary: sorting really reorders
     for size in (8, 32):
         fast = _evaluate(engine, task, samples, tmp_path, batch_size=size)
-        assert [r["sample_id"] for r in fast] == [s.id for s in samples]
-        assert [r["prediction"] for r in fast] == [r["prediction"] for r in plain]
+        assert [r.sample_id for r in fast] == [s.id for s in samples]
+        assert [r.prediction for r in fast] == [r.prediction for r in plain]
         for a, b in zip(fast, plain):
-            assert a["details"]["logliks"] == pytest.approx(b["details"]["logliks"], abs=1e-4)
-            assert a["details"]["choice_tokens"] == b["details"]["choice_tokens"]
+            assert a.details["logliks"] == pytest.approx(b.details["logliks"], abs=1e-4)
+            assert a.details["choice_tokens"] == b.details["choice_tokens"]
 
 
 def test_length_sorting_orders_longest_first_and_only_when_batching(tiny_llama, claims):
@@ -68,14 +69,17 @@ def test_length_sorting_orders_longest_first_and_only_when_batching(tiny_llama, 
     assert batch_order(engine, prompts, dataclasses.replace(RT, batch_size=2, sort_by_length=False)) == [0, 1, 2, 3]
 
 
-PROMPTS = [Prompt(text=t, target_delimiter=" ", chat=False) for t in (
-    "Summarize: the cat sat on the mat.",
-    "Summarize in one sentence: small language models are cheaper to run than large ones, and the articles say so many times over.",
-    "Hi",
-    "Résumez : les petits modèles consomment moins d'énergie que les grands modèles de langue.",
-    "要約してください：小さなモデルは安い。",
-    "Summarize: mixture-of-experts models activate only a few experts per token.",
-)]
+PROMPTS = [
+    Prompt(text=t, target_delimiter=" ", chat=False)
+    for t in (
+        "Summarize: the cat sat on the mat.",
+        "Summarize in one sentence: small language models are cheaper to run than large ones, and the articles say so many times over.",
+        "Hi",
+        "Résumez : les petits modèles consomment moins d'énergie que les grands modèles de langue.",
+        "要約してください：小さなモデルは安い。",
+        "Summarize: mixture-of-experts models activate only a few experts per token.",
+    )
+]
 
 
 def _tokens(gens):
@@ -127,23 +131,25 @@ def test_summaries_batched_equal_batch_size_one(tiny_llama, tmp_path):
     engine = HFEngine(tiny_llama)
     plain = _evaluate(engine, task, samples, tmp_path, batch_size=1, decode_loop=DecodeLoop.generate)
     fast = _evaluate(engine, task, samples, tmp_path, batch_size=4)
-    assert [(r["sample_id"], r["prediction"], r["output_tokens"]) for r in fast] == [(r["sample_id"], r["prediction"], r["output_tokens"]) for r in plain]
+    assert [(r.sample_id, r.prediction, r.output_tokens) for r in fast] == [
+        (r.sample_id, r.prediction, r.output_tokens) for r in plain
+    ]
 
 
 def test_latency_mode_records_latency_throughput_mode_does_not(tiny_llama, tmp_path):
     task = load_task(find_task("smoke_classify", PROJECT_ROOT / "tasks"))
     engine = HFEngine(tiny_llama)
     one = _evaluate(engine, task, task.samples, tmp_path, batch_size=1)
-    assert all(r["latency_s"] is not None and r["latency_s"] == r["item_s"] == r["batch_s"] for r in one)
+    assert all(r.latency_s is not None and r.latency_s == r.item_s == r.batch_s for r in one)
     many = _evaluate(engine, task, task.samples, tmp_path, batch_size=4)
-    assert all(r["latency_s"] is None for r in many)
-    assert all(r["item_s"] == pytest.approx(r["batch_s"] / r["batch_size"]) for r in many)
-    assert sorted(r["batch_size"] for r in many) == [2, 2, 4, 4, 4, 4]  # 6 items: a batch of 4, then 2
+    assert all(r.latency_s is None for r in many)
+    assert all(r.item_s == pytest.approx(r.batch_s / r.batch_size) for r in many)
+    assert sorted(r.batch_size for r in many) == [2, 2, 4, 4, 4, 4]  # 6 items: a batch of 4, then 2
     summary_task = load_task(find_task("smoke_summarize", PROJECT_ROOT / "tasks"))
     gens = _evaluate(engine, summary_task, summary_task.samples, tmp_path, batch_size=3)
-    assert all(r["latency_s"] is None and r["ttft_s"] is None and r["decode_tokens_per_s"] is None for r in gens)
+    assert all(r.latency_s is None and r.ttft_s is None and r.decode_tokens_per_s is None for r in gens)
     gens1 = _evaluate(engine, summary_task, summary_task.samples, tmp_path, batch_size=1)
-    assert all(r["ttft_s"] is not None and r["ttft_s"] <= r["latency_s"] for r in gens1)
+    assert all(r.ttft_s is not None and r.ttft_s <= r.latency_s for r in gens1)
 
 
 def test_lookup_draft_continues_the_latest_matching_ngram():
@@ -200,14 +206,24 @@ def test_shared_prefixes_score_like_separate_prompts(tiny_llama, tiny_olmoe, cla
         by_passage.setdefault(s.fields["evidence"], []).append(s)
     group = next(g for g in by_passage.values() if len(g) >= 3)[:3]
     alone = next(g for g in by_passage.values() if len(g) == 1)[0]
-    prompts = [Prompt(text=f"Passage: {s.fields['evidence']}\nClaim: {s.fields['claim']}\nAnswer:", target_delimiter=" ", chat=False)
-               for s in [*group, alone]]
-    prompts.append(Prompt(text="Passage: short.\nClaim: x\nAnswer:", target_delimiter=" ", chat=False))  # shares "Passage:" only
+    prompts = [
+        Prompt(
+            text=f"Passage: {s.fields['evidence']}\nClaim: {s.fields['claim']}\nAnswer:",
+            target_delimiter=" ",
+            chat=False,
+        )
+        for s in [*group, alone]
+    ]
+    prompts.append(
+        Prompt(text="Passage: short.\nClaim: x\nAnswer:", target_delimiter=" ", chat=False)
+    )  # shares "Passage:" only
     labels = ["supported", "contradicted", "not mentioned"]
     for lm in (tiny_llama, tiny_olmoe):
         contexts = [lm.tokenizer(p.text, add_special_tokens=False)["input_ids"] for p in prompts]
         groups, cuts = prefix_split(contexts)
-        assert groups[:3] == [0, 0, 0] and len(set(groups)) == 3 and cuts[0] > 20  # the passage is run once for three prompts
+        assert (
+            groups[:3] == [0, 0, 0] and len(set(groups)) == 3 and cuts[0] > 20
+        )  # the passage is run once for three prompts
         shared = score_choices(lm, prompts, labels, share_prefixes=True)
         plain = [score_choices(lm, [p], labels, share_prefixes=False)[0] for p in prompts]
         for a, b in zip(shared, plain):
@@ -218,7 +234,7 @@ def test_batches_keep_prompts_with_the_same_start_together(tiny_llama, claims):
     task, samples = claims
     engine = HFEngine(tiny_llama)
     rt = dataclasses.replace(RT, batch_size=8)
-    from harness.prompts import build_prompt
+    from harness.tasks.prompts import build_prompt
 
     prompts = [build_prompt(task, s, engine.tokenizer, False) for s in task.samples]
     order = batch_order(engine, prompts, rt, task.type)

@@ -4,6 +4,7 @@ A refactor must not change one byte of the markdown, HTML, plots, JSON files or 
 of the default run and of a three-model run. If a report is meant to change, regenerate the
 fixtures with ``python tests/golden/make_golden.py`` and review the diff.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from golden_check import render_all
 
 GOLDEN = Path(__file__).parent / "golden"

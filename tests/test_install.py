@@ -10,6 +10,7 @@ editable install's import hook for the source tree) are not run and the source
 tree's ``harness`` cannot be imported by accident. Everything runs from a
 temporary working directory, never the checkout.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,10 +22,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
-# files `harness pair=tiny task=smoke` needs: each must be in the wheel and found through harness.resources
+# files `harness pair=tiny task=smoke` needs: each must be in the wheel and found through harness.config.resources
 REQUIRED_CONFIGS = ["config.yaml", "pair/tiny.yaml", "model/tiny_olmoe.yaml"]
 REQUIRED_TASKS = ["smoke/smoke_classify.yaml"]
 _NOT_SOURCE = {".git", ".venv", "results", "build", "dist", ".pytest_cache"}  # at the top of the checkout only
@@ -38,17 +38,27 @@ def _source_only(directory: str, names: list[str]) -> set[str]:
 def _clean_env(**extra: str) -> dict[str, str]:
     """The environment of a user's shell: no PYTHONPATH into the checkout, offline hub, private cache."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONNOUSERSITE="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONNOUSERSITE="1",
+    )
     env.update(extra)
     return env
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=_clean_env(**env), timeout=timeout)
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=_clean_env(**env), timeout=timeout
+    )
 
 
 def _check(proc: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"{what} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"{what} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
@@ -58,8 +68,26 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp / "src"
     shutil.copytree(PROJECT_ROOT, src, ignore=_source_only)
     out = tmp / "dist"
-    _check(_run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", out, src], tmp, timeout=180),
-           "building the wheel")
+    _check(
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "-q",
+                "-w",
+                out,
+                src,
+            ],
+            tmp,
+            timeout=180,
+        ),
+        "building the wheel",
+    )
     wheels = list(out.glob("small_vs_large-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
@@ -73,20 +101,31 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     _check(_run([sys.executable, "-m", "venv", "--without-pip", venv], tmp, timeout=120), "creating the venv")
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = bindir / ("python.exe" if os.name == "nt" else "python")
-    site = Path(_check(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp, timeout=60), "locating site-packages").stdout.strip())
+    site = Path(
+        _check(
+            _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp, timeout=60),
+            "locating site-packages",
+        ).stdout.strip()
+    )
     # the dependencies already installed here, without the editable hook of the checkout (see the module docstring)
     (site / "zz_outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     # pip from the outer site-packages, running in the new venv, installs into the new venv;
     # --ignore-installed: never look at (let alone uninstall) the editable small-vs-large it can also see
-    _check(_run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel], tmp, timeout=180),
-           "installing the wheel")
+    _check(
+        _run(
+            [python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel],
+            tmp,
+            timeout=180,
+        ),
+        "installing the wheel",
+    )
     cwd = tmp / "elsewhere"
     cwd.mkdir()
     return {"python": python, "bin": bindir, "site": site, "cwd": cwd, "tmp": tmp}
 
 
 def test_source_checkout_uses_top_level_folders() -> None:
-    from harness.resources import config_dir, tasks_dir
+    from harness.config.resources import config_dir, tasks_dir
 
     assert config_dir() == PROJECT_ROOT / "configs"
     assert tasks_dir() == PROJECT_ROOT / "tasks"
@@ -95,21 +134,34 @@ def test_source_checkout_uses_top_level_folders() -> None:
 def test_wheel_has_every_module_and_shipped_file(wheel: Path) -> None:
     """Nothing of harness/, configs/ or tasks/ is left out (a new sub-package must be listed in pyproject.toml)."""
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = [p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "harness").rglob("*.py") if "__pycache__" not in p.parts]
+    expected = [
+        p.relative_to(PROJECT_ROOT).as_posix()
+        for p in (PROJECT_ROOT / "harness").rglob("*.py")
+        if "__pycache__" not in p.parts
+    ]
     for folder, packaged in (("configs", "harness/_configs"), ("tasks", "harness/_tasks")):
         root = PROJECT_ROOT / folder
-        expected += [f"{packaged}/{p.relative_to(root).as_posix()}" for p in root.rglob("*")
-                     if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")]
+        expected += [
+            f"{packaged}/{p.relative_to(root).as_posix()}"
+            for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")
+        ]
     missing = sorted(set(expected) - names)
     assert not missing, f"not in the wheel (pyproject.toml [tool.setuptools] packages / package-data): {missing}"
     assert any(n.startswith("harness/assets/tokenizers/smollm2/") for n in names)
-    assert not any(n.startswith(("configs/", "tasks/", "tests/")) for n in names), "no top-level data folders in site-packages"
+    assert not any(n.startswith(("configs/", "tasks/", "tests/")) for n in names), (
+        "no top-level data folders in site-packages"
+    )
 
 
 def test_installed_copy_is_what_runs(installed: dict[str, Path]) -> None:
-    probe = ("import harness, harness.resources as r; "
-             "print(harness.__file__); print(r.config_dir()); print(r.tasks_dir())")
-    out = _check(_run([installed["python"], "-c", probe], installed["cwd"], timeout=60), "importing harness").stdout.split("\n")
+    probe = (
+        "import harness, harness.config.resources as r; "
+        "print(harness.__file__); print(r.config_dir()); print(r.tasks_dir())"
+    )
+    out = _check(
+        _run([installed["python"], "-c", probe], installed["cwd"], timeout=60), "importing harness"
+    ).stdout.split("\n")
     module, configs, tasks = (Path(line) for line in out[:3])
     site = installed["site"].resolve()
     assert module.resolve().is_relative_to(site), f"imported {module}, not the installed copy in {site}"
@@ -128,9 +180,23 @@ def test_user_config_dir_via_hydra_searchpath(installed: dict[str, Path]) -> Non
     (mine / "model").mkdir(parents=True)
     shipped = installed["site"] / "harness" / "_configs" / "model" / "tiny_olmoe.yaml"
     (mine / "model" / "my_model.yaml").write_text(shipped.read_text().replace("name: tiny_olmoe", "name: my_model"))
-    proc = _check(_run([installed["python"], "-m", "harness", "pair=tiny", "model@pair.small=my_model",
-                        f"hydra.searchpath=[{mine.as_uri()}]", "--cfg", "job"], installed["cwd"], timeout=120),
-                  "composing with a user config dir")
+    proc = _check(
+        _run(
+            [
+                installed["python"],
+                "-m",
+                "harness",
+                "pair=tiny",
+                "model@pair.small=my_model",
+                f"hydra.searchpath=[{mine.as_uri()}]",
+                "--cfg",
+                "job",
+            ],
+            installed["cwd"],
+            timeout=120,
+        ),
+        "composing with a user config dir",
+    )
     assert "name: my_model" in proc.stdout, proc.stdout[-3000:]
     assert "name: tiny_llama" in proc.stdout  # the pair's large model is still the shipped one
 
@@ -139,7 +205,18 @@ def test_cli_runs_from_installed_copy(installed: dict[str, Path]) -> None:
     """The goal itself: `harness pair=tiny task=smoke` with only the installed package (its console script)."""
     tmp = installed["tmp"]
     out = tmp / "out"
-    proc = _run([installed["bin"] / "harness", "pair=tiny", "task=smoke", "runtime.max_samples=2", "runtime.progress=false",
-                 f"hydra.run.dir={out}"], installed["cwd"], timeout=420, HARNESS_CACHE=str(tmp / "cache"))
+    proc = _run(
+        [
+            installed["bin"] / "harness",
+            "pair=tiny",
+            "task=smoke",
+            "runtime.max_samples=2",
+            "runtime.progress=false",
+            f"hydra.run.dir={out}",
+        ],
+        installed["cwd"],
+        timeout=420,
+        HARNESS_CACHE=str(tmp / "cache"),
+    )
     _check(proc, "harness pair=tiny task=smoke (installed)")
     assert (out / "report.md").is_file()

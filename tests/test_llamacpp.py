@@ -8,6 +8,7 @@ generation, and the engine inside real runs (cell reuse, resume after a kill).
 CI installs the ``[llamacpp]`` extra and sets HARNESS_REQUIRE_LLAMACPP=1, so a
 failed build fails these tests there instead of skipping them.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,21 +21,29 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ModelConfig, ModelSource, RuntimeConfig
+from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
 
 if os.environ.get("HARNESS_REQUIRE_LLAMACPP") != "1":
     pytest.importorskip("llama_cpp", reason="the [llamacpp] extra is not installed")
 
 from gguf_fixture import write_tiny_llama_gguf  # noqa: E402
+
 from harness.engines import choose_engine, load_engine  # noqa: E402
-from harness.prompts import Prompt  # noqa: E402
+from harness.tasks.prompts import Prompt  # noqa: E402
 
 # llama.cpp and transformers both compute in float32 here, with different summation orders: log-likelihoods of the
 # tiny model (about -10.8 per token) agree to about 1e-5 measured; 1e-3 leaves room for other CPUs' kernels.
 LOGLIK_ATOL = 1e-3
 
-TEXTS = ["Sam Altman a déclaré « 100 fois »", " leading space", "trailing space ", "<|im_start|>user\nHi<|im_end|>\n",
-         "numbers 12345 and 3.14", "日本語のテキスト", "tabs\tand\nnewlines"]
+TEXTS = [
+    "Sam Altman a déclaré « 100 fois »",
+    " leading space",
+    "trailing space ",
+    "<|im_start|>user\nHi<|im_end|>\n",
+    "numbers 12345 and 3.14",
+    "日本語のテキスト",
+    "tabs\tand\nnewlines",
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,23 +72,32 @@ def test_same_token_ids_as_hf(engines):
     llama, hf = engines
     for text in TEXTS:
         assert llama.tokenizer.encode(text) == hf.tokenizer(text, add_special_tokens=False)["input_ids"], text
-    assert encode_pair(llama.tokenizer, "Question: true or false? ", "true") == encode_pair(hf.tokenizer, "Question: true or false? ", "true")
+    assert encode_pair(llama.tokenizer, "Question: true or false? ", "true") == encode_pair(
+        hf.tokenizer, "Question: true or false? ", "true"
+    )
 
 
 def test_chat_template_from_the_gguf_renders_as_transformers(engines):
     llama, hf = engines
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is it true?"},
-                {"role": "assistant", "content": "yes"}, {"role": "user", "content": "And this?"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Is it true?"},
+        {"role": "assistant", "content": "yes"},
+        {"role": "user", "content": "And this?"},
+    ]
     assert llama.tokenizer.chat_template
-    assert llama.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
-        hf.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert llama.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    ) == hf.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def test_loglikelihoods_match_the_hf_engine(engines):
     """Single- and multi-token choices, scored from the context's cache, against transformers in float32."""
     llama, hf = engines
-    prompts = [Prompt("The claim is supported by the article. Answer:", " ", False),
-               Prompt("Le modèle est-il plus rapide ? Réponse :", " ", False)]
+    prompts = [
+        Prompt("The claim is supported by the article. Answer:", " ", False),
+        Prompt("Le modèle est-il plus rapide ? Réponse :", " ", False),
+    ]
     choices = [["true", "false", "not enough information"], ["oui", "non", "peut-être pas du tout"]]
     got, seconds = llama.loglikelihood(prompts, choices)
     want, _ = hf.loglikelihood(prompts, choices)
@@ -142,10 +160,26 @@ def test_auto_engine_choice():
 
 # --- inside real runs ---------------------------------------------------------------------------------------------------------
 
+
 def _run(tmp: Path, gguf: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "harness", "pair=tiny", f"pair.small.path={gguf}", "pair.small.source=local", "pair.small.random=null",
-            "pair.small.name=tiny_gguf", "runtime.engine=auto", "task=smoke", "runtime.device=cpu", "runtime.progress=false",
-            "print_report=false", f"paths.store_dir={tmp / 'cells'}", f"hydra.run.dir={tmp / 'run'}", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "harness",
+        "pair=tiny",
+        f"pair.small.path={gguf}",
+        "pair.small.source=local",
+        "pair.small.random=null",
+        "pair.small.name=tiny_gguf",
+        "runtime.engine=auto",
+        "task=smoke",
+        "runtime.device=cpu",
+        "runtime.progress=false",
+        "print_report=false",
+        f"paths.store_dir={tmp / 'cells'}",
+        f"hydra.run.dir={tmp / 'run'}",
+        *extra,
+    ]
     env = {**os.environ, "HARNESS_CACHE": str(tmp / "cache")}
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
 
@@ -163,15 +197,33 @@ def test_cells_on_llamacpp_are_reused(tiny_gguf, tmp_path):
 
 def test_killed_llamacpp_cell_resumes(tiny_gguf, tmp_path):
     """SIGKILL once a record is flushed; the rerun continues after the last record and ends with every item once."""
-    args = [sys.executable, "-m", "harness", "pair=tiny", f"pair.small.path={tiny_gguf}", "pair.small.source=local", "pair.small.random=null",
-            "pair.small.name=tiny_gguf", "task=smoke", "runtime.device=cpu", "runtime.progress=false", "print_report=false",
-            "runtime.max_samples=null", f"paths.store_dir={tmp_path / 'cells'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    args = [
+        sys.executable,
+        "-m",
+        "harness",
+        "pair=tiny",
+        f"pair.small.path={tiny_gguf}",
+        "pair.small.source=local",
+        "pair.small.random=null",
+        "pair.small.name=tiny_gguf",
+        "task=smoke",
+        "runtime.device=cpu",
+        "runtime.progress=false",
+        "print_report=false",
+        "runtime.max_samples=null",
+        f"paths.store_dir={tmp_path / 'cells'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
-            recs = [p for p in (tmp_path / "cells").rglob("records.jsonl") if "tiny_gguf" in str(p)] if (tmp_path / "cells").exists() else []
+            recs = (
+                [p for p in (tmp_path / "cells").rglob("records.jsonl") if "tiny_gguf" in str(p)]
+                if (tmp_path / "cells").exists()
+                else []
+            )
             if recs and sum(1 for _ in recs[0].open()) >= 2:
                 break
             if proc.poll() is not None:
@@ -207,7 +259,9 @@ def test_auto_falls_back_to_hf_with_a_notice(tiny_gguf, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     notices = [line for line in out.splitlines() if "notice:" in line]
-    assert len(notices) == 1 and "llama-cpp-python does not import" in notices[0] and "[llamacpp]" in notices[0], notices
+    assert len(notices) == 1 and "llama-cpp-python does not import" in notices[0] and "[llamacpp]" in notices[0], (
+        notices
+    )
     assert "Traceback" not in out
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "cells").rglob("manifest.json")]
     assert {m["model_record"]["engine"] for m in manifests} == {"hf"}
@@ -217,7 +271,7 @@ def test_gguf_wheel_runs_as_stored_without_conversion(tiny_gguf, tmp_path):
     """A GGUF inside a wheel: fetched and verified once, run as it is (no converted copy), its type checked against gguf.quant."""
     import zipfile
 
-    from harness.config import GGUFWheelConfig
+    from harness.config.schema import GGUFWheelConfig
     from harness.errors import ConfigError
     from harness.models.gguf_wheel import sha256_of
 
@@ -225,8 +279,13 @@ def test_gguf_wheel_runs_as_stored_without_conversion(tiny_gguf, tmp_path):
     (cache / "wheels").mkdir(parents=True)
     with zipfile.ZipFile(cache / "wheels" / "tiny_gguf-1.0-py3-none-any.whl", "w") as zf:
         zf.write(tiny_gguf, "tiny_gguf/tiny.gguf")
-    wheel = GGUFWheelConfig(package="tiny-gguf==1.0", member="tiny_gguf/tiny.gguf", filename="tiny.gguf", sha256=sha256_of(tiny_gguf),
-                            quant="ALL_F32")
+    wheel = GGUFWheelConfig(
+        package="tiny-gguf==1.0",
+        member="tiny_gguf/tiny.gguf",
+        filename="tiny.gguf",
+        sha256=sha256_of(tiny_gguf),
+        quant="ALL_F32",
+    )
     cfg = ModelConfig(name="tiny_wheel", source=ModelSource.gguf_wheel, gguf=wheel)
     rt = RuntimeConfig(device="cpu", engine="llamacpp")
     engine = load_engine(cfg, rt, cache)

@@ -1,18 +1,16 @@
 """lm-eval runs the exported tasks, and agrees with the harness on the same model, items and prompt."""
+
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-
 from conftest import PROJECT_ROOT
-from harness.config import RuntimeConfig
+
+from harness.config.schema import RuntimeConfig
 from harness.engines.hf import HFEngine
-from harness.evaluate import evaluate_task
-from harness.lmeval_export import export_tasks, to_jinja
-from harness.records import RecordWriter, read_records
-from harness.tasks import find_task, load_task
+from harness.results.records import RecordWriter, read_records
+from harness.run.evaluate import evaluate_task
+from harness.tasks.export_lmeval import export_tasks, to_jinja
+from harness.tasks.local import find_task, load_task
 
 
 @pytest.mark.parametrize("template", ["Q: {text}\nA:", "a {{literal}} {text} {{% not a tag %}} 100%", "{text}"])
@@ -36,19 +34,25 @@ def test_lm_eval_accuracy_equals_harness_accuracy(task_name, tiny_llama, tmp_pat
     with RecordWriter(tmp_path / "records.jsonl") as writer:
         evaluate_task(HFEngine(tiny_llama), task, task.samples, runtime, writer)
     records = read_records(tmp_path / "records.jsonl")
-    ours = sum(r["scores"]["correct"] for r in records) / len(records)
+    ours = sum(r.scores["correct"] for r in records) / len(records)
 
     lm = HFLM(pretrained=tiny_llama.model, tokenizer=tiny_llama.tokenizer, batch_size=8)
-    out = simple_evaluate(model=lm, tasks=[task_name], task_manager=TaskManager(include_path=str(tmp_path / "lmeval")), log_samples=True, bootstrap_iters=0)
+    out = simple_evaluate(
+        model=lm,
+        tasks=[task_name],
+        task_manager=TaskManager(include_path=str(tmp_path / "lmeval")),
+        log_samples=True,
+        bootstrap_iters=0,
+    )
     theirs = out["results"][task_name]["acc,none"]
     assert theirs == pytest.approx(ours, abs=1e-9)
 
     # and item by item, on the log-likelihoods themselves
-    by_id = {r["sample_id"]: r for r in records}
+    by_id = {r.sample_id: r for r in records}
     samples = out["samples"][task_name]
     assert len(samples) == len(records)
     for s in samples:
-        mine = by_id[s["doc"]["id"]]["details"]["logliks"]
+        mine = by_id[s["doc"]["id"]].details["logliks"]
         assert [float(r[0]) for r in s["filtered_resps"]] == pytest.approx(mine, abs=1e-4)
 
 
@@ -60,5 +64,10 @@ def test_summarization_export_runs_in_lm_eval(tiny_llama, tmp_path):
     task = load_task(find_task("smoke_summarize", PROJECT_ROOT / "tasks"))
     export_tasks([task], tmp_path / "lmeval")
     lm = HFLM(pretrained=tiny_llama.model, tokenizer=tiny_llama.tokenizer, batch_size=1)
-    out = simple_evaluate(model=lm, tasks=["smoke_summarize"], task_manager=TaskManager(include_path=str(tmp_path / "lmeval")), bootstrap_iters=0)
+    out = simple_evaluate(
+        model=lm,
+        tasks=["smoke_summarize"],
+        task_manager=TaskManager(include_path=str(tmp_path / "lmeval")),
+        bootstrap_iters=0,
+    )
     assert "rougeL,none" in out["results"]["smoke_summarize"]

@@ -1,4 +1,5 @@
 """Timing and memory trackers (CPU here; the GPU tests skip cleanly without CUDA)."""
+
 from __future__ import annotations
 
 import time
@@ -7,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.memory import MemoryTracker, peak_rss_bytes, reset_peak_rss
-from harness.timing import Stopwatch, TokenClock, generation_timing
+from harness.measure.memory import MemoryTracker, peak_rss_bytes, reset_peak_rss
+from harness.measure.timing import Stopwatch, TokenClock, generation_timing
+
 
 def cuda(test):
     """A GPU test: selected by ``make test-gpu`` (``-m gpu``), skipped cleanly without CUDA."""
@@ -73,10 +75,10 @@ def test_cuda_peak_memory_and_nvml():
 
 @cuda
 def test_token_clock_on_gpu(tiny_cfgs):
-    from harness.config import RuntimeConfig
-    from harness.models import load_model
-    from harness.prompts import Prompt
+    from harness.config.schema import RuntimeConfig
     from harness.engines.hf import generate
+    from harness.models import load_model
+    from harness.tasks.prompts import Prompt
 
     lm = load_model(tiny_cfgs[1], RuntimeConfig(device="cuda", dtype="float32"))
     out = generate(lm, [Prompt("hello there", " ", False)], max_new_tokens=8, stops=[])[0]
@@ -93,7 +95,7 @@ def test_token_clock_records_each_step():
 
 @cuda
 def test_energy_counter_around_a_timed_region():
-    from harness.energy import EnergyTracker
+    from harness.measure.energy import EnergyTracker
 
     dev = torch.device("cuda")
     with EnergyTracker(dev) as et:
@@ -111,8 +113,24 @@ def test_gpu_cells_record_cuda_measurements(tmp_path):
     import sys
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "harness", "comparison=arch_tiny", "task=smoke", "runtime.device=cuda", "runtime=regression",
-                           "runtime.progress=false", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "comparison=arch_tiny",
+            "task=smoke",
+            "runtime.device=cuda",
+            "runtime=regression",
+            "runtime.progress=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for cell in json.loads((tmp_path / "run" / "cells.json").read_text())["cells"]:
         manifest = json.loads((Path(cell["path"]) / "manifest.json").read_text())

@@ -3,21 +3,20 @@
 The allocation failure is injected into the real transformers engine (torch's own OutOfMemoryError,
 raised before the forward pass when a batch is too large or holds a chosen item); everything else is real.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
 import torch
-
-from harness.config import RuntimeConfig
-from harness.engines.hf import HFEngine
-from harness.evaluate import evaluate_task, is_out_of_memory
-from harness.records import RecordWriter, read_records
-from harness.tasks import find_task, load_task
-
 from conftest import PROJECT_ROOT
+
+from harness.config.schema import RuntimeConfig
+from harness.engines.hf import HFEngine
+from harness.results.records import RecordWriter, SampleRecord, read_records
+from harness.run.evaluate import evaluate_task, is_out_of_memory
+from harness.tasks.local import find_task, load_task
 
 OOM = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
@@ -58,8 +57,10 @@ def test_oom_halves_the_batch_and_keeps_every_item(tiny_llama, tmp_path):
     assert pressure.oom_events == 2 and pressure.final_batch_size == 2 and not pressure.failed_ids  # 8 -> 4 -> 2
     assert engine.sizes[:3] == [6, 4, 2] and max(engine.sizes[3:]) == 2  # the smaller size is kept afterwards
     # batches are sorted longest first; every item is there once, with the prediction it gets alone
-    assert sorted((r["sample_id"], r["prediction"]) for r in records) == sorted((r["sample_id"], r["prediction"]) for r in reference)
-    assert {r["batch_size"] for r in records} == {2}
+    assert sorted((r.sample_id, r.prediction) for r in records) == sorted(
+        (r.sample_id, r.prediction) for r in reference
+    )
+    assert {r.batch_size for r in records} == {2}
 
 
 def test_an_item_that_fails_alone_is_counted_not_recorded(tiny_llama, tmp_path):
@@ -68,7 +69,7 @@ def test_an_item_that_fails_alone_is_counted_not_recorded(tiny_llama, tmp_path):
     poison = next(v for v in victim.fields.values() if isinstance(v, str) and len(v) > 10)
     records, pressure = _run(TightMemory(tiny_llama, poison=poison), task, 4, tmp_path / "r.jsonl")
     assert pressure.failed_ids == [victim.id] and pressure.final_batch_size == 1
-    assert sorted(r["sample_id"] for r in records) == sorted(s.id for s in task.samples if s.id != victim.id)
+    assert sorted(r.sample_id for r in records) == sorted(s.id for s in task.samples if s.id != victim.id)
 
 
 def test_other_errors_are_not_taken_for_oom():
@@ -79,8 +80,8 @@ def test_other_errors_are_not_taken_for_oom():
 
 def test_partial_cell_is_reported_and_retried(tmp_path, monkeypatch):
     """A failed item makes the cell partial: shown in the report and C10, then computed by the next run."""
-    from harness.config import compose
-    from harness.runner import run_experiment
+    from harness.config.schema import compose
+    from harness.run.runner import run_experiment
 
     task = load_task(find_task("smoke_classify", PROJECT_ROOT / "tasks"))
     poison = next(v for v in task.samples[2].fields.values() if isinstance(v, str) and len(v) > 10)
@@ -91,8 +92,16 @@ def test_partial_cell_is_reported_and_retried(tmp_path, monkeypatch):
             raise OOM("CUDA out of memory (injected)")
         return original(self, prompts, choices)
 
-    overrides = ["pair=tiny", "task=smoke", "task.tasks=[smoke_classify]", "runtime.dtype=float32", "runtime.batch_size=2",
-                 "runtime.progress=false", "print_report=false", f"paths.store_dir={tmp_path / 'cells'}"]
+    overrides = [
+        "pair=tiny",
+        "task=smoke",
+        "task.tasks=[smoke_classify]",
+        "runtime.dtype=float32",
+        "runtime.batch_size=2",
+        "runtime.progress=false",
+        "print_report=false",
+        f"paths.store_dir={tmp_path / 'cells'}",
+    ]
     monkeypatch.setattr(HFEngine, "loglikelihood", failing)
     run_experiment(compose(overrides), tmp_path / "run1")
     summary = json.loads((tmp_path / "run1" / "summary.json").read_text())
@@ -114,34 +123,68 @@ def test_partial_cell_is_reported_and_retried(tmp_path, monkeypatch):
 
 def test_prompts_longer_than_the_context_window_are_cut_from_the_left(tmp_path):
     """A 64-position model: long prompts lose their start, the record says so, the report counts them."""
-    from harness.config import ModelConfig, ModelSource, RandomInitConfig
+    from harness.config.schema import ModelConfig, ModelSource, RandomInitConfig
     from harness.models import load_model
 
-    small_window = ModelConfig(name="short_llama", source=ModelSource.random, random=RandomInitConfig(config_class="LlamaConfig", config={
-        "vocab_size": 49152, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "num_key_value_heads": 2, "max_position_embeddings": 64, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}))
+    small_window = ModelConfig(
+        name="short_llama",
+        source=ModelSource.random,
+        random=RandomInitConfig(
+            config_class="LlamaConfig",
+            config={
+                "vocab_size": 49152,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 64,
+                "bos_token_id": 1,
+                "eos_token_id": 2,
+                "pad_token_id": 2,
+            },
+        ),
+    )
     rt = RuntimeConfig(device="cpu", dtype="float32", batch_size=2, warmup_steps=0, chat_template=False)
     engine = HFEngine(load_model(small_window, rt))
     for name in ("smoke_classify", "smoke_summarize"):
         task = load_task(find_task(name, PROJECT_ROOT / "tasks"))
         for s in task.samples:  # make every prompt far longer than 64 tokens
-            s.fields = {k: (v + " and more words" * 40 if isinstance(v, str) and k not in ("label", "reference", "id", "split") else v)
-                        for k, v in s.fields.items()}
+            s.fields = {
+                k: (
+                    v + " and more words" * 40
+                    if isinstance(v, str) and k not in ("label", "reference", "id", "split")
+                    else v
+                )
+                for k, v in s.fields.items()
+            }
         with RecordWriter(tmp_path / f"{name}.jsonl") as writer:
             evaluate_task(engine, task, task.samples, rt, writer)
         records = read_records(tmp_path / f"{name}.jsonl")
         assert len(records) == len(task.samples)
         for r in records:
-            assert r["truncated"] and r["tokens_dropped"] > 0
+            assert r.truncated and r.tokens_dropped > 0
             limit = 64 - (task.spec.max_new_tokens if name == "smoke_summarize" else 1)
-            assert r["input_tokens"] <= limit
+            assert r.input_tokens <= limit
 
 
 def test_summary_counts_truncated_prompts():
-    from harness.summary import summarize_model_task
+    from harness.results.summary import summarize_model_task
 
-    rec = {"scores": {"correct": 1.0}, "gold": "a", "prediction": "a", "details": {"choices": ["a", "b"]}, "latency_s": 0.1,
-           "input_tokens": 5, "output_tokens": 0, "sample_id": "x"}
+    rec = {
+        "task": "t",
+        "model": "m",
+        "prompt": "p",
+        "scores": {"correct": 1.0},
+        "gold": "a",
+        "prediction": "a",
+        "details": {"choices": ["a", "b"]},
+        "latency_s": 0.1,
+        "input_tokens": 5,
+        "output_tokens": 0,
+        "sample_id": "x",
+    }
     meta = {"task_type": "classification", "wall_s": 1.0, "memory": {"peak_bytes": 1}}
-    out = summarize_model_task([{**rec, "truncated": True}, {**rec, "sample_id": "y"}], meta)
+    records = [SampleRecord.from_dict({**rec, "truncated": True}), SampleRecord.from_dict({**rec, "sample_id": "y"})]
+    out = summarize_model_task(records, meta)
     assert out["truncated_items"] == 1

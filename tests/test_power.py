@@ -1,19 +1,24 @@
 """How many items are enough: MDE and sample sizes (statsmodels' paired t-test power), in the claims and `harness plan`."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harness.claims import decide_note
-from harness.power import SampleSize, items_to_decide, minimum_detectable_effect, sample_size
+from harness.analysis.sample_size import SampleSize, items_to_decide, minimum_detectable_effect, sample_size
+from harness.verdicts.claims import decide_note
 
 
 def test_sample_size_matches_the_textbook_case():
     # paired t-test, d = 0.5, two-sided 5%, 80% power: 33.4 pairs -> 34 (Cohen's tables; G*Power gives 34)
     assert items_to_decide(mean=0.5, sd=1.0, threshold=0.0) == 34
-    assert items_to_decide(mean=0.01, sd=0.3, threshold=-0.05) == items_to_decide(mean=0.2, sd=1.0, threshold=0.0)  # only gap/sd matters
+    assert items_to_decide(mean=0.01, sd=0.3, threshold=-0.05) == items_to_decide(
+        mean=0.2, sd=1.0, threshold=0.0
+    )  # only gap/sd matters
     assert items_to_decide(mean=0.1, sd=0.5, threshold=0.1) is None  # the difference sits on the threshold
-    assert items_to_decide(mean=0.5, sd=0.01, threshold=0.0) == items_to_decide(mean=0.5, sd=0.05, threshold=0.0) == 3  # beyond the solver's bracket
+    assert (
+        items_to_decide(mean=0.5, sd=0.01, threshold=0.0) == items_to_decide(mean=0.5, sd=0.05, threshold=0.0) == 3
+    )  # beyond the solver's bracket
 
 
 def test_mde_has_the_stated_power():
@@ -21,7 +26,9 @@ def test_mde_has_the_stated_power():
 
     for n, sd in [(20, 0.5), (34, 1.0), (200, 0.3)]:
         mde = minimum_detectable_effect(sd, n)
-        assert TTestPower().power(effect_size=mde / sd, nobs=n, alpha=0.05, alternative="two-sided") == pytest.approx(0.8, abs=1e-4)
+        assert TTestPower().power(effect_size=mde / sd, nobs=n, alpha=0.05, alternative="two-sided") == pytest.approx(
+            0.8, abs=1e-4
+        )
     assert minimum_detectable_effect(0.5, 40) < minimum_detectable_effect(0.5, 20)  # more items detect less
     assert minimum_detectable_effect(0.5, 1) is None
 
@@ -43,7 +50,7 @@ def test_inconclusive_verdicts_say_how_many_items_would_decide_them():
 def test_holm_adjusts_like_statsmodels_and_one_sided_p_like_scipy():
     from scipy.stats import ttest_1samp
 
-    from harness.power import holm, one_sided_p
+    from harness.analysis.sample_size import holm, one_sided_p
 
     d = np.array([0.3, -0.1, 0.2, 0.25, 0.05, 0.4, -0.05, 0.15])
     ss = sample_size(d)
@@ -55,7 +62,7 @@ def test_holm_adjusts_like_statsmodels_and_one_sided_p_like_scipy():
 
 def test_a_claim_over_many_comparisons_needs_the_holm_adjusted_test():
     """Three comparisons each barely decided alone (p about 0.03) are not all decided together (Holm: 0.09 > 0.05)."""
-    from harness.claims import _difference_verdicts
+    from harness.verdicts.claims import _difference_verdicts
 
     class Run:  # the part of RunView that _difference_verdicts reads
         def __init__(self, ss):

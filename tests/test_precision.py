@@ -1,4 +1,5 @@
 """runtime.dtype=auto and the default threads, as functions of the hardware (a table), and on this machine."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,14 @@ import pytest
 import torch
 
 from harness.errors import ConfigError
-from harness.models.precision import (choose_dtype, cpu_capability, cpu_flags, default_threads, resolve_dtype_choice,
-                                      usable_cores)
+from harness.models.precision import (
+    choose_dtype,
+    cpu_capability,
+    cpu_flags,
+    default_threads,
+    resolve_dtype_choice,
+    usable_cores,
+)
 
 AVX2_EPYC = {"fpu", "sse4_2", "avx", "avx2", "fma", "f16c"}  # an AVX2-only AMD EPYC, most laptops
 AVX512_NO_BF16 = AVX2_EPYC | {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}  # Skylake/Cascade Lake servers
@@ -27,7 +34,15 @@ TABLE = [
     (None, "cpu", "AVX2", AVX2_EPYC, False, torch.float32, "auto"),
     ("auto", "cuda", "AVX2", AVX2_EPYC, True, torch.bfloat16, "GPU with native bfloat16"),
     ("auto", "cuda", "AVX512", SAPPHIRE_RAPIDS, False, torch.float16, "GPU without native bfloat16"),
-    ("bfloat16", "cpu", "AVX2", AVX2_EPYC, False, torch.bfloat16, "set in the configuration"),  # explicit values are kept
+    (
+        "bfloat16",
+        "cpu",
+        "AVX2",
+        AVX2_EPYC,
+        False,
+        torch.bfloat16,
+        "set in the configuration",
+    ),  # explicit values are kept
     ("float32", "cuda", "AVX2", AVX2_EPYC, True, torch.float32, "set in the configuration"),
     ("float16", "cpu", "AVX512", SAPPHIRE_RAPIDS, False, torch.float16, "set in the configuration"),
 ]
@@ -50,7 +65,10 @@ def test_auto_on_this_machine_follows_its_flags():
     flags = cpu_flags()
     choice = resolve_dtype_choice("auto", torch.device("cpu"))
     native = bool(flags & {"avx512_bf16", "amx_bf16"})
-    assert choice.dtype == (torch.bfloat16 if native else torch.float32), (cpu_capability(), sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+    assert choice.dtype == (torch.bfloat16 if native else torch.float32), (
+        cpu_capability(),
+        sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}),
+    )
     assert choice.reason.startswith("auto: ")
 
 
@@ -61,7 +79,9 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path: Path):
     assert cpu_flags(tmp_path / "absent") == frozenset()
 
 
-@pytest.mark.parametrize("affinity,quota,cores", [(64, 2.0, 2), (64, 1.5, 2), (64, 0.5, 1), (4, None, 4), (4, 16.0, 4), (1, None, 1)])
+@pytest.mark.parametrize(
+    "affinity,quota,cores", [(64, 2.0, 2), (64, 1.5, 2), (64, 0.5, 1), (4, None, 4), (4, 16.0, 4), (1, None, 1)]
+)
 def test_usable_cores_from_affinity_and_quota(affinity, quota, cores):
     assert usable_cores(affinity=affinity, quota=quota) == cores
 

@@ -1,4 +1,5 @@
 """``harness regress``: passes on an unchanged run, fails naming the cause on planted regressions, exit 2 on bad input."""
+
 from __future__ import annotations
 
 import json
@@ -6,18 +7,23 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 HARNESS = [sys.executable, "-m", "harness"]
 COMMITTED = PROJECT_ROOT / "results" / "baselines" / "tiny_smoke_cpu.json"
 # the configuration the committed baseline was written from (exact: float32, fixed batch size)
-RUN_ARGS = ["pair=tiny", "task=smoke", "runtime=regression", "runtime.max_samples=null",
-            "runtime.progress=false", "print_report=false"]
+RUN_ARGS = [
+    "pair=tiny",
+    "task=smoke",
+    "runtime=regression",
+    "runtime.max_samples=null",
+    "runtime.progress=false",
+    "print_report=false",
+]
 
 
 def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -35,7 +41,9 @@ def run_and_baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     return tmp / "run", tmp / "baseline.json"
 
 
-def planted(run: Path, dest: Path, model: str, task: str, mutate: Callable[[list[dict], dict], tuple[list[dict], dict]]) -> Path:
+def planted(
+    run: Path, dest: Path, model: str, task: str, mutate: Callable[[list[dict], dict], tuple[list[dict], dict]]
+) -> Path:
     """A copy of ``run`` whose ``model``/``task`` cell has its records and manifest changed by ``mutate``."""
     shutil.copytree(run, dest / "run")
     cells = json.loads((dest / "run" / "cells.json").read_text())
@@ -71,7 +79,9 @@ def _wrong(recs: list[dict], manifest: dict) -> tuple[list[dict], dict]:
 
 
 def _slow(recs: list[dict], manifest: dict) -> tuple[list[dict], dict]:
-    return [{**r, "latency_s": r["latency_s"] * 3, "item_s": r["item_s"] * 3, "batch_s": r["batch_s"] * 3} for r in recs], manifest
+    return [
+        {**r, "latency_s": r["latency_s"] * 3, "item_s": r["item_s"] * 3, "batch_s": r["batch_s"] * 3} for r in recs
+    ], manifest
 
 
 def _big(recs: list[dict], manifest: dict) -> tuple[list[dict], dict]:
@@ -84,12 +94,15 @@ def _fewer(recs: list[dict], manifest: dict) -> tuple[list[dict], dict]:
     return recs[:-1], {**manifest, "n_done": len(recs) - 1}
 
 
-@pytest.mark.parametrize("mutate, needles", [
-    (_wrong, ["REGRESSION: tiny_olmoe/smoke_classify: quality: accuracy", "exact configuration"]),
-    (_slow, ["REGRESSION: tiny_olmoe/smoke_classify: latency: median latency x3.00"]),
-    (_big, ["REGRESSION: tiny_olmoe/smoke_classify: memory: peak memory x1.50"]),
-    (_fewer, ["REGRESSION: tiny_olmoe/smoke_classify: items: the item set changed: 1 removed"]),
-])
+@pytest.mark.parametrize(
+    "mutate, needles",
+    [
+        (_wrong, ["REGRESSION: tiny_olmoe/smoke_classify: quality: accuracy", "exact configuration"]),
+        (_slow, ["REGRESSION: tiny_olmoe/smoke_classify: latency: median latency x3.00"]),
+        (_big, ["REGRESSION: tiny_olmoe/smoke_classify: memory: peak memory x1.50"]),
+        (_fewer, ["REGRESSION: tiny_olmoe/smoke_classify: items: the item set changed: 1 removed"]),
+    ],
+)
 def test_planted_regression_fails_naming_its_cause(mutate, needles, run_and_baseline, tmp_path):
     run, baseline = run_and_baseline
     bad = planted(run, tmp_path, "tiny_olmoe", "smoke_classify", mutate)
@@ -99,7 +112,11 @@ def test_planted_regression_fails_naming_its_cause(mutate, needles, run_and_base
     assert "## harness regress: REGRESSION" in proc.stdout
     for needle in needles:
         assert needle in proc.stdout, proc.stdout
-    others = [line for line in proc.stdout.splitlines() if line.startswith("- REGRESSION") and "tiny_olmoe/smoke_classify" not in line]
+    others = [
+        line
+        for line in proc.stdout.splitlines()
+        if line.startswith("- REGRESSION") and "tiny_olmoe/smoke_classify" not in line
+    ]
     assert not others, others  # only the planted cell is blamed
 
 
@@ -126,7 +143,10 @@ def test_other_hardware_compares_quality_only(run_and_baseline, tmp_path):
     bad = planted(run, tmp_path, "tiny_olmoe", "smoke_classify", _slow)
     proc = cli(["regress", str(bad), "--baseline", str(tmp_path / "gpu.json")], tmp_path)
     assert proc.returncode == 0, proc.stdout
-    assert "latency and memory not compared: baseline measured on gpu: NVIDIA H100" in proc.stdout and "| not compared | not compared |" in proc.stdout
+    assert (
+        "latency and memory not compared: baseline measured on gpu: NVIDIA H100" in proc.stdout
+        and "| not compared | not compared |" in proc.stdout
+    )
 
 
 def test_committed_baseline_passes_on_a_fresh_run(tmp_path):
@@ -139,13 +159,16 @@ def test_committed_baseline_passes_on_a_fresh_run(tmp_path):
     assert "quality" not in "".join(line for line in reg.stdout.splitlines() if line.startswith("- "))
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["--baseline", "nope.json"], ["baseline nope.json does not exist", "--update"]),
-    (["--baseline", "{bad}"], ["is not a harness baseline"]),
-    (["--baseline", "{other}"], ["shares no model/task cell with the baseline", "--update"]),
-    (["--baseline", "{committed}", "--allow", "everything"], ["--allow everything is not one of"]),
-    (["--baseline", "{committed}", "latency_ratio_max=fast"], ["latency_ratio_max"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--baseline", "nope.json"], ["baseline nope.json does not exist", "--update"]),
+        (["--baseline", "{bad}"], ["is not a harness baseline"]),
+        (["--baseline", "{other}"], ["shares no model/task cell with the baseline", "--update"]),
+        (["--baseline", "{committed}", "--allow", "everything"], ["--allow everything is not one of"]),
+        (["--baseline", "{committed}", "latency_ratio_max=fast"], ["latency_ratio_max"]),
+    ],
+)
 def test_bad_input_exits_2(args, needles, run_and_baseline, tmp_path):
     run, _ = run_and_baseline
     (tmp_path / "bad.json").write_text('{"hello": 1}')

@@ -1,18 +1,27 @@
 """The cascade measured as a router: held-out thresholds, APGR by hand, a random baseline, confidence signals."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_record
 
-from harness.routing import apgr, calls_to_recover, choose_threshold, cross_fit, evaluate_router, gap_curve
+from harness.analysis.routing import apgr, calls_to_recover, choose_threshold, cross_fit, evaluate_router, gap_curve
 
 
-def _records(model: str, correct: list[int], margins: list[float] | None = None, seconds: float = 1.0) -> list[dict]:
+def _records(model: str, correct: list[int], margins: list[float] | None = None, seconds: float = 1.0) -> list:
     out = []
     for i, c in enumerate(correct):
         probs = [0.5 + (margins[i] if margins else 0.0) / 2, 0.5 - (margins[i] if margins else 0.0) / 2]
-        out.append({"sample_id": f"s{i}", "model": model, "scores": {"correct": float(c)}, "item_s": seconds,
-                    "details": {"margin": margins[i] if margins else 0.0, "probs": probs}})
+        out.append(
+            make_record(
+                sample_id=f"s{i}",
+                model=model,
+                scores={"correct": float(c)},
+                item_s=seconds,
+                details={"margin": margins[i] if margins else 0.0, "probs": probs},
+            )
+        )
     return out
 
 
@@ -56,17 +65,34 @@ def test_held_out_figures_beside_in_sample_and_signals_on_records():
     # the 4 lowest margins are exactly the small model's 4 errors: PGR rises linearly to 1 at 4/12 of the calls, then stays:
     # area = (4/12) / 2 + 8/12 = 5/6
     assert 0 <= sig["cross_fitted"]["escalated"] <= 1 and sig["apgr"] == pytest.approx(5 / 6)
-    assert sig["random_at_same_calls"] == pytest.approx(r["small_score"] + sig["cross_fitted"]["escalated"] * (1 - r["small_score"]))
+    assert sig["random_at_same_calls"] == pytest.approx(
+        r["small_score"] + sig["cross_fitted"]["escalated"] * (1 - r["small_score"])
+    )
     # here the margin orders the small model's errors first: the router beats random
     assert sig["apgr"] > r["random_apgr"]
 
 
 def test_generation_signals_need_their_details():
-    small = [{"sample_id": "a", "scores": {"rougeL": 0.2}, "item_s": 1.0, "details": {"mean_logprob": -1.0, "min_logprob": -3.0}},
-             {"sample_id": "b", "scores": {"rougeL": 0.6}, "item_s": 1.0, "details": {"mean_logprob": -0.2, "min_logprob": -0.5}}]
-    large = [{"sample_id": "a", "scores": {"rougeL": 0.5}, "item_s": 2.0, "details": {}},
-             {"sample_id": "b", "scores": {"rougeL": 0.6}, "item_s": 2.0, "details": {}}]
+    small = [
+        {
+            "sample_id": "a",
+            "scores": {"rougeL": 0.2},
+            "item_s": 1.0,
+            "details": {"mean_logprob": -1.0, "min_logprob": -3.0},
+        },
+        {
+            "sample_id": "b",
+            "scores": {"rougeL": 0.6},
+            "item_s": 1.0,
+            "details": {"mean_logprob": -0.2, "min_logprob": -0.5},
+        },
+    ]
+    large = [
+        {"sample_id": "a", "scores": {"rougeL": 0.5}, "item_s": 2.0, "details": {}},
+        {"sample_id": "b", "scores": {"rougeL": 0.6}, "item_s": 2.0, "details": {}},
+    ]
+    small, large = [make_record(**r) for r in small], [make_record(**r) for r in large]
     r = evaluate_router(small, large, "summarization", folds=2)
     assert set(r["signals"]) == {"mean_logprob", "min_logprob"}
-    del small[0]["details"]["min_logprob"]
+    del small[0].details["min_logprob"]
     assert set(evaluate_router(small, large, "summarization", folds=2)["signals"]) == {"mean_logprob"}

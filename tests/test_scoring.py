@@ -1,4 +1,5 @@
 """Log-likelihood scoring and generation, checked against direct computations."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.prompts import Prompt, build_prompt
-from harness.engines.hf import cut_at_stop, encode_pair, generate_plain as generate, score_choices
-from harness.tasks import load_task
+from harness.engines.hf import cut_at_stop, encode_pair, score_choices
+from harness.engines.hf import generate_plain as generate
+from harness.tasks.local import load_task
+from harness.tasks.prompts import Prompt, build_prompt
 
 PROMPTS = [
     Prompt("Review: the screen cracked on day one.\nSentiment:", " ", False),
@@ -99,7 +101,10 @@ def test_stop_on_text_stops_each_row_independently(tiny_llama):
 
     tok = tiny_llama.tokenizer
     prompt = tok("Summary:", add_special_tokens=False).input_ids
-    rows = [prompt + tok(" A bridge.\nNext", add_special_tokens=False).input_ids, prompt + tok(" A bridge and more", add_special_tokens=False).input_ids]
+    rows = [
+        prompt + tok(" A bridge.\nNext", add_special_tokens=False).input_ids,
+        prompt + tok(" A bridge and more", add_special_tokens=False).input_ids,
+    ]
     width = max(map(len, rows))
     ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
     done = StopOnText(tok, ["\n"], len(prompt))(ids, torch.zeros(2, 5))
@@ -133,10 +138,12 @@ def test_per_prompt_choices_match_direct_computation(which, request):
 
 def test_prompt_of_a_source_item_is_used_as_is(tiny_llama):
     """A sample with its own rendered prompt and choices (BIG-bench, lm-eval) bypasses the task template."""
-    from harness.tasks import Sample, Task, TaskSpec, TaskType
+    from harness.tasks.types import Sample, Task, TaskSpec, TaskType
 
     spec = TaskSpec(name="t", type=TaskType.classification, data="-", prompt="{input}", target_delimiter="")
-    sample = Sample(id="1", fields={"input": "ignored"}, target="yes", line=1, prompt="\nQ: Is it?\nA: ", choices=["yes", "no"])
+    sample = Sample(
+        id="1", fields={"input": "ignored"}, target="yes", line=1, prompt="\nQ: Is it?\nA: ", choices=["yes", "no"]
+    )
     task = Task(spec=spec, path=Path("-"), data_path=Path("-"), samples=[sample], fewshot=[])
     plain = build_prompt(task, sample, tiny_llama.tokenizer, use_chat=False)
     assert plain.text == "\nQ: Is it?\nA: " and plain.target_delimiter == ""

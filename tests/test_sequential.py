@@ -1,11 +1,12 @@
 """Anytime-valid confidence sequences: against confseq's numbers, coverage under optional stopping, the stop rule."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from harness.sequential import difference_sequence, looks, paired_sequence, undecided, unit_sequence
+from harness.analysis.sequential import difference_sequence, looks, paired_sequence, undecided, unit_sequence
 
 # Computed by confseq 0.0.11 (the authors' package), predmix_empbern_twosided_cs(x, alpha, truncation=0.5,
 # running_intersection=True), with its pure-Python modules imported from the sdist (np.float_ aliased for NumPy 2).
@@ -64,7 +65,7 @@ def test_coverage_under_optional_stopping(p):
         assert miss / sims <= 0.05 + 3 * se, (method, miss)
     t = np.arange(1, n + 1)
     mean = np.cumsum(d, axis=1) / t
-    var = (np.cumsum(d ** 2, axis=1) - t * mean ** 2) / np.maximum(t - 1, 1)
+    var = (np.cumsum(d**2, axis=1) - t * mean**2) / np.maximum(t - 1, 1)
     half = stats.t.ppf(0.975, np.maximum(t - 1, 1)) * np.sqrt(var / t)
     naive_miss = np.any((np.abs(mean - truth) > half)[:, idx], axis=1).sum()
     fixed_miss = (np.abs(mean[:, -1] - truth) > half[:, -1]).sum()  # one look at n: the t interval is fine there
@@ -78,10 +79,16 @@ def test_a_clear_difference_stops_early_and_a_null_one_does_not():
     at = {}
     for method in ("asymptotic", "bernstein"):
         low, high = difference_sequence(clear, 0.05 / 2, method, start=20)
-        at[method] = next(i + 1 for i in range(len(clear)) if not undecided({"low": low[i], "high": high[i]}, {"C2": 0.0, "C3": -0.05}))
+        at[method] = next(
+            i + 1
+            for i in range(len(clear))
+            if not undecided({"low": low[i], "high": high[i]}, {"C2": 0.0, "C3": -0.05})
+        )
     assert at["asymptotic"] < at["bernstein"] < 150  # the exact sequence pays for its guarantee in items
     for method in ("asymptotic", "bernstein"):
-        low, high = difference_sequence(np.zeros(400), 0.05, method)  # the models agree on every item: on C2's threshold forever
+        low, high = difference_sequence(
+            np.zeros(400), 0.05, method
+        )  # the models agree on every item: on C2's threshold forever
         assert undecided({"low": low[-1], "high": high[-1]}, {"C2": 0.0, "C3": -0.05}) == ["C2"]
     low, high = difference_sequence(np.zeros(5), 0.05, "asymptotic")  # a few equal items: not a zero-width interval
     assert low[-1] < -0.3 and high[-1] > 0.3

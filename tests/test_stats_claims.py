@@ -1,12 +1,16 @@
 """Statistics on known cases, the cascade on hand-made records, and verdicts that flip at their threshold."""
+
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
+from conftest import make_record
 
-from harness.cascade import simulate
-from harness.claims import evaluate_claims
-from harness.stats import bootstrap_ci, mcnemar_exact, paired_difference, ratio_of_statistics
+from harness.analysis.cascade import simulate
+from harness.analysis.stats import bootstrap_ci, mcnemar_exact, paired_difference, ratio_of_statistics
+from harness.verdicts.claims import evaluate_claims
 
 
 def test_mcnemar_on_a_hand_made_table():
@@ -44,8 +48,10 @@ def test_ratio_of_medians():
     assert est.low <= 0.5 <= est.high
 
 
-def _rec(i: int, correct: float, margin: float, latency: float, pred: str = "a") -> dict:
-    return {"sample_id": str(i), "scores": {"correct": correct}, "details": {"margin": margin}, "latency_s": latency, "prediction": pred}
+def _rec(i: int, correct: float, margin: float, latency: float, pred: str = "a"):
+    return make_record(
+        sample_id=str(i), scores={"correct": correct}, details={"margin": margin}, latency_s=latency, prediction=pred
+    )
 
 
 def test_cascade_on_hand_made_records():
@@ -64,25 +70,67 @@ def test_cascade_on_hand_made_records():
 def _summary_and_analysis(diff_low: float, diff_high: float, latency_ratio: float) -> tuple[dict, dict]:
     est = {"value": (diff_low + diff_high) / 2, "low": diff_low, "high": diff_high, "n": 50, "method": "test"}
     lat = {"value": latency_ratio, "low": latency_ratio * 0.9, "high": latency_ratio * 1.1, "n": 50, "method": "test"}
-    energy = {"value": 1 / latency_ratio, "low": 0.9 / latency_ratio, "high": 1.1 / latency_ratio, "n": 50, "method": "estimated"}
+    energy = {
+        "value": 1 / latency_ratio,
+        "low": 0.9 / latency_ratio,
+        "high": 1.1 / latency_ratio,
+        "n": 50,
+        "method": "estimated",
+    }
     models = {
         "s": {"role": "small", "name": "s", "device": "cpu", "params": {"total": 100, "active": 100, "is_moe": False}},
-        "l": {"role": "large", "name": "l", "device": "cpu", "params": {"total": 1000, "active": 1000, "is_moe": False}},
+        "l": {
+            "role": "large",
+            "name": "l",
+            "device": "cpu",
+            "params": {"total": 1000, "active": 1000, "is_moe": False},
+        },
     }
-    res = {"n": 50, "primary_metric": "accuracy", "quality": {"accuracy": 0.5}, "latency_s": {"p50": 1.0}, "peak_memory_bytes": 2**30}
-    summary = {"models": models, "order": ["s", "l"], "reference": "l", "tasks": {"t": {"n_selected": 50, "results": {"s": res, "l": res}}},
-               "comparisons": {"t": {"s": {"peak_memory_ratio": 0.2, "cost_ratio": latency_ratio}}}}
-    analysis = {"tasks": {"t": {"task_type": "classification",
-                                "models": {"s": {"latency_s": {"p95": {"value": 0.5, "low": 0.4, "high": 0.6}}}},
-                                "comparisons": {"s": {"same_items": True, "difference_vs_reference": {"accuracy": est},
-                                                      "mcnemar": {"p_value": 0.01}, "latency_median_ratio": lat,
-                                                      "energy_ratio_reference_over_candidate": energy,
-                                                      "cascade": {"available": False}}}}}}
+    res = {
+        "n": 50,
+        "primary_metric": "accuracy",
+        "quality": {"accuracy": 0.5},
+        "latency_s": {"p50": 1.0},
+        "peak_memory_bytes": 2**30,
+    }
+    summary = {
+        "models": models,
+        "order": ["s", "l"],
+        "reference": "l",
+        "tasks": {"t": {"n_selected": 50, "results": {"s": res, "l": res}}},
+        "comparisons": {"t": {"s": {"peak_memory_ratio": 0.2, "cost_ratio": latency_ratio}}},
+    }
+    analysis = {
+        "tasks": {
+            "t": {
+                "task_type": "classification",
+                "models": {"s": {"latency_s": {"p95": {"value": 0.5, "low": 0.4, "high": 0.6}}}},
+                "comparisons": {
+                    "s": {
+                        "same_items": True,
+                        "difference_vs_reference": {"accuracy": est},
+                        "mcnemar": {"p_value": 0.01},
+                        "latency_median_ratio": lat,
+                        "energy_ratio_reference_over_candidate": energy,
+                        "cascade": {"available": False},
+                    }
+                },
+            }
+        }
+    }
     return summary, analysis
 
 
-CLAIMS = {cid: {"thresholds": th} for cid, th in {
-    "C2": {}, "C3": {"accuracy_tolerance": 0.05}, "C5": {"max_ratio": 1.0}, "C9": {"min_params_ratio": 10.0}, "C10": {}}.items()}
+CLAIMS = {
+    cid: {"thresholds": th}
+    for cid, th in {
+        "C2": {},
+        "C3": {"accuracy_tolerance": 0.05},
+        "C5": {"max_ratio": 1.0},
+        "C9": {"min_params_ratio": 10.0},
+        "C10": {},
+    }.items()
+}
 
 
 def _verdicts(*args: float, claims: dict | None = None) -> dict[str, str]:
@@ -106,3 +154,28 @@ def test_verdicts_flip_at_their_thresholds():
     # small significantly better with 10x fewer parameters -> C9 supported, C2 refuted
     v = _verdicts(0.02, 0.08, 0.2)
     assert v["C9"] == "supported" and v["C2"] == "refuted"
+
+
+def test_a_claim_names_its_check_and_a_check_serves_several_claims():
+    from pathlib import Path
+
+    from harness.verdicts.claims import CHECKS, NOT_MEASURED
+
+    expected = json.loads((Path(__file__).parent / "golden" / "three" / "expected.json").read_text())
+    summary, analysis = json.loads(expected["summary.json"]), json.loads(expected["analysis.json"])
+    cfg = {
+        "C3": {"thresholds": {"accuracy_tolerance": 0.05, "rouge_tolerance": 0.02}},  # an older config.json: no check:
+        "exact_parity": {
+            "check": "small_within_tolerance",
+            "thresholds": {"accuracy_tolerance": 0.0, "rouge_tolerance": 0.0},
+        },
+        "typo": {"check": "small_within_tolerence"},
+    }
+    verdicts = {v.id: v for v in evaluate_claims(summary, analysis, cfg)}
+    assert set(verdicts) == {"C3", "exact_parity", "typo"}
+    assert verdicts["C3"].verdict != NOT_MEASURED and verdicts["exact_parity"].verdict != NOT_MEASURED
+    assert verdicts["C3"].key_number != verdicts["exact_parity"].key_number  # same check, its own thresholds
+    assert verdicts["typo"].verdict == NOT_MEASURED
+    assert "small_within_tolerance" in CHECKS and not any(
+        name.startswith("c") and name[1:].isdigit() for name in CHECKS
+    )

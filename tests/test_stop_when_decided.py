@@ -1,19 +1,26 @@
 """runtime.stop_when_decided on real runs of the tiny random-weight pair: looks, stopped cells, reuse, continuing, bad settings."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import run_records
-from harness.sequential import is_sequential
+from omegaconf import OmegaConf
 from test_cells import _args, _run, big_tasks  # noqa: F401  (the 60-item generation task)
 
+from harness.analysis.sequential import is_sequential
+
 # C3's tolerance at 2 (200 points): any interval clears -2, so the first look decides the task
-DECIDE_AT_ONCE = ["runtime.stop_when_decided=true", "runtime.first_look=4", "runtime.look_growth=2", "runtime.stop_claims=[C3]",
-                  "claims.C3.thresholds.rouge_tolerance=2.0", "claims.C3.thresholds.accuracy_tolerance=2.0"]
+DECIDE_AT_ONCE = [
+    "runtime.stop_when_decided=true",
+    "runtime.first_look=4",
+    "runtime.look_growth=2",
+    "runtime.stop_claims=[C3]",
+    "claims.C3.thresholds.rouge_tolerance=2.0",
+    "claims.C3.thresholds.accuracy_tolerance=2.0",
+]
 
 
 def _cells(run_dir: Path) -> dict[tuple[str, str], dict]:
@@ -25,8 +32,8 @@ def _manifest(cell: dict) -> dict:
 
 
 def test_a_decided_task_stops_is_reused_and_continues_when_the_rule_changes(big_tasks, tmp_path):  # noqa: F811
-    from harness.config import compose
-    from harness.runner import plan
+    from harness.config.schema import compose
+    from harness.run.runner import plan
 
     store = tmp_path / "cells"
     proc = _run(_args(big_tasks, store, tmp_path / "a", *DECIDE_AT_ONCE), tmp_path)
@@ -34,8 +41,19 @@ def test_a_decided_task_stops_is_reused_and_continues_when_the_rule_changes(big_
     assert "decided after 4 of 60 items" in proc.stdout + proc.stderr
     cells = _cells(tmp_path / "a")
     # items in the seeded random order: the first 4 of it, the same for both models
-    p = plan(OmegaConf.to_object(compose([f"paths.task_dirs=[{big_tasks}]", "task.tasks=[gen,smoke_classify]", "pair=tiny",
-                                          "runtime.max_samples=null", "runtime.stop_when_decided=true"])))
+    p = plan(
+        OmegaConf.to_object(
+            compose(
+                [
+                    f"paths.task_dirs=[{big_tasks}]",
+                    "task.tasks=[gen,smoke_classify]",
+                    "pair=tiny",
+                    "runtime.max_samples=null",
+                    "runtime.stop_when_decided=true",
+                ]
+            )
+        )
+    )
     order = {t.name: [s.id for s in samples] for t, samples in p.tasks}
     assert order["gen"] != sorted(order["gen"])
     for (model, task), c in cells.items():
@@ -75,7 +93,10 @@ def test_a_decided_task_stops_is_reused_and_continues_when_the_rule_changes(big_
     manifest = _manifest(_cells(tmp_path / "c")[("tiny_olmoe", "gen")])
     assert len(manifest["sessions"]) >= 2 and all("look" in s for s in manifest["sessions"])
     result = json.loads((tmp_path / "c" / "summary.json").read_text())["tasks"]["gen"]["results"]["tiny_olmoe"]
-    assert result["memory"]["basis"].startswith("first look") and result["peak_memory_bytes"] == manifest["sessions"][0]["memory"]["peak_bytes"]
+    assert (
+        result["memory"]["basis"].startswith("first look")
+        and result["peak_memory_bytes"] == manifest["sessions"][0]["memory"]["peak_bytes"]
+    )
 
 
 def test_an_interrupted_look_is_caught_up_before_deciding(big_tasks, tmp_path):  # noqa: F811
@@ -93,21 +114,29 @@ def test_an_interrupted_look_is_caught_up_before_deciding(big_tasks, tmp_path): 
     cells = _cells(tmp_path / "b")
     assert cells[("tiny_olmoe", "gen")]["status"] == "resumed" and cells[("tiny_llama", "gen")]["status"] == "reused"
     assert records.read_bytes().startswith(b"".join(lines[:2]))  # the two records on disk kept as they were
-    assert [json.loads(x)["sample_id"] for x in records.read_bytes().splitlines()] == [json.loads(x)["sample_id"] for x in lines]
+    assert [json.loads(x)["sample_id"] for x in records.read_bytes().splitlines()] == [
+        json.loads(x)["sample_id"] for x in lines
+    ]
     assert _manifest(cells[("tiny_olmoe", "gen")])["status"] == "stopped"
 
 
-@pytest.mark.parametrize("override, message", [
-    (["runtime.stop_claims=[C5]"], "C5 cannot stop a task"),
-    (["runtime.confidence_sequence=hoeffding"], "runtime.confidence_sequence='hoeffding' is not one of asymptotic, bernstein"),
-    (["runtime.first_look=1"], "runtime.first_look=1"),
-    (["runtime.look_growth=0.5"], "runtime.look_growth=0.5"),
-    (["models=[tiny_olmoe,tiny_llama_arch]"], "needs a reference and another model whose quality is measured"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["runtime.stop_claims=[C5]"], "C5 cannot stop a task"),
+        (
+            ["runtime.confidence_sequence=hoeffding"],
+            "runtime.confidence_sequence='hoeffding' is not one of asymptotic, bernstein",
+        ),
+        (["runtime.first_look=1"], "runtime.first_look=1"),
+        (["runtime.look_growth=0.5"], "runtime.look_growth=0.5"),
+        (["models=[tiny_olmoe,tiny_llama_arch]"], "needs a reference and another model whose quality is measured"),
+    ],
+)
 def test_impossible_stop_settings_fail_before_any_model_loads(override, message):
-    from harness.config import compose
+    from harness.config.schema import compose
     from harness.errors import ConfigError
-    from harness.runner import plan
+    from harness.run.runner import plan
 
     cfg = compose(["pair=tiny", "task=smoke", "runtime.stop_when_decided=true", *override])
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):

@@ -1,20 +1,32 @@
 """Aggregation from records: breakdowns and cross-item consistency on hand-made records."""
+
 from __future__ import annotations
 
 import pytest
 
-from harness.summary import _breakdown, _consistency, compare
+from harness.results.summary import _breakdown, _consistency, compare
 
 
 def rec(pred: str, gold: str, lang: str, fact: str) -> dict:
-    return {"prediction": pred, "gold": gold, "scores": {"correct": float(pred == gold)}, "details": {"choices": ["a", "b"]},
-            "metadata": {"lang": lang, "fact_id": fact}}
+    return {
+        "prediction": pred,
+        "gold": gold,
+        "scores": {"correct": float(pred == gold)},
+        "details": {"choices": ["a", "b"]},
+        "metadata": {"lang": lang, "fact_id": fact},
+    }
 
 
 RECORDS = [
-    rec("a", "a", "fr", "f1"), rec("a", "a", "es", "f1"), rec("b", "a", "ja", "f1"),  # inconsistent
-    rec("b", "b", "fr", "f2"), rec("b", "b", "es", "f2"), rec("b", "b", "ja", "f2"),  # consistent, correct
-    rec("a", "b", "fr", "f3"), rec("a", "b", "es", "f3"), rec("a", "b", "ja", "f3"),  # consistent, wrong
+    rec("a", "a", "fr", "f1"),
+    rec("a", "a", "es", "f1"),
+    rec("b", "a", "ja", "f1"),  # inconsistent
+    rec("b", "b", "fr", "f2"),
+    rec("b", "b", "es", "f2"),
+    rec("b", "b", "ja", "f2"),  # consistent, correct
+    rec("a", "b", "fr", "f3"),
+    rec("a", "b", "es", "f3"),
+    rec("a", "b", "ja", "f3"),  # consistent, wrong
 ]
 
 
@@ -26,12 +38,22 @@ def test_breakdown_by_language():
 
 def test_consistency_across_languages():
     c = _consistency(RECORDS, "fact_id")
-    assert c == {"field": "fact_id", "groups": 3, "same_answer": pytest.approx(2 / 3), "all_correct": pytest.approx(1 / 3)}
+    assert c == {
+        "field": "fact_id",
+        "groups": 3,
+        "same_answer": pytest.approx(2 / 3),
+        "all_correct": pytest.approx(1 / 3),
+    }
 
 
 def test_compare_refuses_different_items():
-    base = {"primary_metric": "accuracy", "quality": {"accuracy": 0.5}, "latency_s": {"p50": 1.0, "p95": 2.0},
-            "throughput_samples_per_s": 1.0, "peak_memory_bytes": 10}
+    base = {
+        "primary_metric": "accuracy",
+        "quality": {"accuracy": 0.5},
+        "latency_s": {"p50": 1.0, "p95": 2.0},
+        "throughput_samples_per_s": 1.0,
+        "peak_memory_bytes": 10,
+    }
     small, large = {"total": 1, "active": 1}, {"total": 10, "active": 10}
     same = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "2"]}, small, large)
     other = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "3"]}, small, large)

@@ -1,14 +1,15 @@
 """Task files: the shipped ones load, the seed items rest on the article text, bad files fail clearly."""
+
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT, SEEDS_DIR
+
 from harness.errors import TaskFileError
-from harness.tasks import available_tasks, find_task, load_task, select_samples
+from harness.tasks.local import available_tasks, find_task, load_task
+from harness.tasks.types import select_samples
 
 TASKS_DIR = PROJECT_ROOT / "tasks"
 
@@ -26,7 +27,9 @@ def test_every_shipped_task_loads():
         assert task.name == name and task.samples
 
 
-@pytest.mark.parametrize("name", ["seed_claims", "seed_summary_paragraph", "seed_attribution", "seed_stance", "seed_summary_article"])
+@pytest.mark.parametrize(
+    "name", ["seed_claims", "seed_summary_paragraph", "seed_attribution", "seed_stance", "seed_summary_article"]
+)
 def test_seed_items_rest_on_the_article_text(name):
     if not SEEDS_DIR.is_dir():
         pytest.fail(f"the seed articles are expected at {SEEDS_DIR}")
@@ -39,7 +42,9 @@ def test_seed_items_rest_on_the_article_text(name):
         if f.get("paragraph") is None:  # whole-article items: every line is a paragraph
             assert all(line in paras for line in f["evidence"].split("\n")), s.id
         else:
-            assert f["evidence"] in paras[f["paragraph"]], f"{s.id}: evidence not verbatim in {f['seed_file']} paragraph {f['paragraph']}"
+            assert f["evidence"] in paras[f["paragraph"]], (
+                f"{s.id}: evidence not verbatim in {f['seed_file']} paragraph {f['paragraph']}"
+            )
         if task.type.value == "classification":
             assert s.target in task.spec.labels
         assert f["lang"] in {"fr", "es", "ja"}
@@ -57,7 +62,10 @@ def test_unknown_task_lists_valid_names():
 
 
 def _write_task(tmp_path: Path, yaml_text: str, rows: list[str] | None = None) -> Path:
-    (tmp_path / "data.jsonl").write_text("\n".join(rows or ['{"id": "1", "text": "hi", "label": "pos"}', '{"id": "2", "text": "ho", "label": "neg"}']) + "\n")
+    (tmp_path / "data.jsonl").write_text(
+        "\n".join(rows or ['{"id": "1", "text": "hi", "label": "pos"}', '{"id": "2", "text": "ho", "label": "neg"}'])
+        + "\n"
+    )
     path = tmp_path / "t.yaml"
     path.write_text(yaml_text)
     return path

@@ -1,4 +1,5 @@
 """The GitHub workflows a user deploys, linted with actionlint (a broken workflow fails CI here)."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PROJECT_ROOT
 
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
@@ -23,7 +23,9 @@ def _actionlint() -> str:
 
 
 def _lint(paths: list[Path]) -> subprocess.CompletedProcess:
-    return subprocess.run([_actionlint(), "-no-color", *map(str, paths)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [_actionlint(), "-no-color", *map(str, paths)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_workflows_exist():
@@ -40,8 +42,13 @@ def test_actionlint_catches_a_broken_workflow(tmp_path):
     """The lint is not vacuous: an undefined step output and a bad runner label fail it."""
     broken = tmp_path / ".github" / "workflows" / "broken.yml"
     broken.parent.mkdir(parents=True)
-    broken.write_text(WORKFLOWS[0].read_text().replace("runs-on: ubuntu-latest", "runs-on: ubuntu-lates") + "      - run: echo ${{ steps.nope.outputs.x }}\n")
-    proc = subprocess.run([_actionlint(), "-no-color", str(broken)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    broken.write_text(
+        WORKFLOWS[0].read_text().replace("runs-on: ubuntu-latest", "runs-on: ubuntu-lates")
+        + "      - run: echo ${{ steps.nope.outputs.x }}\n"
+    )
+    proc = subprocess.run(
+        [_actionlint(), "-no-color", str(broken)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1 and "ubuntu-lates" in proc.stdout, proc.stdout
 
 

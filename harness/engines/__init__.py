@@ -8,6 +8,7 @@ why. Another engine is a subclass of ``harness.engines.base.Engine`` with a
 ``load`` classmethod, added to ``ENGINES`` as ``"module:Class"`` (imported
 only when chosen).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -15,14 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from harness.config import ModelConfig, RuntimeConfig
+from harness.config.schema import ModelConfig, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
 from harness.errors import ConfigError
+from harness.models import resolve_device
 
 ENGINES: dict[str, str] = {"hf": "harness.engines.hf:HFEngine", "llamacpp": "harness.engines.llamacpp:LlamaCppEngine"}
 AUTO = "auto"
 
-__all__ = ["AUTO", "ENGINES", "ChoiceScores", "Engine", "EngineChoice", "Generation", "check_engine", "choose_engine", "load_engine"]
+__all__ = [
+    "AUTO",
+    "ENGINES",
+    "ChoiceScores",
+    "Engine",
+    "EngineChoice",
+    "Generation",
+    "check_engine",
+    "choose_engine",
+    "load_engine",
+]
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,9 @@ class EngineChoice:
 def check_engine(name: str) -> str:
     """The engine name, or a one-line error listing the known ones."""
     if name not in ENGINES:
-        raise ConfigError(f"unknown engine {name!r}", f"use runtime.engine=<one of {AUTO}, {', '.join(sorted(ENGINES))}>")
+        raise ConfigError(
+            f"unknown engine {name!r}", f"use runtime.engine=<one of {AUTO}, {', '.join(sorted(ENGINES))}>"
+        )
     return name
 
 
@@ -69,17 +83,25 @@ def choose_engine(cfg: ModelConfig, runtime: RuntimeConfig, device_type: str) ->
         if requested == "llamacpp":
             blocking = hf_only_settings(cfg, runtime)
             if blocking:
-                raise ConfigError(f"engine llamacpp does not support {', '.join(blocking)} (model {cfg.name})",
-                                  "drop the setting (llamacpp runs the GGUF as stored, one request at a time), or use runtime.engine=hf")
+                raise ConfigError(
+                    f"engine llamacpp does not support {', '.join(blocking)} (model {cfg.name})",
+                    "drop the setting (llamacpp runs the GGUF as stored, one request at a time), or use runtime.engine=hf",
+                )
             if device_type != "cpu":
-                raise ConfigError(f"engine llamacpp runs on the CPU here, but runtime.device resolved to {device_type}",
-                                  "use runtime.device=cpu, or runtime.engine=hf on the GPU")
+                raise ConfigError(
+                    f"engine llamacpp runs on the CPU here, but runtime.device resolved to {device_type}",
+                    "use runtime.device=cpu, or runtime.engine=hf on the GPU",
+                )
             if not has_gguf(cfg):
-                raise ConfigError(f"model {cfg.name} has no GGUF file for engine llamacpp",
-                                  "use runtime.engine=hf for it, or give it a GGUF (source gguf_wheel, a .gguf path, or hub with gguf_file)")
+                raise ConfigError(
+                    f"model {cfg.name} has no GGUF file for engine llamacpp",
+                    "use runtime.engine=hf for it, or give it a GGUF (source gguf_wheel, a .gguf path, or hub with gguf_file)",
+                )
             missing = llama_cpp_available()
             if missing is not None:
-                raise ConfigError(f"runtime.engine=llamacpp but llama-cpp-python does not import ({missing})", INSTALL_HINT)
+                raise ConfigError(
+                    f"runtime.engine=llamacpp but llama-cpp-python does not import ({missing})", INSTALL_HINT
+                )
         return EngineChoice(requested, "set in the configuration")
     if device_type != "cpu":
         return EngineChoice("hf", f"auto: {device_type} device")
@@ -90,9 +112,12 @@ def choose_engine(cfg: ModelConfig, runtime: RuntimeConfig, device_type: str) ->
         return EngineChoice("hf", f"auto: {', '.join(blocking)} is an hf engine setting")
     missing = llama_cpp_available()
     if missing is not None:
-        return EngineChoice("hf", "auto: llama-cpp-python is not installed",
-                            notice=f"notice: {cfg.name} runs on the hf engine (transformers, slower on CPUs): llama-cpp-python "
-                                   f"does not import ({missing}); for the llamacpp engine: {INSTALL_HINT}")
+        return EngineChoice(
+            "hf",
+            "auto: llama-cpp-python is not installed",
+            notice=f"notice: {cfg.name} runs on the hf engine (transformers, slower on CPUs): llama-cpp-python "
+            f"does not import ({missing}); for the llamacpp engine: {INSTALL_HINT}",
+        )
     return EngineChoice("llamacpp", "auto: a GGUF file on a CPU")
 
 
@@ -100,8 +125,6 @@ def load_engine(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> En
     """Load ``cfg`` with its engine (the model's ``engine:``, else ``runtime.engine``; ``auto`` resolved for the CPU)."""
     name = cfg.engine or runtime.engine
     if name == AUTO:
-        from harness.models import resolve_device
-
         name = choose_engine(cfg, runtime, resolve_device(runtime.device).type).name
     module, _, cls = ENGINES[check_engine(name)].partition(":")
     engine_cls = getattr(importlib.import_module(module), cls)

@@ -1,22 +1,24 @@
 """The execution interface every engine implements: requests in, results plus timings out.
 
 In the spirit of lm-eval's ``LM`` (``loglikelihood``, ``generate_until``) and
-optimum-benchmark's ``Backend``: the evaluation loop (``harness.evaluate``)
+optimum-benchmark's ``Backend``: the evaluation loop (``harness.run.evaluate``)
 and the runner only see this class, so a serving engine (vLLM, TGI, llama.cpp)
 is one more subclass registered in ``harness.engines.ENGINES``. Timings are
 taken inside the engine, where the device can be synchronized before a clock
 is read; memory and energy trackers wrap engine calls from outside and only
 need ``device``.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from harness.prompts import Prompt
+from harness.tasks.prompts import Prompt
 
 
 @dataclass
@@ -38,7 +40,9 @@ class Generation:
     output_tokens: int
     input_tokens: int
     mean_logprob: float | None  # mean log-probability of the generated tokens (a confidence)
-    latency_s: float  # from the batch's start to this sequence's last token (at batch 1, the request's end-to-end latency)
+    latency_s: (
+        float  # from the batch's start to this sequence's last token (at batch 1, the request's end-to-end latency)
+    )
     ttft_s: float | None
     decode_tokens_per_s: float | None
     tokens_dropped: int = 0  # from the prompt's start, so that prompt + max_new_tokens fit the context window
@@ -64,11 +68,15 @@ class Engine(ABC):
         """What prompts are built with (its chat template, if any)."""
 
     @abstractmethod
-    def loglikelihood(self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]) -> tuple[list[ChoiceScores], float]:
+    def loglikelihood(
+        self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
+    ) -> tuple[list[ChoiceScores], float]:
         """Every choice's log-likelihood after its prompt, and the seconds the batch took (synchronized)."""
 
     @abstractmethod
-    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+    def generate_until(
+        self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
+    ) -> list[Generation]:
         """Greedy generation for a batch of prompts, each with its own timings (at least ``min_new_tokens`` each)."""
 
     def prompt_length(self, prompt: Prompt) -> int:

@@ -10,23 +10,25 @@ so results match ``lm_eval.simple_evaluate`` for the same prompt.
 Contexts are left-padded with explicit position ids, so padding does not
 change a result in float32; only the continuations' logits are computed.
 """
+
 from __future__ import annotations
 
 import functools
 import inspect
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from harness.config import ModelConfig, RuntimeConfig
+from harness.config.schema import ModelConfig, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
+from harness.measure.timing import Stopwatch, TokenClock, generation_timing, synchronize
 from harness.models import LoadedModel, load_model
-from harness.prompts import Prompt
-from harness.timing import Stopwatch, TokenClock, generation_timing, synchronize
+from harness.tasks.prompts import Prompt
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -41,7 +43,7 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
         context = context[:-n_spaces]
     whole = _encode(tokenizer, context + continuation)
     ctx = _encode(tokenizer, context)
-    return ctx, whole[len(ctx):]
+    return ctx, whole[len(ctx) :]
 
 
 def _supports_logits_to_keep(model: Any) -> bool:
@@ -51,8 +53,8 @@ def _supports_logits_to_keep(model: Any) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
-def _cache_arg(model_class: type) -> str:
+@functools.cache
+def _cache_arg(model_class: Any) -> str:
     """The forward argument that takes the key/value cache: ``cache`` since transformers 5.24, ``past_key_values`` before
     (the old name warns on every call there and is removed in 5.40). Per class, once: it is asked at every decode step."""
     try:  # the class's forward: an instance's may be wrapped (torch.compile, a test's counter) and hide its signature
@@ -63,7 +65,7 @@ def _cache_arg(model_class: type) -> str:
 
 def with_cache(model: Any, cache: Any) -> dict[str, Any]:
     """``{<the model's cache argument>: cache}`` for a forward call."""
-    return {_cache_arg(type(model)): cache}
+    return {_cache_arg(type(model)): cache}  # type: ignore[arg-type]  # a class is hashable
 
 
 def cache_of(out: Any) -> Any:
@@ -77,13 +79,15 @@ def _last_logits_only(model: Any) -> dict[str, Any]:
     return {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
 
 
-def _left_pad(seqs: Sequence[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _left_pad(
+    seqs: Sequence[list[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for row, seq in enumerate(seqs):
-        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq):] = 1
+        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids.to(device), mask.to(device), positions.to(device)
 
@@ -97,7 +101,7 @@ def _choice_logprobs(logprobs: torch.Tensor, targets: list[int]) -> tuple[float,
 def _choices_per_prompt(prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
     """One list of choices per prompt: the same list for all (a label set) or each prompt's own."""
     if choices and all(isinstance(c, str) for c in choices):
-        return [list(choices)] * len(prompts)  # type: ignore[list-item]
+        return [list(choices)] * len(prompts)  # type: ignore[arg-type]
     if len(choices) != len(prompts):
         raise ValueError(f"{len(choices)} choice lists for {len(prompts)} prompts")
     return [list(c) for c in choices]
@@ -145,7 +149,9 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def prefix_split(contexts: Sequence[list[int]], min_shared: int = MIN_SHARED_TOKENS) -> Optional[tuple[list[int], list[int]]]:
+def prefix_split(
+    contexts: Sequence[list[int]], min_shared: int = MIN_SHARED_TOKENS
+) -> Optional[tuple[list[int], list[int]]]:
     """(group of each prompt, tokens of each prompt run in the prefix pass), or None when no two neighbours share a start.
 
     Neighbouring prompts sharing at least ``min_shared`` tokens form a group that
@@ -177,8 +183,12 @@ def prefix_split(contexts: Sequence[list[int]], min_shared: int = MIN_SHARED_TOK
     return groups, cuts
 
 
-def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]],
-                    share_prefixes: bool = True) -> ChoiceBatch:
+def prepare_choices(
+    lm: LoadedModel,
+    prompts: Sequence[Prompt],
+    choices: Sequence[str] | Sequence[Sequence[str]],
+    share_prefixes: bool = True,
+) -> ChoiceBatch:
     """Tokenize and pad a batch for ``score_choices`` (no model call)."""
     tok, device = lm.tokenizer, lm.device
     max_len = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
@@ -190,7 +200,7 @@ def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequenc
         pairs = [encode_pair(tok, prompt.text, prompt.target_delimiter + choice) for choice in options]
         longest = max(len(cont) for _, cont in pairs)
         full = pairs[0][0]
-        contexts.append(full[-(max_len - longest):])  # keep the end (the question is last), as lm-eval does
+        contexts.append(full[-(max_len - longest) :])  # keep the end (the question is last), as lm-eval does
         dropped.append(len(full) - len(contexts[-1]))
         conts.append([cont for _, cont in pairs])
     split = prefix_split(contexts) if share_prefixes and len(contexts) > 1 else None
@@ -206,7 +216,9 @@ def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequenc
         ids, mask, pos = _left_pad([c[cut:] for c, cut in zip(contexts, cuts)], tok.pad_token_id, device)
         group_rows = torch.tensor(groups, device=device)
         pos = pos + torch.tensor(cuts, device=device)[:, None]  # the rest of a prompt continues after its prefix
-        batch = ChoiceBatch(ids, mask, pos, conts, [len(c) for c in contexts], dropped, pre_ids, pre_mask, pre_pos, group_rows)
+        batch = ChoiceBatch(
+            ids, mask, pos, conts, [len(c) for c in contexts], dropped, pre_ids, pre_mask, pre_pos, group_rows
+        )
         full_mask = torch.cat([pre_mask[group_rows], mask], dim=1)
     flat = [c for per in conts for c in per]  # every (prompt, choice), prompt by prompt
     rest_len = max(len(c) for c in flat) - 1
@@ -229,26 +241,49 @@ def prepare_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequenc
 def choice_forward(model: Any, batch: ChoiceBatch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The forward passes: (first-token logits [prompts, V], remaining-token logits [choices, rest, V] or None)."""
     keep = _last_logits_only(model)
-    kwargs: dict[str, Any] = {"input_ids": batch.ids, "attention_mask": batch.mask, "position_ids": batch.positions, "use_cache": True, **keep}
+    kwargs: dict[str, Any] = {
+        "input_ids": batch.ids,
+        "attention_mask": batch.mask,
+        "position_ids": batch.positions,
+        "use_cache": True,
+        **keep,
+    }
     if batch.pre_ids is not None:
         assert batch.groups is not None and batch.pre_mask is not None
-        pre = model(input_ids=batch.pre_ids, attention_mask=batch.pre_mask, position_ids=batch.pre_positions, use_cache=True, **keep)
+        pre = model(
+            input_ids=batch.pre_ids,
+            attention_mask=batch.pre_mask,
+            position_ids=batch.pre_positions,
+            use_cache=True,
+            **keep,
+        )
         cache = cache_of(pre)
         cache.reorder_cache(batch.groups)  # one copy of a shared prefix's cache per prompt
-        kwargs.update(**with_cache(model, cache), attention_mask=torch.cat([batch.pre_mask[batch.groups], batch.mask], dim=1))
+        kwargs.update(
+            **with_cache(model, cache), attention_mask=torch.cat([batch.pre_mask[batch.groups], batch.mask], dim=1)
+        )
     out = model(**kwargs)
     if batch.rows is None:
         return out.logits[:, -1, :], None
     cache = cache_of(out)
     cache.reorder_cache(batch.rows)  # one copy of a context's cache per choice
-    out2 = model(input_ids=batch.rest_ids, attention_mask=batch.rest_mask, position_ids=batch.rest_positions,
-                 use_cache=True, **with_cache(model, cache))
+    out2 = model(
+        input_ids=batch.rest_ids,
+        attention_mask=batch.rest_mask,
+        position_ids=batch.rest_positions,
+        use_cache=True,
+        **with_cache(model, cache),
+    )
     return out.logits[:, -1, :], out2.logits
 
 
 @torch.inference_mode()
-def score_choices(lm: LoadedModel, prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]],
-                  share_prefixes: bool = True) -> list[ChoiceScores]:
+def score_choices(
+    lm: LoadedModel,
+    prompts: Sequence[Prompt],
+    choices: Sequence[str] | Sequence[Sequence[str]],
+    share_prefixes: bool = True,
+) -> list[ChoiceScores]:
     """Log-likelihood of every choice after every prompt.
 
     ``choices`` is one list shared by every prompt (a task's labels) or one
@@ -297,7 +332,7 @@ class StopOnText(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
         done = [any(stop in text for stop in self.stops) for text in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> str:
@@ -309,7 +344,9 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[:cut].strip()
 
 
-def _fit_prompts(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int) -> tuple[list[list[int]], list[list[int]]]:
+def _fit_prompts(
+    lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int
+) -> tuple[list[list[int]], list[list[int]]]:
     """(full token ids, ids that fit): prompt and answer must fit the context window, so the prompt's start is dropped (its question is at the end)."""
     full = [_encode(lm.tokenizer, p.text) for p in prompts]
     room = max(1, (getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens)
@@ -331,8 +368,16 @@ def _stop_length(tok: Any, tokens: list[int], stops: Sequence[str]) -> int:
     return next((n for n in range(1, len(tokens) + 1) if _reached_stop(tok, tokens[:n], stops)), len(tokens))
 
 
-def _result(tok: Any, tokens: list[int], logprobs: list[float], eos_ids: set[int], stops: Sequence[str],
-            full: list[int], kept_prompt: list[int], timing: Any) -> Generation:
+def _result(
+    tok: Any,
+    tokens: list[int],
+    logprobs: list[float],
+    eos_ids: set[int],
+    stops: Sequence[str],
+    full: list[int],
+    kept_prompt: list[int],
+    timing: Any,
+) -> Generation:
     text = cut_at_stop(tok.decode([t for t in tokens if t not in eos_ids], skip_special_tokens=True), stops)
     return Generation(
         text=text,
@@ -359,7 +404,7 @@ def lookup_draft(seq: Sequence[int], k: int, max_ngram: int = 3) -> list[int]:
     """
     n_seq = len(seq)
     for n in range(min(max_ngram, n_seq - 1), 0, -1):
-        tail = list(seq[n_seq - n:])
+        tail = list(seq[n_seq - n :])
         for start in range(n_seq - n - 1, -1, -1):  # latest match first, excluding the tail itself
             if list(seq[start : start + n]) == tail:
                 follow = list(seq[start + n : start + n + k])
@@ -369,8 +414,14 @@ def lookup_draft(seq: Sequence[int], k: int, max_ngram: int = 3) -> list[int]:
 
 
 @torch.inference_mode()
-def lookup_decode(lm: LoadedModel, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0,
-                  draft_tokens: int = 10) -> Generation:
+def lookup_decode(
+    lm: LoadedModel,
+    prompt: Prompt,
+    max_new_tokens: int,
+    stops: Sequence[str],
+    min_new_tokens: int = 0,
+    draft_tokens: int = 10,
+) -> Generation:
     """Greedy generation of one prompt with prompt-lookup drafts checked in one forward pass (latency mode's fast path).
 
     Each step feeds the last chosen token plus up to ``draft_tokens`` drafted
@@ -395,7 +446,9 @@ def lookup_decode(lm: LoadedModel, prompt: Prompt, max_new_tokens: int, stops: S
         cache = cache_of(out)
         if not hasattr(cache, "crop"):
             return generate_plain(lm, [prompt], max_new_tokens, stops, min_new_tokens)[0]
-        pending = out.logits[0, -1:, :]  # logits for the next token(s): row j predicts the token after j accepted drafts
+        pending = out.logits[
+            0, -1:, :
+        ]  # logits for the next token(s): row j predicts the token after j accepted drafts
         draft: list[int] = []
         done = False
         while not done:
@@ -425,15 +478,21 @@ def lookup_decode(lm: LoadedModel, prompt: Prompt, max_new_tokens: int, stops: S
             draft = lookup_draft(seq_all, min(draft_tokens, max_new_tokens - len(tokens) - 1))
             feed = torch.tensor([[tokens[-1], *draft]], device=device)
             pos = len(seq_all) - 1
-            out = model(input_ids=feed, position_ids=torch.arange(pos, pos + feed.shape[1], device=device)[None, :],
-                        use_cache=True, **with_cache(model, cache))
+            out = model(
+                input_ids=feed,
+                position_ids=torch.arange(pos, pos + feed.shape[1], device=device)[None, :],
+                use_cache=True,
+                **with_cache(model, cache),
+            )
             pending = out.logits[0]
     timing = generation_timing(sw.start, sw.start + sw.elapsed, stamps, len(tokens))
     return _result(tok, tokens, logprobs, eos_ids, stops, full[0], encoded[0], timing)
 
 
 @torch.inference_mode()
-def greedy_decode(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+def greedy_decode(
+    lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
+) -> list[Generation]:
     """Batched greedy generation in a loop of our own (``runtime.decode_loop=harness``, the default).
 
     Same tokens as ``generate_plain`` (tests/test_fast_paths.py), with less work:
@@ -486,7 +545,13 @@ def greedy_decode(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: in
                 nxt, mask, next_pos = nxt[keep], mask[keep], next_pos[keep]
                 alive = [alive[r] for r in rows]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True, **with_cache(model, cache))
+            out = model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=next_pos,
+                use_cache=True,
+                **with_cache(model, cache),
+            )
             next_pos = next_pos + 1
     results = []
     for i in range(len(prompts)):
@@ -496,7 +561,9 @@ def greedy_decode(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: in
 
 
 @torch.inference_mode()
-def generate_plain(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+def generate_plain(
+    lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
+) -> list[Generation]:
     """Greedy generation with transformers' ``generate`` (``runtime.decode_loop=generate``): the reference path.
 
     ``min_new_tokens == max_new_tokens`` (with no stops) times every model on the same number of
@@ -526,20 +593,33 @@ def generate_plain(lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: i
     with Stopwatch(lm.device) as sw:
         out = lm.model.generate(**kwargs)
     start, end = sw.start, sw.start + sw.elapsed
-    new = out.sequences[:, ids.shape[1]:]
+    new = out.sequences[:, ids.shape[1] :]
     step_logprobs = torch.stack([torch.log_softmax(s.float(), -1) for s in out.scores], dim=1)  # [B, T, V]
     results = []
     for row in range(len(prompts)):
         tokens = new[row].tolist()
         n = len(tokens)
-        for i, t in enumerate(tokens):  # the sequence ends at its first EOS (or stop string: finished rows are padded after it)
+        for i, t in enumerate(
+            tokens
+        ):  # the sequence ends at its first EOS (or stop string: finished rows are padded after it)
             if t in eos_ids:
                 n = i + 1
                 break
         if stops:
             n = min(n, _stop_length(tok, tokens[:n], stops))
         lps = step_logprobs[row, torch.arange(n), new[row, :n]].tolist() if n else []
-        results.append(_result(tok, tokens[:n], lps, eos_ids, stops, full[row], encoded[row], generation_timing(start, end, clock.stamps, n)))
+        results.append(
+            _result(
+                tok,
+                tokens[:n],
+                lps,
+                eos_ids,
+                stops,
+                full[row],
+                encoded[row],
+                generation_timing(start, end, clock.stamps, n),
+            )
+        )
     return results
 
 
@@ -551,8 +631,14 @@ class HFEngine(Engine):
 
     name = "hf"
 
-    def __init__(self, lm: LoadedModel, decode_loop: str = "harness", compile: bool = False, prompt_lookup_tokens: int = 0,
-                 share_prefixes: bool = True) -> None:
+    def __init__(
+        self,
+        lm: LoadedModel,
+        decode_loop: str = "harness",
+        compile: bool = False,
+        prompt_lookup_tokens: int = 0,
+        share_prefixes: bool = True,
+    ) -> None:
         if decode_loop not in DECODE_LOOPS:
             raise ValueError(f"unknown decode loop {decode_loop!r}")
         self.lm = lm
@@ -565,9 +651,14 @@ class HFEngine(Engine):
             lm.model.forward = torch.compile(lm.model.forward, dynamic=True)
 
     @classmethod
-    def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> "HFEngine":
-        return cls(load_model(cfg, runtime, cache_dir), getattr(runtime.decode_loop, "value", runtime.decode_loop), runtime.compile,
-                   runtime.prompt_lookup_tokens, runtime.share_prefixes)
+    def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> HFEngine:
+        return cls(
+            load_model(cfg, runtime, cache_dir),
+            getattr(runtime.decode_loop, "value", runtime.decode_loop),
+            runtime.compile,
+            runtime.prompt_lookup_tokens,
+            runtime.share_prefixes,
+        )
 
     @property
     def model_name(self) -> str:
@@ -581,12 +672,16 @@ class HFEngine(Engine):
     def tokenizer(self) -> Any:
         return self.lm.tokenizer
 
-    def loglikelihood(self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]) -> tuple[list[ChoiceScores], float]:
+    def loglikelihood(
+        self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
+    ) -> tuple[list[ChoiceScores], float]:
         with Stopwatch(self.lm.device) as sw:
             scored = score_choices(self.lm, prompts, choices, self.share_prefixes)
         return scored, sw.elapsed
 
-    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+    def generate_until(
+        self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
+    ) -> list[Generation]:
         if self.lookup and len(prompts) == 1:
             return [lookup_decode(self.lm, prompts[0], max_new_tokens, stops, min_new_tokens, self.lookup)]
         return self.decode(self.lm, prompts, max_new_tokens, stops, min_new_tokens)

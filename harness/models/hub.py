@@ -1,4 +1,5 @@
 """Source ``hub``: ``from_pretrained("org/name")``, the path users take on GPU machines."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ from typing import Any
 
 import torch
 
-from harness.config import ModelConfig
+from harness.config.schema import ModelConfig
 from harness.errors import ConfigError, ModelSourceError
 
 
@@ -21,8 +22,11 @@ def load_from_hub(cfg: ModelConfig, dtype: torch.dtype, device: torch.device) ->
         # On a GPU, place the weights directly (no CPU copy of a 7B model first).
         # use_safetensors=True: a repository with only pickle weights is refused (they can run code) unless allow_pickle
         model = AutoModelForCausalLM.from_pretrained(
-            cfg.hub_id, dtype=dtype, device_map=str(device) if device.type == "cuda" else None,
-            use_safetensors=None if cfg.allow_pickle else True, **kwargs
+            cfg.hub_id,
+            dtype=dtype,
+            device_map=str(device) if device.type == "cuda" else None,
+            use_safetensors=None if cfg.allow_pickle else True,
+            **kwargs,
         )
     except OSError as exc:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"

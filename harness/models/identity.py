@@ -7,6 +7,7 @@
   so a 15 GB directory is hashed once, not on every run;
 - random: the config class, its sizes, the seed and the tokenizer's files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from harness.config import ModelConfig, ModelSource
-from harness.errors import ConfigError
+from harness.config.schema import ModelConfig, ModelSource
+from harness.errors import ConfigError, ModelSourceError
 from harness.models.gguf_wheel import sha256_of
+from harness.models.random_init import tokenizer_path
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -92,11 +94,19 @@ def model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
         if not cfg.hub_id:
             raise ConfigError(f"model {cfg.name} has source=hub but no hub_id", "set hub_id: org/name")
         commit, resolved = resolve_hub_revision(cfg.hub_id, cfg.revision)
-        return {"source": "hub", "hub_id": cfg.hub_id, "revision": commit, "revision_resolved": resolved,
-                **({"gguf_file": cfg.gguf_file} if cfg.gguf_file else {})}
+        return {
+            "source": "hub",
+            "hub_id": cfg.hub_id,
+            "revision": commit,
+            "revision_resolved": resolved,
+            **({"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}),
+        }
     if source is ModelSource.gguf_wheel:
         if cfg.gguf is None:
-            raise ConfigError(f"model {cfg.name} has source=gguf_wheel but no gguf: section", "add gguf: {package, member, filename, sha256}")
+            raise ConfigError(
+                f"model {cfg.name} has source=gguf_wheel but no gguf: section",
+                "add gguf: {package, member, filename, sha256}",
+            )
         return {"source": "gguf_wheel", "gguf_sha256": cfg.gguf.sha256.lower()}
     if source is ModelSource.local:
         if not cfg.path:
@@ -105,18 +115,23 @@ def model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
         if path.suffix == ".gguf" and path.is_file():
             return {"source": "local", "gguf_sha256": _cached_sha256(path, cache_dir)}
         if not (path / "config.json").is_file():
-            from harness.errors import ModelSourceError
-
-            raise ModelSourceError(f"model directory {path} has no config.json",
-                                   "point path: at a directory written by save_pretrained (config.json, *.safetensors, tokenizer files)")
+            raise ModelSourceError(
+                f"model directory {path} has no config.json",
+                "point path: at a directory written by save_pretrained (config.json, *.safetensors, tokenizer files)",
+            )
         names = ["config.json"] + [p.name for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file()]
         return {"source": "local", "weights_sha256": _dir_digest(path, cache_dir, names)}
     if cfg.random is None:
-        raise ConfigError(f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}")
-    from harness.models.random_init import tokenizer_path
+        raise ConfigError(
+            f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}"
+        )
 
     tok = tokenizer_path(cfg.random.tokenizer)
-    config = OmegaConf.to_container(cfg.random.config, resolve=True) if OmegaConf.is_config(cfg.random.config) else dict(cfg.random.config)
+    config = (
+        OmegaConf.to_container(cfg.random.config, resolve=True)
+        if OmegaConf.is_config(cfg.random.config)
+        else dict(cfg.random.config)
+    )
     return {
         "source": "random",
         "config_class": cfg.random.config_class,

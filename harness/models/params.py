@@ -4,12 +4,11 @@ transformers reports no "active parameters", so it is computed here from the
 expert tensors and the router's top-k:
 ``active = total - expert + expert * top_k / num_experts``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import torch
 
 # Submodule names that hold routed experts (OLMoE/Mixtral/Qwen-MoE: "...mlp.experts...").
 # Shared experts ("shared_expert") and routers ("gate") are always active.
@@ -40,7 +39,7 @@ def _moe_shape(config: Any) -> tuple[int, int]:
     return int(num), int(top_k)
 
 
-def count_params(model: torch.nn.Module) -> ParamCounts:
+def count_params(model: Any) -> ParamCounts:  # a transformers PreTrainedModel (or any torch module)
     """Count a model's parameters once each (tied weights are one parameter)."""
     total = 0
     expert = 0

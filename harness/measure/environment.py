@@ -1,0 +1,79 @@
+"""What the run ran on: hardware, library versions and the code's git commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "lm_eval",
+    "datasets",
+    "hydra-core",
+    "rouge-score",
+    "gguf",
+    "numpy",
+    "scikit-learn",
+)
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment_record(project_root: Path) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "packages": {p: _version(p) for p in _PACKAGES},
+        "cuda_available": torch.cuda.is_available(),
+        "git_commit": _git(project_root, "rev-parse", "HEAD"),
+        "git_dirty": bool(_git(project_root, "status", "--porcelain", "--untracked-files=no")),
+        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE") == "1",
+    }
+    if torch.cuda.is_available():
+        env["cuda"] = {
+            "torch_cuda": torch.version.cuda,
+            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        }
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            env["cuda"]["driver"] = pynvml.nvmlSystemGetDriverVersion()
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+    return env

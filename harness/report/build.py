@@ -1,0 +1,101 @@
+"""The report (``report.md``, ``report.html``, the terminal tables), built from a comparison's cells.
+
+``build_report(run_dir)`` re-reads the records, so a report can be rebuilt at
+any time without a model (``harness report <run_dir>``). The tables themselves
+are in ``harness.report.tables``; markdown.py, html.py and terminal.py render them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+from harness.analysis.per_task import analyze_run
+from harness.config.schema import compose
+from harness.errors import ConfigError
+from harness.report.html import render_html
+from harness.report.markdown import render_markdown
+from harness.report.terminal import print_tables
+from harness.results.records import read_json, write_json
+from harness.results.summary import summarize_with_records
+from harness.verdicts.claims import claim_of_check, evaluate_claims
+from harness.verdicts.decision import (
+    decisions,
+)
+
+
+def _apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (e.g. claims.C3.thresholds.accuracy_tolerance=0.03) to a run's config."""
+    if not overrides:
+        return config
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(
+            f"override {bad[0]!r} is not key=value",
+            "e.g. claims.C3.thresholds.accuracy_tolerance=0.03 or hardware.hourly_usd=2.5",
+        )
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(config), OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(
+            f"cannot apply overrides {overrides}: {str(exc).splitlines()[0]}",
+            "use key=value with keys from config.json",
+        ) from exc
+    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+
+
+def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Runs recorded before the hardware/claims settings existed get today's defaults (noted in the config)."""
+    missing = [k for k in ("hardware", "claims") if not config.get(k)]
+    if not missing:
+        return config
+    from omegaconf import OmegaConf
+
+    defaults = cast(dict[str, Any], OmegaConf.to_container(compose([]), resolve=True, enum_to_str=True))
+    return {**config, **{k: defaults[k] for k in missing}, "defaults_applied_at_report_time": missing}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomically: a report is complete or absent, never half written."""
+    import os
+
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_report(run_dir: Path, console: Any | None = None, overrides: list[str] | None = None) -> Path:
+    """(Re)build summary.json, analysis.json, claims.json, report.md, report.html and the plots from a run's records.
+
+    ``overrides`` change claim thresholds or the hardware profile for this
+    report only; config.json (what was run) is never rewritten.
+    """
+    from harness.report.plots import make_plots
+
+    run_dir = Path(run_dir)
+    env_path = run_dir / "environment.json"
+    env = read_json(env_path) if env_path.is_file() else None
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    config = _apply_overrides(_with_defaults(config), overrides)
+    summary, records = summarize_with_records(run_dir, config)
+    write_json(run_dir / "summary.json", summary)
+    claims_cfg = config.get("claims") or {}
+    keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
+    analysis = analyze_run(summary, records, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))
+    write_json(run_dir / "analysis.json", analysis)
+    verdicts = [v.to_dict() for v in evaluate_claims(summary, analysis, claims_cfg)]
+    write_json(run_dir / "claims.json", {"overrides": list(overrides or []), "verdicts": verdicts})
+    decision = decisions(summary, analysis, claims_cfg)
+    write_json(run_dir / "decision.json", {"overrides": list(overrides or []), "tasks": decision})
+    report = run_dir / "report.md"
+    _write_text(report, render_markdown(summary, env, config, verdicts, analysis, decision))
+    plots = make_plots(summary, analysis, run_dir / "plots")
+    html = run_dir / "report.html"
+    _write_text(html, render_html(summary, env, config, verdicts, plots, analysis, decision))
+    if console is not None:
+        print_tables(summary, console, verdicts, decision)
+        console.print(f"report: {report} (and {html.name}, plots/)")
+    return report

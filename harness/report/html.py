@@ -1,0 +1,150 @@
+"""A self-contained ``report.html``: the same tables as report.md, plots embedded, no network needed."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from harness.report.tables import (
+    CELLS_HEADER,
+    CLAIMS_HEADER,
+    MODEL_HEADER,
+    ROUTING_HEADER,
+    STOPPING_HEADER,
+    cell_rows,
+    claim_rows,
+    cost_header,
+    cost_rows,
+    model_rows,
+    routing_rows,
+    sampling_line,
+    secondary_lines,
+    stats_header,
+    stats_rows,
+    stopping_rows,
+    task_header,
+    task_rows,
+    task_title,
+)
+from harness.verdicts.decision import (
+    DECISION_HEADER,
+    OPTIONS_HEADER,
+    decision_note,
+    decision_rows,
+    decision_title,
+    option_rows,
+)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0}th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.supported{background:#e3f4e3}.refuted{background:#fbe3e3}.inconclusive{background:#fff6d9}.not{color:#777}
+img{max-width:100%;border:1px solid #eee;margin:.5rem 0}.note{color:#555;font-size:.85rem}blockquote{color:#555;margin:.2rem 0 .2rem 1rem;font-size:.8rem}
+"""
+
+
+def _table(header: list[str], rows: list[list[str]], row_class: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{row_class[i]}"' if row_class else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(
+    summary: dict[str, Any],
+    env: dict[str, Any] | None,
+    config: dict[str, Any] | None,
+    verdicts: list[dict[str, Any]],
+    plots: dict[str, Path],
+    analysis: dict[str, Any] | None = None,
+    decision: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    env = env or {}
+    hw = summary.get("hardware") or {}
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['name'])} on {html.escape(summary['task_group'])}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Small vs large: {html.escape(summary['name'])} on {html.escape(summary['task_group'])}</h1>",
+    ]
+    if decision:
+        parts += [
+            f"<h2>{html.escape(decision_title(decision))}</h2>",
+            _table(DECISION_HEADER, decision_rows(decision)),
+            f"<p class='note'>{html.escape(decision_note(decision))}</p>",
+        ]
+    if verdicts:
+        classes = [v["verdict"].split()[0] for v in verdicts]
+        parts += ["<h2>Claims of the seed articles</h2>", _table(CLAIMS_HEADER, claim_rows(verdicts), classes), "<ul>"]
+        for v in verdicts:
+            parts.append(
+                f"<li><b>{html.escape(v['id'])}</b> ({html.escape(v['verdict'])}): {html.escape(v['sentence'])}"
+                f"<blockquote>{html.escape(v['quote'])} ({html.escape(v['who'])}, {html.escape(v['source'])})</blockquote></li>"
+            )
+        parts += [
+            "</ul>",
+            "<p class='note'>Verdicts hold for these models and tasks only; supported/refuted need the whole 95% interval on one side of the threshold.</p>",
+        ]
+    parts += [f"<h2>{html.escape(task_title(summary))}</h2>", _table(task_header(summary), task_rows(summary))]
+    if analysis and stopping_rows(summary, analysis):
+        parts += [
+            "<h2>Stopped when decided (runtime.stop_when_decided)</h2>",
+            _table(STOPPING_HEADER, stopping_rows(summary, analysis)),
+            "<p class='note'>Intervals of paired differences are anytime-valid (see report.md for the rule).</p>",
+        ]
+    if analysis and stats_rows(summary, analysis):
+        parts += [
+            "<h2>Statistics (95% bootstrap intervals, paired over the same items)</h2>",
+            _table(stats_header(summary), stats_rows(summary, analysis)),
+        ]
+    if analysis and routing_rows(analysis):
+        parts += ["<h2>Cascade measured as a router</h2>", _table(ROUTING_HEADER, routing_rows(analysis))]
+    if decision:
+        parts += ["<h2>Every option of the decision table</h2>", _table(OPTIONS_HEADER, option_rows(decision))]
+    for name, title in [
+        ("quality_with_ci", "Quality with 95% CI"),
+        ("quality_vs_latency", "Quality vs latency"),
+        ("quality_vs_memory", "Quality vs memory"),
+        ("quality_vs_cost", "Quality vs cost"),
+        ("cascade", "Cascade: small first, large when unsure"),
+    ]:
+        if name in plots:
+            parts += [f"<h2>{title}</h2>", _img(plots[name], title)]
+    parts += ["<h2>Models</h2>", _table(MODEL_HEADER, model_rows(summary))]
+    if cost_rows(summary):
+        parts += [
+            f"<h2>Cost, energy and carbon ({html.escape(str(hw.get('name')))})</h2>",
+            _table(cost_header(summary), cost_rows(summary)),
+            f"<p class='note'>USD {hw.get('hourly_usd')}/h; energy measured where a counter was readable, otherwise estimated as {hw.get('power_w')} W x time; {hw.get('grid_gco2_per_kwh')} g CO2/kWh.</p>",
+        ]
+    parts += [
+        "<h2>All metrics</h2><ul>"
+        + "".join(f"<li>{html.escape(line.lstrip('- '))}</li>" for line in secondary_lines(summary))
+        + "</ul>"
+    ]
+    parts += ["<h2>Cells</h2>", _table(CELLS_HEADER, cell_rows(summary))]
+    if summary.get("missing_cells"):
+        parts += [
+            f"<p><b>Missing cells:</b> {html.escape(', '.join(summary['missing_cells']))} (rerun the same command to compute them).</p>"
+        ]
+    pk = env.get("packages", {})
+    parts += [
+        "<h2>Method</h2><ul>",
+        f"<li>Hardware: {html.escape(str(env.get('cpu')))} ({env.get('cpu_count')} CPUs)"
+        + (f"; GPUs: {html.escape(', '.join(env['cuda']['devices']))}" if env.get("cuda") else "")
+        + "</li>",
+        f"<li>{html.escape(sampling_line(config).lstrip('- '))}</li>",
+        f"<li>Versions: torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}; git {env.get('git_commit')}</li>",
+        "<li>Every number comes from the cells' records.jsonl (paths in cells.json); statistics in analysis.json, verdicts in claims.json.</li></ul>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)

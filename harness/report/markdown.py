@@ -1,0 +1,186 @@
+"""``report.md``: the report's tables and notes as markdown (rows from ``harness.report.tables``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report.tables import (
+    CELLS_HEADER,
+    CLAIMS_HEADER,
+    MODEL_HEADER,
+    ROUTING_HEADER,
+    STOPPING_HEADER,
+    cell_rows,
+    claim_rows,
+    cost_header,
+    cost_rows,
+    model_rows,
+    routing_rows,
+    sampling_line,
+    secondary_lines,
+    stats_header,
+    stats_rows,
+    stopping_rows,
+    task_header,
+    task_rows,
+    task_title,
+)
+from harness.verdicts.decision import (
+    DECISION_HEADER,
+    OPTIONS_HEADER,
+    decision_note,
+    decision_rows,
+    decision_title,
+    option_rows,
+)
+from harness.verdicts.followup import PLAN_HEADER, plan_note, sample_size_rows
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(
+    summary: dict[str, Any],
+    environment: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    verdicts: list[dict[str, Any]] | None = None,
+    analysis: dict[str, Any] | None = None,
+    decision: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    env = environment or {}
+    hw = summary.get("hardware") or {}
+    title = "Small vs large" if len(summary.get("order") or []) == 2 else f"{len(summary.get('order') or [])} models"
+    parts = [f"# {title}: {summary['name']} on {summary['task_group']}", ""]
+    if decision:
+        parts += [
+            f"## {decision_title(decision)}",
+            md_table(DECISION_HEADER, decision_rows(decision)),
+            "",
+            decision_note(decision),
+            "",
+        ]
+    if verdicts:
+        parts += [
+            "## Claims of the seed articles",
+            md_table(CLAIMS_HEADER, claim_rows(verdicts)),
+            "",
+            *[f"- **{v['id']}** ({v['verdict']}): {v['sentence']}" for v in verdicts],
+            "",
+            "Verdicts hold for these models and tasks only. supported/refuted need the whole 95% interval on one side of the "
+            "claim's threshold; inconclusive means it straddles it; thresholds are in configs/claims/ (claims.json has every number).",
+            "",
+        ]
+    parts += [
+        f"## {task_title(summary)}",
+        md_table(task_header(summary), task_rows(summary)),
+        "",
+        "Quality: accuracy for classification (label scored by log-likelihood), ROUGE-L F1 for summarization (x100). "
+        "Timing mode: latency mode (batch size 1) times each request end to end after warm-up (p50/p95 latency; "
+        "time to first token and decode speed for generation); throughput mode (batch size > 1) reports items/s and tokens/s "
+        "and no per-request latency, since a batch's time is not a request's latency (costs and ratios then use each item's "
+        "share of its batch's time, and say so). "
+        "Peak memory is the GPU allocator peak on CUDA, the process peak RSS on CPU.",
+        "",
+    ]
+    rule = summary.get("sequential")
+    stop_rows = stopping_rows(summary, analysis) if analysis else []
+    if rule and stop_rows:
+        parts += [
+            "## Stopped when decided (runtime.stop_when_decided)",
+            md_table(STOPPING_HEADER, stop_rows),
+            "",
+            f"Items were taken in a seeded random order. After {rule['first_look']} items, then at each look {rule['look_growth']:g}x "
+            f"further, every model ran the new items and an anytime-valid confidence sequence ({rule['method']}) of each paired "
+            f"difference was updated; a task stopped once {', '.join(rule['claims'])} were decided for every model (interval clear of "
+            f"each threshold), or at its cap. Each sequence runs at level {rule['alpha_per_comparison']:.4g} ({rule['alpha']:g} over "
+            f"{rule['comparisons']} comparisons, Bonferroni), so the verdicts keep a 5% family-wise error under this optional stopping; "
+            "the intervals of this report are these, wider than fixed-n intervals at the same n. Time saved: items not run x each "
+            "model's mean time per item on the task. On CPU a cell's peak memory is its first look's (the process RSS grows as models "
+            "are reloaded at later looks); GPU allocator peaks are over every look.",
+            "",
+        ]
+    if analysis and stats_rows(summary, analysis):
+        parts += [
+            "## Statistics (95% bootstrap intervals; paired over the same items)"
+            if not rule
+            else "## Statistics (paired differences: anytime-valid intervals, see above; per-model scores: 95% bootstrap intervals)",
+            md_table(stats_header(summary), stats_rows(summary, analysis)),
+            "",
+        ]
+    route_rows = routing_rows(analysis) if analysis else []
+    if route_rows:
+        parts += [
+            "## Cascade measured as a router (small first, large when unsure)",
+            md_table(ROUTING_HEADER, route_rows),
+            "",
+            "Score x100; cost relative to the large model alone. In-sample: the threshold is chosen and scored on the same items "
+            "for contrast. Cross-fitted (C4 and the decision table use it): each of 5 seeded folds is routed by the threshold chosen on the other folds (the cheapest "
+            "keeping 95% of the large model's score there), so no item helps choose its own threshold. APGR: the performance gap "
+            "recovered, averaged over the share of calls escalated (RouteLLM); a random router gets 0.50.",
+            "",
+        ]
+    size_rows = (
+        sample_size_rows(summary, analysis, verdicts or [], (config or {}).get("claims") or {}) if analysis else []
+    )
+    if size_rows:
+        parts += [
+            "## How many items are enough",
+            md_table(PLAN_HEADER, size_rows),
+            "",
+            plan_note(),
+            "`harness plan <run>` prints this table for a follow-up run.",
+            "",
+        ]
+    parts += [
+        "## Models",
+        md_table(MODEL_HEADER, model_rows(summary)),
+        "",
+        "## All metrics",
+        *secondary_lines(summary),
+    ]
+    if cost_rows(summary):
+        parts += [
+            "",
+            f"## Cost, energy and carbon (hardware profile {hw.get('name')}: {hw.get('description', '')})",
+            md_table(cost_header(summary), cost_rows(summary)),
+            "",
+            f"Cost = ${hw.get('hourly_usd')}/h x measured time per request. Energy is measured (NVML, RAPL) where a counter could be read, "
+            f"otherwise **estimated** as {hw.get('power_w')} W x measured time; CO2 at {hw.get('grid_gco2_per_kwh')} g/kWh. "
+            f"Copies that fit: {hw.get('memory_gb')} GB / peak memory.",
+        ]
+    if decision:
+        parts += ["", "## Every option of the decision table", md_table(OPTIONS_HEADER, option_rows(decision))]
+    parts += [
+        "",
+        "## Cells (one model on one task; records and manifest in the store)",
+        md_table(CELLS_HEADER, cell_rows(summary)),
+    ]
+    if summary.get("missing_cells"):
+        parts += [
+            "",
+            f"**Missing cells:** {', '.join(summary['missing_cells'])} (not complete: rerun the same command to compute them; they are left out of every table above).",
+        ]
+    if summary.get("not_run"):
+        parts += ["", f"Not run in any of the combined runs: {', '.join(summary['not_run'])}."]
+    if env:
+        pk = env.get("packages", {})
+        parts += [
+            "",
+            "## Method",
+            f"- Hardware: {env.get('cpu')} ({env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads)"
+            + (f"; GPUs: {', '.join(env['cuda']['devices'])}" if env.get("cuda") else ""),
+            f"- Versions: python {env.get('python')}, torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}",
+            sampling_line(config),
+            f"- Code: git {env.get('git_commit') or 'unknown'}{' (dirty)' if env.get('git_dirty') else ''}",
+            "- Records: each cell's records.jsonl (paths in cells.json) holds every prompt, prediction, score and timing behind these numbers.",
+            "- Multiple comparisons: a C2/C3 verdict over several tasks and models decides a comparison only when its 95% paired bootstrap "
+            "interval excludes the threshold and the Holm-adjusted one-sided paired t-test (over that claim's comparisons, level 0.05) rejects; "
+            "the claim's family-wise error rate stays at 5%."
+            if not rule
+            else "- Multiple comparisons: sequential run; each paired difference's anytime-valid interval is at level 0.05 / comparisons "
+            "(Bonferroni), and it alone decides C2/C3 (a fixed-n test is not valid after optional stopping).",
+        ]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,165 @@
+"""Report figures (matplotlib, PNG): trade-offs with the Pareto frontier, CI bars, cascade curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from harness.tasks.types import primary_metric
+
+TRADEOFFS = {
+    "quality_vs_latency": ("latency_p50_s", "p50 latency per request (s; time per item when batched)"),
+    "quality_vs_memory": ("peak_memory_gb", "peak memory (GB)"),
+    "quality_vs_cost": ("cost_per_1k_usd", "cost per 1,000 requests (USD)"),
+}
+
+
+def points(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One point per (model, task): quality and its costs, from the summary."""
+    out = []
+    for task, info in summary["tasks"].items():
+        for key, res in info["results"].items():
+            model = summary["models"].get(key, {}).get("name", key)
+            econ = res.get("economics") or {}
+            out.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "metric": res["primary_metric"],
+                    "quality": res["quality"][res["primary_metric"]],
+                    "latency_p50_s": res["item_s"][
+                        "p50"
+                    ],  # the request latency in latency mode, the per-item share in throughput mode
+                    "peak_memory_gb": res["peak_memory_bytes"] / 2**30,
+                    "cost_per_1k_usd": econ.get("cost_per_1k_usd"),
+                }
+            )
+    return out
+
+
+def pareto_front(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated by another (lower cost and higher quality is better), by cost."""
+    front: list[tuple[float, float]] = []
+    for cost, quality in sorted(pts, key=lambda p: (p[0], -p[1])):
+        if not front or quality > front[-1][1]:
+            front.append((cost, quality))
+    return front
+
+
+def _style(ax: Any, title: str, xlabel: str, ylabel: str, legend_size: int = 7) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend_size)
+    ax.grid(alpha=0.3)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -> Path:
+    tasks = sorted({p["task"] for p in pts})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        tp = [p for p in pts if p["task"] == task and p[x_key] is not None]
+        for p in tp:
+            ax.scatter(p[x_key], p["quality"] * 100, s=40)
+            ax.annotate(
+                p["model"], (p[x_key], p["quality"] * 100), fontsize=7, xytext=(4, 4), textcoords="offset points"
+            )
+        front = pareto_front([(p[x_key], p["quality"] * 100) for p in tp])
+        if len(front) > 1:
+            ax.plot(
+                [f[0] for f in front], [f[1] for f in front], "--", color="grey", linewidth=1, label="Pareto frontier"
+            )
+        elif front:
+            ax.scatter(
+                [front[0][0]], [front[0][1]], s=120, facecolors="none", edgecolors="grey", label="Pareto frontier"
+            )
+        _style(ax, task, x_label, f"{tp[0]['metric'] if tp else 'quality'} x100")
+    return _save(fig, path)
+
+
+def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path:
+    tasks = [t for t in summary["tasks"] if t in analysis["tasks"]]
+    present = {r for t in tasks for r in analysis["tasks"][t]["models"]}
+    roles = [n for n in summary.get("order") or sorted(present) if n in present]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(tasks)), 3.8))
+    width = 0.8 / max(1, len(roles))
+    for i, role in enumerate(roles):
+        xs, ys, lo, hi = [], [], [], []
+        for j, t in enumerate(tasks):
+            m = analysis["tasks"][t]["models"].get(role)
+            if not m:
+                continue
+            metric = primary_metric(analysis["tasks"][t]["task_type"])
+            est = m["quality"][metric]
+            xs.append(j + i * width)
+            ys.append(est["value"] * 100)
+            lo.append((est["value"] - est["low"]) * 100)
+            hi.append((est["high"] - est["value"]) * 100)
+        label = summary["models"].get(role, {}).get("role", "")
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=f"{label}: {role}" if label else role)
+    ax.set_xticks([j + width * (len(roles) - 1) / 2 for j in range(len(tasks))])
+    ax.set_xticklabels(tasks, fontsize=7, rotation=15)
+    _style(ax, "quality per task", "", "accuracy / ROUGE-L x100 (95% CI)")
+    return _save(fig, path)
+
+
+def _cascade(analysis: dict[str, Any], path: Path) -> Path | None:
+    curves: dict[str, dict[str, Any]] = {}
+    for task, e in analysis["tasks"].items():
+        for cand, cmp in (e.get("comparisons") or {}).items():
+            if cmp.get("cascade", {}).get("available"):
+                curves.setdefault(task, {})[cand] = cmp["cascade"]
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for ax, (task, per_model) in zip(axes[0], curves.items()):
+        for cand, cas in per_model.items():
+            ax.plot(
+                [p["cost_share"] for p in cas["curve"]],
+                [p["score"] * 100 for p in cas["curve"]],
+                "-o",
+                markersize=2.5,
+                label=f"{cand} first" if len(per_model) > 1 else "cascade",
+            )
+            if cas["best"]:
+                ax.scatter(
+                    [cas["best"]["cost_share"]], [cas["best"]["score"] * 100], s=80, facecolors="none", edgecolors="red"
+                )
+        cas = next(iter(per_model.values()))
+        ax.axhline(
+            cas["target_score"] * 100,
+            color="red",
+            linewidth=0.8,
+            linestyle=":",
+            label=f"{cas['keep_share']:.0%} of large",
+        )
+        ax.axhline(cas["large_score"] * 100, color="grey", linewidth=0.8, label="large only")
+        _style(ax, task, "cost (latency) relative to large only", "score x100", legend_size=6)
+    return _save(fig, path)
+
+
+def make_plots(summary: dict[str, Any], analysis: dict[str, Any] | None, out_dir: Path) -> dict[str, Path]:
+    """Write the report's PNGs into ``out_dir``; returns name -> path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pts = points(summary)
+    made = {name: _tradeoff(pts, key, label, out_dir / f"{name}.png") for name, (key, label) in TRADEOFFS.items()}
+    if analysis:
+        made["quality_with_ci"] = _bars(summary, analysis, out_dir / "quality_with_ci.png")
+        cascade = _cascade(analysis, out_dir / "cascade.png")
+        if cascade:
+            made["cascade"] = cascade
+    return made

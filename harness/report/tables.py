@@ -1,0 +1,613 @@
+"""The report's tables as rows of strings: the one view model that the markdown, HTML and terminal renderers share.
+
+Two models read as small vs large, side by side in one row per task (S / L);
+three or more get one row per model and task, each model against the reference.
+Every cell of every table comes from ``summary.json`` / ``analysis.json``,
+themselves computed from the records.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+METRIC_LABEL = {"accuracy": "accuracy %", "rougeL": "ROUGE-L x100"}
+
+
+def _num(value: Optional[float], fmt: str = "{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _bytes(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else (f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s")
+
+
+def _params(p: dict[str, Any], published: Optional[int] = None) -> str:
+    total = f"{p['total'] / 1e6:,.1f}M"
+    if (
+        published and abs(published - p["total"]) > 0.005 * published
+    ):  # the loaded model is not the published count: say both
+        total += f" loaded, {published / 1e6:,.1f}M published"
+    return f"{total} ({p['active'] / 1e6:,.1f}M active)" if p.get("is_moe") else total
+
+
+def _ci(est: dict[str, Any] | None, scale: float = 100.0) -> str:
+    if not est:
+        return "-"
+    return f"{est['value'] * scale:.1f} [{est['low'] * scale:.1f}, {est['high'] * scale:.1f}]"
+
+
+def _mode(result: dict[str, Any]) -> str:
+    """How a cell was timed: latency mode (batch 1, per-request latency) or throughput mode (batches: items/s only)."""
+    return (
+        f"throughput (batch {result.get('batch_size', 1)})"
+        if result.get("mode") == "throughput"
+        else "latency (batch 1)"
+    )
+
+
+def _lat(result: dict[str, Any], q: str) -> str:
+    """A latency percentile; batched items have none (their batch's time is not a request's latency)."""
+    return "n/a (throughput)" if result.get("mode") == "throughput" else _ms(result["latency_s"][q])
+
+
+def _lat_ci(est: dict[str, Any]) -> str:
+    return f"{_ms(est['value'])} [{_ms(est['low'])}-{_ms(est['high'])}]"
+
+
+def is_pair(summary: dict[str, Any]) -> bool:
+    """Two models with a reference: the small-vs-large layout."""
+    return len(summary.get("order") or []) == 2 and summary.get("reference") is not None
+
+
+def pair_names(summary: dict[str, Any]) -> tuple[str, str]:
+    ref = summary["reference"]
+    return next(n for n in summary["order"] if n != ref), ref
+
+
+def _n(info: dict[str, Any], ns: list[int]) -> str:
+    n = str(ns[0]) if len(set(ns)) == 1 else "/".join(map(str, ns))
+    if info.get("n_available", ns[0]) > ns[0]:
+        n += f" of {info['n_available']}"
+    return n
+
+
+# --- models ------------------------------------------------------------------------------------
+
+MODEL_HEADER = [
+    "role",
+    "model",
+    "architecture",
+    "params total (active)",
+    "embedding",
+    "device / dtype",
+    "engine",
+    "load",
+    "source",
+]
+
+
+def _precision(m: dict[str, Any]) -> str:
+    """Device and precision, with the reason when the harness chose it (runtime.dtype=auto, a GGUF's own type)."""
+    reason = m.get("dtype_reason") or ""
+    return f"{m.get('device')} / {m.get('dtype')}" + (
+        f" ({reason})" if reason and reason != "set in the configuration" else ""
+    )
+
+
+def model_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name in summary.get("order") or summary["models"]:
+        m = summary["models"][name]
+        rows.append(
+            [
+                m.get("role", ""),
+                name + (" (architecture only)" if m.get("architecture_only") else ""),
+                m.get("architecture", "-"),
+                _params(m["params"], m.get("published_params")),
+                f"{m['params']['embedding'] / 1e6:,.1f}M",
+                _precision(m),
+                m.get("engine", "hf"),
+                f"{m.get('load_time_s', 0.0):.1f} s",
+                m.get("source", "-"),
+            ]
+        )
+    return rows
+
+
+# --- per task ----------------------------------------------------------------------------------
+
+PAIR_TASK_HEADER = [
+    "task",
+    "n",
+    "timing mode",
+    "metric",
+    "small",
+    "large",
+    "S-L",
+    "p50 latency S / L",
+    "p95 latency S / L",
+    "throughput S / L (items/s)",
+    "peak memory S / L",
+    "latency ratio S/L",
+    "memory ratio S/L",
+]
+N_TASK_HEADER = [
+    "task",
+    "model",
+    "n",
+    "timing mode",
+    "metric",
+    "quality",
+    "vs reference",
+    "p50 latency",
+    "p95 latency",
+    "throughput (items/s)",
+    "peak memory",
+    "latency ratio vs ref",
+    "memory ratio vs ref",
+]
+
+
+def task_header(summary: dict[str, Any]) -> list[str]:
+    return PAIR_TASK_HEADER if is_pair(summary) else N_TASK_HEADER
+
+
+def _pair_task_rows(summary: dict[str, Any]) -> list[list[str]]:
+    small, large = pair_names(summary)
+    rows = []
+    for task, info in summary["tasks"].items():
+        res = info["results"]
+        s, l = res.get(small), res.get(large)
+        cmp = summary["comparisons"].get(task, {}).get(small)
+        if not (s and l and cmp):
+            rows.append(
+                [task, str(info.get("n_selected", "-")), "-", "incomplete"] + ["-"] * (len(PAIR_TASK_HEADER) - 4)
+            )
+            continue
+        delta = (
+            "not comparable (different items)"
+            if cmp["delta_vs_reference"] is None
+            else f"{cmp['delta_vs_reference'] * 100:+.1f}"
+        )
+        arch = [summary["models"][n].get("architecture_only") for n in (small, large)]
+        q_small = "not measured (random weights)" if arch[0] else _num(cmp["candidate"] * 100)
+        q_large = "not measured (random weights)" if arch[1] else _num(cmp["reference"] * 100)
+        if any(arch):
+            delta = "-"
+        rows.append(
+            [
+                task,
+                _n(info, [s["n"], l["n"]]),
+                _mode(s),
+                METRIC_LABEL.get(cmp["metric"], cmp["metric"]),
+                q_small,
+                q_large,
+                delta,
+                f"{_lat(s, 'p50')} / {_lat(l, 'p50')}",
+                f"{_lat(s, 'p95')} / {_lat(l, 'p95')}",
+                f"{_num(s['throughput_samples_per_s'], '{:.2f}')} / {_num(l['throughput_samples_per_s'], '{:.2f}')}",
+                f"{_bytes(s['peak_memory_bytes'])} / {_bytes(l['peak_memory_bytes'])}",
+                _num(cmp["latency_p50_ratio"], "{:.2f}x"),
+                _num(cmp["peak_memory_ratio"], "{:.2f}x"),
+            ]
+        )
+    return rows
+
+
+def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    ref = summary.get("reference")
+    for task, info in summary["tasks"].items():
+        for name in summary.get("order") or []:
+            r = info["results"].get(name)
+            if r is None:
+                rows.append(
+                    [task, name, str(info.get("n_selected", "-")), "-", "missing"] + ["-"] * (len(N_TASK_HEADER) - 5)
+                )
+                continue
+            metric = r["primary_metric"]
+            cmp = summary["comparisons"].get(task, {}).get(name)
+            arch = summary["models"][name].get("architecture_only") or summary["models"].get(ref or "", {}).get(
+                "architecture_only"
+            )
+            if name == ref:
+                vs, lat_ratio, mem_ratio = "reference", "1.00x", "1.00x"
+            elif cmp is None:
+                vs, lat_ratio, mem_ratio = "-", "-", "-"
+            else:
+                vs = (
+                    "not comparable (different items)"
+                    if cmp["delta_vs_reference"] is None
+                    else f"{cmp['delta_vs_reference'] * 100:+.1f}"
+                )
+                lat_ratio, mem_ratio = (
+                    _num(cmp["latency_p50_ratio"], "{:.2f}x"),
+                    _num(cmp["peak_memory_ratio"], "{:.2f}x"),
+                )
+            quality = (
+                "not measured (random weights)"
+                if summary["models"][name].get("architecture_only")
+                else _num(r["quality"][metric] * 100)
+            )
+            if arch and name != ref:
+                vs = "-"
+            rows.append(
+                [
+                    task,
+                    name,
+                    _n(info, [r["n"]]),
+                    _mode(r),
+                    METRIC_LABEL.get(metric, metric),
+                    quality,
+                    vs,
+                    _lat(r, "p50"),
+                    _lat(r, "p95"),
+                    _num(r["throughput_samples_per_s"], "{:.2f}"),
+                    _bytes(r["peak_memory_bytes"]),
+                    lat_ratio,
+                    mem_ratio,
+                ]
+            )
+    return rows
+
+
+def task_rows(summary: dict[str, Any]) -> list[list[str]]:
+    return _pair_task_rows(summary) if is_pair(summary) else _n_task_rows(summary)
+
+
+def task_title(summary: dict[str, Any]) -> str:
+    if is_pair(summary):
+        return "Per task (S = small, L = large; ratios below 1 favour the small model)"
+    return (
+        f"Per task and model (each against the reference, {summary.get('reference')}; ratios below 1 favour the model)"
+    )
+
+
+# --- cost --------------------------------------------------------------------------------------
+
+PAIR_COST_HEADER = [
+    "task",
+    "cost / 1k requests S / L",
+    "energy / request S / L",
+    "energy method",
+    "CO2 / 1k requests S / L",
+    "copies that fit S / L",
+]
+N_COST_HEADER = [
+    "task",
+    "model",
+    "cost / 1k requests",
+    "energy / request",
+    "energy method",
+    "CO2 / 1k requests",
+    "copies that fit",
+]
+
+
+def cost_header(summary: dict[str, Any]) -> list[str]:
+    return PAIR_COST_HEADER if is_pair(summary) else N_COST_HEADER
+
+
+def cost_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    if is_pair(summary):
+        small, large = pair_names(summary)
+        for task, info in summary["tasks"].items():
+            s, l = (info["results"].get(r, {}).get("economics") for r in (small, large))
+            if not (s and l):
+                continue
+            method = (
+                s["energy_method"]
+                if s["energy_method"] == l["energy_method"]
+                else f"{s['energy_method']} / {l['energy_method']}"
+            )
+            rows.append(
+                [
+                    task,
+                    f"${s['cost_per_1k_usd']:.4f} / ${l['cost_per_1k_usd']:.4f}",
+                    f"{s['energy_per_request_j']:.1f} J / {l['energy_per_request_j']:.1f} J",
+                    method,
+                    f"{s['co2_g_per_1k']:.2f} g / {l['co2_g_per_1k']:.2f} g",
+                    f"{s['memory_headroom_copies']} / {l['memory_headroom_copies']}",
+                ]
+            )
+        return rows
+    for task, info in summary["tasks"].items():
+        for name in summary.get("order") or []:
+            e = (info["results"].get(name) or {}).get("economics")
+            if e:
+                rows.append(
+                    [
+                        task,
+                        name,
+                        f"${e['cost_per_1k_usd']:.4f}",
+                        f"{e['energy_per_request_j']:.1f} J",
+                        e["energy_method"],
+                        f"{e['co2_g_per_1k']:.2f} g",
+                        str(e["memory_headroom_copies"]),
+                    ]
+                )
+    return rows
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+PAIR_STATS_HEADER = [
+    "task",
+    "metric",
+    "small [95% CI]",
+    "large [95% CI]",
+    "S-L paired [95% CI]",
+    "McNemar p",
+    "latency p50 / p90 / p95 / p99 [95% CI] S",
+    "latency p50 / p90 / p95 / p99 [95% CI] L",
+]
+N_STATS_HEADER = [
+    "task",
+    "model",
+    "metric",
+    "score [95% CI]",
+    "minus reference, paired [95% CI]",
+    "McNemar p",
+    "latency p50 / p90 / p95 / p99 [95% CI]",
+]
+
+
+def stats_header(summary: dict[str, Any]) -> list[str]:
+    return PAIR_STATS_HEADER if is_pair(summary) else N_STATS_HEADER
+
+
+def _mcnemar(mc: Optional[dict[str, Any]]) -> str:
+    return f"{mc['p_value']:.3g} ({mc['small_only']} vs {mc['large_only']} discordant)" if mc else "-"
+
+
+def _lat_line(models: dict[str, Any], name: str) -> str:
+    if name not in models:
+        return "-"
+    if models[name]["latency_s"] is None:
+        return "not measured (throughput mode)"
+    return " / ".join(_lat_ci(models[name]["latency_s"][f"p{q}"]) for q in (50, 90, 95, 99))
+
+
+def stats_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    pair = is_pair(summary)
+    for task, e in analysis.get("tasks", {}).items():
+        models = e.get("models", {})
+        comparisons = e.get("comparisons") or {}
+        if pair:
+            small, large = pair_names(summary)
+            cmp = comparisons.get(small) or {}
+            metrics = list((models.get(small) or models.get(large) or {}).get("quality", {}))
+            for i, metric in enumerate(metrics):
+                diff = (cmp.get("difference_vs_reference") or {}).get(metric)
+                rows.append(
+                    [
+                        task if i == 0 else "",
+                        metric,
+                        _ci(models.get(small, {}).get("quality", {}).get(metric)),
+                        _ci(models.get(large, {}).get("quality", {}).get(metric)),
+                        _ci(diff) if cmp.get("same_items") else "not comparable (different items)",
+                        _mcnemar(cmp.get("mcnemar") if metric == "accuracy" else None),
+                        _lat_line(models, small) if i == 0 else "",
+                        _lat_line(models, large) if i == 0 else "",
+                    ]
+                )
+            continue
+        first = True
+        for name in summary.get("order") or list(models):
+            if name not in models:
+                continue
+            cmp = comparisons.get(name) or {}
+            for i, metric in enumerate(models[name].get("quality", {})):
+                diff = (cmp.get("difference_vs_reference") or {}).get(metric)
+                vs = "reference" if name == summary.get("reference") else (_ci(diff) if cmp.get("same_items") else "-")
+                rows.append(
+                    [
+                        task if first else "",
+                        name if i == 0 else "",
+                        metric,
+                        _ci(models[name]["quality"][metric]),
+                        vs,
+                        _mcnemar(cmp.get("mcnemar") if metric == "accuracy" else None),
+                        _lat_line(models, name) if i == 0 else "",
+                    ]
+                )
+                first = False
+    return rows
+
+
+# --- claims and cells --------------------------------------------------------------------------
+
+CLAIMS_HEADER = ["claim", "who", "verdict", "key number [95% CI]", "rests on"]
+
+
+def claim_rows(verdicts: list[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            v["id"],
+            v["who"],
+            v["verdict"].upper() if v["verdict"] in ("supported", "refuted") else v["verdict"],
+            v["key_number"],
+            ", ".join(v["tasks"]) or "-",
+        ]
+        for v in verdicts
+    ]
+
+
+CELLS_HEADER = ["model", "task", "cell", "this run", "completed at", "sessions", "out of memory"]
+_STATUS = {
+    "computed": "computed now",
+    "resumed": "resumed now",
+    "reused": "reused",
+    "planned": "not computed",
+    "missing": "missing",
+}
+
+
+def cell_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for c in summary.get("cells", []):
+        res = summary["tasks"].get(c["task"], {}).get("results", {}).get(c["model"], {})
+        cell = res.get("cell", {})
+        status = _STATUS.get(c["status"], c["status"]) if c.get("complete") else "missing (incomplete)"
+        failed = cell.get("failed_ids") or []
+        if failed:
+            status += f"; {len(failed)} item(s) failed (retried by the next run)"
+        oom = (
+            f"{cell['oom_events']} time(s), batch size -> {cell.get('final_batch_size')}"
+            if cell.get("oom_events")
+            else "-"
+        )
+        rows.append(
+            [
+                c["model"],
+                c["task"],
+                c["key"],
+                status,
+                cell.get("computed_at") or "-",
+                str(cell.get("sessions", "-")),
+                oom,
+            ]
+        )
+    return rows
+
+
+# --- text lines --------------------------------------------------------------------------------
+
+
+def secondary_lines(summary: dict[str, Any]) -> list[str]:
+    """Other quality metrics and generation speed, per task and model."""
+    lines = []
+    for task, info in summary["tasks"].items():
+        for name, res in info["results"].items():
+            q = ", ".join(f"{k} {v * 100:.1f}" for k, v in res["quality"].items())
+            extra = ""
+            if res.get("ttft_s"):
+                extra = f"; time to first token p50 {_ms(res['ttft_s']['p50'])}, decode {_num(res['decode_tokens_per_s_median'])} tok/s"
+            if res.get("truncated_items"):
+                extra += f"; {res['truncated_items']} prompt(s) longer than the context window, truncated from the left"
+            lines.append(
+                f"- {task} / {name}: {q}; {res['input_tokens']} input + {res['output_tokens']} output tokens in {res['wall_s']:.1f} s{extra}"
+            )
+            metric = res["primary_metric"]
+            for field, values in (res.get("breakdown") or {}).items():
+                per = ", ".join(f"{v} {d[metric] * 100:.1f} (n={d['n']})" for v, d in values.items())
+                lines.append(f"  - {metric} by {field}: {per}")
+            if res.get("consistency"):
+                c = res["consistency"]
+                lines.append(
+                    f"  - same answer across the {c['groups']} groups of items sharing {c['field']}: {c['same_answer'] * 100:.1f}% (all correct: {c['all_correct'] * 100:.1f}%)"
+                )
+    return lines
+
+
+def sampling_line(config: dict[str, Any] | None) -> str:
+    rt = (config or {}).get("runtime", {})
+    if not rt:
+        return ""
+    cap = rt.get("max_samples")
+    subset = (
+        f"a seeded subset of at most {cap} items per task (seed {rt.get('seed')}), the same items for every model"
+        if cap
+        else "every item of every task"
+    )
+    if rt.get("stop_when_decided"):
+        subset = (
+            f"items in a seeded random order (seed {rt.get('seed')}), at most {cap or 'every item'} per task, the same for every model, "
+            "each task stopped once its claims were decided"
+        )
+    return (
+        f"- Items: {subset}; batch size {rt.get('batch_size')}, {rt.get('warmup_steps')} warm-up passes, "
+        f"chat template {'on' if rt.get('chat_template') else 'off'}, dtype setting {rt.get('dtype')}, engine {rt.get('engine', 'hf')}"
+    )
+
+
+# --- cascade measured as a router ----------------------------------------------------------------
+
+ROUTING_HEADER = [
+    "task",
+    "small vs large",
+    "signal",
+    "in-sample: score / cost / escalated",
+    "cross-fitted: score / cost / escalated",
+    "random router, same calls: score",
+    "APGR (random 0.50)",
+    "calls for 50% / 80% / 95% of the gap",
+]
+
+
+def routing_rows(analysis: dict[str, Any]) -> list[list[str]]:
+    """One row per comparison and confidence signal; the best held-out signal is marked."""
+    rows = []
+    pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+    for task, entry in analysis.get("tasks", {}).items():
+        for cand, cmp in entry.get("comparisons", {}).items():
+            r = cmp.get("routing") or {}
+            for name, sig in r.get("signals", {}).items():
+                i, c = sig["in_sample"], sig["cross_fitted"]
+                calls = sig.get("calls_to_recover")
+                rows.append(
+                    [
+                        task,
+                        f"{cand} vs {analysis.get('reference')}",
+                        name + (" (best held-out)" if r.get("best_signal") == name else ""),
+                        f"{i['score'] * 100:.1f} / {i['cost_share']:.2f}x / {i['escalated']:.0%}",
+                        f"{c['score'] * 100:.1f} / {c['cost_share']:.2f}x / {c['escalated']:.0%}",
+                        f"{sig['random_at_same_calls'] * 100:.1f}",
+                        _num(sig.get("apgr"), "{:.2f}"),
+                        " / ".join(pct(calls[k]) for k in ("50%", "80%", "95%")) if calls else "- (no gap to recover)",
+                    ]
+                )
+    return rows
+
+
+# --- stopped when decided ------------------------------------------------------------------------
+
+STOPPING_HEADER = [
+    "task",
+    "items used / planned",
+    "outcome",
+    "items not run (all models)",
+    "model time saved (est.)",
+    "anytime-valid interval at the stop",
+]
+
+
+def stopping_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[list[str]]:
+    """Sequential runs: per task, where it stopped and what that saved (items not run x each model's mean time per item)."""
+    if not summary.get("sequential"):
+        return []
+    rows = []
+    for task, info in summary["tasks"].items():
+        results = info.get("results") or {}
+        if not results:
+            continue
+        planned = int(info.get("n_selected") or 0)
+        used = max(r["n"] for r in results.values())
+        stopped = any((r.get("cell") or {}).get("stopped") for r in results.values())
+        saved_s = sum((planned - r["n"]) * (r["item_s"]["mean"] or 0.0) for r in results.values())
+        comparisons = (analysis.get("tasks", {}).get(task) or {}).get("comparisons") or {}
+        metric = next(iter(results.values()))["primary_metric"]
+        intervals = "; ".join(
+            f"{c} {_ci(cmp['difference_vs_reference'][metric])}"
+            for c, cmp in comparisons.items()
+            if metric in (cmp.get("difference_vs_reference") or {})
+        )
+        rows.append(
+            [
+                task,
+                f"{used} / {planned}",
+                "decided, stopped" if stopped else ("cap reached, not decided" if used >= planned else "running"),
+                str(sum(planned - r["n"] for r in results.values())),
+                f"{saved_s:.0f} s",
+                intervals or "-",
+            ]
+        )
+    return rows

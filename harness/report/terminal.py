@@ -1,0 +1,69 @@
+"""The tables a run prints on the terminal (rich), from the same rows as the markdown and HTML reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report.tables import (
+    CLAIMS_HEADER,
+    MODEL_HEADER,
+    claim_rows,
+    model_rows,
+    task_header,
+    task_rows,
+)
+from harness.verdicts.decision import (
+    DECISION_HEADER,
+    decision_rows,
+    decision_title,
+)
+
+
+def rich_table(title: str, header: list[str], rows: list[list[str]], fold: bool = True) -> Any:
+    """A terminal table of report rows (markup escaped: a model or task name is printed as it is)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h, overflow="fold" if fold else "ellipsis")  # ellipsis: rich's default
+    for row in rows:
+        table.add_row(*map(escape, row))
+    return table
+
+
+def print_tables(
+    summary: dict[str, Any],
+    console: Any,
+    verdicts: list[dict[str, Any]] | None = None,
+    decision: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    if decision:
+        console.print(rich_table(decision_title(decision), DECISION_HEADER, decision_rows(decision)))
+    if verdicts:
+        console.print(
+            rich_table(
+                "claims of the seed articles (details in report.md / claims.json)", CLAIMS_HEADER, claim_rows(verdicts)
+            )
+        )
+    title = (
+        "small vs large (ratios < 1 favour the small model)"
+        if len(summary.get("order") or []) == 2
+        else f"every model against {summary.get('reference')} (ratios < 1 favour the model)"
+    )
+    console.print(rich_table(f"{summary['name']}: models", MODEL_HEADER, model_rows(summary), fold=False))
+    console.print(rich_table(f"{summary['task_group']}: {title}", task_header(summary), task_rows(summary)))
+    counts: dict[str, int] = {}
+    for c in summary.get("cells", []):
+        counts[c["status"] if c.get("complete") else "missing"] = (
+            counts.get(c["status"] if c.get("complete") else "missing", 0) + 1
+        )
+    console.print(
+        "cells: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + (
+            f" -- missing: {', '.join(summary['missing_cells'])} (rerun the same command to compute them)"
+            if summary.get("missing_cells")
+            else ""
+        )
+    )

@@ -1,0 +1,712 @@
+"""Verdicts on the seed articles' claims (configs/claims/), from a run's summary and statistics.
+
+A verdict is ``supported``, ``refuted``, ``inconclusive`` (the 95% interval
+straddles the threshold) or ``not measured`` (the run lacks what the claim
+needs), always with its numbers, the tasks and models it rests on, and one
+plain sentence. Verdicts are about the models and tasks actually run, never a
+general truth. Thresholds come from the claims config and can be overridden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Optional
+
+from harness.analysis.sample_size import ALPHA, SampleSize, holm, one_sided_p
+from harness.analysis.sequential import is_sequential
+from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
+from harness.results.cells import read_cell_records
+from harness.results.records import SampleRecord
+from harness.results.summary import model_size
+from harness.tasks.types import item_score_key, primary_metric
+
+SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
+
+
+@dataclass
+class Verdict:
+    id: str
+    verdict: str
+    key_number: str  # the headline figure, e.g. "latency ratio 0.20 [0.17, 0.24]"
+    sentence: str
+    tasks: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    who: str = ""
+    source: str = ""
+    quote: str = ""
+    hypothesis: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fmt(est: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:
+    return f"{est['value'] * scale:.2f}{unit} [{est['low'] * scale:.2f}, {est['high'] * scale:.2f}]"
+
+
+def _combine(per_task: list[str]) -> str:
+    """All tasks agree -> that verdict; any refutation wins over support; otherwise inconclusive."""
+    if not per_task:
+        return NOT_MEASURED
+    if all(v == SUPPORTED for v in per_task):
+        return SUPPORTED
+    if any(v == REFUTED for v in per_task):
+        return REFUTED
+    return INCONCLUSIVE
+
+
+Check = Callable[["RunView", dict[str, float]], Verdict]
+CHECKS: dict[str, Check] = {}  # check name -> function; a claim in the claims YAML names its check
+UNSET = ""  # a check's verdict gets its claim's id from the claims YAML (evaluate_claims)
+
+# Runs recorded before claims named their check (config.json without `check:`) used these ids.
+SEED_CLAIM_CHECKS = {
+    "C1": "size_predicts_quality_weakly",
+    "C2": "large_model_better",
+    "C3": "small_within_tolerance",
+    "C4": "cascade_keeps_quality",
+    "C5": "small_faster_and_cheaper",
+    "C6": "small_uses_less_energy",
+    "C7": "moe_more_efficient",
+    "C8": "cpu_interactive",
+    "C9": "small_beats_much_larger",
+    "C10": "nothing_dropped",
+}
+
+
+def check(name: str) -> Callable[[Check], Check]:
+    """Register a claim check under a descriptive name (the claims YAML refers to it with ``check: <name>``)."""
+
+    def register(fn: Check) -> Check:
+        CHECKS[name] = fn
+        return fn
+
+    return register
+
+
+def check_name(cid: str, cfg: dict[str, Any]) -> Optional[str]:
+    """The check a configured claim names (older configs: the seed articles' id)."""
+    return cfg.get("check") or SEED_CLAIM_CHECKS.get(cid)
+
+
+def claim_of_check(claims_cfg: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """(id, config) of the first claim checked by ``name``; ("", {}) when no configured claim uses it."""
+    return next(((cid, cfg or {}) for cid, cfg in claims_cfg.items() if check_name(cid, cfg or {}) == name), ("", {}))
+
+
+class RunView:
+    """What the verdict functions read: the summary, the analysis, the models, each model against the reference."""
+
+    def __init__(self, summary: dict[str, Any], analysis: dict[str, Any]) -> None:
+        self.summary = summary
+        self.analysis = analysis
+        self.models: dict[str, dict[str, Any]] = summary["models"]
+        self.names: list[str] = list(summary.get("order") or self.models)
+        self.reference: Optional[str] = summary.get("reference")
+        self.candidates = [n for n in self.names if n != self.reference]
+        # architecture-only models (random weights at a published size) have latency and memory, no quality
+        self.measured = [n for n in self.names if not self.models[n].get("architecture_only")]
+        self.timed: dict[tuple[str, str], dict[str, Any]] = {
+            (t, cand): cmp
+            for t, e in analysis["tasks"].items()
+            for cand, cmp in (e.get("comparisons") or {}).items()
+            if cmp.get("same_items")
+        }
+        self.compared = {
+            k: v for k, v in self.timed.items() if k[1] in self.measured and self.reference in self.measured
+        }
+
+    def primary(self, task: str) -> str:
+        return primary_metric(self.analysis["tasks"][task]["task_type"])
+
+    def diff(self, task: str, cand: str) -> dict[str, Any]:
+        return self.compared[(task, cand)]["difference_vs_reference"][self.primary(task)]
+
+    def label(self, task: str, cand: str) -> str:
+        """How a (task, model) comparison is named in a key number: the task alone when there is one candidate."""
+        return task if len(self.candidates) <= 1 else f"{cand} on {task}"
+
+    def tasks_of(self, keys: Any) -> list[str]:
+        return sorted({t for t, _ in keys})
+
+    def scope(self) -> str:
+        tasks = {t for t, _ in (self.compared or self.timed)}
+        vs = f", each against {self.reference}" if len(self.candidates) > 1 else ""
+        return f"On these {len(self.names)} models ({', '.join(self.names)}{vs}) and {len(tasks)} task(s)"
+
+    def records(self, model: str, task: str) -> list[SampleRecord]:
+        from pathlib import Path
+
+        return read_cell_records(Path(self.summary["tasks"][task]["results"][model]["cell"]["path"]))
+
+
+@check("size_predicts_quality_weakly")
+def size_predicts_quality_weakly(run: RunView, th: dict[str, float]) -> Verdict:
+    models = [run.models[n] for n in run.measured]
+    if len(models) >= th.get("min_models", 3):
+        rhos = {}
+        for task, info in run.summary["tasks"].items():
+            rows = [
+                (model_size(run.models[n]), res["quality"][res["primary_metric"]])
+                for n, res in info["results"].items()
+                if n in run.measured
+            ]
+            if len(rows) >= 3:
+                rhos[task] = spearman([p for p, _ in rows], [q for _, q in rows])[0]
+        rhos = {t: r for t, r in rhos.items() if r == r}  # nan when every model scores the same
+        if rhos:
+            mean_rho = sum(rhos.values()) / len(rhos)
+            verdict = SUPPORTED if abs(mean_rho) < th.get("weak_correlation", 0.5) else REFUTED
+            return Verdict(
+                UNSET,
+                verdict,
+                f"mean Spearman rho {mean_rho:.2f} over {len(models)} models",
+                f"{run.scope()}: rank correlation between parameters and score is {mean_rho:.2f} (per task: "
+                + ", ".join(f"{t} {r:.2f}" for t, r in rhos.items())
+                + ").",
+                list(rhos),
+                run.names,
+                {"spearman_by_task": rhos},
+            )
+    wins = [(t, c) for (t, c) in run.compared if run.diff(t, c)["low"] > 0]
+    if wins:
+        return Verdict(
+            UNSET,
+            SUPPORTED,
+            f"smaller beats larger on {len(wins)} comparison(s)",
+            f"{run.scope()}: a smaller model scores significantly higher than {run.reference} on {', '.join(run.label(t, c) for t, c in wins)}.",
+            run.tasks_of(wins),
+            run.names,
+            {run.label(t, c): run.diff(t, c) for t, c in wins},
+        )
+    return Verdict(
+        UNSET,
+        NOT_MEASURED,
+        f"{len(models)} models",
+        f"A rank correlation needs at least {int(th.get('min_models', 3))} models and no smaller model won a task; "
+        "compare three or more models (models=[a,b,c]) to test C1.",
+        run.tasks_of(run.compared),
+        run.names,
+    )
+
+
+def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[list[str], dict[str, Any]]:
+    """Per (task, model): is the paired model-minus-reference CI above, below, or across ``-margin(task)``?
+
+    supported = the whole interval is above -margin; refuted = below; else inconclusive.
+    """
+    keys = list(run.compared)
+    sizes = {k: run.compared[k].get("sample_size", {}).get(run.primary(k[0])) for k in keys}
+    # Holm over this claim's comparisons (tasks x models), each direction: a decision needs the 95% interval to
+    # exclude the threshold AND the Holm-adjusted paired t-test to reject, so the claim's family-wise error stays at 5%
+    tested = [k for k in keys if sizes[k]]
+    p_above = dict(zip(tested, holm([one_sided_p(SampleSize(**sizes[k]), -margin(k[0]), True) for k in tested])))
+    p_below = dict(zip(tested, holm([one_sided_p(SampleSize(**sizes[k]), -margin(k[0]), False) for k in tested])))
+    per: list[str] = []
+    nums: dict[str, dict[str, Any]] = {}
+    for t, c in keys:
+        d, m = run.diff(t, c), margin(t)
+        above, below = p_above.get((t, c), 0.0), p_below.get((t, c), 0.0)
+        if is_sequential(d):  # anytime-valid and family-wise already (Bonferroni): the interval decides alone
+            above = below = 0.0
+        verdict = (
+            SUPPORTED
+            if d["low"] > -m and above < ALPHA
+            else REFUTED
+            if d["high"] < -m and below < ALPHA
+            else INCONCLUSIVE
+        )
+        nums[run.label(t, c)] = {**d, "margin": m, "task": t, "model": c}
+        ss = sizes[(t, c)]
+        if ss and not is_sequential(d):
+            nums[run.label(t, c)].update(holm_p_above=above, holm_p_below=below)
+        # how many items a fixed-n follow-up would need, at the observed difference and spread (a sequential run's own
+        # interval already says how far it is from deciding: no fixed-n figure beside it)
+        if verdict == INCONCLUSIVE and ss and not is_sequential(d):
+            nums[run.label(t, c)].update(n=ss["n"], items_to_decide=SampleSize(**ss).items_for(-m))
+        per.append(verdict)
+    return per, nums
+
+
+def decide_note(d: dict[str, Any]) -> str:
+    """ " (inconclusive at n=20; about 310 items would decide it)" for an undecided comparison, else ""."""
+    if "items_to_decide" not in d:
+        return ""
+    k = d["items_to_decide"]
+    more = (
+        f"about {k} items would decide it"
+        if k is not None
+        else "no number of items would: the difference sits on the threshold"
+    )
+    return f" (inconclusive at n={d['n']}; {more})"
+
+
+@check("large_model_better")
+def large_model_better(run: RunView, th: dict[str, float]) -> Verdict:
+    # "large is better" = small - large is below 0 everywhere: the mirror of "within a margin of 0".
+    per, nums = _difference_verdicts(run, lambda t: 0.0)
+    flipped = [{SUPPORTED: REFUTED, REFUTED: SUPPORTED}.get(v, v) for v in per]
+    verdict = _combine(flipped)
+    key = "; ".join(f"{k} S-L {_fmt(d, 100)}{decide_note(d)}" for k, d in nums.items())
+    sentence = {
+        SUPPORTED: "the larger model scores significantly higher on every task",
+        REFUTED: "a smaller model scores significantly higher on at least one task",
+    }
+    sentence_text = sentence.get(
+        verdict, "on some task the difference is within the 95% interval" if nums else "no task was compared"
+    )
+    return Verdict(UNSET, verdict, key, f"{run.scope()}: {sentence_text}.", run.tasks_of(run.compared), run.names, nums)
+
+
+def c3_tolerance(th: dict[str, float], metric: str) -> float:
+    """C3's tolerance on a task's primary metric (accuracy or ROUGE-L), as a fraction."""
+    return th.get("accuracy_tolerance", 0.05) if metric == "accuracy" else th.get("rouge_tolerance", 0.02)
+
+
+# checks decided by where a paired quality difference lies: their threshold on candidate - reference
+DIFFERENCE_CHECKS: dict[str, Callable[[dict[str, float], str], float]] = {
+    "large_model_better": lambda th, m: 0.0,
+    "small_within_tolerance": lambda th, m: -c3_tolerance(th, m),
+}
+
+
+def difference_claims(claims_cfg: dict[str, Any]) -> list[str]:
+    """The configured claim ids whose check is decided by a quality difference (those can stop a task)."""
+    return [cid for cid, cfg in claims_cfg.items() if check_name(cid, cfg) in DIFFERENCE_CHECKS]
+
+
+def difference_thresholds(claims_cfg: dict[str, Any], metric: str, ids: list[str]) -> dict[str, float]:
+    """Where each claim of ``ids`` puts the candidate-minus-reference difference of ``metric`` (a task stops on these)."""
+    return {
+        cid: DIFFERENCE_CHECKS[str(check_name(cid, claims_cfg.get(cid) or {}))](
+            dict((claims_cfg.get(cid) or {}).get("thresholds") or {}), metric
+        )
+        for cid in ids
+    }
+
+
+@check("small_within_tolerance")
+def small_within_tolerance(run: RunView, th: dict[str, float]) -> Verdict:
+    def tolerance(t: str) -> float:
+        return c3_tolerance(th, run.primary(t))
+
+    per, nums = _difference_verdicts(run, tolerance)
+    verdict = _combine(per)
+    key = "; ".join(f"{k} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g}){decide_note(d)}" for k, d in nums.items())
+    sentence = {
+        SUPPORTED: "the smaller model(s) stay within the tolerance on every task",
+        REFUTED: "a smaller model falls short by more than the tolerance on at least one task",
+        INCONCLUSIVE: "the intervals straddle the tolerance",
+    }.get(verdict, "no task was compared")
+    return Verdict(UNSET, verdict, key, f"{run.scope()}: {sentence}.", run.tasks_of(run.compared), run.names, nums)
+
+
+@check("cascade_keeps_quality")
+def cascade_keeps_quality(run: RunView, th: dict[str, float]) -> Verdict:
+    """Judged on the cross-fitted cascade (threshold chosen on other items than it is scored on); in-sample beside it."""
+    per, nums = [], {}
+    max_cost, keep = th.get("max_cost_share", 0.8), th.get("keep_share", 0.95)
+    for (t, c), e in run.compared.items():
+        cas, routing = e["cascade"], e.get("routing") or {}
+        signal = routing.get("best_signal")
+        if not cas.get("available") or not signal:
+            continue
+        held = routing["signals"][signal]["cross_fitted"]
+        kept = held["score"] / cas["large_score"] if cas["large_score"] else 1.0
+        nums[run.label(t, c)] = {
+            "signal": signal,
+            "cross_fitted": held,
+            "kept_share": kept,
+            "in_sample": cas["best"],
+            "agreement": cas["agreement"],
+            "large_score": cas["large_score"],
+            "small_score": cas["small_score"],
+        }
+        per.append(SUPPORTED if kept >= keep and held["cost_share"] <= max_cost else REFUTED)
+    verdict = _combine(per)
+
+    def key_of(k: str, v: dict[str, Any]) -> str:
+        held, ins = v["cross_fitted"], v["in_sample"]
+        contrast = f"; in-sample {ins['cost_share']:.2f}x" if ins else "; in-sample: no threshold keeps it"
+        return (
+            f"{k}: held-out threshold keeps {v['kept_share']:.0%} of L at {held['cost_share']:.2f}x L's latency cost "
+            f"({held['escalated']:.0%} escalated, {v['signal']}{contrast})"
+        )
+
+    outcome = {
+        SUPPORTED: "keeps",
+        REFUTED: "does not keep, on at least one task,",
+        INCONCLUSIVE: "does not always keep",
+    }.get(verdict, "was not simulated to keep")
+    return Verdict(
+        UNSET,
+        verdict,
+        "; ".join(key_of(k, v) for k, v in nums.items()) or "-",
+        f"{run.scope()}: a small-first cascade, its threshold chosen on other items than those it is scored on (cross-fitted), "
+        f"{outcome} {keep:.0%} of the large model's score at no more than {max_cost:.0%} of its latency cost (simulated from the records).",
+        run.tasks_of(run.compared),
+        run.names,
+        nums,
+    )
+
+
+@check("small_faster_and_cheaper")
+def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
+    per, nums = [], {}
+    limit = th.get("max_ratio", 1.0)
+    for (t, c), e in run.timed.items():
+        lat = e["latency_median_ratio"]
+        cmp = run.summary["comparisons"].get(t, {}).get(c, {})
+        mem, cost = cmp.get("peak_memory_ratio"), cmp.get("cost_ratio")
+        nums[run.label(t, c)] = {"latency_median_ratio": lat, "peak_memory_ratio": mem, "cost_ratio": cost}
+        if lat["high"] < limit and (mem or 0) < limit and (cost or 0) < limit:
+            per.append(SUPPORTED)
+        elif lat["low"] > limit or (mem or 0) > limit or (cost or 0) > limit:
+            per.append(REFUTED)
+        else:
+            per.append(INCONCLUSIVE)
+    verdict = _combine(per)
+    key = "; ".join(
+        f"{k}: {v['latency_median_ratio'].get('basis', 'latency')} {_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}"
+        for k, v in nums.items()
+        if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None
+    )
+    outcome = {SUPPORTED: "are all below", REFUTED: "are not all below", INCONCLUSIVE: "are not clearly below"}.get(
+        verdict, "could not be compared against"
+    )
+    return Verdict(
+        UNSET,
+        verdict,
+        key or "-",
+        f"{run.scope()}: the small/large ratios of median latency, peak memory and cost per 1k requests {outcome} {limit:g}.",
+        run.tasks_of(run.timed),
+        run.names,
+        nums,
+    )
+
+
+@check("small_uses_less_energy")
+def small_uses_less_energy(run: RunView, th: dict[str, float]) -> Verdict:
+    per, nums, methods = [], {}, set()
+    floor = th.get("min_ratio", 1.0)
+    for (t, c), e in run.timed.items():
+        r = e["energy_ratio_reference_over_candidate"]
+        nums[run.label(t, c)] = r
+        methods.add(r["method"])
+        per.append(SUPPORTED if r["low"] > floor else REFUTED if r["high"] < floor else INCONCLUSIVE)
+    verdict = _combine(per)
+    label = ", ".join(sorted(methods)) or "-"
+    key = "; ".join(f"{k}: energy L/S {_fmt(r)} ({r['method']})" for k, r in nums.items())
+    outcome = {
+        SUPPORTED: "uses more energy per request than the smaller one(s)",
+        REFUTED: "uses less energy per request than a smaller one on at least one task",
+        INCONCLUSIVE: "does not clearly use more energy per request than the smaller one(s)",
+    }.get(verdict, "was not compared")
+    return Verdict(
+        UNSET,
+        verdict,
+        key or "-",
+        f"{run.scope()}: the large model {outcome} (energy {label}; CO2 per 1k requests in the report's cost table).",
+        run.tasks_of(run.timed),
+        run.names,
+        {**nums, "energy_method": label},
+    )
+
+
+@check("moe_more_efficient")
+def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
+    moe = [m for m in run.models.values() if m["params"].get("is_moe")]
+    dense = [m for m in run.models.values() if not m["params"].get("is_moe")]
+    if not moe or not dense:
+        return Verdict(
+            UNSET,
+            NOT_MEASURED,
+            "no MoE vs dense pair",
+            "This run has no mixture-of-experts model next to a dense one (try pair=olmoe_vs_olmo2 on a GPU).",
+            [],
+            run.names,
+        )
+    m, d = moe[0], dense[-1]  # the first MoE against the largest dense model
+    if m.get("architecture_only") or d.get("architecture_only"):
+        return _c7_cost_side(run, m, d)
+    per, nums = [], {}
+    for t, info in run.summary["tasks"].items():
+        res = info["results"]
+        if m["name"] not in res or d["name"] not in res:
+            continue
+
+        def eff(model: dict[str, Any]) -> tuple[float, float]:
+            r = res[model["name"]]
+            q = r["quality"][r["primary_metric"]]
+            return q / (model["params"]["active"] / 1e9), q / r["item_s"][
+                "p50"
+            ]  # item time: the request latency at batch 1
+
+        (mp, ml), (dp, dl) = eff(m), eff(d)
+        nums[t] = {
+            "moe_score_per_b_active": mp,
+            "dense_score_per_b_active": dp,
+            "moe_score_per_s": ml,
+            "dense_score_per_s": dl,
+        }
+        per.append(SUPPORTED if mp > dp and ml > dl else REFUTED if mp < dp and ml < dl else INCONCLUSIVE)
+    verdict = _combine(per)
+    return Verdict(
+        UNSET,
+        verdict,
+        "; ".join(
+            f"{t}: per B active {v['moe_score_per_b_active']:.2f} vs {v['dense_score_per_b_active']:.2f}"
+            for t, v in nums.items()
+        )
+        or "-",
+        f"{run.scope()}: the MoE model {m['name']} {'gives' if verdict == SUPPORTED else 'does not clearly give'} more score per active parameter and per second than {d['name']} (point estimates).",
+        list(nums),
+        [m["name"], d["name"]],
+        nums,
+    )
+
+
+def _c7_cost_side(run: RunView, m: dict[str, Any], d: dict[str, Any]) -> Verdict:
+    """Architecture-only models: no quality, so only C7's latency and memory side, per active parameter."""
+    nums: dict[str, dict[str, Any]] = {}
+    for t, info in run.summary["tasks"].items():
+        res = info["results"]
+        if m["name"] not in res or d["name"] not in res:
+            continue
+        lat = res[m["name"]]["item_s"]["p50"] / res[d["name"]]["item_s"]["p50"]
+        mem = res[m["name"]]["peak_memory_bytes"] / res[d["name"]]["peak_memory_bytes"]
+        active = m["params"]["active"] / d["params"]["active"]
+        nums[t] = {
+            "latency_p50_ratio": lat,
+            "peak_memory_ratio": mem,
+            "active_params_ratio": active,
+            "latency_per_active_param_ratio": lat / active,
+        }
+    key = (
+        "; ".join(
+            f"{t}: MoE/dense latency x{v['latency_p50_ratio']:.2f} at x{v['active_params_ratio']:.2f} active params, memory x{v['peak_memory_ratio']:.2f}"
+            for t, v in nums.items()
+        )
+        or "-"
+    )
+    return Verdict(
+        UNSET,
+        NOT_MEASURED,
+        key,
+        f"{m['name']} vs {d['name']} are architecture-only (random weights): quality is not measured, so only the cost side of C7 is shown "
+        "(median latency and peak memory of the MoE relative to the dense model, against their active-parameter ratio).",
+        list(nums),
+        [m["name"], d["name"]],
+        nums,
+    )
+
+
+@check("cpu_interactive")
+def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
+    small_name = run.names[0] if run.names else None
+    small = run.models.get(small_name) if small_name else None
+    if not small or not str(small["device"]).startswith("cpu"):
+        return Verdict(
+            UNSET,
+            NOT_MEASURED,
+            "small model not run on CPU",
+            "C8 needs the smallest model run on a CPU (runtime.device=cpu).",
+            [],
+            run.names,
+        )
+    max_p95, max_mem = th.get("max_p95_latency_s", 2.0), th.get("max_memory_gb", 4.0) * 2**30
+    per, nums = [], {}
+    for t, e in run.analysis["tasks"].items():
+        if e["task_type"] != "classification" or small_name not in e["models"]:
+            continue
+        if e["models"][small_name]["latency_s"] is None:
+            return Verdict(
+                UNSET,
+                NOT_MEASURED,
+                "throughput mode",
+                "C8 is about request latency: run with runtime.batch_size=1 (latency mode) to measure it.",
+                [],
+                run.names,
+            )
+        p95 = e["models"][small_name]["latency_s"]["p95"]
+        mem = run.summary["tasks"][t]["results"][small_name]["peak_memory_bytes"]
+        nums[t] = {"p95_latency_s": p95, "peak_memory_gb": mem / 2**30}
+        per.append(
+            SUPPORTED
+            if p95["high"] < max_p95 and mem < max_mem
+            else REFUTED
+            if p95["low"] > max_p95 or mem > max_mem
+            else INCONCLUSIVE
+        )
+    if not per:
+        return Verdict(
+            UNSET,
+            NOT_MEASURED,
+            "no classification task",
+            "C8 is about classification requests; this run has none.",
+            [],
+            run.names,
+        )
+    verdict = _combine(per)
+    key = "; ".join(
+        f"{t}: p95 {_fmt(v['p95_latency_s'], unit=' s')}, peak {v['peak_memory_gb']:.2f} GB" for t, v in nums.items()
+    )
+    return Verdict(
+        UNSET,
+        verdict,
+        key,
+        f"On this CPU, {small['name']} {'stays' if verdict == SUPPORTED else 'does not clearly stay'} within p95 < {max_p95:g} s per classification and peak memory < {max_mem / 2**30:g} GB.",
+        list(nums),
+        [small["name"]],
+        nums,
+    )
+
+
+def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tuple[dict[str, Any], Optional[float]]]:
+    """(paired difference small - large, McNemar p) on one task: from the analysis when ``large`` is the reference, else from the records."""
+
+    if large == run.reference and (task, small) in run.compared:
+        mc = run.compared[(task, small)].get("mcnemar")
+        return run.diff(task, small), (mc["p_value"] if mc else None)
+    results = run.summary["tasks"][task]["results"]
+    if small not in results or large not in results:
+        return None
+    a, b = run.records(small, task), run.records(large, task)
+    if [r.sample_id for r in a] != [r.sample_id for r in b]:
+        return None
+    key = item_score_key(run.analysis["tasks"][task]["task_type"])
+    d = paired_difference([r.scores[key] for r in a], [r.scores[key] for r in b]).to_dict()
+    p = (
+        mcnemar_exact([r.scores[key] > 0 for r in a], [r.scores[key] > 0 for r in b]).p_value
+        if key == "correct"
+        else None
+    )
+    return d, p
+
+
+@check("small_beats_much_larger")
+def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
+    """Over every pair of models at least ``min_params_ratio`` apart: does the smaller one significantly win a task?"""
+    min_ratio = th.get("min_params_ratio", 10.0)
+    names = run.measured
+    size = {n: model_size(run.models[n]) for n in names}
+    pairs = [(a, b) for a in names for b in names if a != b and size[b] >= min_ratio * size[a]]
+    if not pairs:
+        biggest = max(size[b] / size[a] for a in names for b in names) if names else 0.0
+        return Verdict(
+            UNSET,
+            NOT_MEASURED,
+            f"params ratio {biggest:.1f}x",
+            f"The most distant models are only {biggest:.1f}x apart in parameters; C9 needs at least {min_ratio:g}x.",
+            [],
+            run.names,
+            {"params_ratio": biggest},
+        )
+    per: list[str] = []
+    nums: dict[str, dict[str, Any]] = {}
+    wins: list[str] = []
+    for a, b in pairs:
+        ratio = size[b] / size[a]
+        for t in run.analysis["tasks"]:
+            test = _pair_test(run, a, b, t)
+            if test is None:
+                continue
+            d, p = test
+            label = t if len(pairs) == 1 else f"{a} vs {b} on {t}"
+            nums[label] = {"small": a, "large": b, "params_ratio": ratio, "difference": d, "mcnemar_p": p}
+            win = d["low"] > 0 and (p is None or p < 0.05)
+            wins += [label] if win else []
+            per.append(SUPPORTED if win else REFUTED if d["high"] < 0 else INCONCLUSIVE)
+    if not per:
+        return Verdict(
+            UNSET,
+            NOT_MEASURED,
+            "-",
+            f"No pair of models with a {min_ratio:g}x parameter ratio answered the same items.",
+            [],
+            run.names,
+        )
+    verdict = SUPPORTED if wins else REFUTED if all(v == REFUTED for v in per) else INCONCLUSIVE
+    ratios = sorted({f"{v['params_ratio']:.1f}x" for v in nums.values()})
+    key = f"params {', '.join(ratios)}; " + "; ".join(f"{k} S-L {_fmt(v['difference'], 100)}" for k, v in nums.items())
+    sentence = {
+        SUPPORTED: f"a model significantly beats one at least {min_ratio:g}x its size on {', '.join(wins)}",
+        REFUTED: f"the model {min_ratio:g}x larger is significantly better on every task",
+        INCONCLUSIVE: "no task shows a significant win for the smaller model",
+    }[verdict]
+    return Verdict(
+        UNSET,
+        verdict,
+        key,
+        f"{run.scope()}: {sentence}.",
+        sorted({k.split(" on ")[-1] for k in nums}),
+        run.names,
+        {"params_ratio": max(v["params_ratio"] for v in nums.values()), **nums},
+    )
+
+
+@check("nothing_dropped")
+def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
+    missing = list(run.summary.get("missing_cells") or [])
+    stopped: dict[str, str] = {}
+    for t, info in run.summary["tasks"].items():
+        for name in run.models:
+            res = info["results"].get(name)
+            if res is None:
+                if f"{name}/{t}" not in missing and f"{name}/{t}" not in (run.summary.get("not_run") or []):
+                    missing.append(f"{name}/{t}")
+            elif (res.get("cell") or {}).get("stopped") and res["n"] == res["cell"]["stopped"]["at"]:
+                stopped[t] = (
+                    f"{t} ({res['n']} of {info.get('n_selected')} items)"  # by design: decided, every item it used is reported
+                )
+            elif res["n"] != info.get("n_selected", res["n"]):
+                failed = len((res.get("cell") or {}).get("failed_ids") or [])
+                missing.append(
+                    f"{name}/{t} ({res['n']} of {info['n_selected']} items"
+                    + (f"; {failed} failed out of memory)" if failed else ")")
+                )
+    verdict = REFUTED if missing else SUPPORTED
+    n_tasks = len(run.summary["tasks"])
+    sentence = (
+        "Every planned task and item of this run is in the records and the report."
+        if not missing
+        else f"Missing from the records: {', '.join(missing)}."
+    )
+    if stopped:
+        sentence += (
+            f" Stopped when decided (runtime.stop_when_decided): {', '.join(stopped.values())}; every item a model answered "
+            "is reported, and the items after the stop were never run by either model."
+        )
+    return Verdict(
+        UNSET,
+        verdict,
+        f"{n_tasks} tasks, {len(missing)} incomplete cell(s)"
+        + (f", {len(stopped)} stopped when decided" if stopped else ""),
+        sentence,
+        list(run.summary["tasks"]),
+        run.names,
+        {"incomplete": missing, "stopped_when_decided": list(stopped.values())},
+    )
+
+
+def evaluate_claims(summary: dict[str, Any], analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> list[Verdict]:
+    """A verdict for every configured claim that has a check (unknown ids are reported as not measured)."""
+    run = RunView(summary, analysis)
+    verdicts = []
+    for cid, cfg in claims_cfg.items():
+        name = check_name(cid, cfg)
+        check_fn = CHECKS.get(name) if name else None
+        if check_fn is None:
+            v = Verdict(cid, NOT_MEASURED, "-", "No check is implemented for this claim id (harness/claims.py).")
+        else:
+            v = replace(check_fn(run, dict(cfg.get("thresholds") or {})), id=cid)
+        v.who, v.source, v.quote, v.hypothesis = (
+            cfg.get("who", ""),
+            cfg.get("source", ""),
+            cfg.get("quote", ""),
+            cfg.get("hypothesis", ""),
+        )
+        verdicts.append(v)
+    return verdicts

@@ -1,0 +1,249 @@
+"""A decision per task: the cheapest option whose quality stays within a tolerance of the reference model.
+
+The options are every model alone and, for each model against the reference, a
+small-first cascade at its cross-fitted threshold (``harness.analysis.routing``: chosen on
+other items than those it is scored on). An option *meets* the tolerance when the
+whole 95% interval of its quality minus the reference's, paired over the same
+items, lies above ``-tolerance`` -- the rule C3 uses, so an option is never chosen
+on a point estimate alone. The tolerance is C3's (``claims.C3.thresholds``:
+accuracy_tolerance, rouge_tolerance), set at run time or for one report with
+``harness report RUN --set claims.C3.thresholds.accuracy_tolerance=0.03``.
+
+Cost is the hardware profile's price x measured time per request (the cascade:
+its time share x the reference's cost), latency the 95th percentile per request
+(time per item in throughput mode), memory the measured peak (the cascade holds
+both models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+from harness.verdicts.claims import c3_tolerance, claim_of_check
+
+MEETS, NOT_SHOWN, FALLS_SHORT, REFERENCE = "meets", "not shown", "falls short", "reference"
+
+
+@dataclass
+class Option:
+    name: str
+    kind: str  # model | cascade
+    difference: Optional[
+        dict[str, Any]
+    ]  # quality minus the reference's, paired, with its interval (None: the reference)
+    cost_per_1k_usd: Optional[float]
+    latency_p95_s: Optional[float]
+    latency_basis: str  # latency | time per item (throughput mode)
+    memory_bytes: Optional[float]
+    standing: str  # meets | not shown | falls short | reference
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _standing(diff: dict[str, Any], tolerance: float) -> str:
+    return MEETS if diff["low"] > -tolerance else FALLS_SHORT if diff["high"] < -tolerance else NOT_SHOWN
+
+
+def _alone(name: str, res: dict[str, Any], diff: Optional[dict[str, Any]], tolerance: float) -> Option:
+    latency = res["mode"] == "latency"
+    return Option(
+        name,
+        "model",
+        diff,
+        (res.get("economics") or {}).get("cost_per_1k_usd"),
+        (res["latency_s"] if latency else res["item_s"]).get("p95"),
+        "latency" if latency else "time per item (throughput mode)",
+        res.get("peak_memory_bytes"),
+        REFERENCE if diff is None else _standing(diff, tolerance),
+    )
+
+
+def _cascade(
+    name: str, reference: str, routing: dict[str, Any], res: dict[str, Any], ref_res: dict[str, Any], tolerance: float
+) -> Optional[Option]:
+    best = routing.get("best_signal")
+    held = (routing.get("signals", {}).get(best) or {}).get("cross_fitted") if best else None
+    if not held or "difference_vs_large" not in held:
+        return None
+    ref_cost = (ref_res.get("economics") or {}).get("cost_per_1k_usd")
+    memory = [res.get("peak_memory_bytes"), ref_res.get("peak_memory_bytes")]
+    label = f"{name} -> {reference} cascade ({best}, cross-fitted, {held['escalated']:.0%} escalated)"
+    return Option(
+        label,
+        "cascade",
+        held["difference_vs_large"],
+        held["cost_share"] * ref_cost if ref_cost is not None else None,
+        held["item_s_p95"],
+        "latency" if res["mode"] == ref_res["mode"] == "latency" else "time per item (throughput mode)",
+        sum(m for m in memory if m is not None) if None not in memory else None,
+        _standing(held["difference_vs_large"], tolerance),
+    )
+
+
+def task_decision(
+    summary: dict[str, Any], analysis: dict[str, Any], task: str, tolerance: float
+) -> Optional[dict[str, Any]]:
+    """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference)."""
+    info, reference = summary["tasks"][task], summary.get("reference")
+    results = info.get("results") or {}
+    models = summary.get("models") or {}
+    if reference is None or reference not in results or (models.get(reference) or {}).get("architecture_only"):
+        return None
+    metric = results[reference]["primary_metric"]
+    comparisons = (analysis.get("tasks", {}).get(task) or {}).get("comparisons") or {}
+    options = [_alone(reference, results[reference], None, tolerance)]
+    for name in summary.get("order") or list(results):
+        cmp = comparisons.get(name) or {}
+        if (
+            name == reference
+            or name not in results
+            or (models.get(name) or {}).get("architecture_only")
+            or not cmp.get("same_items")
+        ):
+            continue
+        options.append(_alone(name, results[name], cmp["difference_vs_reference"][metric], tolerance))
+        cascade = _cascade(name, reference, cmp.get("routing") or {}, results[name], results[reference], tolerance)
+        if cascade:
+            options.append(cascade)
+    ref_cost = options[0].cost_per_1k_usd
+    cheaper = [
+        o
+        for o in options[1:]
+        if o.cost_per_1k_usd is not None and ref_cost is not None and o.cost_per_1k_usd < ref_cost
+    ]
+    meeting = [o for o in cheaper if o.standing == MEETS]
+    # ties (a cascade that escalates nothing costs what its small model does): the smaller memory, then the model alone
+    choice = (
+        min(meeting, key=lambda o: (round(o.cost_per_1k_usd or 0.0, 9), o.memory_bytes or 0, o.kind != "model"))
+        if meeting
+        else None
+    )
+    closest = (
+        None if choice or not cheaper else max(cheaper, key=lambda o: (o.difference or {}).get("value", float("-inf")))
+    )
+    return {
+        "metric": metric,
+        "tolerance": tolerance,
+        "reference": reference,
+        "choice": choice and choice.to_dict(),
+        "closest": closest and closest.to_dict(),
+        "options": [o.to_dict() for o in options],
+    }
+
+
+def decisions(
+    summary: dict[str, Any], analysis: dict[str, Any], claims_cfg: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """A decision for every task that has a reference with measured quality."""
+    th = dict(claim_of_check(claims_cfg, "small_within_tolerance")[1].get("thresholds") or {})
+    out = {}
+    for task, info in summary["tasks"].items():
+        ref = (info.get("results") or {}).get(summary.get("reference"))
+        if ref:
+            d = task_decision(summary, analysis, task, c3_tolerance(th, ref["primary_metric"]))
+            if d:
+                out[task] = d
+    return out
+
+
+# --- as table rows --------------------------------------------------------------------------------
+
+DECISION_HEADER = [
+    "task",
+    "answer",
+    "option",
+    "quality minus reference [95% CI]",
+    "cost / 1k requests",
+    "p95 latency",
+    "peak memory",
+]
+OPTIONS_HEADER = [
+    "task",
+    "option",
+    "quality minus reference [95% CI]",
+    "within tolerance?",
+    "cost / 1k requests",
+    "p95 latency",
+    "peak memory",
+]
+
+
+def _money(v: Optional[float]) -> str:
+    return "-" if v is None else f"${v:.4f}"
+
+
+def _secs(o: dict[str, Any]) -> str:
+    v = o["latency_p95_s"]
+    return (
+        "-"
+        if v is None
+        else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
+        + ("" if o["latency_basis"] == "latency" else " per item")
+    )
+
+
+def _mem(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v / 2**30:.2f} GB"
+
+
+def _diff(o: dict[str, Any], tolerance: float) -> str:
+    d = o["difference"]
+    if d is None:
+        return "(reference)"
+    return f"{d['value'] * 100:+.1f} [{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}] (tol -{tolerance * 100:g})"
+
+
+def decision_rows(table: dict[str, dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for task, d in table.items():
+        o, answer = d["choice"], "use the cheaper option"
+        if o is None:
+            o = d["closest"]
+            answer = f"keep {d['reference']}: no cheaper option meets the tolerance" + ("; closest:" if o else "")
+        if o is None:
+            o = d["options"][0]
+        rows.append(
+            [
+                task,
+                answer,
+                o["name"],
+                _diff(o, d["tolerance"]),
+                _money(o["cost_per_1k_usd"]),
+                _secs(o),
+                _mem(o["memory_bytes"]),
+            ]
+        )
+    return rows
+
+
+def decision_title(decision: dict[str, dict[str, Any]]) -> str:
+    return f"Decision per task: the cheapest option within tolerance of {next(iter(decision.values()))['reference']}"
+
+
+def decision_note(decision: dict[str, dict[str, Any]]) -> str:
+    ref = next(iter(decision.values()))["reference"]
+    return (
+        f"Options: each model alone, and each small-first cascade at its cross-fitted threshold (best held-out signal). An option "
+        f"meets the tolerance when its whole 95% interval of quality minus {ref}'s is above -tolerance (C3's rule and tolerance: "
+        "claims.C3.thresholds, or `harness report RUN --set claims.C3.thresholds.accuracy_tolerance=0.03`); the answer is the "
+        "cheapest such option cheaper than the reference. Cost from the hardware profile's price x measured time; a cascade holds "
+        "both models in memory. Every option: decision.json and the table at the end."
+    )
+
+
+def option_rows(table: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            task,
+            o["name"],
+            _diff(o, d["tolerance"]),
+            o["standing"],
+            _money(o["cost_per_1k_usd"]),
+            _secs(o),
+            _mem(o["memory_bytes"]),
+        ]
+        for task, d in table.items()
+        for o in d["options"]
+    ]

@@ -1,0 +1,405 @@
+"""Regression checks: a run against a stored baseline, per model and task (``harness regress``).
+
+A baseline (``results/baselines/<name>.json``) keeps, for every cell of a run,
+each item's score and prediction, the per-item latencies, the peak memory, the
+cell's key parts and the hardware it was measured on. A later run is compared
+cell by cell on the same items, so the quality test is paired (McNemar's exact
+test for accuracy, a paired bootstrap for ROUGE): lm-eval's comparator uses an
+unpaired test on paired data, which wastes most of the evidence.
+
+What fails (each threshold in ``configs/regress/default.yaml``):
+- quality: the primary metric drops by more than ``quality_tolerance`` on the
+  common items, and either the configuration is exact (float32 and the same
+  batch size: an unchanged setup reproduces every prediction, so any drop comes
+  from the change) or the paired test is significant at ``alpha`` (bf16/fp16 and
+  GPUs flip a few predictions without any change);
+- latency: the ratio of median per-item latency (run / baseline) is above
+  ``latency_ratio_max`` with its whole 95% paired-bootstrap interval (items
+  resampled together), so noise alone does not fail a build; medians below
+  ``latency_min_s`` are not judged (at a few milliseconds, overhead and the
+  scheduler dominate);
+- memory: the peak memory ratio is above ``memory_ratio_max`` (GPU allocator
+  peak) or ``memory_ratio_max_rss`` (CPU process RSS, runtime included);
+- identity: a changed item set, task version or model identity, or a cell of the
+  baseline missing from the run (reported; a failure unless allowed with ``--allow``).
+Latency and memory measured on other hardware than the baseline's are not
+compared (flagged); quality still is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from harness.analysis.stats import mcnemar_exact, paired_difference, paired_ratio
+from harness.config.schema import RegressConfig
+from harness.errors import HarnessError
+from harness.results.cells import digest, now_iso
+from harness.results.comparison import load_cells, read_run
+from harness.results.records import read_json, write_json
+from harness.tasks.types import item_score_key, primary_metric
+
+BASELINE_FORMAT = 1
+ALLOWABLE = ("items", "task", "model", "missing")
+OK, REGRESSION, CHANGED, INFO = "ok", "REGRESSION", "changed", "info"
+
+
+def hardware_of(environment: dict[str, Any]) -> str:
+    """Where latency and memory were measured: the GPUs, or the CPU model and core count."""
+    cuda = (environment or {}).get("cuda") or {}
+    if cuda.get("devices"):
+        return "gpu: " + ", ".join(cuda["devices"])
+    return f"cpu: {environment.get('cpu', 'unknown')} x{environment.get('cpu_count', '?')}"
+
+
+def _primary(task_type: str) -> tuple[str, str]:
+    """(metric name, per-record score key)."""
+    return primary_metric(task_type), item_score_key(task_type)
+
+
+def _exact(parts: dict[str, Any]) -> bool:
+    return parts.get("dtype") == "float32"
+
+
+def _task_version(parts: dict[str, Any]) -> str:
+    """The task's identity without its item selection (the item set is compared on its own)."""
+    task = {k: v for k, v in parts.get("task", {}).items() if k != "sample_ids"}
+    return digest(
+        {"task": task, "generation": parts.get("generation"), "scoring_version": parts.get("scoring_version")}
+    )
+
+
+def baseline_from_run(run_dir: Path, name: str) -> dict[str, Any]:
+    """A baseline holding every cell of a run (refused when a cell is missing or incomplete)."""
+    plan, refs = read_run(run_dir)
+    cells, missing = load_cells(refs)
+    if missing:
+        raise HarnessError(
+            f"{run_dir} has incomplete cells ({', '.join(f'{r.model}/{r.task}' for r in missing)})",
+            "rerun the same command to complete them before writing a baseline",
+        )
+    out: dict[str, Any] = {
+        "format": BASELINE_FORMAT,
+        "name": name,
+        "created_at": now_iso(),
+        "run_dir": str(run_dir),
+        "task_group": plan.task_group,
+        "cells": {},
+    }
+    env_path = Path(run_dir) / "environment.json"
+    out["environment"] = read_json(env_path) if env_path.is_file() else {}
+    for cell in cells:
+        m = cell.manifest
+        task_type = m["task_info"]["type"]
+        metric, key = _primary(task_type)
+        sessions = m.get("sessions") or []
+        peaks = [s["memory"].get("peak_bytes") for s in sessions if s.get("n") and s.get("memory")]
+        out["cells"][f"{cell.ref.model}/{cell.ref.task}"] = {
+            "model": cell.ref.model,
+            "task": cell.ref.task,
+            "key": cell.ref.key,
+            "task_type": task_type,
+            "metric": metric,
+            "parts": m["parts"],
+            "hardware": hardware_of(m.get("environment") or {}),
+            "items": {
+                r.sample_id: {
+                    "score": r.scores.get(key),
+                    "prediction": r.prediction,
+                    "latency_s": r.item_s,
+                }
+                for r in cell.records
+            },
+            "peak_memory_bytes": max(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None,
+        }
+    return out
+
+
+@dataclass
+class Finding:
+    cell: str
+    kind: str  # quality | latency | memory | items | task | model | missing | hardware | predictions
+    status: str  # REGRESSION | changed | ok | info
+    text: str
+
+    def line(self) -> str:
+        return f"{self.status}: {self.cell}: {self.kind}: {self.text}"
+
+
+@dataclass
+class CellResult:
+    cell: str
+    metric: str = "-"
+    baseline: Optional[float] = None
+    run: Optional[float] = None
+    delta: Optional[dict[str, Any]] = None
+    p_value: Optional[float] = None
+    latency_ratio: Optional[dict[str, Any]] = None
+    memory_ratio: Optional[float] = None
+    n: int = 0
+    status: str = OK
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _fail_or_allowed(kind: str, allow: set[str]) -> str:
+    return CHANGED if kind in allow else REGRESSION
+
+
+def compare_cell(
+    name: str, base: dict[str, Any], cur: dict[str, Any], cfg: RegressConfig, allow: set[str]
+) -> CellResult:
+    """One cell of the run against the same cell of the baseline."""
+    res = CellResult(name, metric=base["metric"])
+    f = res.findings
+    bparts, cparts = base["parts"], cur["parts"]
+    if bparts.get("model") != cparts.get("model"):
+        f.append(
+            Finding(
+                name,
+                "model",
+                _fail_or_allowed("model", allow),
+                "the model's identity changed (weights, revision or random config)",
+            )
+        )
+    if _task_version(bparts) != _task_version(cparts):
+        f.append(
+            Finding(
+                name,
+                "task",
+                _fail_or_allowed("task", allow),
+                "the task's version changed (data, prompt, labels, few-shot/chat settings, generation or scoring version)",
+            )
+        )
+    b_ids, c_ids = list(base["items"]), list(cur["items"])
+    if b_ids != c_ids:
+        gone, new = sorted(set(b_ids) - set(c_ids)), sorted(set(c_ids) - set(b_ids))
+        f.append(
+            Finding(
+                name,
+                "items",
+                _fail_or_allowed("items", allow),
+                f"the item set changed: {len(gone)} removed {gone[:5]}, {len(new)} added {new[:5]}",
+            )
+        )
+    common = [i for i in b_ids if i in cur["items"]]
+    res.n = len(common)
+    exact = _exact(bparts) and _exact(cparts) and bparts.get("batch_size") == cparts.get("batch_size")
+    if common:
+        b = [float(base["items"][i]["score"]) for i in common]
+        c = [float(cur["items"][i]["score"]) for i in common]
+        res.baseline, res.run = float(np.mean(b)), float(np.mean(c))
+        d = paired_difference(c, b, seed=cfg.seed).to_dict()
+        res.delta = d
+        if base["task_type"] == "classification":
+            res.p_value = mcnemar_exact([x > 0 for x in c], [x > 0 for x in b]).p_value
+            significant = res.p_value < cfg.alpha
+        else:
+            significant = d["high"] < 0
+        drop = res.baseline - res.run
+        if drop > cfg.quality_tolerance and (exact or significant):
+            why = (
+                "exact configuration: the drop is the change's"
+                if exact
+                else f"paired test significant at {cfg.alpha:g}"
+            )
+            f.append(
+                Finding(
+                    name,
+                    "quality",
+                    REGRESSION,
+                    f"{res.metric} {res.baseline * 100:.1f} -> {res.run * 100:.1f} "
+                    f"({-drop * 100:+.1f} points, tolerance {cfg.quality_tolerance * 100:g}; {why})",
+                )
+            )
+        elif drop > cfg.quality_tolerance:
+            f.append(
+                Finding(
+                    name,
+                    "quality",
+                    INFO,
+                    f"{res.metric} dropped {drop * 100:.1f} points but the paired test is not significant (p/interval in the table)",
+                )
+            )
+        if exact:
+            flips = [i for i in common if base["items"][i]["prediction"] != cur["items"][i]["prediction"]]
+            for i in flips[: cfg.max_listed_predictions]:
+                f.append(
+                    Finding(
+                        name,
+                        "predictions",
+                        INFO,
+                        f"item {i}: {base['items'][i]['prediction']!r} -> {cur['items'][i]['prediction']!r}",
+                    )
+                )
+            if len(flips) > cfg.max_listed_predictions:
+                f.append(
+                    Finding(
+                        name,
+                        "predictions",
+                        INFO,
+                        f"... and {len(flips) - cfg.max_listed_predictions} more changed predictions",
+                    )
+                )
+    if base["hardware"] != cur["hardware"]:
+        f.append(
+            Finding(
+                name,
+                "hardware",
+                INFO,
+                f"latency and memory not compared: baseline measured on {base['hardware']}, this run on {cur['hardware']}",
+            )
+        )
+    elif common:
+        lat = paired_ratio(
+            [cur["items"][i]["latency_s"] for i in common],
+            [base["items"][i]["latency_s"] for i in common],
+            np.median,
+            seed=cfg.seed,
+        ).to_dict()
+        res.latency_ratio = lat
+        base_median = float(np.median([base["items"][i]["latency_s"] for i in common]))
+        if base_median < cfg.latency_min_s:
+            f.append(
+                Finding(
+                    name,
+                    "latency",
+                    INFO,
+                    f"not judged: the baseline's median latency {base_median * 1000:.1f} ms is below "
+                    f"latency_min_s={cfg.latency_min_s:g} s, where overhead and scheduler noise dominate",
+                )
+            )
+        elif lat["low"] > cfg.latency_ratio_max:
+            f.append(
+                Finding(
+                    name,
+                    "latency",
+                    REGRESSION,
+                    f"median latency x{lat['value']:.2f} [{lat['low']:.2f}, {lat['high']:.2f}] > {cfg.latency_ratio_max:g}",
+                )
+            )
+        if base.get("peak_memory_bytes") and cur.get("peak_memory_bytes"):
+            res.memory_ratio = cur["peak_memory_bytes"] / base["peak_memory_bytes"]
+            limit = cfg.memory_ratio_max_rss if base["hardware"].startswith("cpu") else cfg.memory_ratio_max
+            if res.memory_ratio > limit:
+                f.append(
+                    Finding(
+                        name,
+                        "memory",
+                        REGRESSION,
+                        f"peak memory x{res.memory_ratio:.2f} ({base['peak_memory_bytes'] / 2**20:.0f} -> "
+                        f"{cur['peak_memory_bytes'] / 2**20:.0f} MiB) > {limit:g}",
+                    )
+                )
+    res.status = (
+        REGRESSION if any(x.status == REGRESSION for x in f) else CHANGED if any(x.status == CHANGED for x in f) else OK
+    )
+    return res
+
+
+@dataclass
+class RegressReport:
+    results: list[CellResult]
+    findings: list[Finding]
+
+    @property
+    def regressed(self) -> bool:
+        return any(x.status == REGRESSION for x in self.findings)
+
+
+def regress(run_dir: Path, baseline: dict[str, Any], cfg: RegressConfig, allow: set[str]) -> RegressReport:
+    """Every cell of the baseline against the run's cell of the same model and task."""
+    current = baseline_from_run(run_dir, baseline.get("name", "run"))["cells"]
+    common = set(current) & set(baseline["cells"])
+    if not common:
+        raise HarnessError(
+            f"the run {run_dir} shares no model/task cell with the baseline {baseline.get('name')!r} "
+            f"(baseline: {', '.join(sorted(baseline['cells']))}; run: {', '.join(sorted(current))})",
+            "compare a run of the same models and tasks, or write a new baseline with --update",
+        )
+    results, findings = [], []
+    for name in sorted(baseline["cells"]):
+        if name not in current:
+            fnd = Finding(
+                name, "missing", _fail_or_allowed("missing", allow), "this cell of the baseline is not in the run"
+            )
+            results.append(CellResult(name, status=fnd.status, findings=[fnd]))
+            findings.append(fnd)
+            continue
+        res = compare_cell(name, baseline["cells"][name], current[name], cfg, allow)
+        results.append(res)
+        findings += res.findings
+    for name in sorted(set(current) - set(baseline["cells"])):
+        findings.append(Finding(name, "new", INFO, "a cell the baseline does not have (not compared)"))
+    return RegressReport(results, findings)
+
+
+def _pct(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v * 100:.1f}"
+
+
+def markdown(report: RegressReport, baseline: dict[str, Any], run_dir: Path) -> str:
+    """The table and the findings, for a terminal, ``$GITHUB_STEP_SUMMARY`` or a PR comment."""
+    verdict = "REGRESSION" if report.regressed else "no regression"
+    lines = [
+        f"## harness regress: {verdict}",
+        "",
+        f"Run `{run_dir}` against baseline `{baseline.get('name')}` ({baseline.get('created_at')}, {hardware_of(baseline.get('environment') or {})}).",
+        "",
+        "| cell | metric | n | baseline | run | run - baseline [95% CI] | McNemar p | latency ratio [95% CI] | memory ratio | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report.results:
+        d = r.delta
+        lat = r.latency_ratio
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r.cell,
+                    r.metric,
+                    str(r.n),
+                    _pct(r.baseline),
+                    _pct(r.run),
+                    f"{d['value'] * 100:+.1f} [{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}]" if d else "-",
+                    f"{r.p_value:.3g}" if r.p_value is not None else "-",
+                    f"{lat['value']:.2f} [{lat['low']:.2f}, {lat['high']:.2f}]" if lat else "not compared",
+                    f"{r.memory_ratio:.2f}" if r.memory_ratio is not None else "not compared",
+                    r.status,
+                ]
+            )
+            + " |"
+        )
+    lines.append("")
+    lines += [f"- {x.line()}" for x in report.findings if x.status != OK] or ["- nothing moved beyond its tolerance"]
+    return "\n".join(lines) + "\n"
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise HarnessError(
+            f"baseline {path} does not exist",
+            f"write one from a good run: harness regress RUN_DIR --baseline {path} --update",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise HarnessError(
+            f"baseline {path} is not valid JSON ({exc})", "restore it from git or write it again with --update"
+        ) from exc
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or not isinstance(data.get("cells"), dict):
+        raise HarnessError(
+            f"{path} is not a harness baseline (format {BASELINE_FORMAT})",
+            "write it with harness regress RUN_DIR --baseline FILE --update",
+        )
+    return data
+
+
+def update_baseline(run_dir: Path, path: Path) -> dict[str, Any]:
+    """Write the run as the new baseline, atomically."""
+    data = baseline_from_run(run_dir, path.stem)
+    write_json(path, data)
+    return data

@@ -121,3 +121,33 @@ def make_record(**fields: object):
     defaults = {"task": "t", "model": "m", "prompt": "", "gold": None, "prediction": "", "scores": {}, "input_tokens": 0,
                 "output_tokens": 0, "latency_s": None, "batch_size": 1, "item_s": item_s, "batch_s": item_s}  # fmt: skip
     return SampleRecord.from_dict({**defaults, **fields})
+
+
+def make_cell_summary(**fields: object):
+    """A CellSummary for hand-made cases: the fields a test names, neutral values for the rest."""
+    from harness.results.schema import CellSummary
+
+    defaults = {"task_type": "classification", "n": 0, "primary_metric": "accuracy", "quality": {}, "mode": "latency",
+                "batch_size": 1, "latency_s": {}, "item_s": {}, "ttft_s": None, "decode_tokens_per_s_median": None,
+                "wall_s": 0.0, "throughput_samples_per_s": None, "throughput_tokens_per_s": None,
+                "output_tokens_per_s": None, "input_tokens": 0, "truncated_items": 0, "output_tokens": 0,
+                "peak_memory_bytes": None, "memory": {}, "energy": None, "sample_ids": [], "breakdown": {},
+                "consistency": None, "economics": None}  # fmt: skip
+    return CellSummary.from_dict({**defaults, **fields})
+
+
+def make_summary(tasks: dict, comparisons: dict | None = None, **fields: object):
+    """A RunSummary for hand-made cases. ``tasks``: name -> (task info, {model: CellSummary});
+    ``comparisons``: task -> model -> the Comparison fields a test names."""
+    from harness.results.schema import Comparison, RunSummary, TaskSummary
+
+    cmp_fields = {f: None for f in Comparison.__dataclass_fields__} | {"same_items": True, "metric": "accuracy"}
+    defaults = {"run_dir": "", "name": "test", "pair": "test", "task_group": "test", "hardware": None, "models": {},
+                "order": [], "reference": None, "cells": []}  # fmt: skip
+    return RunSummary(
+        **{**defaults, **fields},  # type: ignore[arg-type]
+        tasks={t: TaskSummary(dict(info), dict(results)) for t, (info, results) in tasks.items()},
+        comparisons={
+            t: {m: Comparison(**{**cmp_fields, **c}) for m, c in per.items()} for t, per in (comparisons or {}).items()
+        },
+    )

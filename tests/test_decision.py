@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_record
+from conftest import make_record, make_summary
 
 from harness.analysis.per_task import analyze_run
 from harness.results.summary import summarize_model_task
@@ -45,13 +45,9 @@ def _run(
         }
         results[name] = summarize_model_task(recs, meta, {}, HARDWARE)
     models = {"s": {"name": "s", "params": {"total": 100}}, "l": {"name": "l", "params": {"total": 1000}}}
-    summary = {
-        "models": models,
-        "order": ["s", "l"],
-        "reference": "l",
-        "hardware": HARDWARE,
-        "tasks": {"t": {"n_selected": len(small), "results": results}},
-    }
+    summary = make_summary(
+        {"t": ({"n_selected": len(small)}, results)}, models=models, order=["s", "l"], reference="l", hardware=HARDWARE
+    )
     return summary, analyze_run(summary, {("t", "s"): small, ("t", "l"): large})
 
 
@@ -91,7 +87,7 @@ def test_a_cross_fitted_cascade_when_the_small_model_alone_falls_short():
         and f"{held['escalated']:.0%} escalated" in choice["name"]
     )
     assert 0.2 < held["escalated"] <= 0.3
-    l_cost = summary["tasks"]["t"]["results"]["l"]["economics"]["cost_per_1k_usd"]
+    l_cost = summary.tasks["t"].results["l"].economics.cost_per_1k_usd
     assert choice["cost_per_1k_usd"] == pytest.approx(l_cost * (0.05 + held["escalated"]), rel=1e-6)
     assert choice["memory_bytes"] == 9 * 2**30  # both models held
     assert choice["latency_p95_s"] == pytest.approx(1.05)  # an escalated item waits for both

@@ -187,4 +187,4 @@ def test_summary_counts_truncated_prompts():
     meta = {"task_type": "classification", "wall_s": 1.0, "memory": {"peak_bytes": 1}}
     records = [SampleRecord.from_dict({**rec, "truncated": True}), SampleRecord.from_dict({**rec, "sample_id": "y"})]
     out = summarize_model_task(records, meta)
-    assert out["truncated_items"] == 1
+    assert out.truncated_items == 1

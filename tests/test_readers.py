@@ -104,3 +104,26 @@ def test_a_cell_whose_manifest_cannot_be_read_is_named_then_computed_anew(tmp_pa
     assert len(aside) == 1 and (aside[0] / "records.jsonl").read_bytes() == records  # nothing lost
     assert json.loads((cell / "manifest.json").read_text())["status"] == "complete"
     assert _cli(["report", str(tmp_path / "run")], tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["default", "three"])
+def test_summary_json_round_trips_through_its_typed_form(name: str) -> None:
+    from harness.results.schema import RunSummary
+
+    expected = json.loads((GOLDEN / name / "expected.json").read_text())
+    data = json.loads(expected["summary.json"])
+    summary = RunSummary.from_dict(data)
+    assert summary.reference in summary.order and all(
+        r.cell for t in summary.tasks.values() for r in t.results.values()
+    )
+    assert json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n" == expected["summary.json"]
+
+
+def test_a_summary_from_a_newer_version_is_named_not_misread() -> None:
+    from harness.results.schema import ResultFormatError, RunSummary
+
+    data = json.loads(json.loads((GOLDEN / "default" / "expected.json").read_text())["summary.json"])
+    task = next(iter(data["tasks"].values()))
+    next(iter(task["results"].values()))["quality_v2"] = {}
+    with pytest.raises(ResultFormatError, match="quality_v2.*newer version"):
+        RunSummary.from_dict(data)

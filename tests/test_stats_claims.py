@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_record
+from conftest import make_cell_summary, make_record, make_summary
 
 from harness.analysis.cascade import simulate
 from harness.analysis.stats import bootstrap_ci, mcnemar_exact, paired_difference, ratio_of_statistics
@@ -86,20 +86,16 @@ def _summary_and_analysis(diff_low: float, diff_high: float, latency_ratio: floa
             "params": {"total": 1000, "active": 1000, "is_moe": False},
         },
     }
-    res = {
-        "n": 50,
-        "primary_metric": "accuracy",
-        "quality": {"accuracy": 0.5},
-        "latency_s": {"p50": 1.0},
-        "peak_memory_bytes": 2**30,
-    }
-    summary = {
-        "models": models,
-        "order": ["s", "l"],
-        "reference": "l",
-        "tasks": {"t": {"n_selected": 50, "results": {"s": res, "l": res}}},
-        "comparisons": {"t": {"s": {"peak_memory_ratio": 0.2, "cost_ratio": latency_ratio}}},
-    }
+    res = make_cell_summary(
+        n=50, primary_metric="accuracy", quality={"accuracy": 0.5}, latency_s={"p50": 1.0}, peak_memory_bytes=2**30
+    )
+    summary = make_summary(
+        {"t": ({"n_selected": 50}, {"s": res, "l": res})},
+        {"t": {"s": {"peak_memory_ratio": 0.2, "cost_ratio": latency_ratio}}},
+        models=models,
+        order=["s", "l"],
+        reference="l",
+    )
     analysis = {
         "tasks": {
             "t": {
@@ -159,10 +155,12 @@ def test_verdicts_flip_at_their_thresholds():
 def test_a_claim_names_its_check_and_a_check_serves_several_claims():
     from pathlib import Path
 
+    from harness.results.schema import RunSummary
     from harness.verdicts.claims import CHECKS, NOT_MEASURED
 
     expected = json.loads((Path(__file__).parent / "golden" / "three" / "expected.json").read_text())
-    summary, analysis = json.loads(expected["summary.json"]), json.loads(expected["analysis.json"])
+    summary = RunSummary.from_dict(json.loads(expected["summary.json"]))
+    analysis = json.loads(expected["analysis.json"])
     cfg = {
         "C3": {"thresholds": {"accuracy_tolerance": 0.05, "rouge_tolerance": 0.02}},  # an older config.json: no check:
         "exact_parity": {

@@ -23,6 +23,7 @@ from harness.analysis.stats import (
 )
 from harness.results.cost import per_sample_energy
 from harness.results.records import SampleRecord
+from harness.results.schema import RunSummary
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -117,28 +118,26 @@ def compare_models(
 
 
 def analyze_run(
-    summary: dict[str, Any],
+    summary: RunSummary,
     records_by_cell: dict[tuple[str, str], list[SampleRecord]],
     keep_share: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Per-task statistics: every model's, and every model against the reference (``records_by_cell``: (task, model) -> records)."""
-    hardware = summary.get("hardware") or {}
+    hardware = summary.hardware or {}
     power = float(hardware.get("power_w", 0.0))
-    reference = summary.get("reference")
+    reference = summary.reference
     # a sequential run's intervals are anytime-valid, at the level its stop rule used (Bonferroni over its comparisons)
-    rule = summary.get("sequential")
-    stopped = any(
-        (r.get("cell") or {}).get("stopped") for info in summary["tasks"].values() for r in info["results"].values()
-    )
+    rule = summary.sequential
+    stopped = any(r.cell and r.cell.stopped for info in summary.tasks.values() for r in info.results.values())
     if stopped and not rule:  # stopped cells gathered from a store: no plan says the rule; the default one at 5%
         rule = {"alpha_per_comparison": 0.05}
     tasks: dict[str, Any] = {}
-    for task, info in summary["tasks"].items():
-        results = info["results"]
+    for task, info in summary.tasks.items():
+        results = info.results
         if not results:
             continue
-        task_type = next(iter(results.values()))["task_type"]
+        task_type = next(iter(results.values())).task_type
         records = {name: records_by_cell[(task, name)] for name in results}
         entry: dict[str, Any] = {
             "task_type": task_type,
@@ -149,7 +148,7 @@ def analyze_run(
             for name in records:
                 if name == reference:
                     continue
-                energy = {"candidate": results[name].get("energy"), "reference": results[reference].get("energy")}
+                energy = {"candidate": results[name].energy, "reference": results[reference].energy}
                 entry["comparisons"][name] = compare_models(
                     records[name], records[reference], task_type, seed, power, energy, keep_share, rule
                 )

@@ -81,7 +81,7 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     config = _apply_overrides(_with_defaults(config), overrides)
     summary, records = summarize_with_records(run_dir, config)
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "summary.json", summary.to_dict())
     claims_cfg = config.get("claims") or {}
     keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
     analysis = analyze_run(summary, records, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))

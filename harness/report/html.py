@@ -28,6 +28,7 @@ from harness.report.tables import (
     task_rows,
     task_title,
 )
+from harness.results.schema import RunSummary
 from harness.verdicts.decision import (
     DECISION_HEADER,
     OPTIONS_HEADER,
@@ -61,7 +62,7 @@ def _img(path: Path, alt: str) -> str:
 
 
 def render_html(
-    summary: dict[str, Any],
+    summary: RunSummary,
     env: dict[str, Any] | None,
     config: dict[str, Any] | None,
     verdicts: list[dict[str, Any]],
@@ -70,11 +71,11 @@ def render_html(
     decision: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     env = env or {}
-    hw = summary.get("hardware") or {}
+    hw = summary.hardware or {}
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['name'])} on {html.escape(summary['task_group'])}</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.name)} on {html.escape(summary.task_group)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>Small vs large: {html.escape(summary['name'])} on {html.escape(summary['task_group'])}</h1>",
+        f"<h1>Small vs large: {html.escape(summary.name)} on {html.escape(summary.task_group)}</h1>",
     ]
     if decision:
         parts += [
@@ -132,9 +133,9 @@ def render_html(
         + "</ul>"
     ]
     parts += ["<h2>Cells</h2>", _table(CELLS_HEADER, cell_rows(summary))]
-    if summary.get("missing_cells"):
+    if summary.missing_cells:
         parts += [
-            f"<p><b>Missing cells:</b> {html.escape(', '.join(summary['missing_cells']))} (rerun the same command to compute them).</p>"
+            f"<p><b>Missing cells:</b> {html.escape(', '.join(summary.missing_cells))} (rerun the same command to compute them).</p>"
         ]
     pk = env.get("packages", {})
     parts += [

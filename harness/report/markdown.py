@@ -25,6 +25,7 @@ from harness.report.tables import (
     task_rows,
     task_title,
 )
+from harness.results.schema import RunSummary
 from harness.verdicts.decision import (
     DECISION_HEADER,
     OPTIONS_HEADER,
@@ -43,7 +44,7 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(
-    summary: dict[str, Any],
+    summary: RunSummary,
     environment: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     verdicts: list[dict[str, Any]] | None = None,
@@ -51,9 +52,9 @@ def render_markdown(
     decision: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     env = environment or {}
-    hw = summary.get("hardware") or {}
-    title = "Small vs large" if len(summary.get("order") or []) == 2 else f"{len(summary.get('order') or [])} models"
-    parts = [f"# {title}: {summary['name']} on {summary['task_group']}", ""]
+    hw = summary.hardware or {}
+    title = "Small vs large" if len(summary.order) == 2 else f"{len(summary.order)} models"
+    parts = [f"# {title}: {summary.name} on {summary.task_group}", ""]
     if decision:
         parts += [
             f"## {decision_title(decision)}",
@@ -85,7 +86,7 @@ def render_markdown(
         "Peak memory is the GPU allocator peak on CUDA, the process peak RSS on CPU.",
         "",
     ]
-    rule = summary.get("sequential")
+    rule = summary.sequential
     stop_rows = stopping_rows(summary, analysis) if analysis else []
     if rule and stop_rows:
         parts += [
@@ -158,13 +159,13 @@ def render_markdown(
         "## Cells (one model on one task; records and manifest in the store)",
         md_table(CELLS_HEADER, cell_rows(summary)),
     ]
-    if summary.get("missing_cells"):
+    if summary.missing_cells:
         parts += [
             "",
-            f"**Missing cells:** {', '.join(summary['missing_cells'])} (not complete: rerun the same command to compute them; they are left out of every table above).",
+            f"**Missing cells:** {', '.join(summary.missing_cells)} (not complete: rerun the same command to compute them; they are left out of every table above).",
         ]
-    if summary.get("not_run"):
-        parts += ["", f"Not run in any of the combined runs: {', '.join(summary['not_run'])}."]
+    if summary.not_run:
+        parts += ["", f"Not run in any of the combined runs: {', '.join(summary.not_run)}."]
     if env:
         pk = env.get("packages", {})
         parts += [

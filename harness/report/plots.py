@@ -7,6 +7,8 @@ from typing import Any
 
 import matplotlib
 
+from harness.results.schema import RunSummary
+
 matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -19,24 +21,22 @@ TRADEOFFS = {
 }
 
 
-def points(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def points(summary: RunSummary) -> list[dict[str, Any]]:
     """One point per (model, task): quality and its costs, from the summary."""
     out = []
-    for task, info in summary["tasks"].items():
-        for key, res in info["results"].items():
-            model = summary["models"].get(key, {}).get("name", key)
-            econ = res.get("economics") or {}
+    for task, info in summary.tasks.items():
+        for key, res in info.results.items():
+            model = summary.models.get(key, {}).get("name", key)
             out.append(
                 {
                     "task": task,
                     "model": model,
-                    "metric": res["primary_metric"],
-                    "quality": res["quality"][res["primary_metric"]],
-                    "latency_p50_s": res["item_s"][
-                        "p50"
-                    ],  # the request latency in latency mode, the per-item share in throughput mode
-                    "peak_memory_gb": res["peak_memory_bytes"] / 2**30,
-                    "cost_per_1k_usd": econ.get("cost_per_1k_usd"),
+                    "metric": res.primary_metric,
+                    "quality": res.quality[res.primary_metric],
+                    # the request latency in latency mode, the per-item share in throughput mode
+                    "latency_p50_s": res.item_s.p50,
+                    "peak_memory_gb": (res.peak_memory_bytes or 0) / 2**30,
+                    "cost_per_1k_usd": res.economics.cost_per_1k_usd if res.economics else None,
                 }
             )
     return out
@@ -91,10 +91,10 @@ def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -
     return _save(fig, path)
 
 
-def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path:
-    tasks = [t for t in summary["tasks"] if t in analysis["tasks"]]
+def _bars(summary: RunSummary, analysis: dict[str, Any], path: Path) -> Path:
+    tasks = [t for t in summary.tasks if t in analysis["tasks"]]
     present = {r for t in tasks for r in analysis["tasks"][t]["models"]}
-    roles = [n for n in summary.get("order") or sorted(present) if n in present]
+    roles = [n for n in summary.order or sorted(present) if n in present]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(tasks)), 3.8))
     width = 0.8 / max(1, len(roles))
     for i, role in enumerate(roles):
@@ -109,7 +109,7 @@ def _bars(summary: dict[str, Any], analysis: dict[str, Any], path: Path) -> Path
             ys.append(est["value"] * 100)
             lo.append((est["value"] - est["low"]) * 100)
             hi.append((est["high"] - est["value"]) * 100)
-        label = summary["models"].get(role, {}).get("role", "")
+        label = summary.models.get(role, {}).get("role", "")
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=f"{label}: {role}" if label else role)
     ax.set_xticks([j + width * (len(roles) - 1) / 2 for j in range(len(tasks))])
     ax.set_xticklabels(tasks, fontsize=7, rotation=15)
@@ -152,7 +152,7 @@ def _cascade(analysis: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def make_plots(summary: dict[str, Any], analysis: dict[str, Any] | None, out_dir: Path) -> dict[str, Path]:
+def make_plots(summary: RunSummary, analysis: dict[str, Any] | None, out_dir: Path) -> dict[str, Path]:
     """Write the report's PNGs into ``out_dir``; returns name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pts = points(summary)

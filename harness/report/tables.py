@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from harness.results.schema import CellSummary, RunSummary, TaskSummary
+
 METRIC_LABEL = {"accuracy": "accuracy %", "rougeL": "ROUGE-L x100"}
 
 
@@ -42,38 +44,35 @@ def _ci(est: dict[str, Any] | None, scale: float = 100.0) -> str:
     return f"{est['value'] * scale:.1f} [{est['low'] * scale:.1f}, {est['high'] * scale:.1f}]"
 
 
-def _mode(result: dict[str, Any]) -> str:
+def _mode(result: CellSummary) -> str:
     """How a cell was timed: latency mode (batch 1, per-request latency) or throughput mode (batches: items/s only)."""
-    return (
-        f"throughput (batch {result.get('batch_size', 1)})"
-        if result.get("mode") == "throughput"
-        else "latency (batch 1)"
-    )
+    return f"throughput (batch {result.batch_size})" if result.mode == "throughput" else "latency (batch 1)"
 
 
-def _lat(result: dict[str, Any], q: str) -> str:
+def _lat(result: CellSummary, q: str) -> str:
     """A latency percentile; batched items have none (their batch's time is not a request's latency)."""
-    return "n/a (throughput)" if result.get("mode") == "throughput" else _ms(result["latency_s"][q])
+    return "n/a (throughput)" if result.mode == "throughput" else _ms(getattr(result.latency_s, q))
 
 
 def _lat_ci(est: dict[str, Any]) -> str:
     return f"{_ms(est['value'])} [{_ms(est['low'])}-{_ms(est['high'])}]"
 
 
-def is_pair(summary: dict[str, Any]) -> bool:
+def is_pair(summary: RunSummary) -> bool:
     """Two models with a reference: the small-vs-large layout."""
-    return len(summary.get("order") or []) == 2 and summary.get("reference") is not None
+    return len(summary.order) == 2 and summary.reference is not None
 
 
-def pair_names(summary: dict[str, Any]) -> tuple[str, str]:
-    ref = summary["reference"]
-    return next(n for n in summary["order"] if n != ref), ref
+def pair_names(summary: RunSummary) -> tuple[str, str]:
+    ref = summary.reference
+    assert ref is not None  # is_pair
+    return next(n for n in summary.order if n != ref), ref
 
 
-def _n(info: dict[str, Any], ns: list[int]) -> str:
+def _n(task: TaskSummary, ns: list[int]) -> str:
     n = str(ns[0]) if len(set(ns)) == 1 else "/".join(map(str, ns))
-    if info.get("n_available", ns[0]) > ns[0]:
-        n += f" of {info['n_available']}"
+    if task.info.get("n_available", ns[0]) > ns[0]:
+        n += f" of {task.info['n_available']}"
     return n
 
 
@@ -100,10 +99,10 @@ def _precision(m: dict[str, Any]) -> str:
     )
 
 
-def model_rows(summary: dict[str, Any]) -> list[list[str]]:
+def model_rows(summary: RunSummary) -> list[list[str]]:
     rows = []
-    for name in summary.get("order") or summary["models"]:
-        m = summary["models"][name]
+    for name in summary.order or summary.models:
+        m = summary.models[name]
         rows.append(
             [
                 m.get("role", ""),
@@ -154,66 +153,67 @@ N_TASK_HEADER = [
 ]
 
 
-def task_header(summary: dict[str, Any]) -> list[str]:
+def task_header(summary: RunSummary) -> list[str]:
     return PAIR_TASK_HEADER if is_pair(summary) else N_TASK_HEADER
 
 
-def _pair_task_rows(summary: dict[str, Any]) -> list[list[str]]:
+def _pair_task_rows(summary: RunSummary) -> list[list[str]]:
     small, large = pair_names(summary)
     rows = []
-    for task, info in summary["tasks"].items():
-        res = info["results"]
+    for task, info in summary.tasks.items():
+        res = info.results
         s, l = res.get(small), res.get(large)
-        cmp = summary["comparisons"].get(task, {}).get(small)
+        cmp = summary.comparisons.get(task, {}).get(small)
         if not (s and l and cmp):
             rows.append(
-                [task, str(info.get("n_selected", "-")), "-", "incomplete"] + ["-"] * (len(PAIR_TASK_HEADER) - 4)
+                [task, str(info.info.get("n_selected", "-")), "-", "incomplete"] + ["-"] * (len(PAIR_TASK_HEADER) - 4)
             )
             continue
         delta = (
             "not comparable (different items)"
-            if cmp["delta_vs_reference"] is None
-            else f"{cmp['delta_vs_reference'] * 100:+.1f}"
+            if cmp.delta_vs_reference is None
+            else f"{cmp.delta_vs_reference * 100:+.1f}"
         )
-        arch = [summary["models"][n].get("architecture_only") for n in (small, large)]
-        q_small = "not measured (random weights)" if arch[0] else _num(cmp["candidate"] * 100)
-        q_large = "not measured (random weights)" if arch[1] else _num(cmp["reference"] * 100)
+        arch = [summary.models[n].get("architecture_only") for n in (small, large)]
+        q_small = "not measured (random weights)" if arch[0] else _num(cmp.candidate * 100)
+        q_large = "not measured (random weights)" if arch[1] else _num(cmp.reference * 100)
         if any(arch):
             delta = "-"
         rows.append(
             [
                 task,
-                _n(info, [s["n"], l["n"]]),
+                _n(info, [s.n, l.n]),
                 _mode(s),
-                METRIC_LABEL.get(cmp["metric"], cmp["metric"]),
+                METRIC_LABEL.get(cmp.metric, cmp.metric),
                 q_small,
                 q_large,
                 delta,
                 f"{_lat(s, 'p50')} / {_lat(l, 'p50')}",
                 f"{_lat(s, 'p95')} / {_lat(l, 'p95')}",
-                f"{_num(s['throughput_samples_per_s'], '{:.2f}')} / {_num(l['throughput_samples_per_s'], '{:.2f}')}",
-                f"{_bytes(s['peak_memory_bytes'])} / {_bytes(l['peak_memory_bytes'])}",
-                _num(cmp["latency_p50_ratio"], "{:.2f}x"),
-                _num(cmp["peak_memory_ratio"], "{:.2f}x"),
+                f"{_num(s.throughput_samples_per_s, '{:.2f}')} / {_num(l.throughput_samples_per_s, '{:.2f}')}",
+                f"{_bytes(s.peak_memory_bytes)} / {_bytes(l.peak_memory_bytes)}",
+                _num(cmp.latency_p50_ratio, "{:.2f}x"),
+                _num(cmp.peak_memory_ratio, "{:.2f}x"),
             ]
         )
     return rows
 
 
-def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
+def _n_task_rows(summary: RunSummary) -> list[list[str]]:
     rows = []
-    ref = summary.get("reference")
-    for task, info in summary["tasks"].items():
-        for name in summary.get("order") or []:
-            r = info["results"].get(name)
+    ref = summary.reference
+    for task, info in summary.tasks.items():
+        for name in summary.order:
+            r = info.results.get(name)
             if r is None:
                 rows.append(
-                    [task, name, str(info.get("n_selected", "-")), "-", "missing"] + ["-"] * (len(N_TASK_HEADER) - 5)
+                    [task, name, str(info.info.get("n_selected", "-")), "-", "missing"]
+                    + ["-"] * (len(N_TASK_HEADER) - 5)
                 )
                 continue
-            metric = r["primary_metric"]
-            cmp = summary["comparisons"].get(task, {}).get(name)
-            arch = summary["models"][name].get("architecture_only") or summary["models"].get(ref or "", {}).get(
+            metric = r.primary_metric
+            cmp = summary.comparisons.get(task, {}).get(name)
+            arch = summary.models[name].get("architecture_only") or summary.models.get(ref or "", {}).get(
                 "architecture_only"
             )
             if name == ref:
@@ -223,17 +223,17 @@ def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
             else:
                 vs = (
                     "not comparable (different items)"
-                    if cmp["delta_vs_reference"] is None
-                    else f"{cmp['delta_vs_reference'] * 100:+.1f}"
+                    if cmp.delta_vs_reference is None
+                    else f"{cmp.delta_vs_reference * 100:+.1f}"
                 )
                 lat_ratio, mem_ratio = (
-                    _num(cmp["latency_p50_ratio"], "{:.2f}x"),
-                    _num(cmp["peak_memory_ratio"], "{:.2f}x"),
+                    _num(cmp.latency_p50_ratio, "{:.2f}x"),
+                    _num(cmp.peak_memory_ratio, "{:.2f}x"),
                 )
             quality = (
                 "not measured (random weights)"
-                if summary["models"][name].get("architecture_only")
-                else _num(r["quality"][metric] * 100)
+                if summary.models[name].get("architecture_only")
+                else _num(r.quality[metric] * 100)
             )
             if arch and name != ref:
                 vs = "-"
@@ -241,15 +241,15 @@ def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
                 [
                     task,
                     name,
-                    _n(info, [r["n"]]),
+                    _n(info, [r.n]),
                     _mode(r),
                     METRIC_LABEL.get(metric, metric),
                     quality,
                     vs,
                     _lat(r, "p50"),
                     _lat(r, "p95"),
-                    _num(r["throughput_samples_per_s"], "{:.2f}"),
-                    _bytes(r["peak_memory_bytes"]),
+                    _num(r.throughput_samples_per_s, "{:.2f}"),
+                    _bytes(r.peak_memory_bytes),
                     lat_ratio,
                     mem_ratio,
                 ]
@@ -257,16 +257,14 @@ def _n_task_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def task_rows(summary: dict[str, Any]) -> list[list[str]]:
+def task_rows(summary: RunSummary) -> list[list[str]]:
     return _pair_task_rows(summary) if is_pair(summary) else _n_task_rows(summary)
 
 
-def task_title(summary: dict[str, Any]) -> str:
+def task_title(summary: RunSummary) -> str:
     if is_pair(summary):
         return "Per task (S = small, L = large; ratios below 1 favour the small model)"
-    return (
-        f"Per task and model (each against the reference, {summary.get('reference')}; ratios below 1 favour the model)"
-    )
+    return f"Per task and model (each against the reference, {summary.reference}; ratios below 1 favour the model)"
 
 
 # --- cost --------------------------------------------------------------------------------------
@@ -290,47 +288,43 @@ N_COST_HEADER = [
 ]
 
 
-def cost_header(summary: dict[str, Any]) -> list[str]:
+def cost_header(summary: RunSummary) -> list[str]:
     return PAIR_COST_HEADER if is_pair(summary) else N_COST_HEADER
 
 
-def cost_rows(summary: dict[str, Any]) -> list[list[str]]:
+def cost_rows(summary: RunSummary) -> list[list[str]]:
     rows = []
     if is_pair(summary):
         small, large = pair_names(summary)
-        for task, info in summary["tasks"].items():
-            s, l = (info["results"].get(r, {}).get("economics") for r in (small, large))
+        for task, info in summary.tasks.items():
+            s, l = (res.economics if (res := info.results.get(r)) else None for r in (small, large))
             if not (s and l):
                 continue
-            method = (
-                s["energy_method"]
-                if s["energy_method"] == l["energy_method"]
-                else f"{s['energy_method']} / {l['energy_method']}"
-            )
+            method = s.energy_method if s.energy_method == l.energy_method else f"{s.energy_method} / {l.energy_method}"
             rows.append(
                 [
                     task,
-                    f"${s['cost_per_1k_usd']:.4f} / ${l['cost_per_1k_usd']:.4f}",
-                    f"{s['energy_per_request_j']:.1f} J / {l['energy_per_request_j']:.1f} J",
+                    f"${s.cost_per_1k_usd:.4f} / ${l.cost_per_1k_usd:.4f}",
+                    f"{s.energy_per_request_j:.1f} J / {l.energy_per_request_j:.1f} J",
                     method,
-                    f"{s['co2_g_per_1k']:.2f} g / {l['co2_g_per_1k']:.2f} g",
-                    f"{s['memory_headroom_copies']} / {l['memory_headroom_copies']}",
+                    f"{s.co2_g_per_1k:.2f} g / {l.co2_g_per_1k:.2f} g",
+                    f"{s.memory_headroom_copies} / {l.memory_headroom_copies}",
                 ]
             )
         return rows
-    for task, info in summary["tasks"].items():
-        for name in summary.get("order") or []:
-            e = (info["results"].get(name) or {}).get("economics")
+    for task, info in summary.tasks.items():
+        for name in summary.order:
+            e = res.economics if (res := info.results.get(name)) else None
             if e:
                 rows.append(
                     [
                         task,
                         name,
-                        f"${e['cost_per_1k_usd']:.4f}",
-                        f"{e['energy_per_request_j']:.1f} J",
-                        e["energy_method"],
-                        f"{e['co2_g_per_1k']:.2f} g",
-                        str(e["memory_headroom_copies"]),
+                        f"${e.cost_per_1k_usd:.4f}",
+                        f"{e.energy_per_request_j:.1f} J",
+                        e.energy_method,
+                        f"{e.co2_g_per_1k:.2f} g",
+                        str(e.memory_headroom_copies),
                     ]
                 )
     return rows
@@ -359,7 +353,7 @@ N_STATS_HEADER = [
 ]
 
 
-def stats_header(summary: dict[str, Any]) -> list[str]:
+def stats_header(summary: RunSummary) -> list[str]:
     return PAIR_STATS_HEADER if is_pair(summary) else N_STATS_HEADER
 
 
@@ -375,7 +369,7 @@ def _lat_line(models: dict[str, Any], name: str) -> str:
     return " / ".join(_lat_ci(models[name]["latency_s"][f"p{q}"]) for q in (50, 90, 95, 99))
 
 
-def stats_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[list[str]]:
+def stats_rows(summary: RunSummary, analysis: dict[str, Any]) -> list[list[str]]:
     rows = []
     pair = is_pair(summary)
     for task, e in analysis.get("tasks", {}).items():
@@ -401,13 +395,13 @@ def stats_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[list[s
                 )
             continue
         first = True
-        for name in summary.get("order") or list(models):
+        for name in summary.order or list(models):
             if name not in models:
                 continue
             cmp = comparisons.get(name) or {}
             for i, metric in enumerate(models[name].get("quality", {})):
                 diff = (cmp.get("difference_vs_reference") or {}).get(metric)
-                vs = "reference" if name == summary.get("reference") else (_ci(diff) if cmp.get("same_items") else "-")
+                vs = "reference" if name == summary.reference else (_ci(diff) if cmp.get("same_items") else "-")
                 rows.append(
                     [
                         task if first else "",
@@ -451,28 +445,24 @@ _STATUS = {
 }
 
 
-def cell_rows(summary: dict[str, Any]) -> list[list[str]]:
+def cell_rows(summary: RunSummary) -> list[list[str]]:
     rows = []
-    for c in summary.get("cells", []):
-        res = summary["tasks"].get(c["task"], {}).get("results", {}).get(c["model"], {})
-        cell = res.get("cell", {})
+    for c in summary.cells:
+        res = summary.result(c["task"], c["model"])
+        cell = res.cell if res and res.cell else None
         status = _STATUS.get(c["status"], c["status"]) if c.get("complete") else "missing (incomplete)"
-        failed = cell.get("failed_ids") or []
+        failed = (cell.failed_ids if cell else None) or []
         if failed:
             status += f"; {len(failed)} item(s) failed (retried by the next run)"
-        oom = (
-            f"{cell['oom_events']} time(s), batch size -> {cell.get('final_batch_size')}"
-            if cell.get("oom_events")
-            else "-"
-        )
+        oom = f"{cell.oom_events} time(s), batch size -> {cell.final_batch_size}" if cell and cell.oom_events else "-"
         rows.append(
             [
                 c["model"],
                 c["task"],
                 c["key"],
                 status,
-                cell.get("computed_at") or "-",
-                str(cell.get("sessions", "-")),
+                (cell.computed_at if cell else None) or "-",
+                str(cell.sessions if cell else "-"),
                 oom,
             ]
         )
@@ -482,26 +472,26 @@ def cell_rows(summary: dict[str, Any]) -> list[list[str]]:
 # --- text lines --------------------------------------------------------------------------------
 
 
-def secondary_lines(summary: dict[str, Any]) -> list[str]:
+def secondary_lines(summary: RunSummary) -> list[str]:
     """Other quality metrics and generation speed, per task and model."""
     lines = []
-    for task, info in summary["tasks"].items():
-        for name, res in info["results"].items():
-            q = ", ".join(f"{k} {v * 100:.1f}" for k, v in res["quality"].items())
+    for task, info in summary.tasks.items():
+        for name, res in info.results.items():
+            q = ", ".join(f"{k} {v * 100:.1f}" for k, v in res.quality.items())
             extra = ""
-            if res.get("ttft_s"):
-                extra = f"; time to first token p50 {_ms(res['ttft_s']['p50'])}, decode {_num(res['decode_tokens_per_s_median'])} tok/s"
-            if res.get("truncated_items"):
-                extra += f"; {res['truncated_items']} prompt(s) longer than the context window, truncated from the left"
+            if res.ttft_s:
+                extra = f"; time to first token p50 {_ms(res.ttft_s.p50)}, decode {_num(res.decode_tokens_per_s_median)} tok/s"
+            if res.truncated_items:
+                extra += f"; {res.truncated_items} prompt(s) longer than the context window, truncated from the left"
             lines.append(
-                f"- {task} / {name}: {q}; {res['input_tokens']} input + {res['output_tokens']} output tokens in {res['wall_s']:.1f} s{extra}"
+                f"- {task} / {name}: {q}; {res.input_tokens} input + {res.output_tokens} output tokens in {res.wall_s:.1f} s{extra}"
             )
-            metric = res["primary_metric"]
-            for field, values in (res.get("breakdown") or {}).items():
+            metric = res.primary_metric
+            for field, values in (res.breakdown or {}).items():
                 per = ", ".join(f"{v} {d[metric] * 100:.1f} (n={d['n']})" for v, d in values.items())
                 lines.append(f"  - {metric} by {field}: {per}")
-            if res.get("consistency"):
-                c = res["consistency"]
+            if res.consistency:
+                c = res.consistency
                 lines.append(
                     f"  - same answer across the {c['groups']} groups of items sharing {c['field']}: {c['same_answer'] * 100:.1f}% (all correct: {c['all_correct'] * 100:.1f}%)"
                 )
@@ -580,21 +570,21 @@ STOPPING_HEADER = [
 ]
 
 
-def stopping_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[list[str]]:
+def stopping_rows(summary: RunSummary, analysis: dict[str, Any]) -> list[list[str]]:
     """Sequential runs: per task, where it stopped and what that saved (items not run x each model's mean time per item)."""
-    if not summary.get("sequential"):
+    if not summary.sequential:
         return []
     rows = []
-    for task, info in summary["tasks"].items():
-        results = info.get("results") or {}
+    for task, info in summary.tasks.items():
+        results = info.results
         if not results:
             continue
-        planned = int(info.get("n_selected") or 0)
-        used = max(r["n"] for r in results.values())
-        stopped = any((r.get("cell") or {}).get("stopped") for r in results.values())
-        saved_s = sum((planned - r["n"]) * (r["item_s"]["mean"] or 0.0) for r in results.values())
+        planned = int(info.info.get("n_selected") or 0)
+        used = max(r.n for r in results.values())
+        stopped = any(r.cell and r.cell.stopped for r in results.values())
+        saved_s = sum((planned - r.n) * (r.item_s.mean or 0.0) for r in results.values())
         comparisons = (analysis.get("tasks", {}).get(task) or {}).get("comparisons") or {}
-        metric = next(iter(results.values()))["primary_metric"]
+        metric = next(iter(results.values())).primary_metric
         intervals = "; ".join(
             f"{c} {_ci(cmp['difference_vs_reference'][metric])}"
             for c, cmp in comparisons.items()
@@ -605,7 +595,7 @@ def stopping_rows(summary: dict[str, Any], analysis: dict[str, Any]) -> list[lis
                 task,
                 f"{used} / {planned}",
                 "decided, stopped" if stopped else ("cap reached, not decided" if used >= planned else "running"),
-                str(sum(planned - r["n"] for r in results.values())),
+                str(sum(planned - r.n for r in results.values())),
                 f"{saved_s:.0f} s",
                 intervals or "-",
             ]

@@ -12,6 +12,7 @@ from harness.report.tables import (
     task_header,
     task_rows,
 )
+from harness.results.schema import RunSummary
 from harness.verdicts.decision import (
     DECISION_HEADER,
     decision_rows,
@@ -33,7 +34,7 @@ def rich_table(title: str, header: list[str], rows: list[list[str]], fold: bool 
 
 
 def print_tables(
-    summary: dict[str, Any],
+    summary: RunSummary,
     console: Any,
     verdicts: list[dict[str, Any]] | None = None,
     decision: dict[str, dict[str, Any]] | None = None,
@@ -48,13 +49,13 @@ def print_tables(
         )
     title = (
         "small vs large (ratios < 1 favour the small model)"
-        if len(summary.get("order") or []) == 2
-        else f"every model against {summary.get('reference')} (ratios < 1 favour the model)"
+        if len(summary.order) == 2
+        else f"every model against {summary.reference} (ratios < 1 favour the model)"
     )
-    console.print(rich_table(f"{summary['name']}: models", MODEL_HEADER, model_rows(summary), fold=False))
-    console.print(rich_table(f"{summary['task_group']}: {title}", task_header(summary), task_rows(summary)))
+    console.print(rich_table(f"{summary.name}: models", MODEL_HEADER, model_rows(summary), fold=False))
+    console.print(rich_table(f"{summary.task_group}: {title}", task_header(summary), task_rows(summary)))
     counts: dict[str, int] = {}
-    for c in summary.get("cells", []):
+    for c in summary.cells:
         counts[c["status"] if c.get("complete") else "missing"] = (
             counts.get(c["status"] if c.get("complete") else "missing", 0) + 1
         )
@@ -62,8 +63,8 @@ def print_tables(
         "cells: "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + (
-            f" -- missing: {', '.join(summary['missing_cells'])} (rerun the same command to compute them)"
-            if summary.get("missing_cells")
+            f" -- missing: {', '.join(summary.missing_cells)} (rerun the same command to compute them)"
+            if summary.missing_cells
             else ""
         )
     )

@@ -17,6 +17,7 @@ SIGKILL), so a crashed job never blocks the cell, and two jobs racing on one
 cell take turns: the second finds it complete and reuses it. On a shared file
 system fcntl locks need the file system's lock manager (NFSv4 has one).
 """
+
 from __future__ import annotations
 
 import errno
@@ -26,16 +27,16 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 from harness.errors import HarnessError
-from harness.results.records import RecordWriter, read_json, read_records, write_json
+from harness.results.records import RecordWriter, SampleRecord, read_json, read_records, write_json
 from harness.tasks.types import task_fingerprint
-from harness.results.records import SampleRecord
 
 # Bump when scoring or the record format changes what a cell's records mean:
 # every cell is then computed again, and old cells stay on disk untouched.
@@ -89,8 +90,10 @@ class CellRef:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CellRef":
-        fields: dict[str, Any] = {k: d.get(k) for k in ("model", "task", "key", "path", "status", "computed_at") if k in d}
+    def from_dict(cls, d: dict[str, Any]) -> CellRef:
+        fields: dict[str, Any] = {
+            k: d.get(k) for k in ("model", "task", "key", "path", "status", "computed_at") if k in d
+        }
         return cls(**fields)
 
 
@@ -125,11 +128,15 @@ class Store:
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
-            raise HarnessError(f"the cell store {self.root} is not writable ({exc.strerror})",
-                               "set paths.store_dir=<a writable directory>") from exc
+            raise HarnessError(
+                f"the cell store {self.root} is not writable ({exc.strerror})",
+                "set paths.store_dir=<a writable directory>",
+            ) from exc
 
     @contextmanager
-    def claim(self, key: CellKey, on_wait: Optional[Callable[[str], None]] = None, poll_s: float = 0.5) -> Iterator["Claim"]:
+    def claim(
+        self, key: CellKey, on_wait: Optional[Callable[[str], None]] = None, poll_s: float = 0.5
+    ) -> Iterator[Claim]:
         """Hold the cell's lock (waiting for another job that holds it) for the duration of the block."""
         cell = self.cell_dir(key)
         cell.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +181,9 @@ def read_manifest(cell: Path) -> Optional[dict[str, Any]]:
     except (OSError, ValueError) as exc:
         data = exc
     if not isinstance(data, dict):
-        reason = str(data).splitlines()[0] if isinstance(data, Exception) else f"a JSON {type(data).__name__}, not an object"
+        reason = (
+            str(data).splitlines()[0] if isinstance(data, Exception) else f"a JSON {type(data).__name__}, not an object"
+        )
         raise ManifestError(
             f"cell {cell}: manifest.json cannot be read ({reason})",
             "run the same command again: the harness sets that cell aside (records kept) and computes it anew",
@@ -213,7 +222,9 @@ class Claim:
         """Move an existing cell aside (runtime.recompute): kept on disk, never overwritten."""
         if not self.dir.exists():
             return None
-        aside = self.dir.with_name(f"{self.dir.name}.superseded-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}")
+        aside = self.dir.with_name(
+            f"{self.dir.name}.superseded-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}"
+        )
         os.replace(self.dir, aside)
         return aside
 
@@ -263,10 +274,17 @@ class Claim:
         """Add this session; the cell is complete when every planned item has a record, partial when the rest failed."""
         ids = self.done_ids()
         if len(ids) != len(set(ids)):
-            raise HarnessError(f"cell {self.dir} holds duplicate records", "move the cell directory aside and run again")
+            raise HarnessError(
+                f"cell {self.dir} holds duplicate records", "move the cell directory aside and run again"
+            )
         failed = list(session.get("failed_ids") or [])
-        manifest = {**manifest, "sessions": [*manifest.get("sessions", []), session], "n_planned": n_planned, "n_done": len(ids),
-                    "failed_ids": failed}
+        manifest = {
+            **manifest,
+            "sessions": [*manifest.get("sessions", []), session],
+            "n_planned": n_planned,
+            "n_done": len(ids),
+            "failed_ids": failed,
+        }
         if len(ids) == n_planned:
             manifest.update(status=COMPLETE, completed_at=now_iso())
         elif failed and len(ids) + len(failed) == n_planned:
@@ -303,7 +321,11 @@ def combined_measurements(manifest: dict[str, Any]) -> dict[str, Any]:
     energies = [s.get("energy") or {} for s in sessions if s.get("n")]
     if energies and all(e.get("joules") is not None for e in energies):
         methods = sorted({str(e.get("method")) for e in energies})
-        energy = {"joules": sum(e["joules"] for e in energies), "method": "+".join(methods), "scope": energies[0].get("scope", "")}
+        energy = {
+            "joules": sum(e["joules"] for e in energies),
+            "method": "+".join(methods),
+            "scope": energies[0].get("scope", ""),
+        }
     else:
         energy = {"joules": None, "method": None, "scope": ""}
     return {"wall_s": wall, "memory": memory, "energy": energy, "sessions": len(sessions)}

@@ -8,6 +8,7 @@ assembled from several run directories (a Hydra sweep where each job computed
 some cells) or from a whole store; a planned cell that is not complete is
 listed as missing, never dropped silently.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -17,8 +18,7 @@ from typing import Any, Optional
 
 from harness.errors import HarnessError
 from harness.results.cells import REPORTABLE, CellRef, read_cell_records, read_manifest
-from harness.results.records import read_json, write_json
-from harness.results.records import SampleRecord
+from harness.results.records import SampleRecord, read_json, write_json
 
 
 @dataclass
@@ -32,17 +32,29 @@ class RunPlan:
     tasks: dict[str, dict[str, Any]]  # task -> type, file, n_available, n_selected, sample_ids, ...
     store: str = ""
     sources: list[str] = field(default_factory=list)  # run directories a combined comparison came from
-    model_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # config facts per model (published size, architecture only)
-    sequential: Optional[dict[str, Any]] = None  # runtime.stop_when_decided: the stop rule (claims, thresholds, alpha, looks)
+    model_info: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # config facts per model (published size, architecture only)
+    sequential: Optional[dict[str, Any]] = (
+        None  # runtime.stop_when_decided: the stop rule (claims, thresholds, alpha, looks)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunPlan":
-        return cls(name=d.get("name") or d.get("pair", "comparison"), task_group=d.get("task_group", ""), models=list(d.get("models", [])),
-                   reference=d.get("reference"), tasks=dict(d.get("tasks", {})), store=d.get("store", ""), sources=list(d.get("sources", [])),
-                   model_info=dict(d.get("model_info", {})), sequential=d.get("sequential"))
+    def from_dict(cls, d: dict[str, Any]) -> RunPlan:
+        return cls(
+            name=d.get("name") or d.get("pair", "comparison"),
+            task_group=d.get("task_group", ""),
+            models=list(d.get("models", [])),
+            reference=d.get("reference"),
+            tasks=dict(d.get("tasks", {})),
+            store=d.get("store", ""),
+            sources=list(d.get("sources", [])),
+            model_info=dict(d.get("model_info", {})),
+            sequential=d.get("sequential"),
+        )
 
 
 @dataclass
@@ -61,11 +73,15 @@ def write_cells(run_dir: Path, refs: list[CellRef]) -> None:
 def read_run(run_dir: Path) -> tuple[RunPlan, list[CellRef]]:
     run_dir = Path(run_dir)
     if not (run_dir / "plan.json").is_file():
-        raise HarnessError(f"{run_dir} is not a run directory (no plan.json)",
-                           "pass a directory written by a harness run, e.g. results/<date>/<time>_<models>_<tasks>, a sweep directory or a cell store")
+        raise HarnessError(
+            f"{run_dir} is not a run directory (no plan.json)",
+            "pass a directory written by a harness run, e.g. results/<date>/<time>_<models>_<tasks>, a sweep directory or a cell store",
+        )
     if not (run_dir / "cells.json").is_file():
-        raise HarnessError(f"{run_dir} has no cells.json: it was written by an older version of the harness (records under samples/)",
-                           "run the same command again with this version: its cells are computed once and reused after")
+        raise HarnessError(
+            f"{run_dir} has no cells.json: it was written by an older version of the harness (records under samples/)",
+            "run the same command again with this version: its cells are computed once and reused after",
+        )
     plan = RunPlan.from_dict(read_json(run_dir / "plan.json"))
     refs = [CellRef.from_dict(c) for c in read_json(run_dir / "cells.json")["cells"]]
     return plan, refs
@@ -102,16 +118,27 @@ def store_cells(store: Path) -> tuple[RunPlan, list[CellRef]]:
             continue
         key = (m["model"], m["task"])
         if key in refs:
-            raise HarnessError(f"the store {store} holds two complete cells for {m['model']} on {m['task']} ({refs[key].key} and {m['key']}), "
-                               "computed under different settings",
-                               "report the run directories instead (harness report RUN_DIR ...), which name the cells they used")
+            raise HarnessError(
+                f"the store {store} holds two complete cells for {m['model']} on {m['task']} ({refs[key].key} and {m['key']}), "
+                "computed under different settings",
+                "report the run directories instead (harness report RUN_DIR ...), which name the cells they used",
+            )
         refs[key] = CellRef(m["model"], m["task"], m["key"], str(mpath.parent), "reused", m.get("completed_at"))
         tasks.setdefault(m["task"], m.get("task_info", {}))
         if m["model"] not in models:
             models.append(m["model"])
     if not refs:
-        raise HarnessError(f"the store {store} holds no complete cell", "run an experiment with paths.store_dir pointing there first")
-    return RunPlan(name=f"store {store.name}", task_group=f"{len(tasks)} tasks", models=models, reference=None, tasks=tasks, store=str(store)), list(refs.values())
+        raise HarnessError(
+            f"the store {store} holds no complete cell", "run an experiment with paths.store_dir pointing there first"
+        )
+    return RunPlan(
+        name=f"store {store.name}",
+        task_group=f"{len(tasks)} tasks",
+        models=models,
+        reference=None,
+        tasks=tasks,
+        store=str(store),
+    ), list(refs.values())
 
 
 def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
@@ -132,8 +159,10 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
             plan, refs = store_cells(path)
             return plan, refs, {}
         else:
-            raise HarnessError(f"{path} is neither a run directory, a sweep directory nor a cell store",
-                               "pass a directory written by a harness run (it holds plan.json and cells.json)")
+            raise HarnessError(
+                f"{path} is neither a run directory, a sweep directory nor a cell store",
+                "pass a directory written by a harness run (it holds plan.json and cells.json)",
+            )
     plans: list[RunPlan] = []
     all_refs: dict[tuple[str, str], CellRef] = {}
     for run in runs:
@@ -142,8 +171,10 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
         for r in refs:
             prior = all_refs.get((r.model, r.task))
             if prior is not None and prior.key != r.key:
-                raise HarnessError(f"{r.model} on {r.task} was run under different settings in {run} (cell {r.key}) and another run (cell {prior.key})",
-                                   "combine runs that share settings (dtype, batch size, items...), or report them separately")
+                raise HarnessError(
+                    f"{r.model} on {r.task} was run under different settings in {run} (cell {r.key}) and another run (cell {prior.key})",
+                    "combine runs that share settings (dtype, batch size, items...), or report them separately",
+                )
             if prior is None or (prior.status == "missing" and r.status != "missing"):
                 all_refs[(r.model, r.task)] = r
     models: list[str] = []
@@ -159,8 +190,12 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
     combined = RunPlan(
         name=plans[0].name if len(plans) == 1 else f"{len(models)} models from {len(plans)} runs",
         task_group=plans[0].task_group if len({p.task_group for p in plans}) == 1 else f"{len(tasks)} tasks",
-        models=models, reference=references.pop() if len(references) == 1 else None, tasks=tasks,
-        store=plans[0].store, sources=[str(r) for r in runs], model_info=model_info,
+        models=models,
+        reference=references.pop() if len(references) == 1 else None,
+        tasks=tasks,
+        store=plans[0].store,
+        sources=[str(r) for r in runs],
+        model_info=model_info,
         sequential=next((p.sequential for p in plans if p.sequential), None),
     )
     config = read_json(runs[0] / "config.json") if (runs[0] / "config.json").is_file() else {}

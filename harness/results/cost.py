@@ -7,15 +7,21 @@
 - CO2 per 1,000 requests = energy (kWh) x grid intensity (g/kWh)
 - memory headroom = how many copies of the model fit in the profile's memory
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from harness.results.schema import Economics
 
 J_PER_KWH = 3.6e6
 
 
-def per_sample_energy(latencies: Sequence[float], energy: dict[str, Any] | None, power_w: float) -> tuple[list[float], str]:
+def per_sample_energy(
+    latencies: Sequence[float], energy: dict[str, Any] | None, power_w: float
+) -> tuple[list[float], str]:
     """Energy of each request (J) and how it was obtained.
 
     A measured total is shared out in proportion to each request's latency; an
@@ -28,18 +34,24 @@ def per_sample_energy(latencies: Sequence[float], energy: dict[str, Any] | None,
     return [lat * power_w for lat in latencies], "estimated"
 
 
-def economics(n: int, wall_s: float, latencies: Sequence[float], peak_bytes: Optional[int],
-              energy: dict[str, Any] | None, hardware: dict[str, Any]) -> dict[str, Any]:
+def economics(
+    n: int,
+    wall_s: float,
+    latencies: Sequence[float],
+    peak_bytes: Optional[int],
+    energy: dict[str, Any] | None,
+    hardware: dict[str, Any],
+) -> Economics:
     """Cost, energy, carbon and headroom of one model on one task."""
     per_request_s = wall_s / n if n else float("nan")
     per_sample, method = per_sample_energy(latencies, energy, float(hardware["power_w"]))
     joules = sum(per_sample) / len(per_sample) if per_sample else float("nan")
     memory = float(hardware["memory_gb"]) * 2**30
-    return {
-        "hardware": hardware["name"],
-        "cost_per_1k_usd": float(hardware["hourly_usd"]) * per_request_s / 3600 * 1000,
-        "energy_per_request_j": joules,
-        "energy_method": method,
-        "co2_g_per_1k": joules * 1000 / J_PER_KWH * float(hardware["grid_gco2_per_kwh"]),
-        "memory_headroom_copies": math.floor(memory / peak_bytes) if peak_bytes else None,
-    }
+    return Economics(
+        hardware=hardware["name"],
+        cost_per_1k_usd=float(hardware["hourly_usd"]) * per_request_s / 3600 * 1000,
+        energy_per_request_j=joules,
+        energy_method=method,
+        co2_g_per_1k=joules * 1000 / J_PER_KWH * float(hardware["grid_gco2_per_kwh"]),
+        memory_headroom_copies=math.floor(memory / peak_bytes) if peak_bytes else None,
+    )

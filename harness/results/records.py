@@ -5,6 +5,7 @@ so a killed run loses at most the batch in flight (``harness.results.cells`` kee
 per model and task). JSON files other than records are written atomically
 (temp file + rename), so a reader never sees half a file.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,9 @@ class SampleRecord:
         try:
             return cls(**fields)
         except TypeError as exc:  # a required field missing
-            raise RecordFormatError(f"{where} is not a harness record ({exc})", "move the cell aside and run again") from exc
+            raise RecordFormatError(
+                f"{where} is not a harness record ({exc})", "move the cell aside and run again"
+            ) from exc
 
 
 _FIELDS = {f.name for f in fields(SampleRecord)}
@@ -96,7 +99,7 @@ class RecordWriter:
         self._fh: Any = None
         self.count = 0
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")
         return self

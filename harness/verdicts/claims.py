@@ -18,6 +18,7 @@ from harness.analysis.sequential import is_sequential
 from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
 from harness.results.cells import read_cell_records
 from harness.results.records import SampleRecord
+from harness.results.schema import RunSummary
 from harness.results.summary import model_size
 from harness.tasks.types import item_score_key, primary_metric
 
@@ -99,12 +100,12 @@ def claim_of_check(claims_cfg: dict[str, Any], name: str) -> tuple[str, dict[str
 class RunView:
     """What the verdict functions read: the summary, the analysis, the models, each model against the reference."""
 
-    def __init__(self, summary: dict[str, Any], analysis: dict[str, Any]) -> None:
+    def __init__(self, summary: RunSummary, analysis: dict[str, Any]) -> None:
         self.summary = summary
         self.analysis = analysis
-        self.models: dict[str, dict[str, Any]] = summary["models"]
-        self.names: list[str] = list(summary.get("order") or self.models)
-        self.reference: Optional[str] = summary.get("reference")
+        self.models: dict[str, dict[str, Any]] = summary.models
+        self.names: list[str] = list(summary.order or self.models)
+        self.reference: Optional[str] = summary.reference
         self.candidates = [n for n in self.names if n != self.reference]
         # architecture-only models (random weights at a published size) have latency and memory, no quality
         self.measured = [n for n in self.names if not self.models[n].get("architecture_only")]
@@ -139,7 +140,9 @@ class RunView:
     def records(self, model: str, task: str) -> list[SampleRecord]:
         from pathlib import Path
 
-        return read_cell_records(Path(self.summary["tasks"][task]["results"][model]["cell"]["path"]))
+        cell = self.summary.tasks[task].results[model].cell
+        assert cell is not None  # a summary built from cells
+        return read_cell_records(Path(cell.path))
 
 
 @check("size_predicts_quality_weakly")
@@ -147,12 +150,8 @@ def size_predicts_quality_weakly(run: RunView, th: dict[str, float]) -> Verdict:
     models = [run.models[n] for n in run.measured]
     if len(models) >= th.get("min_models", 3):
         rhos = {}
-        for task, info in run.summary["tasks"].items():
-            rows = [
-                (model_size(run.models[n]), res["quality"][res["primary_metric"]])
-                for n, res in info["results"].items()
-                if n in run.measured
-            ]
+        for task, info in run.summary.tasks.items():
+            rows = [(model_size(run.models[n]), res.score) for n, res in info.results.items() if n in run.measured]
             if len(rows) >= 3:
                 rhos[task] = spearman([p for p, _ in rows], [q for _, q in rows])[0]
         rhos = {t: r for t, r in rhos.items() if r == r}  # nan when every model scores the same
@@ -358,8 +357,8 @@ def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
     limit = th.get("max_ratio", 1.0)
     for (t, c), e in run.timed.items():
         lat = e["latency_median_ratio"]
-        cmp = run.summary["comparisons"].get(t, {}).get(c, {})
-        mem, cost = cmp.get("peak_memory_ratio"), cmp.get("cost_ratio")
+        cmp = run.summary.comparisons.get(t, {}).get(c)
+        mem, cost = (cmp.peak_memory_ratio, cmp.cost_ratio) if cmp else (None, None)
         nums[run.label(t, c)] = {"latency_median_ratio": lat, "peak_memory_ratio": mem, "cost_ratio": cost}
         if lat["high"] < limit and (mem or 0) < limit and (cost or 0) < limit:
             per.append(SUPPORTED)
@@ -432,17 +431,17 @@ def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
     if m.get("architecture_only") or d.get("architecture_only"):
         return _c7_cost_side(run, m, d)
     per, nums = [], {}
-    for t, info in run.summary["tasks"].items():
-        res = info["results"]
+    for t, info in run.summary.tasks.items():
+        res = info.results
         if m["name"] not in res or d["name"] not in res:
             continue
 
         def eff(model: dict[str, Any]) -> tuple[float, float]:
             r = res[model["name"]]
-            q = r["quality"][r["primary_metric"]]
-            return q / (model["params"]["active"] / 1e9), q / r["item_s"][
-                "p50"
-            ]  # item time: the request latency at batch 1
+            q = r.score
+            return q / (model["params"]["active"] / 1e9), q / (
+                r.item_s.p50 or float("nan")
+            )  # item time: at batch 1, the latency
 
         (mp, ml), (dp, dl) = eff(m), eff(d)
         nums[t] = {
@@ -471,12 +470,13 @@ def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
 def _c7_cost_side(run: RunView, m: dict[str, Any], d: dict[str, Any]) -> Verdict:
     """Architecture-only models: no quality, so only C7's latency and memory side, per active parameter."""
     nums: dict[str, dict[str, Any]] = {}
-    for t, info in run.summary["tasks"].items():
-        res = info["results"]
+    for t, info in run.summary.tasks.items():
+        res = info.results
         if m["name"] not in res or d["name"] not in res:
             continue
-        lat = res[m["name"]]["item_s"]["p50"] / res[d["name"]]["item_s"]["p50"]
-        mem = res[m["name"]]["peak_memory_bytes"] / res[d["name"]]["peak_memory_bytes"]
+        mr, dr = res[m["name"]], res[d["name"]]
+        lat = (mr.item_s.p50 or float("nan")) / (dr.item_s.p50 or float("nan"))
+        mem = (mr.peak_memory_bytes or float("nan")) / (dr.peak_memory_bytes or float("nan"))
         active = m["params"]["active"] / d["params"]["active"]
         nums[t] = {
             "latency_p50_ratio": lat,
@@ -531,7 +531,7 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
                 run.names,
             )
         p95 = e["models"][small_name]["latency_s"]["p95"]
-        mem = run.summary["tasks"][t]["results"][small_name]["peak_memory_bytes"]
+        mem = run.summary.tasks[t].results[str(small_name)].peak_memory_bytes or 0
         nums[t] = {"p95_latency_s": p95, "peak_memory_gb": mem / 2**30}
         per.append(
             SUPPORTED
@@ -570,7 +570,7 @@ def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tupl
     if large == run.reference and (task, small) in run.compared:
         mc = run.compared[(task, small)].get("mcnemar")
         return run.diff(task, small), (mc["p_value"] if mc else None)
-    results = run.summary["tasks"][task]["results"]
+    results = run.summary.tasks[task].results
     if small not in results or large not in results:
         return None
     a, b = run.records(small, task), run.records(large, task)
@@ -649,26 +649,25 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
 
 @check("nothing_dropped")
 def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
-    missing = list(run.summary.get("missing_cells") or [])
+    missing = list(run.summary.missing_cells)
     stopped: dict[str, str] = {}
-    for t, info in run.summary["tasks"].items():
+    for t, info in run.summary.tasks.items():
         for name in run.models:
-            res = info["results"].get(name)
+            res = info.results.get(name)
             if res is None:
-                if f"{name}/{t}" not in missing and f"{name}/{t}" not in (run.summary.get("not_run") or []):
+                if f"{name}/{t}" not in missing and f"{name}/{t}" not in (run.summary.not_run):
                     missing.append(f"{name}/{t}")
-            elif (res.get("cell") or {}).get("stopped") and res["n"] == res["cell"]["stopped"]["at"]:
-                stopped[t] = (
-                    f"{t} ({res['n']} of {info.get('n_selected')} items)"  # by design: decided, every item it used is reported
-                )
-            elif res["n"] != info.get("n_selected", res["n"]):
-                failed = len((res.get("cell") or {}).get("failed_ids") or [])
+            elif res.cell and res.cell.stopped and res.n == res.cell.stopped["at"]:
+                # by design: decided, every item it used is reported
+                stopped[t] = f"{t} ({res.n} of {info.info.get('n_selected')} items)"
+            elif res.n != info.info.get("n_selected", res.n):
+                failed = len((res.cell.failed_ids if res.cell else None) or [])
                 missing.append(
-                    f"{name}/{t} ({res['n']} of {info['n_selected']} items"
+                    f"{name}/{t} ({res.n} of {info.info['n_selected']} items"
                     + (f"; {failed} failed out of memory)" if failed else ")")
                 )
     verdict = REFUTED if missing else SUPPORTED
-    n_tasks = len(run.summary["tasks"])
+    n_tasks = len(run.summary.tasks)
     sentence = (
         "Every planned task and item of this run is in the records and the report."
         if not missing
@@ -685,13 +684,13 @@ def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
         f"{n_tasks} tasks, {len(missing)} incomplete cell(s)"
         + (f", {len(stopped)} stopped when decided" if stopped else ""),
         sentence,
-        list(run.summary["tasks"]),
+        list(run.summary.tasks),
         run.names,
         {"incomplete": missing, "stopped_when_decided": list(stopped.values())},
     )
 
 
-def evaluate_claims(summary: dict[str, Any], analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> list[Verdict]:
+def evaluate_claims(summary: RunSummary, analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> list[Verdict]:
     """A verdict for every configured claim that has a check (unknown ids are reported as not measured)."""
     run = RunView(summary, analysis)
     verdicts = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
+from harness.results.schema import CellSummary, RunSummary
 from harness.verdicts.claims import c3_tolerance, claim_of_check
 
 MEETS, NOT_SHOWN, FALLS_SHORT, REFERENCE = "meets", "not shown", "falls short", "reference"
@@ -46,29 +47,29 @@ def _standing(diff: dict[str, Any], tolerance: float) -> str:
     return MEETS if diff["low"] > -tolerance else FALLS_SHORT if diff["high"] < -tolerance else NOT_SHOWN
 
 
-def _alone(name: str, res: dict[str, Any], diff: Optional[dict[str, Any]], tolerance: float) -> Option:
-    latency = res["mode"] == "latency"
+def _alone(name: str, res: CellSummary, diff: Optional[dict[str, Any]], tolerance: float) -> Option:
+    latency = res.mode == "latency"
     return Option(
         name,
         "model",
         diff,
-        (res.get("economics") or {}).get("cost_per_1k_usd"),
-        (res["latency_s"] if latency else res["item_s"]).get("p95"),
+        res.economics.cost_per_1k_usd if res.economics else None,
+        (res.latency_s if latency else res.item_s).p95,
         "latency" if latency else "time per item (throughput mode)",
-        res.get("peak_memory_bytes"),
+        res.peak_memory_bytes,
         REFERENCE if diff is None else _standing(diff, tolerance),
     )
 
 
 def _cascade(
-    name: str, reference: str, routing: dict[str, Any], res: dict[str, Any], ref_res: dict[str, Any], tolerance: float
+    name: str, reference: str, routing: dict[str, Any], res: CellSummary, ref_res: CellSummary, tolerance: float
 ) -> Optional[Option]:
     best = routing.get("best_signal")
     held = (routing.get("signals", {}).get(best) or {}).get("cross_fitted") if best else None
     if not held or "difference_vs_large" not in held:
         return None
-    ref_cost = (ref_res.get("economics") or {}).get("cost_per_1k_usd")
-    memory = [res.get("peak_memory_bytes"), ref_res.get("peak_memory_bytes")]
+    ref_cost = ref_res.economics.cost_per_1k_usd if ref_res.economics else None
+    memory = [res.peak_memory_bytes, ref_res.peak_memory_bytes]
     label = f"{name} -> {reference} cascade ({best}, cross-fitted, {held['escalated']:.0%} escalated)"
     return Option(
         label,
@@ -76,25 +77,25 @@ def _cascade(
         held["difference_vs_large"],
         held["cost_share"] * ref_cost if ref_cost is not None else None,
         held["item_s_p95"],
-        "latency" if res["mode"] == ref_res["mode"] == "latency" else "time per item (throughput mode)",
+        "latency" if res.mode == ref_res.mode == "latency" else "time per item (throughput mode)",
         sum(m for m in memory if m is not None) if None not in memory else None,
         _standing(held["difference_vs_large"], tolerance),
     )
 
 
 def task_decision(
-    summary: dict[str, Any], analysis: dict[str, Any], task: str, tolerance: float
+    summary: RunSummary, analysis: dict[str, Any], task: str, tolerance: float
 ) -> Optional[dict[str, Any]]:
     """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference)."""
-    info, reference = summary["tasks"][task], summary.get("reference")
-    results = info.get("results") or {}
-    models = summary.get("models") or {}
+    info, reference = summary.tasks[task], summary.reference
+    results = info.results
+    models = summary.models
     if reference is None or reference not in results or (models.get(reference) or {}).get("architecture_only"):
         return None
-    metric = results[reference]["primary_metric"]
+    metric = results[reference].primary_metric
     comparisons = (analysis.get("tasks", {}).get(task) or {}).get("comparisons") or {}
     options = [_alone(reference, results[reference], None, tolerance)]
-    for name in summary.get("order") or list(results):
+    for name in summary.order or list(results):
         cmp = comparisons.get(name) or {}
         if (
             name == reference
@@ -133,16 +134,14 @@ def task_decision(
     }
 
 
-def decisions(
-    summary: dict[str, Any], analysis: dict[str, Any], claims_cfg: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
+def decisions(summary: RunSummary, analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A decision for every task that has a reference with measured quality."""
     th = dict(claim_of_check(claims_cfg, "small_within_tolerance")[1].get("thresholds") or {})
     out = {}
-    for task, info in summary["tasks"].items():
-        ref = (info.get("results") or {}).get(summary.get("reference"))
+    for task in summary.tasks:
+        ref = summary.result(task, summary.reference)
         if ref:
-            d = task_decision(summary, analysis, task, c3_tolerance(th, ref["primary_metric"]))
+            d = task_decision(summary, analysis, task, c3_tolerance(th, ref.primary_metric))
             if d:
                 out[task] = d
     return out

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from harness.analysis.sample_size import ALPHA, POWER, SampleSize
 from harness.errors import HarnessError
 from harness.results.records import read_json
+from harness.results.schema import RunSummary
 from harness.verdicts.claims import claim_of_check
 
 PLAN_HEADER = [
@@ -64,25 +65,26 @@ def plan_rows(run_dir: Path) -> list[list[str]]:
             raise HarnessError(
                 f"{run_dir} has no {name}", f"pass a run directory with a report (harness report {run_dir} writes it)"
             )
-    summary, analysis, claims = (read_json(run_dir / n) for n in ("summary.json", "analysis.json", "claims.json"))
+    summary = RunSummary.from_dict(read_json(run_dir / "summary.json"))
+    analysis, claims = (read_json(run_dir / n) for n in ("analysis.json", "claims.json"))
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     return sample_size_rows(summary, analysis, claims.get("verdicts", []), config.get("claims") or {})
 
 
 def sample_size_rows(
-    summary: dict[str, Any], analysis: dict[str, Any], verdicts: list[dict[str, Any]], claims_cfg: dict[str, Any]
+    summary: RunSummary, analysis: dict[str, Any], verdicts: list[dict[str, Any]], claims_cfg: dict[str, Any]
 ) -> list[list[str]]:
     """One row per comparison and primary metric (the report's "How many items are enough" table)."""
     tolerance = _tolerances(verdicts, claims_cfg)
-    reference = analysis.get("reference")
+    reference = str(analysis.get("reference"))
     rows = []
     for task, entry in analysis["tasks"].items():
-        results = summary["tasks"][task]["results"]
-        available = summary["tasks"][task].get("n_available") or max(r["n"] for r in results.values())
+        results = summary.tasks[task].results
+        available = summary.tasks[task].info.get("n_available") or max(r.n for r in results.values())
         for cand, cmp in entry.get("comparisons", {}).items():
-            if any(summary["models"][m].get("architecture_only") for m in (cand, reference)):
+            if any(summary.models[m].get("architecture_only") for m in (cand, reference)):
                 continue  # random weights: quality is not measured, nothing to decide
-            metric = results[cand]["primary_metric"]
+            metric = results[cand].primary_metric
             ss_d = cmp.get("sample_size", {}).get(metric)
             diff = cmp.get("difference_vs_reference", {}).get(metric)
             if not ss_d or not diff:
@@ -90,8 +92,8 @@ def sample_size_rows(
             ss = SampleSize(**ss_d)
             tol = tolerance.get((task, cand))  # C3's, as the claims judged it (absent: C3 not configured)
             k3, k2 = (ss.items_for(-tol) if tol is not None else None), ss.items_for(0.0)
-            per_item = (
-                results[cand]["item_s"]["mean"] + results[reference]["item_s"]["mean"]
+            per_item = (results[cand].item_s.mean or 0.0) + (
+                results[reference].item_s.mean or 0.0
             )  # both models answer each item
             wanted = [k for k in (k3, k2) if k is not None]
             wall = _duration(per_item * max(wanted)) + f" for {max(wanted)} items" if wanted else "-"

@@ -1,0 +1,223 @@
+"""The typed results of a run: what ``summary.json`` holds, as objects that round-trip through their JSON.
+
+Modules pass these objects; string keys appear only here, where JSON is read or written. Each
+``to_dict`` keeps the field order of the file, so a report rebuilt from the same records is the same
+byte for byte. Model records (``models``) and task descriptions (``TaskSummary.info``) stay plain
+mappings: they are what an engine or a task source describes of itself, open to new fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+from harness.errors import HarnessError
+
+
+class ResultFormatError(HarnessError):
+    """A results file that this version of the harness cannot read."""
+
+
+def _known(cls: type, d: dict[str, Any], where: str) -> dict[str, Any]:
+    """``d`` restricted to ``cls``'s fields; a field this version does not know means a newer writer."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ResultFormatError(
+            f"{where} has fields this version of the harness does not know ({', '.join(unknown)}): written by a newer version",
+            "upgrade the harness (pip install -U small-vs-large), or rebuild the report with this one: harness report RUN_DIR",
+        )
+    return d
+
+
+@dataclass
+class Percentiles:
+    """Mean and percentiles of a per-item quantity (seconds); all None when no item had it."""
+
+    mean: Optional[float] = None
+    p50: Optional[float] = None
+    p90: Optional[float] = None
+    p95: Optional[float] = None
+    p99: Optional[float] = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Percentiles:
+        return cls(**_known(cls, d, "a latency summary"))
+
+
+@dataclass
+class Economics:
+    """Cost, energy and carbon of one model on one task under a hardware profile."""
+
+    hardware: str
+    cost_per_1k_usd: float
+    energy_per_request_j: float
+    energy_method: str
+    co2_g_per_1k: float
+    memory_headroom_copies: Optional[int]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Economics:
+        return cls(**_known(cls, d, "an economics entry"))
+
+
+@dataclass
+class CellInfo:
+    """Where a cell summary came from: the cell, how it was computed, whether it stopped early."""
+
+    key: str
+    path: str
+    status: str
+    computed_at: Optional[str]
+    sessions: int
+    failed_ids: list[str]
+    oom_events: int
+    final_batch_size: Optional[int]
+    stopped: Optional[dict[str, Any]] = None  # a sequential run's stop: at, of, claims
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.stopped is None:
+            del d["stopped"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellInfo:
+        return cls(**_known(cls, d, "a cell entry"))
+
+
+@dataclass
+class CellSummary:
+    """One model on one task: quality, timing, tokens, memory, cost, computed from the cell's records."""
+
+    task_type: str
+    n: int
+    primary_metric: str
+    quality: dict[str, float]
+    mode: str  # "latency" (batch 1: per-request latencies) or "throughput" (batches: no request latency)
+    batch_size: int
+    latency_s: Percentiles
+    item_s: Percentiles  # each item's share of model time (both modes)
+    ttft_s: Optional[Percentiles]  # generation only
+    decode_tokens_per_s_median: Optional[float]
+    wall_s: float
+    throughput_samples_per_s: Optional[float]
+    throughput_tokens_per_s: Optional[float]
+    output_tokens_per_s: Optional[float]
+    input_tokens: int
+    truncated_items: int
+    output_tokens: int
+    peak_memory_bytes: Optional[int]
+    memory: dict[str, Any]
+    energy: Optional[dict[str, Any]]
+    sample_ids: list[str]
+    breakdown: dict[str, dict[str, Any]]
+    consistency: Optional[dict[str, Any]]
+    economics: Optional[Economics]
+    cell: Optional[CellInfo] = None
+
+    @property
+    def score(self) -> float:
+        """The value of the primary metric."""
+        return self.quality[self.primary_metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.cell is None:
+            del d["cell"]
+        else:
+            d["cell"] = self.cell.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellSummary:
+        d = dict(_known(cls, d, "a cell summary"))
+        for name in ("latency_s", "item_s", "ttft_s"):
+            d[name] = Percentiles.from_dict(d[name]) if d.get(name) is not None else None
+        d["economics"] = Economics.from_dict(d["economics"]) if d.get("economics") else None
+        d["cell"] = CellInfo.from_dict(d["cell"]) if d.get("cell") else None
+        return cls(**d)
+
+
+@dataclass
+class Comparison:
+    """A model against the reference on one task (ratios are candidate / reference)."""
+
+    same_items: bool
+    metric: str
+    candidate: float
+    reference: float
+    delta_vs_reference: Optional[float]
+    latency_p50_ratio: Optional[float]
+    latency_p95_ratio: Optional[float]
+    throughput_ratio: Optional[float]
+    peak_memory_ratio: Optional[float]
+    cost_ratio: Optional[float]
+    energy_ratio: Optional[float]
+    params_total_ratio: Optional[float]
+    params_active_ratio: Optional[float]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Comparison:
+        return cls(**_known(cls, d, "a comparison"))
+
+
+@dataclass
+class TaskSummary:
+    """A task as planned (its description, open to each source's fields) and every model's cell summary on it."""
+
+    info: dict[str, Any]
+    results: dict[str, CellSummary] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return str(self.info.get("type", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.info, "results": {name: r.to_dict() for name, r in self.results.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskSummary:
+        info = {k: v for k, v in d.items() if k != "results"}
+        return cls(info, {name: CellSummary.from_dict(r) for name, r in (d.get("results") or {}).items()})
+
+
+@dataclass
+class RunSummary:
+    """``summary.json``: every complete cell of a run (or combined comparison), each model against the reference."""
+
+    run_dir: str
+    name: str
+    pair: str
+    task_group: str
+    hardware: Optional[dict[str, Any]]
+    models: dict[str, dict[str, Any]]  # model records: engine description, parameters, role
+    order: list[str]  # smallest first
+    reference: Optional[str]
+    tasks: dict[str, TaskSummary]
+    comparisons: dict[str, dict[str, Comparison]]
+    cells: list[dict[str, Any]]
+    missing_cells: list[str] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+    incomplete_tasks: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    sequential: Optional[dict[str, Any]] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["tasks"] = {t: s.to_dict() for t, s in self.tasks.items()}
+        d["comparisons"] = {t: {n: asdict(c) for n, c in per.items()} for t, per in self.comparisons.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSummary:
+        d = dict(_known(cls, d, "summary.json"))
+        d["tasks"] = {t: TaskSummary.from_dict(s) for t, s in (d.get("tasks") or {}).items()}
+        d["comparisons"] = {
+            t: {n: Comparison.from_dict(c) for n, c in per.items()} for t, per in (d.get("comparisons") or {}).items()
+        }
+        return cls(**d)
+
+    def result(self, task: str, model: Optional[str]) -> Optional[CellSummary]:
+        """``model``'s summary on ``task``, or None where the cell is missing."""
+        return self.tasks[task].results.get(model) if model is not None and task in self.tasks else None

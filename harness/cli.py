@@ -129,15 +129,19 @@ def _claims(args: argparse.Namespace) -> None:
     from harness.report.tables import CLAIMS_HEADER, claim_rows
     from harness.report.terminal import rich_table
     from harness.results.records import read_json
+    from harness.results.schema import check_format
+    from harness.verdicts.claims import CLAIMS_FORMAT, Verdict
 
     runs, overrides = _split_paths(args.paths, "harness claims")
     console = make_console()
     for run_dir in runs:
         build_report(run_dir, console=None, overrides=overrides)
-        verdicts = read_json(run_dir / "claims.json")["verdicts"]
+        claims = read_json(run_dir / "claims.json")
+        check_format(claims, CLAIMS_FORMAT, f"{run_dir / 'claims.json'}")
+        verdicts = [Verdict.from_dict(v) for v in claims["verdicts"]]
         console.print(rich_table(f"claims: {run_dir}", CLAIMS_HEADER, claim_rows(verdicts)))
         for v in verdicts:
-            console.print(f"{v['id']} ({v['verdict']}): {v['sentence']}")
+            console.print(f"{v.id} ({v.verdict}): {v.sentence}")
 
 
 def _followup(args: argparse.Namespace) -> None:

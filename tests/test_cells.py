@@ -187,11 +187,11 @@ def test_two_jobs_racing_on_the_same_cells(big_tasks, tmp_path):
 
 def test_cell_key_changes_with_what_changes_the_records(tmp_path):
     from harness.config.schema import compose
-    from harness.run.runner import plan
+    from harness.run.setup import prepare
 
     def keys(*overrides: str) -> dict:
         cfg = compose(["pair=tiny", "task=smoke", f"paths.store_dir={tmp_path}", "runtime.max_samples=3", *overrides])
-        return {k: v.digest for k, v in plan(OmegaConf.to_object(cfg)).keys.items()}
+        return {k: v.digest for k, v in prepare(OmegaConf.to_object(cfg)).keys.items()}
 
     base = keys()
     assert keys() == base  # deterministic

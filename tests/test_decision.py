@@ -62,11 +62,12 @@ def test_the_small_model_alone_when_it_is_within_tolerance_and_cheaper():
     summary, analysis = _run(
         _records(small.astype(int).tolist(), [0.5] * N, 0.1), _records(large.astype(int).tolist(), [0.5] * N, 1.0)
     )
-    d = decisions(summary, analysis, CLAIMS)["t"]
+    dec = decisions(summary, analysis, CLAIMS)["t"]
+    d = dec.to_dict()
     assert d["choice"]["name"] == "s" and d["choice"]["standing"] == "meets" and d["closest"] is None
     assert d["choice"]["cost_per_1k_usd"] == pytest.approx(3.6 * 0.1 / 3600 * 1000)
     assert d["choice"]["difference"]["low"] > -0.05
-    row = decision_rows({"t": d})[0]
+    row = decision_rows({"t": dec})[0]
     assert row[:3] == ["t", "use the cheaper option", "s"] and row[6] == "1.00 GB" and row[5] == "100 ms"
 
 
@@ -76,7 +77,8 @@ def test_a_cross_fitted_cascade_when_the_small_model_alone_falls_short():
     correct = [0 if i % 10 < 3 else 1 for i in range(N)]
     margins = [0.05 + 0.001 * i if c == 0 else 0.6 + 0.001 * i for i, c in enumerate(correct)]
     summary, analysis = _run(_records(correct, margins, 0.05), _records([1] * N, [0.9] * N, 1.0))
-    d = decisions(summary, analysis, {"C3": {"thresholds": {"accuracy_tolerance": 0.10}}})["t"]
+    dec = decisions(summary, analysis, {"C3": {"thresholds": {"accuracy_tolerance": 0.10}}})["t"]
+    d = dec.to_dict()
     standings = {o["name"].split(" ")[0] if o["kind"] == "model" else "cascade": o["standing"] for o in d["options"]}
     assert standings == {"l": "reference", "s": "falls short", "cascade": "meets"}
     choice = d["choice"]
@@ -100,11 +102,12 @@ def test_no_cheaper_option_meets_the_tolerance_names_the_closest():
         _records(correct, rng.random(N).tolist(), 0.1),
         _records((rng.random(N) < 0.9).astype(int).tolist(), [0.9] * N, 1.0),
     )
-    d = decisions(summary, analysis, CLAIMS)["t"]
+    dec = decisions(summary, analysis, CLAIMS)["t"]
+    d = dec.to_dict()
     assert d["choice"] is None and d["closest"] is not None
-    row = decision_rows({"t": d})[0]
+    row = decision_rows({"t": dec})[0]
     assert row[1] == "keep l: no cheaper option meets the tolerance; closest:" and row[2] == d["closest"]["name"]
-    assert {r[3] for r in option_rows({"t": d})} >= {"falls short", "reference"}
+    assert {r[3] for r in option_rows({"t": dec})} >= {"falls short", "reference"}
 
 
 def test_a_tolerance_override_changes_the_answer_and_a_costlier_model_is_never_chosen():
@@ -115,13 +118,14 @@ def test_a_tolerance_override_changes_the_answer_and_a_costlier_model_is_never_c
     summary, analysis = _run(
         _records(small.astype(int).tolist(), [0.5] * N, 0.1), _records(large.astype(int).tolist(), [0.5] * N, 1.0)
     )
-    assert decisions(summary, analysis, CLAIMS)["t"]["choice"] is None
+    assert decisions(summary, analysis, CLAIMS)["t"].choice is None
     loose = {"C3": {"thresholds": {"accuracy_tolerance": 0.25}}}
-    assert decisions(summary, analysis, loose)["t"]["choice"]["name"] == "s"
+    assert decisions(summary, analysis, loose)["t"].choice.name == "s"
     # the same quality, but the "small" model is slower than the reference: not an option to save cost
     summary, analysis = _run(
         _records(large.astype(int).tolist(), [0.5] * N, 2.0), _records(large.astype(int).tolist(), [0.5] * N, 1.0)
     )
-    d = decisions(summary, analysis, loose)["t"]
+    dec = decisions(summary, analysis, loose)["t"]
+    d = dec.to_dict()
     assert d["choice"] is None and d["closest"] is None
-    assert decision_rows({"t": d})[0][1] == "keep l: no cheaper option meets the tolerance"
+    assert decision_rows({"t": dec})[0][1] == "keep l: no cheaper option meets the tolerance"

@@ -131,7 +131,7 @@ def test_include_path_setting_reaches_the_plan(include, tmp_path):
     from omegaconf import OmegaConf
 
     from harness.config.schema import compose
-    from harness.run.runner import plan
+    from harness.run.setup import prepare
 
     cfg = compose(
         [
@@ -143,7 +143,7 @@ def test_include_path_setting_reaches_the_plan(include, tmp_path):
             "runtime.max_samples=3",
         ]
     )
-    the_plan = plan(OmegaConf.to_object(cfg))
+    the_plan = prepare(OmegaConf.to_object(cfg))
     assert [(t.name, len(s)) for t, s in the_plan.tasks] == [("lmeval-fixture_mc", 3), ("lmeval-fixture_gen", 3)]
 
 

@@ -127,3 +127,18 @@ def test_a_summary_from_a_newer_version_is_named_not_misread() -> None:
     next(iter(task["results"].values()))["quality_v2"] = {}
     with pytest.raises(ResultFormatError, match="quality_v2.*newer version"):
         RunSummary.from_dict(data)
+
+
+def test_a_manifest_round_trips_and_a_newer_format_is_named(tmp_path: Path) -> None:
+    from harness.results.cells import CellStatus, ManifestError, read_manifest
+
+    cell = next((GOLDEN / "default" / "input" / "cells").glob("*/*/*/manifest.json")).parent
+    data = json.loads((cell / "manifest.json").read_text())
+    manifest = read_manifest(cell)
+    assert manifest is not None and manifest.status is CellStatus.complete and manifest.reportable
+    assert {k: v for k, v in manifest.to_dict().items() if k in data} == data  # nothing read is lost on rewrite
+    newer = tmp_path / "cell"
+    newer.mkdir()
+    (newer / "manifest.json").write_text(json.dumps({**data, "format": 99}))
+    with pytest.raises(ManifestError, match="format 99 was written by a newer version"):
+        read_manifest(newer)

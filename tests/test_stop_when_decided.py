@@ -33,7 +33,7 @@ def _manifest(cell: dict) -> dict:
 
 def test_a_decided_task_stops_is_reused_and_continues_when_the_rule_changes(big_tasks, tmp_path):  # noqa: F811
     from harness.config.schema import compose
-    from harness.run.runner import plan
+    from harness.run.setup import prepare
 
     store = tmp_path / "cells"
     proc = _run(_args(big_tasks, store, tmp_path / "a", *DECIDE_AT_ONCE), tmp_path)
@@ -41,7 +41,7 @@ def test_a_decided_task_stops_is_reused_and_continues_when_the_rule_changes(big_
     assert "decided after 4 of 60 items" in proc.stdout + proc.stderr
     cells = _cells(tmp_path / "a")
     # items in the seeded random order: the first 4 of it, the same for both models
-    p = plan(
+    p = prepare(
         OmegaConf.to_object(
             compose(
                 [
@@ -136,8 +136,8 @@ def test_an_interrupted_look_is_caught_up_before_deciding(big_tasks, tmp_path): 
 def test_impossible_stop_settings_fail_before_any_model_loads(override, message):
     from harness.config.schema import compose
     from harness.errors import ConfigError
-    from harness.run.runner import plan
+    from harness.run.setup import prepare
 
     cfg = compose(["pair=tiny", "task=smoke", "runtime.stop_when_decided=true", *override])
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
-        plan(OmegaConf.to_object(cfg))
+        prepare(OmegaConf.to_object(cfg))

@@ -18,10 +18,8 @@ from harness.report.markdown import render_markdown
 from harness.report.terminal import print_tables
 from harness.results.records import read_json, write_json
 from harness.results.summary import summarize_with_records
-from harness.verdicts.claims import claim_of_check, evaluate_claims
-from harness.verdicts.decision import (
-    decisions,
-)
+from harness.verdicts.claims import CLAIMS_FORMAT, claim_of_check, evaluate_claims
+from harness.verdicts.decision import DECISION_FORMAT, decisions
 
 
 def _apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -86,10 +84,22 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
     analysis = analyze_run(summary, records, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))
     write_json(run_dir / "analysis.json", analysis)
-    verdicts = [v.to_dict() for v in evaluate_claims(summary, analysis, claims_cfg)]
-    write_json(run_dir / "claims.json", {"overrides": list(overrides or []), "verdicts": verdicts})
+    verdicts = evaluate_claims(summary, analysis, claims_cfg)
+    claims_file = {
+        "format": CLAIMS_FORMAT,
+        "overrides": list(overrides or []),
+        "verdicts": [v.to_dict() for v in verdicts],
+    }
+    write_json(run_dir / "claims.json", claims_file)
     decision = decisions(summary, analysis, claims_cfg)
-    write_json(run_dir / "decision.json", {"overrides": list(overrides or []), "tasks": decision})
+    write_json(
+        run_dir / "decision.json",
+        {
+            "format": DECISION_FORMAT,
+            "overrides": list(overrides or []),
+            "tasks": {t: d.to_dict() for t, d in decision.items()},
+        },
+    )
     report = run_dir / "report.md"
     _write_text(report, render_markdown(summary, env, config, verdicts, analysis, decision))
     plots = make_plots(summary, analysis, run_dir / "plots")

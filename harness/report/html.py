@@ -29,9 +29,11 @@ from harness.report.tables import (
     task_title,
 )
 from harness.results.schema import RunSummary
+from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import (
     DECISION_HEADER,
     OPTIONS_HEADER,
+    TaskDecision,
     decision_note,
     decision_rows,
     decision_title,
@@ -65,10 +67,10 @@ def render_html(
     summary: RunSummary,
     env: dict[str, Any] | None,
     config: dict[str, Any] | None,
-    verdicts: list[dict[str, Any]],
+    verdicts: list[Verdict],
     plots: dict[str, Path],
     analysis: dict[str, Any] | None = None,
-    decision: dict[str, dict[str, Any]] | None = None,
+    decision: dict[str, TaskDecision] | None = None,
 ) -> str:
     env = env or {}
     hw = summary.hardware or {}
@@ -84,12 +86,12 @@ def render_html(
             f"<p class='note'>{html.escape(decision_note(decision))}</p>",
         ]
     if verdicts:
-        classes = [v["verdict"].split()[0] for v in verdicts]
+        classes = [v.verdict.split()[0] for v in verdicts]
         parts += ["<h2>Claims of the seed articles</h2>", _table(CLAIMS_HEADER, claim_rows(verdicts), classes), "<ul>"]
         for v in verdicts:
             parts.append(
-                f"<li><b>{html.escape(v['id'])}</b> ({html.escape(v['verdict'])}): {html.escape(v['sentence'])}"
-                f"<blockquote>{html.escape(v['quote'])} ({html.escape(v['who'])}, {html.escape(v['source'])})</blockquote></li>"
+                f"<li><b>{html.escape(v.id)}</b> ({html.escape(v.verdict)}): {html.escape(v.sentence)}"
+                f"<blockquote>{html.escape(v.quote)} ({html.escape(v.who)}, {html.escape(v.source)})</blockquote></li>"
             )
         parts += [
             "</ul>",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from harness.report.tables import (
     CELLS_HEADER,
@@ -26,9 +27,11 @@ from harness.report.tables import (
     task_title,
 )
 from harness.results.schema import RunSummary
+from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import (
     DECISION_HEADER,
     OPTIONS_HEADER,
+    TaskDecision,
     decision_note,
     decision_rows,
     decision_title,
@@ -47,36 +50,58 @@ def render_markdown(
     summary: RunSummary,
     environment: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
-    verdicts: list[dict[str, Any]] | None = None,
+    verdicts: list[Verdict] | None = None,
     analysis: dict[str, Any] | None = None,
-    decision: dict[str, dict[str, Any]] | None = None,
+    decision: dict[str, TaskDecision] | None = None,
 ) -> str:
-    env = environment or {}
-    hw = summary.hardware or {}
+    """report.md: the decision, the claims, the comparison, the statistics, the models, costs, cells and method."""
+    r = ReportInputs(summary, environment or {}, config or {}, verdicts or [], analysis, decision or {})
     title = "Small vs large" if len(summary.order) == 2 else f"{len(summary.order)} models"
     parts = [f"# {title}: {summary.name} on {summary.task_group}", ""]
-    if decision:
-        parts += [
-            f"## {decision_title(decision)}",
-            md_table(DECISION_HEADER, decision_rows(decision)),
-            "",
-            decision_note(decision),
-            "",
-        ]
-    if verdicts:
-        parts += [
-            "## Claims of the seed articles",
-            md_table(CLAIMS_HEADER, claim_rows(verdicts)),
-            "",
-            *[f"- **{v['id']}** ({v['verdict']}): {v['sentence']}" for v in verdicts],
-            "",
-            "Verdicts hold for these models and tasks only. supported/refuted need the whole 95% interval on one side of the "
-            "claim's threshold; inconclusive means it straddles it; thresholds are in configs/claims/ (claims.json has every number).",
-            "",
-        ]
-    parts += [
-        f"## {task_title(summary)}",
-        md_table(task_header(summary), task_rows(summary)),
+    for section in (_decision, _claims, _tasks, _stopping, _statistics, _routing, _sample_size, _models, _cost):
+        parts += section(r)
+    parts += _options(r) + _cells(r) + _method(r)
+    return "\n".join(parts) + "\n"
+
+
+@dataclass
+class ReportInputs:
+    """What a report is rendered from: the typed summary and verdicts, the decision, and the run's recorded facts."""
+
+    summary: RunSummary
+    environment: dict[str, Any]
+    config: dict[str, Any]
+    verdicts: list[Verdict]
+    analysis: Optional[dict[str, Any]]
+    decision: dict[str, TaskDecision]
+
+
+def _decision(r: ReportInputs) -> list[str]:
+    if not r.decision:
+        return []
+    d = r.decision
+    return [f"## {decision_title(d)}", md_table(DECISION_HEADER, decision_rows(d)), "", decision_note(d), ""]
+
+
+def _claims(r: ReportInputs) -> list[str]:
+    if not r.verdicts:
+        return []
+    return [
+        "## Claims of the seed articles",
+        md_table(CLAIMS_HEADER, claim_rows(r.verdicts)),
+        "",
+        *[f"- **{v.id}** ({v.verdict}): {v.sentence}" for v in r.verdicts],
+        "",
+        "Verdicts hold for these models and tasks only. supported/refuted need the whole 95% interval on one side of the "
+        "claim's threshold; inconclusive means it straddles it; thresholds are in configs/claims/ (claims.json has every number).",
+        "",
+    ]
+
+
+def _tasks(r: ReportInputs) -> list[str]:
+    return [
+        f"## {task_title(r.summary)}",
+        md_table(task_header(r.summary), task_rows(r.summary)),
         "",
         "Quality: accuracy for classification (label scored by log-likelihood), ROUGE-L F1 for summarization (x100). "
         "Timing mode: latency mode (batch size 1) times each request end to end after warm-up (p50/p95 latency; "
@@ -86,102 +111,140 @@ def render_markdown(
         "Peak memory is the GPU allocator peak on CUDA, the process peak RSS on CPU.",
         "",
     ]
-    rule = summary.sequential
-    stop_rows = stopping_rows(summary, analysis) if analysis else []
-    if rule and stop_rows:
-        parts += [
-            "## Stopped when decided (runtime.stop_when_decided)",
-            md_table(STOPPING_HEADER, stop_rows),
-            "",
-            f"Items were taken in a seeded random order. After {rule['first_look']} items, then at each look {rule['look_growth']:g}x "
-            f"further, every model ran the new items and an anytime-valid confidence sequence ({rule['method']}) of each paired "
-            f"difference was updated; a task stopped once {', '.join(rule['claims'])} were decided for every model (interval clear of "
-            f"each threshold), or at its cap. Each sequence runs at level {rule['alpha_per_comparison']:.4g} ({rule['alpha']:g} over "
-            f"{rule['comparisons']} comparisons, Bonferroni), so the verdicts keep a 5% family-wise error under this optional stopping; "
-            "the intervals of this report are these, wider than fixed-n intervals at the same n. Time saved: items not run x each "
-            "model's mean time per item on the task. On CPU a cell's peak memory is its first look's (the process RSS grows as models "
-            "are reloaded at later looks); GPU allocator peaks are over every look.",
-            "",
-        ]
-    if analysis and stats_rows(summary, analysis):
-        parts += [
-            "## Statistics (95% bootstrap intervals; paired over the same items)"
-            if not rule
-            else "## Statistics (paired differences: anytime-valid intervals, see above; per-model scores: 95% bootstrap intervals)",
-            md_table(stats_header(summary), stats_rows(summary, analysis)),
-            "",
-        ]
-    route_rows = routing_rows(analysis) if analysis else []
-    if route_rows:
-        parts += [
-            "## Cascade measured as a router (small first, large when unsure)",
-            md_table(ROUTING_HEADER, route_rows),
-            "",
-            "Score x100; cost relative to the large model alone. In-sample: the threshold is chosen and scored on the same items "
-            "for contrast. Cross-fitted (C4 and the decision table use it): each of 5 seeded folds is routed by the threshold chosen on the other folds (the cheapest "
-            "keeping 95% of the large model's score there), so no item helps choose its own threshold. APGR: the performance gap "
-            "recovered, averaged over the share of calls escalated (RouteLLM); a random router gets 0.50.",
-            "",
-        ]
-    size_rows = (
-        sample_size_rows(summary, analysis, verdicts or [], (config or {}).get("claims") or {}) if analysis else []
-    )
-    if size_rows:
-        parts += [
-            "## How many items are enough",
-            md_table(PLAN_HEADER, size_rows),
-            "",
-            plan_note(),
-            "`harness plan <run>` prints this table for a follow-up run.",
-            "",
-        ]
-    parts += [
+
+
+def _stopping(r: ReportInputs) -> list[str]:
+    rule = r.summary.sequential
+    stop_rows = stopping_rows(r.summary, r.analysis) if r.analysis else []
+    if not (rule and stop_rows):
+        return []
+    return [
+        "## Stopped when decided (runtime.stop_when_decided)",
+        md_table(STOPPING_HEADER, stop_rows),
+        "",
+        f"Items were taken in a seeded random order. After {rule['first_look']} items, then at each look {rule['look_growth']:g}x "
+        f"further, every model ran the new items and an anytime-valid confidence sequence ({rule['method']}) of each paired "
+        f"difference was updated; a task stopped once {', '.join(rule['claims'])} were decided for every model (interval clear of "
+        f"each threshold), or at its cap. Each sequence runs at level {rule['alpha_per_comparison']:.4g} ({rule['alpha']:g} over "
+        f"{rule['comparisons']} comparisons, Bonferroni), so the verdicts keep a 5% family-wise error under this optional stopping; "
+        "the intervals of this report are these, wider than fixed-n intervals at the same n. Time saved: items not run x each "
+        "model's mean time per item on the task. On CPU a cell's peak memory is its first look's (the process RSS grows as models "
+        "are reloaded at later looks); GPU allocator peaks are over every look.",
+        "",
+    ]
+
+
+def _statistics(r: ReportInputs) -> list[str]:
+    if not (r.analysis and stats_rows(r.summary, r.analysis)):
+        return []
+    return [
+        "## Statistics (95% bootstrap intervals; paired over the same items)"
+        if not r.summary.sequential
+        else "## Statistics (paired differences: anytime-valid intervals, see above; per-model scores: 95% bootstrap intervals)",
+        md_table(stats_header(r.summary), stats_rows(r.summary, r.analysis)),
+        "",
+    ]
+
+
+def _routing(r: ReportInputs) -> list[str]:
+    route_rows = routing_rows(r.analysis) if r.analysis else []
+    if not route_rows:
+        return []
+    return [
+        "## Cascade measured as a router (small first, large when unsure)",
+        md_table(ROUTING_HEADER, route_rows),
+        "",
+        "Score x100; cost relative to the large model alone. In-sample: the threshold is chosen and scored on the same items "
+        "for contrast. Cross-fitted (C4 and the decision table use it): each of 5 seeded folds is routed by the threshold chosen on the other folds (the cheapest "
+        "keeping 95% of the large model's score there), so no item helps choose its own threshold. APGR: the performance gap "
+        "recovered, averaged over the share of calls escalated (RouteLLM); a random router gets 0.50.",
+        "",
+    ]
+
+
+def _sample_size(r: ReportInputs) -> list[str]:
+    claims_cfg = r.config.get("claims") or {}
+    size_rows = sample_size_rows(r.summary, r.analysis, r.verdicts, claims_cfg) if r.analysis else []
+    if not size_rows:
+        return []
+    return [
+        "## How many items are enough",
+        md_table(PLAN_HEADER, size_rows),
+        "",
+        plan_note(),
+        "`harness followup <run>` prints this table for a follow-up run.",
+        "",
+    ]
+
+
+def _models(r: ReportInputs) -> list[str]:
+    return [
         "## Models",
-        md_table(MODEL_HEADER, model_rows(summary)),
+        md_table(MODEL_HEADER, model_rows(r.summary)),
         "",
         "## All metrics",
-        *secondary_lines(summary),
+        *secondary_lines(r.summary),
     ]
-    if cost_rows(summary):
-        parts += [
-            "",
-            f"## Cost, energy and carbon (hardware profile {hw.get('name')}: {hw.get('description', '')})",
-            md_table(cost_header(summary), cost_rows(summary)),
-            "",
-            f"Cost = ${hw.get('hourly_usd')}/h x measured time per request. Energy is measured (NVML, RAPL) where a counter could be read, "
-            f"otherwise **estimated** as {hw.get('power_w')} W x measured time; CO2 at {hw.get('grid_gco2_per_kwh')} g/kWh. "
-            f"Copies that fit: {hw.get('memory_gb')} GB / peak memory.",
-        ]
-    if decision:
-        parts += ["", "## Every option of the decision table", md_table(OPTIONS_HEADER, option_rows(decision))]
-    parts += [
+
+
+def _cost(r: ReportInputs) -> list[str]:
+    if not cost_rows(r.summary):
+        return []
+    hw = r.summary.hardware or {}
+    return [
+        "",
+        f"## Cost, energy and carbon (hardware profile {hw.get('name')}: {hw.get('description', '')})",
+        md_table(cost_header(r.summary), cost_rows(r.summary)),
+        "",
+        f"Cost = ${hw.get('hourly_usd')}/h x measured time per request. Energy is measured (NVML, RAPL) where a counter could be read, "
+        f"otherwise **estimated** as {hw.get('power_w')} W x measured time; CO2 at {hw.get('grid_gco2_per_kwh')} g/kWh. "
+        f"Copies that fit: {hw.get('memory_gb')} GB / peak memory.",
+    ]
+
+
+def _options(r: ReportInputs) -> list[str]:
+    return (
+        ["", "## Every option of the decision table", md_table(OPTIONS_HEADER, option_rows(r.decision))]
+        if r.decision
+        else []
+    )
+
+
+def _cells(r: ReportInputs) -> list[str]:
+    s = r.summary
+    parts = [
         "",
         "## Cells (one model on one task; records and manifest in the store)",
-        md_table(CELLS_HEADER, cell_rows(summary)),
+        md_table(CELLS_HEADER, cell_rows(s)),
     ]
-    if summary.missing_cells:
+    if s.missing_cells:
         parts += [
             "",
-            f"**Missing cells:** {', '.join(summary.missing_cells)} (not complete: rerun the same command to compute them; they are left out of every table above).",
+            f"**Missing cells:** {', '.join(s.missing_cells)} (not complete: rerun the same command to compute them; they are left out of every table above).",
         ]
-    if summary.not_run:
-        parts += ["", f"Not run in any of the combined runs: {', '.join(summary.not_run)}."]
-    if env:
-        pk = env.get("packages", {})
-        parts += [
-            "",
-            "## Method",
-            f"- Hardware: {env.get('cpu')} ({env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads)"
-            + (f"; GPUs: {', '.join(env['cuda']['devices'])}" if env.get("cuda") else ""),
-            f"- Versions: python {env.get('python')}, torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}",
-            sampling_line(config),
-            f"- Code: git {env.get('git_commit') or 'unknown'}{' (dirty)' if env.get('git_dirty') else ''}",
-            "- Records: each cell's records.jsonl (paths in cells.json) holds every prompt, prediction, score and timing behind these numbers.",
-            "- Multiple comparisons: a C2/C3 verdict over several tasks and models decides a comparison only when its 95% paired bootstrap "
-            "interval excludes the threshold and the Holm-adjusted one-sided paired t-test (over that claim's comparisons, level 0.05) rejects; "
-            "the claim's family-wise error rate stays at 5%."
-            if not rule
-            else "- Multiple comparisons: sequential run; each paired difference's anytime-valid interval is at level 0.05 / comparisons "
-            "(Bonferroni), and it alone decides C2/C3 (a fixed-n test is not valid after optional stopping).",
-        ]
-    return "\n".join(parts) + "\n"
+    if s.not_run:
+        parts += ["", f"Not run in any of the combined runs: {', '.join(s.not_run)}."]
+    return parts
+
+
+def _method(r: ReportInputs) -> list[str]:
+    env = r.environment
+    if not env:
+        return []
+    pk = env.get("packages", {})
+    return [
+        "",
+        "## Method",
+        f"- Hardware: {env.get('cpu')} ({env.get('cpu_count')} CPUs, {env.get('torch_threads')} torch threads)"
+        + (f"; GPUs: {', '.join(env['cuda']['devices'])}" if env.get("cuda") else ""),
+        f"- Versions: python {env.get('python')}, torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}",
+        sampling_line(r.config),
+        f"- Code: git {env.get('git_commit') or 'unknown'}{' (dirty)' if env.get('git_dirty') else ''}",
+        "- Records: each cell's records.jsonl (paths in cells.json) holds every prompt, prediction, score and timing behind these numbers.",
+        "- Multiple comparisons: a C2/C3 verdict over several tasks and models decides a comparison only when its 95% paired bootstrap "
+        "interval excludes the threshold and the Holm-adjusted one-sided paired t-test (over that claim's comparisons, level 0.05) rejects; "
+        "the claim's family-wise error rate stays at 5%."
+        if not r.summary.sequential
+        else "- Multiple comparisons: sequential run; each paired difference's anytime-valid interval is at level 0.05 / comparisons "
+        "(Bonferroni), and it alone decides C2/C3 (a fixed-n test is not valid after optional stopping).",
+    ]

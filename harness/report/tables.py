@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from harness.results.schema import CellSummary, RunSummary, TaskSummary
+from harness.verdicts.claims import Verdict
 
 METRIC_LABEL = {"accuracy": "accuracy %", "rougeL": "ROUGE-L x100"}
 
@@ -422,14 +423,14 @@ def stats_rows(summary: RunSummary, analysis: dict[str, Any]) -> list[list[str]]
 CLAIMS_HEADER = ["claim", "who", "verdict", "key number [95% CI]", "rests on"]
 
 
-def claim_rows(verdicts: list[dict[str, Any]]) -> list[list[str]]:
+def claim_rows(verdicts: list[Verdict]) -> list[list[str]]:
     return [
         [
-            v["id"],
-            v["who"],
-            v["verdict"].upper() if v["verdict"] in ("supported", "refuted") else v["verdict"],
-            v["key_number"],
-            ", ".join(v["tasks"]) or "-",
+            v.id,
+            v.who,
+            v.verdict.upper() if v.verdict in ("supported", "refuted") else v.verdict,
+            v.key_number,
+            ", ".join(v.tasks) or "-",
         ]
         for v in verdicts
     ]

@@ -13,8 +13,10 @@ from harness.report.tables import (
     task_rows,
 )
 from harness.results.schema import RunSummary
+from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import (
     DECISION_HEADER,
+    TaskDecision,
     decision_rows,
     decision_title,
 )
@@ -36,8 +38,8 @@ def rich_table(title: str, header: list[str], rows: list[list[str]], fold: bool 
 def print_tables(
     summary: RunSummary,
     console: Any,
-    verdicts: list[dict[str, Any]] | None = None,
-    decision: dict[str, dict[str, Any]] | None = None,
+    verdicts: list[Verdict] | None = None,
+    decision: dict[str, TaskDecision] | None = None,
 ) -> None:
     if decision:
         console.print(rich_table(decision_title(decision), DECISION_HEADER, decision_rows(decision)))

@@ -29,8 +29,9 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,12 +43,84 @@ from harness.tasks.types import task_fingerprint
 # every cell is then computed again, and old cells stay on disk untouched.
 SCORING_VERSION = 3  # 3: records split latency_s (latency mode only) from item_s/batch_s; length-sorted batches
 MANIFEST_FORMAT = 1
-RUNNING, COMPLETE = "running", "complete"
-# every item was tried, some failed even at batch size 1 (out of memory): reported, and retried by the next run
-PARTIAL = "partial"
-# a sequential run (runtime.stop_when_decided) decided the task's claims on a prefix of the planned items
-STOPPED = "stopped"
+
+
+class CellStatus(str, Enum):
+    def __str__(self) -> str:  # the value in f-strings and str() on every Python version
+        return str(self.value)
+
+    """Where a cell stands (its manifest's ``status``)."""
+
+    running = "running"  # a job holds it, or one died while computing it: the next run resumes it
+    complete = "complete"  # every planned item has a record
+    partial = "partial"  # every item was tried, some failed even at batch size 1 (out of memory): retried by the next run
+    stopped = "stopped"  # a sequential run (runtime.stop_when_decided) decided the task on a prefix of the items
+
+
+RUNNING, COMPLETE, PARTIAL, STOPPED = CellStatus.running, CellStatus.complete, CellStatus.partial, CellStatus.stopped
 REPORTABLE = (COMPLETE, PARTIAL, STOPPED)
+
+
+class RefStatus(str, Enum):
+    def __str__(self) -> str:  # the value in f-strings and str() on every Python version
+        return str(self.value)
+
+    """What a run did with a cell (cells.json, the report's Cells table)."""
+
+    planned = "planned"
+    computed = "computed"
+    resumed = "resumed"
+    reused = "reused"
+    missing = "missing"
+
+
+@dataclass
+class CellManifest:
+    """A cell's manifest.json: what was computed, under which settings, in which sessions, and how far it got."""
+
+    key: str
+    model: str
+    task: str
+    parts: dict[str, Any]  # the key's parts in clear
+    status: CellStatus
+    created_at: Optional[str] = None
+    completed_at: Optional[str] = None
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # timings, memory, energy of each run that added records
+    model_record: dict[str, Any] = field(default_factory=dict)  # the engine's description of the model
+    task_info: dict[str, Any] = field(default_factory=dict)  # the task as planned, with its item ids
+    environment: dict[str, Any] = field(default_factory=dict)
+    n_planned: int = 0
+    n_done: int = 0
+    failed_ids: list[str] = field(default_factory=list)
+    stopped: Optional[dict[str, Any]] = None  # a sequential run's stop: at, of, claims, decision
+    format: int = MANIFEST_FORMAT
+
+    @property
+    def reportable(self) -> bool:
+        return self.status in REPORTABLE
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> CellManifest:
+        if int(d.get("format", 1)) > MANIFEST_FORMAT:
+            raise ManifestError(
+                f"{where}: manifest format {d.get('format')} was written by a newer version (this one reads up to {MANIFEST_FORMAT})",
+                "upgrade the harness (pip install -U small-vs-large) to read this store",
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        try:
+            fields_ = {k: v for k, v in d.items() if k in known}  # keys a newer minor writer added are kept on disk only
+            fields_["status"] = CellStatus(d["status"])
+            return cls(**fields_)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ManifestError(
+                f"{where}: not a cell manifest ({exc})",
+                "run the same command again: the harness sets that cell aside (records kept) and computes it anew",
+            ) from exc
 
 
 def now_iso() -> str:
@@ -83,7 +156,7 @@ class CellRef:
     task: str
     key: str
     path: str  # the cell directory
-    status: str = "planned"  # planned | computed | resumed | reused | missing
+    status: str = RefStatus.planned
     computed_at: Optional[str] = None  # when the cell was completed
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,7 +183,7 @@ class Store:
     def cell_dir(self, key: CellKey) -> Path:
         return self.root / _safe(key.model) / _safe(key.task) / key.digest
 
-    def manifest(self, key: CellKey) -> Optional[dict[str, Any]]:
+    def manifest(self, key: CellKey) -> Optional[CellManifest]:
         return read_manifest(self.cell_dir(key))
 
     def is_complete(self, key: CellKey) -> bool:
@@ -119,7 +192,7 @@ class Store:
             m = self.manifest(key)
         except ManifestError:
             return False
-        return bool(m and m.get("status") == COMPLETE)
+        return bool(m and m.status == COMPLETE)
 
     def check_writable(self) -> None:
         try:
@@ -171,7 +244,7 @@ class ManifestError(HarnessError):
     """A cell's manifest exists but cannot be read: its measurements (memory, wall time, sessions) are lost."""
 
 
-def read_manifest(cell: Path) -> Optional[dict[str, Any]]:
+def read_manifest(cell: Path) -> Optional[CellManifest]:
     """The cell's manifest; None where there is none yet; ``ManifestError`` where it cannot be read."""
     path = Path(cell) / "manifest.json"
     if not path.is_file():
@@ -188,7 +261,7 @@ def read_manifest(cell: Path) -> Optional[dict[str, Any]]:
             f"cell {cell}: manifest.json cannot be read ({reason})",
             "run the same command again: the harness sets that cell aside (records kept) and computes it anew",
         )
-    return data
+    return CellManifest.from_dict(data, f"cell {cell}: manifest.json")
 
 
 class Claim:
@@ -202,13 +275,13 @@ class Claim:
         self.manifest_path = cell / "manifest.json"
 
     @property
-    def manifest(self) -> Optional[dict[str, Any]]:
+    def manifest(self) -> Optional[CellManifest]:
         return read_manifest(self.dir)
 
     @property
     def complete(self) -> bool:
         m = self.manifest
-        return bool(m and m.get("status") == COMPLETE)
+        return bool(m and m.status == COMPLETE)
 
     def unreadable(self) -> Optional[ManifestError]:
         """Why the cell's manifest cannot be read, or None (readable or absent)."""
@@ -248,68 +321,68 @@ class Claim:
                 fh.truncate(good)
         return ids
 
-    def begin(self, base: dict[str, Any]) -> dict[str, Any]:
+    def begin(self, model_record: dict[str, Any], task_info: dict[str, Any], environment: dict[str, Any], n_planned: int) -> CellManifest:
         """Write a ``running`` manifest (keeping earlier sessions of a resumed cell)."""
-        old = self.manifest or {}
-        manifest = {
-            **base,
-            "format": MANIFEST_FORMAT,
-            "key": self.key.digest,
-            "model": self.key.model,
-            "task": self.key.task,
-            "parts": self.key.parts,
-            "status": RUNNING,
-            "created_at": old.get("created_at") or now_iso(),
-            "completed_at": None,
-            "sessions": old.get("sessions", []),
-        }
+        old = self.manifest
+        manifest = CellManifest(
+            key=self.key.digest,
+            model=self.key.model,
+            task=self.key.task,
+            parts=self.key.parts,
+            status=RUNNING,
+            created_at=(old.created_at if old else None) or now_iso(),
+            completed_at=None,
+            sessions=old.sessions if old else [],
+            model_record=model_record,
+            task_info=task_info,
+            environment=environment,
+            n_planned=n_planned,
+            n_done=old.n_done if old else 0,
+        )
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.manifest_path, manifest)
+        write_json(self.manifest_path, manifest.to_dict())
         return manifest
 
     def writer(self) -> RecordWriter:
         return RecordWriter(self.records)
 
-    def finish(self, manifest: dict[str, Any], session: dict[str, Any], n_planned: int) -> dict[str, Any]:
+    def finish(self, manifest: CellManifest, session: dict[str, Any], n_planned: int) -> CellManifest:
         """Add this session; the cell is complete when every planned item has a record, partial when the rest failed."""
         ids = self.done_ids()
         if len(ids) != len(set(ids)):
-            raise HarnessError(
-                f"cell {self.dir} holds duplicate records", "move the cell directory aside and run again"
-            )
+            raise HarnessError(f"cell {self.dir} holds duplicate records", "move the cell directory aside and run again")
         failed = list(session.get("failed_ids") or [])
-        manifest = {
-            **manifest,
-            "sessions": [*manifest.get("sessions", []), session],
-            "n_planned": n_planned,
-            "n_done": len(ids),
-            "failed_ids": failed,
-        }
+        manifest = replace(
+            manifest, sessions=[*manifest.sessions, session], n_planned=n_planned, n_done=len(ids), failed_ids=failed
+        )
         if len(ids) == n_planned:
-            manifest.update(status=COMPLETE, completed_at=now_iso())
+            manifest = replace(manifest, status=COMPLETE, completed_at=now_iso())
         elif failed and len(ids) + len(failed) == n_planned:
-            manifest.update(status=PARTIAL, completed_at=now_iso())
-        write_json(self.manifest_path, manifest)
+            manifest = replace(manifest, status=PARTIAL, completed_at=now_iso())
+        write_json(self.manifest_path, manifest.to_dict())
         return manifest
 
-    def stop(self, info: dict[str, Any]) -> dict[str, Any]:
+    def stop(self, info: dict[str, Any]) -> CellManifest:
         """Mark a cell that holds a prefix of its items as stopped when decided (``info``: at which n, and why)."""
-        manifest = {**(self.manifest or {}), "status": STOPPED, "completed_at": now_iso(), "stopped": info}
-        write_json(self.manifest_path, manifest)
+        old = self.manifest
+        if old is None:
+            raise HarnessError(f"cell {self.dir} has no manifest to mark stopped", "run the same command again")
+        manifest = replace(old, status=STOPPED, completed_at=now_iso(), stopped=info)
+        write_json(self.manifest_path, manifest.to_dict())
         return manifest
 
 
-def read_cell_records(cell: Path, manifest: Optional[dict[str, Any]] = None) -> list[SampleRecord]:
+def read_cell_records(cell: Path, manifest: Optional[CellManifest] = None) -> list[SampleRecord]:
     """A cell's records in the task's item order (they are written in batch order, which may sort by length)."""
-    manifest = manifest if manifest is not None else read_manifest(cell) or {}
+    manifest = manifest if manifest is not None else read_manifest(cell)
     records = read_records(cell / "records.jsonl")
-    order = {sid: i for i, sid in enumerate(manifest.get("task_info", {}).get("sample_ids") or [])}
+    order = {sid: i for i, sid in enumerate((manifest.task_info.get("sample_ids") if manifest else None) or [])}
     return sorted(records, key=lambda r: order.get(r.sample_id, len(order)))
 
 
-def combined_measurements(manifest: dict[str, Any]) -> dict[str, Any]:
+def combined_measurements(manifest: CellManifest) -> dict[str, Any]:
     """Wall time, peak memory and energy over a cell's sessions (a resumed cell has several)."""
-    sessions = manifest.get("sessions") or []
+    sessions = manifest.sessions
     wall = sum(float(s.get("wall_s") or 0.0) for s in sessions)
     done = [s for s in sessions if s.get("memory") and s.get("n")]
     mems = [s["memory"] for s in done]

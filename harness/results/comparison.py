@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import HarnessError
-from harness.results.cells import REPORTABLE, CellRef, read_cell_records, read_manifest
+from harness.results.cells import CellManifest, CellRef, RefStatus, read_cell_records, read_manifest
 from harness.results.records import SampleRecord, read_json, write_json
 
 
@@ -62,7 +62,7 @@ class LoadedCell:
     """A complete cell, read: its reference, manifest and records."""
 
     ref: CellRef
-    manifest: dict[str, Any]
+    manifest: CellManifest
     records: list[SampleRecord]
 
 
@@ -92,7 +92,7 @@ def load_cells(refs: list[CellRef]) -> tuple[list[LoadedCell], list[CellRef]]:
     loaded, missing = [], []
     for ref in refs:
         manifest = read_manifest(Path(ref.path))
-        if not manifest or manifest.get("status") not in REPORTABLE:
+        if not manifest or not manifest.reportable:
             missing.append(ref)
             continue
         loaded.append(LoadedCell(ref, manifest, read_cell_records(Path(ref.path), manifest)))
@@ -114,19 +114,19 @@ def store_cells(store: Path) -> tuple[RunPlan, list[CellRef]]:
     models: list[str] = []
     for mpath in sorted(store.glob("*/*/*/manifest.json")):
         m = read_manifest(mpath.parent)
-        if not m or m.get("status") not in REPORTABLE:
+        if not m or not m.reportable:
             continue
-        key = (m["model"], m["task"])
+        key = (m.model, m.task)
         if key in refs:
             raise HarnessError(
-                f"the store {store} holds two complete cells for {m['model']} on {m['task']} ({refs[key].key} and {m['key']}), "
+                f"the store {store} holds two complete cells for {m.model} on {m.task} ({refs[key].key} and {m.key}), "
                 "computed under different settings",
                 "report the run directories instead (harness report RUN_DIR ...), which name the cells they used",
             )
-        refs[key] = CellRef(m["model"], m["task"], m["key"], str(mpath.parent), "reused", m.get("completed_at"))
-        tasks.setdefault(m["task"], m.get("task_info", {}))
-        if m["model"] not in models:
-            models.append(m["model"])
+        refs[key] = CellRef(m.model, m.task, m.key, str(mpath.parent), RefStatus.reused, m.completed_at)
+        tasks.setdefault(m.task, m.task_info)
+        if m.model not in models:
+            models.append(m.model)
     if not refs:
         raise HarnessError(
             f"the store {store} holds no complete cell", "run an experiment with paths.store_dir pointing there first"
@@ -175,7 +175,7 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
                     f"{r.model} on {r.task} was run under different settings in {run} (cell {r.key}) and another run (cell {prior.key})",
                     "combine runs that share settings (dtype, batch size, items...), or report them separately",
                 )
-            if prior is None or (prior.status == "missing" and r.status != "missing"):
+            if prior is None or (prior.status == RefStatus.missing and r.status != RefStatus.missing):
                 all_refs[(r.model, r.task)] = r
     models: list[str] = []
     tasks: dict[str, dict[str, Any]] = {}

@@ -14,8 +14,22 @@ from typing import Any, Optional
 from harness.errors import HarnessError
 
 
+SUMMARY_FORMAT = 1  # summary.json; bump when a field changes meaning (readers of older files keep working)
+
+
 class ResultFormatError(HarnessError):
     """A results file that this version of the harness cannot read."""
+
+
+def check_format(d: dict[str, Any], newest: int, where: str) -> int:
+    """The file's format version (1 where a file predates versions); a newer one is named, never misread."""
+    version = int(d.get("format", 1))
+    if version > newest:
+        raise ResultFormatError(
+            f"{where} is format {version}, written by a newer version of the harness (this one reads up to {newest})",
+            "upgrade the harness (pip install -U small-vs-large), or rebuild the report with this one: harness report RUN_DIR",
+        )
+    return version
 
 
 def _known(cls: type, d: dict[str, Any], where: str) -> dict[str, Any]:
@@ -202,15 +216,17 @@ class RunSummary:
     incomplete_tasks: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     sequential: Optional[dict[str, Any]] = None
+    format: int = SUMMARY_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {"format": self.format, **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "format"}}
         d["tasks"] = {t: s.to_dict() for t, s in self.tasks.items()}
         d["comparisons"] = {t: {n: asdict(c) for n, c in per.items()} for t, per in self.comparisons.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSummary:
+        check_format(d, SUMMARY_FORMAT, "summary.json")
         d = dict(_known(cls, d, "summary.json"))
         d["tasks"] = {t: TaskSummary.from_dict(s) for t, s in (d.get("tasks") or {}).items()}
         d["comparisons"] = {

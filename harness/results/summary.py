@@ -195,26 +195,26 @@ def summarize_with_records(
         name, task = cell.ref.model, cell.ref.task
         # measured facts from the cell, config facts (published size, architecture only) from this comparison's plan
         models.setdefault(
-            name, {**cell.manifest.get("model_record", {}), **plan.model_info.get(name, {}), "name": name}
+            name, {**cell.manifest.model_record, **plan.model_info.get(name, {}), "name": name}
         )
-        info = plan.tasks.get(task) or cell.manifest.get("task_info", {})
+        info = plan.tasks.get(task) or cell.manifest.task_info
         meta = {
-            "task_type": info.get("type") or cell.manifest["task_info"]["type"],
+            "task_type": info.get("type") or cell.manifest.task_info["type"],
             **combined_measurements(cell.manifest),
-            "batch_size": cell.manifest.get("parts", {}).get("batch_size"),
+            "batch_size": cell.manifest.parts.get("batch_size"),
         }
         summary = summarize_model_task(cell.records, meta, info, hardware)
         m = cell.manifest
-        stopped = m.get("stopped")
+        stopped = m.stopped
         summary.cell = CellInfo(
             key=cell.ref.key,
             path=cell.ref.path,
             status=cell.ref.status,
-            computed_at=m.get("completed_at"),
-            sessions=len(m.get("sessions", [])),
-            failed_ids=m.get("failed_ids", []),
-            oom_events=sum(int(s.get("oom_events") or 0) for s in m.get("sessions", [])),
-            final_batch_size=(m.get("sessions") or [{}])[-1].get("final_batch_size"),
+            computed_at=m.completed_at,
+            sessions=len(m.sessions),
+            failed_ids=m.failed_ids,
+            oom_events=sum(int(s.get("oom_events") or 0) for s in m.sessions),
+            final_batch_size=(m.sessions or [{}])[-1].get("final_batch_size"),
             stopped={k: stopped.get(k) for k in ("at", "of", "claims")} if stopped else None,
         )
         results.setdefault(task, {})[name] = summary

@@ -42,6 +42,11 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        """A verdict as claims.json holds it."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
 
 def _fmt(est: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:
     return f"{est['value'] * scale:.2f}{unit} [{est['low'] * scale:.2f}, {est['high'] * scale:.2f}]"
@@ -58,6 +63,7 @@ def _combine(per_task: list[str]) -> str:
     return INCONCLUSIVE
 
 
+CLAIMS_FORMAT = 1  # claims.json
 Check = Callable[["RunView", dict[str, float]], Verdict]
 CHECKS: dict[str, Check] = {}  # check name -> function; a claim in the claims YAML names its check
 UNSET = ""  # a check's verdict gets its claim's id from the claims YAML (evaluate_claims)

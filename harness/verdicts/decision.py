@@ -7,7 +7,7 @@ whole 95% interval of its quality minus the reference's, paired over the same
 items, lies above ``-tolerance`` -- the rule C3 uses, so an option is never chosen
 on a point estimate alone. The tolerance is C3's (``claims.C3.thresholds``:
 accuracy_tolerance, rouge_tolerance), set at run time or for one report with
-``harness report RUN --set claims.C3.thresholds.accuracy_tolerance=0.03``.
+``harness report RUN claims.C3.thresholds.accuracy_tolerance=0.03``.
 
 Cost is the hardware profile's price x measured time per request (the cascade:
 its time share x the reference's cost), latency the 95th percentile per request
@@ -24,6 +24,7 @@ from harness.results.schema import CellSummary, RunSummary
 from harness.verdicts.claims import c3_tolerance, claim_of_check
 
 MEETS, NOT_SHOWN, FALLS_SHORT, REFERENCE = "meets", "not shown", "falls short", "reference"
+DECISION_FORMAT = 1  # decision.json
 
 
 @dataclass
@@ -41,6 +42,38 @@ class Option:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class TaskDecision:
+    """A task's answer: every option, the cheapest within tolerance of the reference, or the closest when none is."""
+
+    metric: str
+    tolerance: float
+    reference: str
+    choice: Optional[Option]
+    closest: Optional[Option]
+    options: list[Option]
+
+    @property
+    def shown(self) -> tuple[str, Option]:
+        """The answer's wording and the option it rests on."""
+        if self.choice is not None:
+            return "use the cheaper option", self.choice
+        answer = f"keep {self.reference}: no cheaper option meets the tolerance" + (
+            "; closest:" if self.closest else ""
+        )
+        return answer, self.closest or self.options[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "tolerance": self.tolerance,
+            "reference": self.reference,
+            "choice": self.choice and self.choice.to_dict(),
+            "closest": self.closest and self.closest.to_dict(),
+            "options": [o.to_dict() for o in self.options],
+        }
 
 
 def _standing(diff: dict[str, Any], tolerance: float) -> str:
@@ -83,9 +116,7 @@ def _cascade(
     )
 
 
-def task_decision(
-    summary: RunSummary, analysis: dict[str, Any], task: str, tolerance: float
-) -> Optional[dict[str, Any]]:
+def task_decision(summary: RunSummary, analysis: dict[str, Any], task: str, tolerance: float) -> Optional[TaskDecision]:
     """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference)."""
     info, reference = summary.tasks[task], summary.reference
     results = info.results
@@ -124,20 +155,13 @@ def task_decision(
     closest = (
         None if choice or not cheaper else max(cheaper, key=lambda o: (o.difference or {}).get("value", float("-inf")))
     )
-    return {
-        "metric": metric,
-        "tolerance": tolerance,
-        "reference": reference,
-        "choice": choice and choice.to_dict(),
-        "closest": closest and closest.to_dict(),
-        "options": [o.to_dict() for o in options],
-    }
+    return TaskDecision(metric, tolerance, reference, choice, closest, options)
 
 
-def decisions(summary: RunSummary, analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def decisions(summary: RunSummary, analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> dict[str, TaskDecision]:
     """A decision for every task that has a reference with measured quality."""
     th = dict(claim_of_check(claims_cfg, "small_within_tolerance")[1].get("thresholds") or {})
-    out = {}
+    out: dict[str, TaskDecision] = {}
     for task in summary.tasks:
         ref = summary.result(task, summary.reference)
         if ref:
@@ -173,13 +197,12 @@ def _money(v: Optional[float]) -> str:
     return "-" if v is None else f"${v:.4f}"
 
 
-def _secs(o: dict[str, Any]) -> str:
-    v = o["latency_p95_s"]
+def _secs(o: Option) -> str:
+    v = o.latency_p95_s
     return (
         "-"
         if v is None
-        else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
-        + ("" if o["latency_basis"] == "latency" else " per item")
+        else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s") + ("" if o.latency_basis == "latency" else " per item")
     )
 
 
@@ -187,62 +210,49 @@ def _mem(v: Optional[float]) -> str:
     return "-" if v is None else f"{v / 2**30:.2f} GB"
 
 
-def _diff(o: dict[str, Any], tolerance: float) -> str:
-    d = o["difference"]
+def _diff(o: Option, tolerance: float) -> str:
+    d = o.difference
     if d is None:
         return "(reference)"
     return f"{d['value'] * 100:+.1f} [{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}] (tol -{tolerance * 100:g})"
 
 
-def decision_rows(table: dict[str, dict[str, Any]]) -> list[list[str]]:
+def decision_rows(table: dict[str, TaskDecision]) -> list[list[str]]:
     rows = []
     for task, d in table.items():
-        o, answer = d["choice"], "use the cheaper option"
-        if o is None:
-            o = d["closest"]
-            answer = f"keep {d['reference']}: no cheaper option meets the tolerance" + ("; closest:" if o else "")
-        if o is None:
-            o = d["options"][0]
+        answer, o = d.shown
         rows.append(
-            [
-                task,
-                answer,
-                o["name"],
-                _diff(o, d["tolerance"]),
-                _money(o["cost_per_1k_usd"]),
-                _secs(o),
-                _mem(o["memory_bytes"]),
-            ]
+            [task, answer, o.name, _diff(o, d.tolerance), _money(o.cost_per_1k_usd), _secs(o), _mem(o.memory_bytes)]
         )
     return rows
 
 
-def decision_title(decision: dict[str, dict[str, Any]]) -> str:
-    return f"Decision per task: the cheapest option within tolerance of {next(iter(decision.values()))['reference']}"
+def decision_title(decision: dict[str, TaskDecision]) -> str:
+    return f"Decision per task: the cheapest option within tolerance of {next(iter(decision.values())).reference}"
 
 
-def decision_note(decision: dict[str, dict[str, Any]]) -> str:
-    ref = next(iter(decision.values()))["reference"]
+def decision_note(decision: dict[str, TaskDecision]) -> str:
+    ref = next(iter(decision.values())).reference
     return (
         f"Options: each model alone, and each small-first cascade at its cross-fitted threshold (best held-out signal). An option "
         f"meets the tolerance when its whole 95% interval of quality minus {ref}'s is above -tolerance (C3's rule and tolerance: "
-        "claims.C3.thresholds, or `harness report RUN --set claims.C3.thresholds.accuracy_tolerance=0.03`); the answer is the "
+        "claims.C3.thresholds, or `harness report RUN claims.C3.thresholds.accuracy_tolerance=0.03`); the answer is the "
         "cheapest such option cheaper than the reference. Cost from the hardware profile's price x measured time; a cascade holds "
         "both models in memory. Every option: decision.json and the table at the end."
     )
 
 
-def option_rows(table: dict[str, dict[str, Any]]) -> list[list[str]]:
+def option_rows(table: dict[str, TaskDecision]) -> list[list[str]]:
     return [
         [
             task,
-            o["name"],
-            _diff(o, d["tolerance"]),
-            o["standing"],
-            _money(o["cost_per_1k_usd"]),
+            o.name,
+            _diff(o, d.tolerance),
+            o.standing,
+            _money(o.cost_per_1k_usd),
             _secs(o),
-            _mem(o["memory_bytes"]),
+            _mem(o.memory_bytes),
         ]
         for task, d in table.items()
-        for o in d["options"]
+        for o in d.options
     ]

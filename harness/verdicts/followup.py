@@ -1,4 +1,4 @@
-"""``harness plan RUN``: how many items a follow-up run needs to decide each comparison, and how long it would take.
+"""``harness followup RUN``: how many items a follow-up run needs to decide each comparison, and how long it would take.
 
 Read from a run's reports (no model is loaded): each comparison's paired
 differences (``analysis.json``: n, mean, spread; see ``harness.analysis.sample_size``), the
@@ -14,8 +14,8 @@ from typing import Any, Optional
 from harness.analysis.sample_size import ALPHA, POWER, SampleSize
 from harness.errors import HarnessError
 from harness.results.records import read_json
-from harness.results.schema import RunSummary
-from harness.verdicts.claims import claim_of_check
+from harness.results.schema import RunSummary, check_format
+from harness.verdicts.claims import CLAIMS_FORMAT, Verdict, claim_of_check
 
 PLAN_HEADER = [
     "task",
@@ -31,13 +31,13 @@ PLAN_HEADER = [
 ]
 
 
-def _tolerances(verdicts: list[dict[str, Any]], claims_cfg: dict[str, Any]) -> dict[tuple[str, str], float]:
+def _tolerances(verdicts: list[Verdict], claims_cfg: dict[str, Any]) -> dict[tuple[str, str], float]:
     """The tolerance margin per (task, model) of the claim checked by small_within_tolerance."""
     cid = claim_of_check(claims_cfg, "small_within_tolerance")[0]
-    c3 = next((v for v in verdicts if v["id"] == cid), None)
+    c3 = next((v for v in verdicts if v.id == cid), None)
     return {
         (d["task"], d["model"]): d["margin"]
-        for d in (c3 or {}).get("numbers", {}).values()
+        for d in (c3.numbers if c3 else {}).values()
         if isinstance(d, dict) and "margin" in d
     }
 
@@ -68,11 +68,13 @@ def plan_rows(run_dir: Path) -> list[list[str]]:
     summary = RunSummary.from_dict(read_json(run_dir / "summary.json"))
     analysis, claims = (read_json(run_dir / n) for n in ("analysis.json", "claims.json"))
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
-    return sample_size_rows(summary, analysis, claims.get("verdicts", []), config.get("claims") or {})
+    check_format(claims, CLAIMS_FORMAT, f"{run_dir / 'claims.json'}")
+    verdicts = [Verdict.from_dict(v) for v in claims.get("verdicts", [])]
+    return sample_size_rows(summary, analysis, verdicts, config.get("claims") or {})
 
 
 def sample_size_rows(
-    summary: RunSummary, analysis: dict[str, Any], verdicts: list[dict[str, Any]], claims_cfg: dict[str, Any]
+    summary: RunSummary, analysis: dict[str, Any], verdicts: list[Verdict], claims_cfg: dict[str, Any]
 ) -> list[list[str]]:
     """One row per comparison and primary metric (the report's "How many items are enough" table)."""
     tolerance = _tolerances(verdicts, claims_cfg)

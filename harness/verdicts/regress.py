@@ -94,9 +94,9 @@ def baseline_from_run(run_dir: Path, name: str) -> dict[str, Any]:
     out["environment"] = read_json(env_path) if env_path.is_file() else {}
     for cell in cells:
         m = cell.manifest
-        task_type = m["task_info"]["type"]
+        task_type = m.task_info["type"]
         metric, key = _primary(task_type)
-        sessions = m.get("sessions") or []
+        sessions = m.sessions
         peaks = [s["memory"].get("peak_bytes") for s in sessions if s.get("n") and s.get("memory")]
         out["cells"][f"{cell.ref.model}/{cell.ref.task}"] = {
             "model": cell.ref.model,
@@ -104,8 +104,8 @@ def baseline_from_run(run_dir: Path, name: str) -> dict[str, Any]:
             "key": cell.ref.key,
             "task_type": task_type,
             "metric": metric,
-            "parts": m["parts"],
-            "hardware": hardware_of(m.get("environment") or {}),
+            "parts": m.parts,
+            "hardware": hardware_of(m.environment),
             "items": {
                 r.sample_id: {
                     "score": r.scores.get(key),

@@ -1,6 +1,7 @@
-"""Regenerate the golden report fixtures (run this only when a report is meant to change).
+"""Regenerate the golden report fixtures (run this only when a report is meant to change, and review the diff).
 
-    python tests/golden/make_golden.py            # runs the tiny models, stores cells + expected outputs
+    python tests/golden/make_golden.py            # re-render the expected outputs from the stored cells
+    python tests/golden/make_golden.py --rerun    # run the tiny models again: new cells, new expected outputs
 
 Two runs on tiny random-weight models over the default tasks (8 items each): the default pair and the
 three-model comparison. Their cells, config and environment are kept as inputs; every report file
@@ -22,10 +23,28 @@ RUNS = {"default": ["pair=tiny"], "three": ["comparison=tiny_three"]}
 INPUTS = ("config.json", "environment.json", "cells.json", "plan.json")
 
 
+def rerender() -> None:
+    """The expected outputs of the stored inputs, rendered by this version of the code."""
+    from golden_check import render_all
+
+    for name in RUNS:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            shutil.copytree(HERE / name / "input", run)
+            for path in run.rglob("*.json"):
+                path.write_text(path.read_text().replace("@RUN@", str(run)))
+            expected = render_all(run)
+            (HERE / name / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+            print(f"{name}: {len(expected)} outputs re-rendered")
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
-    from golden_check import render_all  # noqa: E402
+    from golden_check import render_all
 
+    if "--rerun" not in sys.argv:
+        rerender()
+        return
     for name, overrides in RUNS.items():
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"

@@ -1,0 +1,286 @@
+"""Everything an experiment needs, resolved and checked before a model loads: the ``Setup``.
+
+Settings, device, task files and model names are checked first, so a mistake fails in a second and before
+anything is written; each (model, task) gets its cell key, each model its engine (and why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from harness.analysis.sample_size import ALPHA
+from harness.analysis.sequential import METHODS as SEQUENTIAL_METHODS
+from harness.config.resources import tasks_dir as shipped_tasks_dir
+from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig, resolve_models
+from harness.engines import EngineChoice, check_engine, choose_engine
+from harness.errors import ConfigError
+from harness.models import resolve_device, resolve_dtype
+from harness.models.identity import model_identity
+from harness.models.loader import default_cache_dir
+from harness.results.cells import (
+    SCORING_VERSION,
+    CellKey,
+    Store,
+    task_identity,
+)
+from harness.results.comparison import RunPlan
+from harness.tasks.resolve import resolve_tasks
+from harness.tasks.types import Sample, Task, TaskType, select_samples
+from harness.verdicts.claims import difference_claims, difference_thresholds
+
+
+@dataclass
+class Setup:
+    """The experiment resolved before anything runs: models, tasks and their items, each cell's key, engines, store."""
+
+    cfg: RunConfig
+    name: str
+    models: list[ModelConfig]
+    reference: Optional[str]
+    tasks: list[tuple[Task, list[Sample]]]
+    device: torch.device
+    cache_dir: Path
+    store: Store
+    keys: dict[tuple[str, str], CellKey] = field(default_factory=dict)
+    sequential: Optional[dict[str, Any]] = None  # runtime.stop_when_decided: the stop rule (see stop_rule)
+    engines: dict[str, EngineChoice] = field(default_factory=dict)  # per model: the engine it runs on and why
+
+
+def _user_path(value: str) -> Path:
+    """A path from the config: ``~`` expanded, relative to the working directory."""
+    return Path(value).expanduser().absolute()
+
+
+def _task_dirs(cfg: RunConfig) -> list[Path]:
+    dirs = [_user_path(d) for d in cfg.paths.task_dirs]
+    dirs.append(_user_path(cfg.paths.tasks_dir) if cfg.paths.tasks_dir else shipped_tasks_dir())
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError(f"task directory {d} does not exist", "fix paths.task_dirs / paths.tasks_dir")
+    return dirs
+
+
+def _check_runtime(cfg: RunConfig) -> None:
+    rt = cfg.runtime
+    if rt.batch_size < 1:
+        raise ConfigError(
+            f"runtime.batch_size={rt.batch_size} must be a positive integer", "use runtime.batch_size=1 or more"
+        )
+    if rt.max_samples is not None and rt.max_samples < 1:
+        raise ConfigError(
+            f"runtime.max_samples={rt.max_samples} must be positive or null",
+            "use runtime.max_samples=N (N>=1) or runtime.max_samples=null for all items",
+        )
+    if rt.warmup_steps < 0 or (rt.num_fewshot is not None and rt.num_fewshot < 0):
+        raise ConfigError("runtime.warmup_steps and runtime.num_fewshot must be >= 0", "fix the value")
+    if not cfg.task.tasks:
+        raise ConfigError(f"task group {cfg.task.name!r} lists no tasks", "add task names under tasks:")
+
+
+def stop_rule(
+    cfg: RunConfig, models: list[ModelConfig], reference: Optional[str], n_tasks: int
+) -> Optional[dict[str, Any]]:
+    """runtime.stop_when_decided: which claims stop a task, their thresholds per metric, the level of each sequence."""
+    rt = cfg.runtime
+    if not rt.stop_when_decided:
+        return None
+    claims = {cid: {"check": c.check, "thresholds": dict(c.thresholds)} for cid, c in cfg.claims.items()}
+    stoppable = difference_claims(claims)
+    unknown = [c for c in rt.stop_claims if c not in stoppable]
+    if unknown or not rt.stop_claims:
+        raise ConfigError(
+            f"runtime.stop_claims={list(rt.stop_claims)}: {', '.join(unknown) or 'none'} cannot stop a task",
+            f"list claims decided by a quality difference: {', '.join(stoppable)}",
+        )
+    if rt.confidence_sequence not in SEQUENTIAL_METHODS:
+        raise ConfigError(
+            f"runtime.confidence_sequence={rt.confidence_sequence!r} is not one of {', '.join(SEQUENTIAL_METHODS)}",
+            "use runtime.confidence_sequence=asymptotic (default) or bernstein",
+        )
+    if rt.first_look < 2 or rt.look_growth < 1:
+        raise ConfigError(
+            f"runtime.first_look={rt.first_look}, runtime.look_growth={rt.look_growth}: the first look needs 2 items or more "
+            "and looks cannot come closer together",
+            "use runtime.first_look>=2 and runtime.look_growth>=1 (e.g. 20 and 1.5)",
+        )
+    measured = [m.name for m in models if not m.architecture_only]
+    if len(measured) < 2 or (reference is not None and reference not in measured):
+        raise ConfigError(
+            "runtime.stop_when_decided=true needs a reference and another model whose quality is measured "
+            "(architecture-only models have random weights: nothing to decide)",
+            "compare two or more models with real weights, or drop runtime.stop_when_decided",
+        )
+    comparisons = n_tasks * (len(measured) - 1)
+    return {
+        "claims": list(rt.stop_claims),
+        "thresholds": {
+            t.primary_metric: difference_thresholds(claims, t.primary_metric, list(rt.stop_claims)) for t in TaskType
+        },
+        "alpha": ALPHA,
+        "comparisons": comparisons,
+        "alpha_per_comparison": ALPHA / comparisons,
+        "first_look": rt.first_look,
+        "look_growth": rt.look_growth,
+        "sequence": rt.confidence_sequence,
+        "method": SEQUENTIAL_METHODS[rt.confidence_sequence],
+    }
+
+
+def comparison_name(cfg: RunConfig, models: list[ModelConfig]) -> str:
+    if cfg.name:
+        return cfg.name
+    if not cfg.models and cfg.pair is not None:
+        return cfg.pair.name
+    return "+".join(m.name for m in models)
+
+
+def cell_key(
+    model: ModelConfig,
+    identity: dict[str, Any],
+    task: Task,
+    samples: list[Sample],
+    cfg: RunConfig,
+    device: torch.device,
+    engine: str,
+) -> CellKey:
+    """Everything that determines a cell's records, hashed (see harness.results.cells)."""
+    rt = cfg.runtime
+    spec = task.spec
+    native = engine == "llamacpp"  # runs the GGUF as stored: its sha256 (in the identity) fixes the weights' precision
+    return CellKey(
+        model.name,
+        task.name,
+        {
+            "scoring_version": SCORING_VERSION,
+            "model": identity,
+            "dtype": "gguf" if native else str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
+            "device_type": device.type,
+            "engine": check_engine(engine),
+            **(
+                {
+                    "llamacpp": {
+                        "n_ctx": rt.llamacpp.n_ctx,
+                        "n_batch": rt.llamacpp.n_batch,
+                        **({"quant": model.gguf.quant} if model.gguf is not None and model.gguf.quant else {}),
+                    }
+                }
+                if native
+                else {}
+            ),
+            "task": task_identity(task, samples, rt.num_fewshot, rt.chat_template),
+            "generation": {
+                "max_new_tokens": spec.max_new_tokens,
+                "stop": list(spec.stop),
+                "greedy": True,
+                **({"fixed_length": True} if rt.fixed_generation_length else {}),
+            },  # absent when off: older keys stay valid
+            "batch_size": rt.batch_size,
+            # batch composition and kernels change low-order bits outside float32: part of the key
+            "execution": {
+                "sort_by_length": rt.sort_by_length and rt.batch_size > 1,
+                "share_prefixes": rt.share_prefixes and rt.batch_size > 1,
+                "decode_loop": getattr(rt.decode_loop, "value", rt.decode_loop),
+                "compile": rt.compile,
+                "prompt_lookup_tokens": rt.prompt_lookup_tokens if rt.batch_size == 1 else 0,
+            },
+        },
+    )
+
+
+def prepare(cfg: RunConfig) -> Setup:
+    """Check the settings, resolve the models, load every task and compute every cell key; raises ``HarnessError``."""
+    _check_runtime(cfg)
+    rt = cfg.runtime
+    device = resolve_device(rt.device)
+    models = resolve_models(cfg)
+    reference = cfg.reference or (cfg.pair.large.name if not cfg.models and cfg.pair is not None else None)
+    if reference is not None and reference not in {m.name for m in models}:
+        raise ConfigError(
+            f"reference={reference!r} is not one of the compared models ({', '.join(m.name for m in models)})",
+            "set reference=<one of them>, or reference=null for the model with the most parameters",
+        )
+    dirs = _task_dirs(cfg)
+    cache = _user_path(cfg.paths.cache_dir) if cfg.paths.cache_dir else default_cache_dir()
+    lmeval_include = _user_path(cfg.paths.lmeval_include_path) if cfg.paths.lmeval_include_path else None
+    tasks = []
+    seen: dict[str, str] = {}
+    # bigbench:<path> and lmeval:<task> entries are fetched (first run) and checked here, before any model loads
+    for name, task in zip(cfg.task.tasks, resolve_tasks(list(cfg.task.tasks), dirs, cache, lmeval_include)):
+        if task.name in seen:
+            raise ConfigError(
+                f"task group {cfg.task.name!r} names task {task.name} twice ({seen[task.name]!r} and {name!r})",
+                "list each task once",
+            )
+        seen[task.name] = name
+        if rt.num_fewshot is not None and rt.num_fewshot > len(task.fewshot):
+            raise ConfigError(
+                f"runtime.num_fewshot={rt.num_fewshot} but task {name} has {len(task.fewshot)} few-shot examples",
+                f"use runtime.num_fewshot<={len(task.fewshot)}",
+            )
+        cap = cfg.task.limits.get(
+            task.name, cfg.task.limits.get(name, rt.max_samples)
+        )  # by task name (CLI-friendly) or as listed
+        if cap is not None and cap < 1:
+            raise ConfigError(f"task.limits.{name}={cap} must be positive", "use a positive number of items")
+        tasks.append((task, select_samples(task, cap, rt.seed, shuffled=rt.stop_when_decided)))
+    store = Store(_user_path(cfg.paths.store_dir))
+    the_plan = Setup(
+        cfg=cfg,
+        name=comparison_name(cfg, models),
+        models=models,
+        reference=reference,
+        tasks=tasks,
+        device=device,
+        cache_dir=cache,
+        store=store,
+        sequential=stop_rule(cfg, models, reference, len(tasks)),
+    )
+    for model in models:
+        the_plan.engines[model.name] = choose_engine(model, rt, device.type)
+    for model in models:
+        identity = model_identity(model, cache)
+        for task, samples in tasks:
+            the_plan.keys[(model.name, task.name)] = cell_key(
+                model, identity, task, samples, cfg, device, the_plan.engines[model.name].name
+            )
+    return the_plan
+
+
+def _task_file(task: Task) -> str:
+    for root in (PROJECT_ROOT, shipped_tasks_dir().parent):
+        if task.path.is_relative_to(root):
+            return str(task.path.relative_to(root))
+    return str(task.path)
+
+
+def task_info(task: Task, samples: list[Sample]) -> dict[str, Any]:
+    """What a report needs to know of a task (plan.json, and every cell's manifest)."""
+    return {
+        "type": task.type.value,
+        "file": _task_file(task),
+        "n_available": len(task.samples),
+        "n_selected": len(samples),
+        "sample_ids": [x.id for x in samples],
+        "breakdown_fields": list(task.spec.breakdown_fields),
+        "consistency_field": task.spec.consistency_field,
+        **({"source": task.source} if task.source else {}),
+    }
+
+
+def run_plan(p: Setup) -> RunPlan:
+    return RunPlan(
+        name=p.name,
+        task_group=p.cfg.task.name,
+        models=[m.name for m in p.models],
+        reference=p.reference,
+        tasks={t.name: task_info(t, s) for t, s in p.tasks},
+        store=str(p.store.root),
+        model_info={
+            m.name: {"published_params": m.published_params, "architecture_only": m.architecture_only} for m in p.models
+        },
+        sequential=p.sequential,
+    )

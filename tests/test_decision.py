@@ -82,7 +82,7 @@ def test_a_cross_fitted_cascade_when_the_small_model_alone_falls_short():
     standings = {o["name"].split(" ")[0] if o["kind"] == "model" else "cascade": o["standing"] for o in d["options"]}
     assert standings == {"l": "reference", "s": "falls short", "cascade": "meets"}
     choice = d["choice"]
-    held = analysis["tasks"]["t"]["comparisons"]["s"]["routing"]["signals"]["margin"]["cross_fitted"]
+    held = analysis.tasks["t"].comparisons["s"].routing["signals"]["margin"]["cross_fitted"]
     assert (
         choice["kind"] == "cascade"
         and "cross-fitted" in choice["name"]

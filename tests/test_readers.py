@@ -142,3 +142,13 @@ def test_a_manifest_round_trips_and_a_newer_format_is_named(tmp_path: Path) -> N
     (newer / "manifest.json").write_text(json.dumps({**data, "format": 99}))
     with pytest.raises(ManifestError, match="format 99 was written by a newer version"):
         read_manifest(newer)
+
+
+@pytest.mark.parametrize("name", ["default", "three"])
+def test_analysis_json_round_trips_through_its_typed_form(name: str) -> None:
+    from harness.analysis.schema import RunAnalysis
+
+    text = json.loads((GOLDEN / name / "expected.json").read_text())["analysis.json"]
+    analysis = RunAnalysis.from_dict(json.loads(text))
+    assert analysis.tasks and all(t.comparisons for t in analysis.tasks.values())
+    assert json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False) + "\n" == text

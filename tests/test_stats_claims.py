@@ -9,6 +9,7 @@ import pytest
 from conftest import make_cell_summary, make_record, make_summary
 
 from harness.analysis.cascade import simulate
+from harness.analysis.schema import RunAnalysis
 from harness.analysis.stats import bootstrap_ci, mcnemar_exact, paired_difference, ratio_of_statistics
 from harness.verdicts.claims import evaluate_claims
 
@@ -97,24 +98,33 @@ def _summary_and_analysis(diff_low: float, diff_high: float, latency_ratio: floa
         reference="l",
     )
     analysis = {
+        "confidence_level": 0.95,
+        "seed": 0,
+        "reference": "l",
         "tasks": {
             "t": {
                 "task_type": "classification",
-                "models": {"s": {"latency_s": {"p95": {"value": 0.5, "low": 0.4, "high": 0.6}}}},
+                "models": {
+                    "s": {
+                        "n": 50,
+                        "quality": {},
+                        "latency_s": {"p95": {"value": 0.5, "low": 0.4, "high": 0.6, "n": 50, "method": "test"}},
+                    }
+                },
                 "comparisons": {
                     "s": {
                         "same_items": True,
                         "difference_vs_reference": {"accuracy": est},
-                        "mcnemar": {"p_value": 0.01},
+                        "mcnemar": {"small_only": 0, "large_only": 5, "p_value": 0.01},
                         "latency_median_ratio": lat,
                         "energy_ratio_reference_over_candidate": energy,
                         "cascade": {"available": False},
                     }
                 },
             }
-        }
+        },
     }
-    return summary, analysis
+    return summary, RunAnalysis.from_dict(analysis)
 
 
 CLAIMS = {
@@ -160,7 +170,7 @@ def test_a_claim_names_its_check_and_a_check_serves_several_claims():
 
     expected = json.loads((Path(__file__).parent / "golden" / "three" / "expected.json").read_text())
     summary = RunSummary.from_dict(json.loads(expected["summary.json"]))
-    analysis = json.loads(expected["analysis.json"])
+    analysis = RunAnalysis.from_dict(json.loads(expected["analysis.json"]))
     cfg = {
         "C3": {"thresholds": {"accuracy_tolerance": 0.05, "rouge_tolerance": 0.02}},  # an older config.json: no check:
         "exact_parity": {

@@ -13,6 +13,7 @@ import numpy as np
 from harness.analysis.cascade import simulate
 from harness.analysis.routing import evaluate_router
 from harness.analysis.sample_size import sample_size
+from harness.analysis.schema import Interval, ModelStatistics, PairedComparison, RunAnalysis, TaskAnalysis
 from harness.analysis.sequential import paired_sequence
 from harness.analysis.stats import (
     bootstrap_ci,
@@ -24,6 +25,7 @@ from harness.analysis.stats import (
 from harness.results.cost import per_sample_energy
 from harness.results.records import SampleRecord
 from harness.results.schema import RunSummary
+from harness.tasks.types import TaskType
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -42,13 +44,13 @@ def latencies(records: list[SampleRecord]) -> list[float] | None:
     return None if not lat or any(v is None for v in lat) else lat  # type: ignore[return-value]
 
 
-def model_statistics(records: list[SampleRecord], task_type: str, seed: int) -> dict[str, Any]:
+def model_statistics(records: list[SampleRecord], task_type: str, seed: int) -> ModelStatistics:
     lat = latencies(records)
-    return {
-        "n": len(records),
-        "quality": {m: bootstrap_ci(v, seed=seed).to_dict() for m, v in metric_values(records, task_type).items() if v},
-        "latency_s": {f"p{q}": percentile_ci(lat, q, seed=seed).to_dict() for q in PERCENTILES} if lat else None,
-    }
+    return ModelStatistics(
+        n=len(records),
+        quality={m: Interval.of(bootstrap_ci(v, seed=seed)) for m, v in metric_values(records, task_type).items() if v},
+        latency_s={f"p{q}": Interval.of(percentile_ci(lat, q, seed=seed)) for q in PERCENTILES} if lat else None,
+    )
 
 
 def compare_models(
@@ -60,58 +62,53 @@ def compare_models(
     energy: dict[str, Any],
     keep_share: float,
     rule: Optional[dict[str, Any]] = None,
-) -> dict[str, Any]:
+) -> PairedComparison:
     """A model against the reference on the same items: paired differences, McNemar, ratios, cascade.
 
     ``rule``: the run stopped when decided, so each difference's interval is its confidence sequence under that
     stop rule (a fixed-n interval is not valid after optional stopping; it is kept beside it as ``fixed_n``).
     """
     if [r.sample_id for r in cand] != [r.sample_id for r in ref]:
-        return {"same_items": False, "reason": "the two models did not answer the same items; no paired comparison"}
+        return PairedComparison(False, "the two models did not answer the same items; no paired comparison")
     c_vals, r_vals = metric_values(cand, task_type), metric_values(ref, task_type)
-    out: dict[str, Any] = {"same_items": True, "n": len(cand), "difference_vs_reference": {}, "sample_size": {}}
+    out = PairedComparison(True, n=len(cand))
     for metric in c_vals:
         if len(c_vals[metric]) == len(r_vals.get(metric, [])) and c_vals[metric]:
-            fixed = paired_difference(c_vals[metric], r_vals[metric], seed=seed).to_dict()
-            out["difference_vs_reference"][metric] = (
-                fixed
-                if rule is None
-                else {
-                    **paired_sequence(
-                        c_vals[metric],
-                        r_vals[metric],
-                        rule["alpha_per_comparison"],
-                        rule.get("sequence", "asymptotic"),
-                        rule.get("first_look", 1),
-                    ).to_dict(),
-                    "fixed_n": fixed,
-                }
-            )
-            out["sample_size"][metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric])).to_dict()
+            fixed = Interval.of(paired_difference(c_vals[metric], r_vals[metric], seed=seed))
+            if rule is None:
+                out.difference_vs_reference[metric] = fixed
+            else:
+                seq = paired_sequence(
+                    c_vals[metric],
+                    r_vals[metric],
+                    rule["alpha_per_comparison"],
+                    rule.get("sequence", "asymptotic"),
+                    rule.get("first_look", 1),
+                )
+                out.difference_vs_reference[metric] = Interval(
+                    seq.value, seq.low, seq.high, seq.n, seq.method, alpha=seq.alpha, fixed_n=fixed
+                )
+            out.sample_size[metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric]))
     if task_type == "classification":
-        out["mcnemar"] = mcnemar_exact(
-            [r.scores["correct"] > 0 for r in cand], [r.scores["correct"] > 0 for r in ref]
-        ).to_dict()
+        score = TaskType.classification.item_score
+        out.mcnemar = mcnemar_exact([r.scores[score] > 0 for r in cand], [r.scores[score] > 0 for r in ref])
     c_lat, r_lat = latencies(cand), latencies(ref)
     c_item, r_item = [r.item_s for r in cand], [r.item_s for r in ref]
     # latency mode: request latencies; throughput mode: each item's share of its batch's time, labelled so
     basis = (
         "latency" if c_lat and r_lat else "time per item (throughput mode)"
     )  # the ratio of medians of this, as C5 names it
-    out["latency_median_ratio"] = {
-        **ratio_of_statistics(c_lat or c_item, r_lat or r_item, np.median, seed=seed).to_dict(),
-        "basis": basis,
-    }
+    out.latency_median_ratio = Interval.of(
+        ratio_of_statistics(c_lat or c_item, r_lat or r_item, np.median, seed=seed), basis=basis
+    )
     c_energy, c_method = per_sample_energy(c_item, energy.get("candidate"), power)
     r_energy, r_method = per_sample_energy(r_item, energy.get("reference"), power)
-    out["energy_ratio_reference_over_candidate"] = {
-        **ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed).to_dict(),
-        "method": c_method if c_method == r_method else f"{c_method} / {r_method}",
-    }
-    out["cascade"] = simulate(
+    out.energy_ratio_reference_over_candidate = Interval.of(ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed))
+    out.energy_ratio_reference_over_candidate.method = c_method if c_method == r_method else f"{c_method} / {r_method}"
+    out.cascade = simulate(
         cand, ref, task_type, keep_share
     )  # in-sample: the curve, and the contrast to the held-out figure
-    out["routing"] = evaluate_router(
+    out.routing = evaluate_router(
         cand, ref, task_type, keep_share, seed=seed
     )  # held-out thresholds (C4, decisions), APGR, signals
     return out
@@ -122,7 +119,7 @@ def analyze_run(
     records_by_cell: dict[tuple[str, str], list[SampleRecord]],
     keep_share: float = 0.95,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> RunAnalysis:
     """Per-task statistics: every model's, and every model against the reference (``records_by_cell``: (task, model) -> records)."""
     hardware = summary.hardware or {}
     power = float(hardware.get("power_w", 0.0))
@@ -132,25 +129,21 @@ def analyze_run(
     stopped = any(r.cell and r.cell.stopped for info in summary.tasks.values() for r in info.results.values())
     if stopped and not rule:  # stopped cells gathered from a store: no plan says the rule; the default one at 5%
         rule = {"alpha_per_comparison": 0.05}
-    tasks: dict[str, Any] = {}
+    tasks: dict[str, TaskAnalysis] = {}
     for task, info in summary.tasks.items():
         results = info.results
         if not results:
             continue
         task_type = next(iter(results.values())).task_type
         records = {name: records_by_cell[(task, name)] for name in results}
-        entry: dict[str, Any] = {
-            "task_type": task_type,
-            "models": {n: model_statistics(recs, task_type, seed) for n, recs in records.items()},
-            "comparisons": {},
-        }
+        entry = TaskAnalysis(task_type, {n: model_statistics(recs, task_type, seed) for n, recs in records.items()})
         if reference in records:
             for name in records:
                 if name == reference:
                     continue
                 energy = {"candidate": results[name].energy, "reference": results[reference].energy}
-                entry["comparisons"][name] = compare_models(
+                entry.comparisons[name] = compare_models(
                     records[name], records[reference], task_type, seed, power, energy, keep_share, rule
                 )
         tasks[task] = entry
-    return {"confidence_level": 0.95, "seed": seed, "reference": reference, "tasks": tasks}
+    return RunAnalysis(confidence_level=0.95, seed=seed, reference=reference, tasks=tasks)

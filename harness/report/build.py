@@ -83,7 +83,7 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     claims_cfg = config.get("claims") or {}
     keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
     analysis = analyze_run(summary, records, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))
-    write_json(run_dir / "analysis.json", analysis)
+    write_json(run_dir / "analysis.json", analysis.to_dict())
     verdicts = evaluate_claims(summary, analysis, claims_cfg)
     claims_file = {
         "format": CLAIMS_FORMAT,

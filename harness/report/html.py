@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.schema import RunAnalysis
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
@@ -69,7 +70,7 @@ def render_html(
     config: dict[str, Any] | None,
     verdicts: list[Verdict],
     plots: dict[str, Path],
-    analysis: dict[str, Any] | None = None,
+    analysis: RunAnalysis | None = None,
     decision: dict[str, TaskDecision] | None = None,
 ) -> str:
     env = env or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from harness.analysis.schema import RunAnalysis
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
@@ -51,7 +52,7 @@ def render_markdown(
     environment: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     verdicts: list[Verdict] | None = None,
-    analysis: dict[str, Any] | None = None,
+    analysis: RunAnalysis | None = None,
     decision: dict[str, TaskDecision] | None = None,
 ) -> str:
     """report.md: the decision, the claims, the comparison, the statistics, the models, costs, cells and method."""
@@ -72,7 +73,7 @@ class ReportInputs:
     environment: dict[str, Any]
     config: dict[str, Any]
     verdicts: list[Verdict]
-    analysis: Optional[dict[str, Any]]
+    analysis: Optional[RunAnalysis]
     decision: dict[str, TaskDecision]
 
 

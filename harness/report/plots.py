@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib
 
+from harness.analysis.schema import RunAnalysis
 from harness.results.schema import RunSummary
 
 matplotlib.use("Agg")  # no display needed
@@ -91,24 +92,24 @@ def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -
     return _save(fig, path)
 
 
-def _bars(summary: RunSummary, analysis: dict[str, Any], path: Path) -> Path:
-    tasks = [t for t in summary.tasks if t in analysis["tasks"]]
-    present = {r for t in tasks for r in analysis["tasks"][t]["models"]}
+def _bars(summary: RunSummary, analysis: RunAnalysis, path: Path) -> Path:
+    tasks = [t for t in summary.tasks if t in analysis.tasks]
+    present = {r for t in tasks for r in analysis.tasks[t].models}
     roles = [n for n in summary.order or sorted(present) if n in present]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(tasks)), 3.8))
     width = 0.8 / max(1, len(roles))
     for i, role in enumerate(roles):
         xs, ys, lo, hi = [], [], [], []
         for j, t in enumerate(tasks):
-            m = analysis["tasks"][t]["models"].get(role)
+            m = analysis.tasks[t].models.get(role)
             if not m:
                 continue
-            metric = primary_metric(analysis["tasks"][t]["task_type"])
-            est = m["quality"][metric]
+            metric = primary_metric(analysis.tasks[t].task_type)
+            est = m.quality[metric]
             xs.append(j + i * width)
-            ys.append(est["value"] * 100)
-            lo.append((est["value"] - est["low"]) * 100)
-            hi.append((est["high"] - est["value"]) * 100)
+            ys.append(est.value * 100)
+            lo.append((est.value - est.low) * 100)
+            hi.append((est.high - est.value) * 100)
         label = summary.models.get(role, {}).get("role", "")
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=f"{label}: {role}" if label else role)
     ax.set_xticks([j + width * (len(roles) - 1) / 2 for j in range(len(tasks))])
@@ -117,12 +118,12 @@ def _bars(summary: RunSummary, analysis: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _cascade(analysis: dict[str, Any], path: Path) -> Path | None:
+def _cascade(analysis: RunAnalysis, path: Path) -> Path | None:
     curves: dict[str, dict[str, Any]] = {}
-    for task, e in analysis["tasks"].items():
-        for cand, cmp in (e.get("comparisons") or {}).items():
-            if cmp.get("cascade", {}).get("available"):
-                curves.setdefault(task, {})[cand] = cmp["cascade"]
+    for task, e in analysis.tasks.items():
+        for cand, cmp in (e.comparisons).items():
+            if cmp.cascade and cmp.cascade.get("available"):
+                curves.setdefault(task, {})[cand] = cmp.cascade
     if not curves:
         return None
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
@@ -152,7 +153,7 @@ def _cascade(analysis: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def make_plots(summary: RunSummary, analysis: dict[str, Any] | None, out_dir: Path) -> dict[str, Path]:
+def make_plots(summary: RunSummary, analysis: RunAnalysis | None, out_dir: Path) -> dict[str, Path]:
     """Write the report's PNGs into ``out_dir``; returns name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pts = points(summary)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from harness.analysis.schema import Interval, ModelStatistics, RunAnalysis
+from harness.analysis.stats import McNemar
 from harness.results.schema import CellSummary, RunSummary, TaskSummary
 from harness.verdicts.claims import Verdict
 
@@ -39,10 +41,10 @@ def _params(p: dict[str, Any], published: Optional[int] = None) -> str:
     return f"{total} ({p['active'] / 1e6:,.1f}M active)" if p.get("is_moe") else total
 
 
-def _ci(est: dict[str, Any] | None, scale: float = 100.0) -> str:
+def _ci(est: Interval | None, scale: float = 100.0) -> str:
     if not est:
         return "-"
-    return f"{est['value'] * scale:.1f} [{est['low'] * scale:.1f}, {est['high'] * scale:.1f}]"
+    return f"{est.value * scale:.1f} [{est.low * scale:.1f}, {est.high * scale:.1f}]"
 
 
 def _mode(result: CellSummary) -> str:
@@ -55,8 +57,8 @@ def _lat(result: CellSummary, q: str) -> str:
     return "n/a (throughput)" if result.mode == "throughput" else _ms(getattr(result.latency_s, q))
 
 
-def _lat_ci(est: dict[str, Any]) -> str:
-    return f"{_ms(est['value'])} [{_ms(est['low'])}-{_ms(est['high'])}]"
+def _lat_ci(est: Interval) -> str:
+    return f"{_ms(est.value)} [{_ms(est.low)}-{_ms(est.high)}]"
 
 
 def is_pair(summary: RunSummary) -> bool:
@@ -358,38 +360,40 @@ def stats_header(summary: RunSummary) -> list[str]:
     return PAIR_STATS_HEADER if is_pair(summary) else N_STATS_HEADER
 
 
-def _mcnemar(mc: Optional[dict[str, Any]]) -> str:
-    return f"{mc['p_value']:.3g} ({mc['small_only']} vs {mc['large_only']} discordant)" if mc else "-"
+def _mcnemar(mc: Optional[McNemar]) -> str:
+    return f"{mc.p_value:.3g} ({mc.small_only} vs {mc.large_only} discordant)" if mc else "-"
 
 
-def _lat_line(models: dict[str, Any], name: str) -> str:
+def _lat_line(models: dict[str, ModelStatistics], name: str) -> str:
     if name not in models:
         return "-"
-    if models[name]["latency_s"] is None:
+    latency = models[name].latency_s
+    if latency is None:
         return "not measured (throughput mode)"
-    return " / ".join(_lat_ci(models[name]["latency_s"][f"p{q}"]) for q in (50, 90, 95, 99))
+    return " / ".join(_lat_ci(latency[f"p{q}"]) for q in (50, 90, 95, 99))
 
 
-def stats_rows(summary: RunSummary, analysis: dict[str, Any]) -> list[list[str]]:
+def stats_rows(summary: RunSummary, analysis: RunAnalysis) -> list[list[str]]:
     rows = []
     pair = is_pair(summary)
-    for task, e in analysis.get("tasks", {}).items():
-        models = e.get("models", {})
-        comparisons = e.get("comparisons") or {}
+    for task, e in analysis.tasks.items():
+        models = e.models
+        comparisons = e.comparisons
         if pair:
             small, large = pair_names(summary)
-            cmp = comparisons.get(small) or {}
-            metrics = list((models.get(small) or models.get(large) or {}).get("quality", {}))
-            for i, metric in enumerate(metrics):
-                diff = (cmp.get("difference_vs_reference") or {}).get(metric)
+            cmp = comparisons.get(small)
+            shown = models.get(small) or models.get(large)
+            for i, metric in enumerate(shown.quality if shown else {}):
+                diff = cmp.difference_vs_reference.get(metric) if cmp else None
+                s_stat, l_stat = models.get(small), models.get(large)
                 rows.append(
                     [
                         task if i == 0 else "",
                         metric,
-                        _ci(models.get(small, {}).get("quality", {}).get(metric)),
-                        _ci(models.get(large, {}).get("quality", {}).get(metric)),
-                        _ci(diff) if cmp.get("same_items") else "not comparable (different items)",
-                        _mcnemar(cmp.get("mcnemar") if metric == "accuracy" else None),
+                        _ci(s_stat.quality.get(metric) if s_stat else None),
+                        _ci(l_stat.quality.get(metric) if l_stat else None),
+                        _ci(diff) if cmp and cmp.same_items else "not comparable (different items)",
+                        _mcnemar(cmp.mcnemar if cmp and metric == "accuracy" else None),
                         _lat_line(models, small) if i == 0 else "",
                         _lat_line(models, large) if i == 0 else "",
                     ]
@@ -399,18 +403,18 @@ def stats_rows(summary: RunSummary, analysis: dict[str, Any]) -> list[list[str]]
         for name in summary.order or list(models):
             if name not in models:
                 continue
-            cmp = comparisons.get(name) or {}
-            for i, metric in enumerate(models[name].get("quality", {})):
-                diff = (cmp.get("difference_vs_reference") or {}).get(metric)
-                vs = "reference" if name == summary.reference else (_ci(diff) if cmp.get("same_items") else "-")
+            cmp = comparisons.get(name)
+            for i, metric in enumerate(models[name].quality):
+                diff = cmp.difference_vs_reference.get(metric) if cmp else None
+                vs = "reference" if name == summary.reference else (_ci(diff) if cmp and cmp.same_items else "-")
                 rows.append(
                     [
                         task if first else "",
                         name if i == 0 else "",
                         metric,
-                        _ci(models[name]["quality"][metric]),
+                        _ci(models[name].quality[metric]),
                         vs,
-                        _mcnemar(cmp.get("mcnemar") if metric == "accuracy" else None),
+                        _mcnemar(cmp.mcnemar if cmp and metric == "accuracy" else None),
                         _lat_line(models, name) if i == 0 else "",
                     ]
                 )
@@ -534,20 +538,20 @@ ROUTING_HEADER = [
 ]
 
 
-def routing_rows(analysis: dict[str, Any]) -> list[list[str]]:
+def routing_rows(analysis: RunAnalysis) -> list[list[str]]:
     """One row per comparison and confidence signal; the best held-out signal is marked."""
     rows = []
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
-    for task, entry in analysis.get("tasks", {}).items():
-        for cand, cmp in entry.get("comparisons", {}).items():
-            r = cmp.get("routing") or {}
+    for task, entry in analysis.tasks.items():
+        for cand, cmp in entry.comparisons.items():
+            r = cmp.routing or {}
             for name, sig in r.get("signals", {}).items():
                 i, c = sig["in_sample"], sig["cross_fitted"]
                 calls = sig.get("calls_to_recover")
                 rows.append(
                     [
                         task,
-                        f"{cand} vs {analysis.get('reference')}",
+                        f"{cand} vs {analysis.reference}",
                         name + (" (best held-out)" if r.get("best_signal") == name else ""),
                         f"{i['score'] * 100:.1f} / {i['cost_share']:.2f}x / {i['escalated']:.0%}",
                         f"{c['score'] * 100:.1f} / {c['cost_share']:.2f}x / {c['escalated']:.0%}",
@@ -571,7 +575,7 @@ STOPPING_HEADER = [
 ]
 
 
-def stopping_rows(summary: RunSummary, analysis: dict[str, Any]) -> list[list[str]]:
+def stopping_rows(summary: RunSummary, analysis: RunAnalysis) -> list[list[str]]:
     """Sequential runs: per task, where it stopped and what that saved (items not run x each model's mean time per item)."""
     if not summary.sequential:
         return []
@@ -584,12 +588,13 @@ def stopping_rows(summary: RunSummary, analysis: dict[str, Any]) -> list[list[st
         used = max(r.n for r in results.values())
         stopped = any(r.cell and r.cell.stopped for r in results.values())
         saved_s = sum((planned - r.n) * (r.item_s.mean or 0.0) for r in results.values())
-        comparisons = (analysis.get("tasks", {}).get(task) or {}).get("comparisons") or {}
+        entry = analysis.tasks.get(task)
+        comparisons = entry.comparisons if entry else {}
         metric = next(iter(results.values())).primary_metric
         intervals = "; ".join(
-            f"{c} {_ci(cmp['difference_vs_reference'][metric])}"
+            f"{c} {_ci(cmp.difference_vs_reference[metric])}"
             for c, cmp in comparisons.items()
-            if metric in (cmp.get("difference_vs_reference") or {})
+            if metric in cmp.difference_vs_reference
         )
         rows.append(
             [

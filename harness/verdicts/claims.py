@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
-from harness.analysis.sample_size import ALPHA, SampleSize, holm, one_sided_p
+from harness.analysis.sample_size import ALPHA, holm, one_sided_p
+from harness.analysis.schema import PairedComparison, RunAnalysis
 from harness.analysis.sequential import is_sequential
 from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
 from harness.results.cells import read_cell_records
@@ -106,7 +107,7 @@ def claim_of_check(claims_cfg: dict[str, Any], name: str) -> tuple[str, dict[str
 class RunView:
     """What the verdict functions read: the summary, the analysis, the models, each model against the reference."""
 
-    def __init__(self, summary: RunSummary, analysis: dict[str, Any]) -> None:
+    def __init__(self, summary: RunSummary, analysis: RunAnalysis) -> None:
         self.summary = summary
         self.analysis = analysis
         self.models: dict[str, dict[str, Any]] = summary.models
@@ -115,21 +116,18 @@ class RunView:
         self.candidates = [n for n in self.names if n != self.reference]
         # architecture-only models (random weights at a published size) have latency and memory, no quality
         self.measured = [n for n in self.names if not self.models[n].get("architecture_only")]
-        self.timed: dict[tuple[str, str], dict[str, Any]] = {
-            (t, cand): cmp
-            for t, e in analysis["tasks"].items()
-            for cand, cmp in (e.get("comparisons") or {}).items()
-            if cmp.get("same_items")
+        self.timed: dict[tuple[str, str], PairedComparison] = {
+            (t, cand): cmp for t, e in analysis.tasks.items() for cand, cmp in e.comparisons.items() if cmp.same_items
         }
         self.compared = {
             k: v for k, v in self.timed.items() if k[1] in self.measured and self.reference in self.measured
         }
 
     def primary(self, task: str) -> str:
-        return primary_metric(self.analysis["tasks"][task]["task_type"])
+        return primary_metric(self.analysis.tasks[task].task_type)
 
     def diff(self, task: str, cand: str) -> dict[str, Any]:
-        return self.compared[(task, cand)]["difference_vs_reference"][self.primary(task)]
+        return self.compared[(task, cand)].difference_vs_reference[self.primary(task)].to_dict()
 
     def label(self, task: str, cand: str) -> str:
         """How a (task, model) comparison is named in a key number: the task alone when there is one candidate."""
@@ -203,12 +201,12 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
     supported = the whole interval is above -margin; refuted = below; else inconclusive.
     """
     keys = list(run.compared)
-    sizes = {k: run.compared[k].get("sample_size", {}).get(run.primary(k[0])) for k in keys}
+    sizes = {k: run.compared[k].sample_size.get(run.primary(k[0])) for k in keys}
     # Holm over this claim's comparisons (tasks x models), each direction: a decision needs the 95% interval to
     # exclude the threshold AND the Holm-adjusted paired t-test to reject, so the claim's family-wise error stays at 5%
-    tested = [k for k in keys if sizes[k]]
-    p_above = dict(zip(tested, holm([one_sided_p(SampleSize(**sizes[k]), -margin(k[0]), True) for k in tested])))
-    p_below = dict(zip(tested, holm([one_sided_p(SampleSize(**sizes[k]), -margin(k[0]), False) for k in tested])))
+    tested = {k: ss for k in keys if (ss := sizes[k]) is not None}
+    p_above = dict(zip(tested, holm([one_sided_p(ss, -margin(k[0]), True) for k, ss in tested.items()])))
+    p_below = dict(zip(tested, holm([one_sided_p(ss, -margin(k[0]), False) for k, ss in tested.items()])))
     per: list[str] = []
     nums: dict[str, dict[str, Any]] = {}
     for t, c in keys:
@@ -230,7 +228,7 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
         # how many items a fixed-n follow-up would need, at the observed difference and spread (a sequential run's own
         # interval already says how far it is from deciding: no fixed-n figure beside it)
         if verdict == INCONCLUSIVE and ss and not is_sequential(d):
-            nums[run.label(t, c)].update(n=ss["n"], items_to_decide=SampleSize(**ss).items_for(-m))
+            nums[run.label(t, c)].update(n=ss.n, items_to_decide=ss.items_for(-m))
         per.append(verdict)
     return per, nums
 
@@ -311,10 +309,11 @@ def small_within_tolerance(run: RunView, th: dict[str, float]) -> Verdict:
 @check("cascade_keeps_quality")
 def cascade_keeps_quality(run: RunView, th: dict[str, float]) -> Verdict:
     """Judged on the cross-fitted cascade (threshold chosen on other items than it is scored on); in-sample beside it."""
-    per, nums = [], {}
+    per: list[str] = []
+    nums: dict[str, dict[str, Any]] = {}
     max_cost, keep = th.get("max_cost_share", 0.8), th.get("keep_share", 0.95)
     for (t, c), e in run.compared.items():
-        cas, routing = e["cascade"], e.get("routing") or {}
+        cas, routing = e.cascade or {}, e.routing or {}
         signal = routing.get("best_signal")
         if not cas.get("available") or not signal:
             continue
@@ -359,10 +358,11 @@ def cascade_keeps_quality(run: RunView, th: dict[str, float]) -> Verdict:
 
 @check("small_faster_and_cheaper")
 def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
-    per, nums = [], {}
+    per: list[str] = []
+    nums: dict[str, dict[str, Any]] = {}
     limit = th.get("max_ratio", 1.0)
     for (t, c), e in run.timed.items():
-        lat = e["latency_median_ratio"]
+        lat = e.latency_median_ratio.to_dict() if e.latency_median_ratio else {}
         cmp = run.summary.comparisons.get(t, {}).get(c)
         mem, cost = (cmp.peak_memory_ratio, cmp.cost_ratio) if cmp else (None, None)
         nums[run.label(t, c)] = {"latency_median_ratio": lat, "peak_memory_ratio": mem, "cost_ratio": cost}
@@ -397,7 +397,7 @@ def small_uses_less_energy(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums, methods = [], {}, set()
     floor = th.get("min_ratio", 1.0)
     for (t, c), e in run.timed.items():
-        r = e["energy_ratio_reference_over_candidate"]
+        r = e.energy_ratio_reference_over_candidate.to_dict() if e.energy_ratio_reference_over_candidate else {}
         nums[run.label(t, c)] = r
         methods.add(r["method"])
         per.append(SUPPORTED if r["low"] > floor else REFUTED if r["high"] < floor else INCONCLUSIVE)
@@ -436,7 +436,8 @@ def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
     m, d = moe[0], dense[-1]  # the first MoE against the largest dense model
     if m.get("architecture_only") or d.get("architecture_only"):
         return _c7_cost_side(run, m, d)
-    per, nums = [], {}
+    per: list[str] = []
+    nums: dict[str, dict[str, Any]] = {}
     for t, info in run.summary.tasks.items():
         res = info.results
         if m["name"] not in res or d["name"] not in res:
@@ -523,11 +524,13 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
             run.names,
         )
     max_p95, max_mem = th.get("max_p95_latency_s", 2.0), th.get("max_memory_gb", 4.0) * 2**30
-    per, nums = [], {}
-    for t, e in run.analysis["tasks"].items():
-        if e["task_type"] != "classification" or small_name not in e["models"]:
+    per: list[str] = []
+    nums: dict[str, dict[str, Any]] = {}
+    for t, e in run.analysis.tasks.items():
+        if e.task_type != "classification" or small_name not in e.models:
             continue
-        if e["models"][small_name]["latency_s"] is None:
+        small_latency = e.models[small_name].latency_s
+        if small_latency is None:
             return Verdict(
                 UNSET,
                 NOT_MEASURED,
@@ -536,7 +539,7 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
                 [],
                 run.names,
             )
-        p95 = e["models"][small_name]["latency_s"]["p95"]
+        p95 = small_latency["p95"].to_dict()
         mem = run.summary.tasks[t].results[str(small_name)].peak_memory_bytes or 0
         nums[t] = {"p95_latency_s": p95, "peak_memory_gb": mem / 2**30}
         per.append(
@@ -574,15 +577,15 @@ def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tupl
     """(paired difference small - large, McNemar p) on one task: from the analysis when ``large`` is the reference, else from the records."""
 
     if large == run.reference and (task, small) in run.compared:
-        mc = run.compared[(task, small)].get("mcnemar")
-        return run.diff(task, small), (mc["p_value"] if mc else None)
+        mc = run.compared[(task, small)].mcnemar
+        return run.diff(task, small), (mc.p_value if mc else None)
     results = run.summary.tasks[task].results
     if small not in results or large not in results:
         return None
     a, b = run.records(small, task), run.records(large, task)
     if [r.sample_id for r in a] != [r.sample_id for r in b]:
         return None
-    key = item_score_key(run.analysis["tasks"][task]["task_type"])
+    key = item_score_key(run.analysis.tasks[task].task_type)
     d = paired_difference([r.scores[key] for r in a], [r.scores[key] for r in b]).to_dict()
     p = (
         mcnemar_exact([r.scores[key] > 0 for r in a], [r.scores[key] > 0 for r in b]).p_value
@@ -615,7 +618,7 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
     wins: list[str] = []
     for a, b in pairs:
         ratio = size[b] / size[a]
-        for t in run.analysis["tasks"]:
+        for t in run.analysis.tasks:
             test = _pair_test(run, a, b, t)
             if test is None:
                 continue
@@ -696,7 +699,7 @@ def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
     )
 
 
-def evaluate_claims(summary: RunSummary, analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> list[Verdict]:
+def evaluate_claims(summary: RunSummary, analysis: RunAnalysis, claims_cfg: dict[str, Any]) -> list[Verdict]:
     """A verdict for every configured claim that has a check (unknown ids are reported as not measured)."""
     run = RunView(summary, analysis)
     verdicts = []

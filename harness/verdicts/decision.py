@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
+from harness.analysis.schema import RunAnalysis
 from harness.results.schema import CellSummary, RunSummary
 from harness.verdicts.claims import c3_tolerance, claim_of_check
 
@@ -116,7 +117,7 @@ def _cascade(
     )
 
 
-def task_decision(summary: RunSummary, analysis: dict[str, Any], task: str, tolerance: float) -> Optional[TaskDecision]:
+def task_decision(summary: RunSummary, analysis: RunAnalysis, task: str, tolerance: float) -> Optional[TaskDecision]:
     """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference)."""
     info, reference = summary.tasks[task], summary.reference
     results = info.results
@@ -124,19 +125,21 @@ def task_decision(summary: RunSummary, analysis: dict[str, Any], task: str, tole
     if reference is None or reference not in results or (models.get(reference) or {}).get("architecture_only"):
         return None
     metric = results[reference].primary_metric
-    comparisons = (analysis.get("tasks", {}).get(task) or {}).get("comparisons") or {}
+    entry = analysis.tasks.get(task)
+    comparisons = entry.comparisons if entry else {}
     options = [_alone(reference, results[reference], None, tolerance)]
     for name in summary.order or list(results):
-        cmp = comparisons.get(name) or {}
+        cmp = comparisons.get(name)
         if (
             name == reference
             or name not in results
             or (models.get(name) or {}).get("architecture_only")
-            or not cmp.get("same_items")
+            or cmp is None
+            or not cmp.same_items
         ):
             continue
-        options.append(_alone(name, results[name], cmp["difference_vs_reference"][metric], tolerance))
-        cascade = _cascade(name, reference, cmp.get("routing") or {}, results[name], results[reference], tolerance)
+        options.append(_alone(name, results[name], cmp.difference_vs_reference[metric].to_dict(), tolerance))
+        cascade = _cascade(name, reference, cmp.routing or {}, results[name], results[reference], tolerance)
         if cascade:
             options.append(cascade)
     ref_cost = options[0].cost_per_1k_usd
@@ -158,7 +161,7 @@ def task_decision(summary: RunSummary, analysis: dict[str, Any], task: str, tole
     return TaskDecision(metric, tolerance, reference, choice, closest, options)
 
 
-def decisions(summary: RunSummary, analysis: dict[str, Any], claims_cfg: dict[str, Any]) -> dict[str, TaskDecision]:
+def decisions(summary: RunSummary, analysis: RunAnalysis, claims_cfg: dict[str, Any]) -> dict[str, TaskDecision]:
     """A decision for every task that has a reference with measured quality."""
     th = dict(claim_of_check(claims_cfg, "small_within_tolerance")[1].get("thresholds") or {})
     out: dict[str, TaskDecision] = {}

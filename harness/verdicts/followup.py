@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.analysis.sample_size import ALPHA, POWER, SampleSize
+from harness.analysis.sample_size import ALPHA, POWER
+from harness.analysis.schema import RunAnalysis
 from harness.errors import HarnessError
 from harness.results.records import read_json
 from harness.results.schema import RunSummary, check_format
@@ -66,7 +67,8 @@ def plan_rows(run_dir: Path) -> list[list[str]]:
                 f"{run_dir} has no {name}", f"pass a run directory with a report (harness report {run_dir} writes it)"
             )
     summary = RunSummary.from_dict(read_json(run_dir / "summary.json"))
-    analysis, claims = (read_json(run_dir / n) for n in ("analysis.json", "claims.json"))
+    analysis = RunAnalysis.from_dict(read_json(run_dir / "analysis.json"))
+    claims = read_json(run_dir / "claims.json")
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     check_format(claims, CLAIMS_FORMAT, f"{run_dir / 'claims.json'}")
     verdicts = [Verdict.from_dict(v) for v in claims.get("verdicts", [])]
@@ -74,24 +76,23 @@ def plan_rows(run_dir: Path) -> list[list[str]]:
 
 
 def sample_size_rows(
-    summary: RunSummary, analysis: dict[str, Any], verdicts: list[Verdict], claims_cfg: dict[str, Any]
+    summary: RunSummary, analysis: RunAnalysis, verdicts: list[Verdict], claims_cfg: dict[str, Any]
 ) -> list[list[str]]:
     """One row per comparison and primary metric (the report's "How many items are enough" table)."""
     tolerance = _tolerances(verdicts, claims_cfg)
-    reference = str(analysis.get("reference"))
+    reference = str(analysis.reference)
     rows = []
-    for task, entry in analysis["tasks"].items():
+    for task, entry in analysis.tasks.items():
         results = summary.tasks[task].results
         available = summary.tasks[task].info.get("n_available") or max(r.n for r in results.values())
-        for cand, cmp in entry.get("comparisons", {}).items():
+        for cand, cmp in entry.comparisons.items():
             if any(summary.models[m].get("architecture_only") for m in (cand, reference)):
                 continue  # random weights: quality is not measured, nothing to decide
             metric = results[cand].primary_metric
-            ss_d = cmp.get("sample_size", {}).get(metric)
-            diff = cmp.get("difference_vs_reference", {}).get(metric)
-            if not ss_d or not diff:
+            ss = cmp.sample_size.get(metric)
+            diff = cmp.difference_vs_reference.get(metric)
+            if not ss or not diff:
                 continue
-            ss = SampleSize(**ss_d)
             tol = tolerance.get((task, cand))  # C3's, as the claims judged it (absent: C3 not configured)
             k3, k2 = (ss.items_for(-tol) if tol is not None else None), ss.items_for(0.0)
             per_item = (results[cand].item_s.mean or 0.0) + (
@@ -105,7 +106,7 @@ def sample_size_rows(
                     f"{cand} vs {reference}",
                     metric,
                     str(ss.n),
-                    f"{diff['value'] * 100:+.1f} [{diff['low'] * 100:+.1f}, {diff['high'] * 100:+.1f}]",
+                    f"{diff.value * 100:+.1f} [{diff.low * 100:+.1f}, {diff.high * 100:+.1f}]",
                     f"{ss.mde * 100:.1f}" if ss.mde is not None else "-",
                     _items(k3, available) if tol is not None else "-",
                     _items(k2, available),

@@ -139,13 +139,14 @@ def make_cell_summary(**fields: object):
 def make_summary(tasks: dict, comparisons: dict | None = None, **fields: object):
     """A RunSummary for hand-made cases. ``tasks``: name -> (task info, {model: CellSummary});
     ``comparisons``: task -> model -> the Comparison fields a test names."""
-    from harness.results.schema import Comparison, RunSummary, TaskSummary
+    from harness.results.schema import Comparison, ModelRecord, RunSummary, TaskSummary
 
     cmp_fields = {f: None for f in Comparison.__dataclass_fields__} | {"same_items": True, "metric": "accuracy"}
     defaults = {"run_dir": "", "name": "test", "pair": "test", "task_group": "test", "hardware": None, "models": {},
                 "order": [], "reference": None, "cells": []}  # fmt: skip
+    models = {n: ModelRecord(dict(m)) for n, m in dict(fields.pop("models", {})).items()}  # type: ignore[call-overload]
     return RunSummary(
-        **{**defaults, **fields},  # type: ignore[arg-type]
+        **{**defaults, **fields, "models": models},  # type: ignore[arg-type]
         tasks={t: TaskSummary(dict(info), dict(results)) for t, (info, results) in tasks.items()},
         comparisons={
             t: {m: Comparison(**{**cmp_fields, **c}) for m, c in per.items()} for t, per in (comparisons or {}).items()

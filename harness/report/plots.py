@@ -27,7 +27,7 @@ def points(summary: RunSummary) -> list[dict[str, Any]]:
     out = []
     for task, info in summary.tasks.items():
         for key, res in info.results.items():
-            model = summary.models.get(key, {}).get("name", key)
+            model = summary.models[key].name if key in summary.models else key
             out.append(
                 {
                     "task": task,
@@ -110,7 +110,7 @@ def _bars(summary: RunSummary, analysis: RunAnalysis, path: Path) -> Path:
             ys.append(est.value * 100)
             lo.append((est.value - est.low) * 100)
             hi.append((est.high - est.value) * 100)
-        label = summary.models.get(role, {}).get("role", "")
+        label = summary.models[role].role if role in summary.models else ""
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=f"{label}: {role}" if label else role)
     ax.set_xticks([j + width * (len(roles) - 1) / 2 for j in range(len(tasks))])
     ax.set_xticklabels(tasks, fontsize=7, rotation=15)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from harness.analysis.schema import Interval, ModelStatistics, RunAnalysis
 from harness.analysis.stats import McNemar
-from harness.results.schema import CellSummary, RunSummary, TaskSummary
+from harness.results.schema import CellSummary, ModelRecord, RunSummary, TaskSummary
 from harness.verdicts.claims import Verdict
 
 METRIC_LABEL = {"accuracy": "accuracy %", "rougeL": "ROUGE-L x100"}
@@ -32,13 +32,12 @@ def _ms(seconds: Optional[float]) -> str:
     return "-" if seconds is None else (f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s")
 
 
-def _params(p: dict[str, Any], published: Optional[int] = None) -> str:
-    total = f"{p['total'] / 1e6:,.1f}M"
-    if (
-        published and abs(published - p["total"]) > 0.005 * published
-    ):  # the loaded model is not the published count: say both
+def _params(m: ModelRecord) -> str:
+    total = f"{m.params_total / 1e6:,.1f}M"
+    published = m.published_params
+    if published and abs(published - m.params_total) > 0.005 * published:  # the loaded model is not the published count
         total += f" loaded, {published / 1e6:,.1f}M published"
-    return f"{total} ({p['active'] / 1e6:,.1f}M active)" if p.get("is_moe") else total
+    return f"{total} ({m.params_active / 1e6:,.1f}M active)" if m.is_moe else total
 
 
 def _ci(est: Interval | None, scale: float = 100.0) -> str:
@@ -94,10 +93,10 @@ MODEL_HEADER = [
 ]
 
 
-def _precision(m: dict[str, Any]) -> str:
+def _precision(m: ModelRecord) -> str:
     """Device and precision, with the reason when the harness chose it (runtime.dtype=auto, a GGUF's own type)."""
-    reason = m.get("dtype_reason") or ""
-    return f"{m.get('device')} / {m.get('dtype')}" + (
+    reason = m.text("dtype_reason", "")
+    return f"{m.text('device', 'None')} / {m.text('dtype', 'None')}" + (
         f" ({reason})" if reason and reason != "set in the configuration" else ""
     )
 
@@ -108,15 +107,15 @@ def model_rows(summary: RunSummary) -> list[list[str]]:
         m = summary.models[name]
         rows.append(
             [
-                m.get("role", ""),
-                name + (" (architecture only)" if m.get("architecture_only") else ""),
-                m.get("architecture", "-"),
-                _params(m["params"], m.get("published_params")),
-                f"{m['params']['embedding'] / 1e6:,.1f}M",
+                m.role,
+                name + (" (architecture only)" if m.architecture_only else ""),
+                m.text("architecture"),
+                _params(m),
+                f"{m.params_embedding / 1e6:,.1f}M",
                 _precision(m),
-                m.get("engine", "hf"),
-                f"{m.get('load_time_s', 0.0):.1f} s",
-                m.get("source", "-"),
+                m.text("engine", "hf"),
+                f"{float(m.data.get('load_time_s', 0.0)):.1f} s",
+                m.text("source"),
             ]
         )
     return rows
@@ -177,7 +176,7 @@ def _pair_task_rows(summary: RunSummary) -> list[list[str]]:
             if cmp.delta_vs_reference is None
             else f"{cmp.delta_vs_reference * 100:+.1f}"
         )
-        arch = [summary.models[n].get("architecture_only") for n in (small, large)]
+        arch = [summary.models[n].architecture_only for n in (small, large)]
         q_small = "not measured (random weights)" if arch[0] else _num(cmp.candidate * 100)
         q_large = "not measured (random weights)" if arch[1] else _num(cmp.reference * 100)
         if any(arch):
@@ -216,9 +215,8 @@ def _n_task_rows(summary: RunSummary) -> list[list[str]]:
                 continue
             metric = r.primary_metric
             cmp = summary.comparisons.get(task, {}).get(name)
-            arch = summary.models[name].get("architecture_only") or summary.models.get(ref or "", {}).get(
-                "architecture_only"
-            )
+            ref_model = summary.models.get(ref or "")
+            arch = summary.models[name].architecture_only or (ref_model is not None and ref_model.architecture_only)
             if name == ref:
                 vs, lat_ratio, mem_ratio = "reference", "1.00x", "1.00x"
             elif cmp is None:
@@ -235,7 +233,7 @@ def _n_task_rows(summary: RunSummary) -> list[list[str]]:
                 )
             quality = (
                 "not measured (random weights)"
-                if summary.models[name].get("architecture_only")
+                if summary.models[name].architecture_only
                 else _num(r.quality[metric] * 100)
             )
             if arch and name != ref:

@@ -2,8 +2,8 @@
 
 Modules pass these objects; string keys appear only here, where JSON is read or written. Each
 ``to_dict`` keeps the field order of the file, so a report rebuilt from the same records is the same
-byte for byte. Model records (``models``) and task descriptions (``TaskSummary.info``) stay plain
-mappings: they are what an engine or a task source describes of itself, open to new fields.
+byte for byte. Model records (``ModelRecord``) and task descriptions (``TaskSummary.info``) keep the mapping
+an engine or a task source wrote, open to new fields; ``ModelRecord`` gives typed access to the fields read.
 """
 
 from __future__ import annotations
@@ -42,6 +42,71 @@ def _known(cls: type, d: dict[str, Any], where: str) -> dict[str, Any]:
             "upgrade the harness (pip install -U small-vs-large), or rebuild the report with this one: harness report RUN_DIR",
         )
     return d
+
+
+@dataclass
+class ModelRecord:
+    """A model as its engine described it when it loaded (``Engine.describe()`` + the plan's facts), kept as written.
+
+    Engines add fields of their own (a GGUF's quantization, llama.cpp's context size), so the record stays the
+    mapping it is on disk; the fields reports and verdicts use are read here, typed, and nowhere else.
+    """
+
+    data: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.data.get("name", ""))
+
+    @property
+    def role(self) -> str:  # small / large with two models; reference / candidate with more
+        return str(self.data.get("role", ""))
+
+    @role.setter
+    def role(self, value: str) -> None:
+        self.data["role"] = value
+
+    @property
+    def architecture_only(self) -> bool:  # random weights at a published size: latency and memory, no quality
+        return bool(self.data.get("architecture_only"))
+
+    @property
+    def published_params(self) -> Optional[int]:
+        value = self.data.get("published_params")
+        return int(value) if value else None
+
+    @property
+    def params_total(self) -> int:
+        return int(self.data["params"]["total"])
+
+    @property
+    def params_active(self) -> int:
+        return int(self.data["params"]["active"])
+
+    @property
+    def params_embedding(self) -> int:
+        return int(self.data["params"]["embedding"])
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.data["params"].get("is_moe"))
+
+    @property
+    def size(self) -> int:
+        """The size used in ratios: the published parameter count where the config gives one, else the loaded count."""
+        return self.published_params or self.params_total
+
+    @property
+    def device(self) -> str:
+        return str(self.data.get("device"))
+
+    def text(self, key: str, default: str = "-") -> str:
+        """A descriptive field as shown in the report (architecture, dtype, engine, source ...)."""
+        value = self.data.get(key)
+        return default if value is None else str(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
 
 
 @dataclass
@@ -205,7 +270,7 @@ class RunSummary:
     pair: str
     task_group: str
     hardware: Optional[dict[str, Any]]
-    models: dict[str, dict[str, Any]]  # model records: engine description, parameters, role
+    models: dict[str, ModelRecord]
     order: list[str]  # smallest first
     reference: Optional[str]
     tasks: dict[str, TaskSummary]
@@ -220,6 +285,7 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         d = {"format": self.format, **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "format"}}
+        d["models"] = {n: m.to_dict() for n, m in self.models.items()}
         d["tasks"] = {t: s.to_dict() for t, s in self.tasks.items()}
         d["comparisons"] = {t: {n: asdict(c) for n, c in per.items()} for t, per in self.comparisons.items()}
         return d
@@ -228,6 +294,7 @@ class RunSummary:
     def from_dict(cls, d: dict[str, Any]) -> RunSummary:
         check_format(d, SUMMARY_FORMAT, "summary.json")
         d = dict(_known(cls, d, "summary.json"))
+        d["models"] = {n: ModelRecord(m) for n, m in (d.get("models") or {}).items()}
         d["tasks"] = {t: TaskSummary.from_dict(s) for t, s in (d.get("tasks") or {}).items()}
         d["comparisons"] = {
             t: {n: Comparison.from_dict(c) for n, c in per.items()} for t, per in (d.get("comparisons") or {}).items()

@@ -16,7 +16,15 @@ from harness.results.cells import combined_measurements
 from harness.results.comparison import load_cells, read_run
 from harness.results.cost import economics
 from harness.results.records import SampleRecord, read_json
-from harness.results.schema import CellInfo, CellSummary, Comparison, Percentiles, RunSummary, TaskSummary
+from harness.results.schema import (
+    CellInfo,
+    CellSummary,
+    Comparison,
+    ModelRecord,
+    Percentiles,
+    RunSummary,
+    TaskSummary,
+)
 from harness.tasks.metrics import ROUGE_TYPES, accuracy, macro_f1
 from harness.tasks.types import primary_metric
 
@@ -132,12 +140,7 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def model_size(model: dict[str, Any]) -> int:
-    """A model's size for ratios: its published parameter count when the config gives one, else the loaded count."""
-    return int(model.get("published_params") or model["params"]["total"])
-
-
-def compare(cand: CellSummary, ref: CellSummary, cand_params: dict[str, Any], ref_params: dict[str, Any]) -> Comparison:
+def compare(cand: CellSummary, ref: CellSummary, cand_model: ModelRecord, ref_model: ModelRecord) -> Comparison:
     """A model against the reference on one task; refuses to compare different item sets."""
     same_items = cand.sample_ids == ref.sample_ids
     c_q, r_q = cand.score, ref.score
@@ -153,26 +156,26 @@ def compare(cand: CellSummary, ref: CellSummary, cand_params: dict[str, Any], re
         peak_memory_ratio=_ratio(cand.peak_memory_bytes, ref.peak_memory_bytes),
         cost_ratio=_ratio(*(x.economics.cost_per_1k_usd if x.economics else None for x in (cand, ref))),
         energy_ratio=_ratio(*(x.economics.energy_per_request_j if x.economics else None for x in (cand, ref))),
-        params_total_ratio=_ratio(cand_params["total"], ref_params["total"]),
-        params_active_ratio=_ratio(cand_params["active"], ref_params["active"]),
+        params_total_ratio=_ratio(cand_model.size, ref_model.size),
+        params_active_ratio=_ratio(cand_model.params_active, ref_model.params_active),
     )
 
 
-def order_models(models: dict[str, dict[str, Any]], requested: Optional[str]) -> tuple[list[str], Optional[str]]:
+def order_models(models: dict[str, ModelRecord], requested: Optional[str]) -> tuple[list[str], Optional[str]]:
     """Models by total parameters (smallest first), and the reference: the requested one, else the largest."""
-    order = sorted(models, key=lambda n: (model_size(models[n]), n))
+    order = sorted(models, key=lambda n: (models[n].size, n))
     if requested in models:
         return order, requested
     return order, (order[-1] if order else None)
 
 
-def assign_roles(models: dict[str, dict[str, Any]], reference: Optional[str]) -> None:
+def assign_roles(models: dict[str, ModelRecord], reference: Optional[str]) -> None:
     """Two models read as small vs large; with more, the reference and the candidates."""
     for name, m in models.items():
         if len(models) == 2:
-            m["role"] = "large" if name == reference else "small"
+            m.role = "large" if name == reference else "small"
         else:
-            m["role"] = "reference" if name == reference else "candidate"
+            m.role = "reference" if name == reference else "candidate"
 
 
 def summarize_with_records(
@@ -187,16 +190,14 @@ def summarize_with_records(
         config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     hardware = config.get("hardware")
     cells, missing = load_cells(refs)
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, ModelRecord] = {}
     results: dict[str, dict[str, CellSummary]] = {}
     for cell in cells:
         if not cell.records:
             continue
         name, task = cell.ref.model, cell.ref.task
         # measured facts from the cell, config facts (published size, architecture only) from this comparison's plan
-        models.setdefault(
-            name, {**cell.manifest.model_record, **plan.model_info.get(name, {}), "name": name}
-        )
+        models.setdefault(name, ModelRecord({**cell.manifest.model_record, **plan.model_info.get(name, {}), "name": name}))
         info = plan.tasks.get(task) or cell.manifest.task_info
         meta = {
             "task_type": info.get("type") or cell.manifest.task_info["type"],
@@ -227,8 +228,8 @@ def summarize_with_records(
                 name: compare(
                     per_model[name],
                     per_model[reference],
-                    {**models[name]["params"], "total": model_size(models[name])},
-                    {**models[reference]["params"], "total": model_size(models[reference])},
+                    models[name],
+                    models[reference],
                 )
                 for name in order
                 if name != reference and name in per_model

@@ -38,6 +38,7 @@ from harness.results.cells import (
 )
 from harness.results.comparison import write_cells
 from harness.results.records import SampleRecord, write_json
+from harness.results.schema import ModelRecord
 from harness.results.summary import order_models
 from harness.run.evaluate import evaluate_task
 from harness.run.progress import RunProgress
@@ -215,14 +216,16 @@ class _Sequential:
         """Per candidate: the anytime-valid interval of its primary-metric difference and the claims still undecided."""
 
         models = {
-            m.name: {
-                **(
-                    cell.model_record
-                    if (cell := read_manifest(self.p.store.cell_dir(self.p.keys[(m.name, task.name)])))
-                    else {}
-                ),
-                "published_params": m.published_params,
-            }
+            m.name: ModelRecord(
+                {
+                    **(
+                        cell.model_record
+                        if (cell := read_manifest(self.p.store.cell_dir(self.p.keys[(m.name, task.name)])))
+                        else {}
+                    ),
+                    "published_params": m.published_params,
+                }
+            )
             for m in self.p.models
             if not m.architecture_only
         }

@@ -19,8 +19,7 @@ from harness.analysis.sequential import is_sequential
 from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
 from harness.results.cells import read_cell_records
 from harness.results.records import SampleRecord
-from harness.results.schema import RunSummary
-from harness.results.summary import model_size
+from harness.results.schema import ModelRecord, RunSummary
 from harness.tasks.types import item_score_key, primary_metric
 
 SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
@@ -110,12 +109,12 @@ class RunView:
     def __init__(self, summary: RunSummary, analysis: RunAnalysis) -> None:
         self.summary = summary
         self.analysis = analysis
-        self.models: dict[str, dict[str, Any]] = summary.models
+        self.models: dict[str, ModelRecord] = summary.models
         self.names: list[str] = list(summary.order or self.models)
         self.reference: Optional[str] = summary.reference
         self.candidates = [n for n in self.names if n != self.reference]
         # architecture-only models (random weights at a published size) have latency and memory, no quality
-        self.measured = [n for n in self.names if not self.models[n].get("architecture_only")]
+        self.measured = [n for n in self.names if not self.models[n].architecture_only]
         self.timed: dict[tuple[str, str], PairedComparison] = {
             (t, cand): cmp for t, e in analysis.tasks.items() for cand, cmp in e.comparisons.items() if cmp.same_items
         }
@@ -155,7 +154,7 @@ def size_predicts_quality_weakly(run: RunView, th: dict[str, float]) -> Verdict:
     if len(models) >= th.get("min_models", 3):
         rhos = {}
         for task, info in run.summary.tasks.items():
-            rows = [(model_size(run.models[n]), res.score) for n, res in info.results.items() if n in run.measured]
+            rows = [(run.models[n].size, res.score) for n, res in info.results.items() if n in run.measured]
             if len(rows) >= 3:
                 rhos[task] = spearman([p for p, _ in rows], [q for _, q in rows])[0]
         rhos = {t: r for t, r in rhos.items() if r == r}  # nan when every model scores the same
@@ -422,8 +421,8 @@ def small_uses_less_energy(run: RunView, th: dict[str, float]) -> Verdict:
 
 @check("moe_more_efficient")
 def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
-    moe = [m for m in run.models.values() if m["params"].get("is_moe")]
-    dense = [m for m in run.models.values() if not m["params"].get("is_moe")]
+    moe = [m for m in run.models.values() if m.is_moe]
+    dense = [m for m in run.models.values() if not m.is_moe]
     if not moe or not dense:
         return Verdict(
             UNSET,
@@ -434,19 +433,19 @@ def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
             run.names,
         )
     m, d = moe[0], dense[-1]  # the first MoE against the largest dense model
-    if m.get("architecture_only") or d.get("architecture_only"):
+    if m.architecture_only or d.architecture_only:
         return _c7_cost_side(run, m, d)
     per: list[str] = []
     nums: dict[str, dict[str, Any]] = {}
     for t, info in run.summary.tasks.items():
         res = info.results
-        if m["name"] not in res or d["name"] not in res:
+        if m.name not in res or d.name not in res:
             continue
 
-        def eff(model: dict[str, Any]) -> tuple[float, float]:
-            r = res[model["name"]]
+        def eff(model: ModelRecord) -> tuple[float, float]:
+            r = res[model.name]
             q = r.score
-            return q / (model["params"]["active"] / 1e9), q / (
+            return q / (model.params_active / 1e9), q / (
                 r.item_s.p50 or float("nan")
             )  # item time: at batch 1, the latency
 
@@ -467,24 +466,24 @@ def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
             for t, v in nums.items()
         )
         or "-",
-        f"{run.scope()}: the MoE model {m['name']} {'gives' if verdict == SUPPORTED else 'does not clearly give'} more score per active parameter and per second than {d['name']} (point estimates).",
+        f"{run.scope()}: the MoE model {m.name} {'gives' if verdict == SUPPORTED else 'does not clearly give'} more score per active parameter and per second than {d.name} (point estimates).",
         list(nums),
-        [m["name"], d["name"]],
+        [m.name, d.name],
         nums,
     )
 
 
-def _c7_cost_side(run: RunView, m: dict[str, Any], d: dict[str, Any]) -> Verdict:
+def _c7_cost_side(run: RunView, m: ModelRecord, d: ModelRecord) -> Verdict:
     """Architecture-only models: no quality, so only C7's latency and memory side, per active parameter."""
     nums: dict[str, dict[str, Any]] = {}
     for t, info in run.summary.tasks.items():
         res = info.results
-        if m["name"] not in res or d["name"] not in res:
+        if m.name not in res or d.name not in res:
             continue
-        mr, dr = res[m["name"]], res[d["name"]]
+        mr, dr = res[m.name], res[d.name]
         lat = (mr.item_s.p50 or float("nan")) / (dr.item_s.p50 or float("nan"))
         mem = (mr.peak_memory_bytes or float("nan")) / (dr.peak_memory_bytes or float("nan"))
-        active = m["params"]["active"] / d["params"]["active"]
+        active = m.params_active / d.params_active
         nums[t] = {
             "latency_p50_ratio": lat,
             "peak_memory_ratio": mem,
@@ -502,10 +501,10 @@ def _c7_cost_side(run: RunView, m: dict[str, Any], d: dict[str, Any]) -> Verdict
         UNSET,
         NOT_MEASURED,
         key,
-        f"{m['name']} vs {d['name']} are architecture-only (random weights): quality is not measured, so only the cost side of C7 is shown "
+        f"{m.name} vs {d.name} are architecture-only (random weights): quality is not measured, so only the cost side of C7 is shown "
         "(median latency and peak memory of the MoE relative to the dense model, against their active-parameter ratio).",
         list(nums),
-        [m["name"], d["name"]],
+        [m.name, d.name],
         nums,
     )
 
@@ -514,7 +513,7 @@ def _c7_cost_side(run: RunView, m: dict[str, Any], d: dict[str, Any]) -> Verdict
 def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
     small_name = run.names[0] if run.names else None
     small = run.models.get(small_name) if small_name else None
-    if not small or not str(small["device"]).startswith("cpu"):
+    if not small or not small.device.startswith("cpu"):
         return Verdict(
             UNSET,
             NOT_MEASURED,
@@ -566,9 +565,9 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
         UNSET,
         verdict,
         key,
-        f"On this CPU, {small['name']} {'stays' if verdict == SUPPORTED else 'does not clearly stay'} within p95 < {max_p95:g} s per classification and peak memory < {max_mem / 2**30:g} GB.",
+        f"On this CPU, {small.name} {'stays' if verdict == SUPPORTED else 'does not clearly stay'} within p95 < {max_p95:g} s per classification and peak memory < {max_mem / 2**30:g} GB.",
         list(nums),
-        [small["name"]],
+        [small.name],
         nums,
     )
 
@@ -600,7 +599,7 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
     """Over every pair of models at least ``min_params_ratio`` apart: does the smaller one significantly win a task?"""
     min_ratio = th.get("min_params_ratio", 10.0)
     names = run.measured
-    size = {n: model_size(run.models[n]) for n in names}
+    size = {n: run.models[n].size for n in names}
     pairs = [(a, b) for a in names for b in names if a != b and size[b] >= min_ratio * size[a]]
     if not pairs:
         biggest = max(size[b] / size[a] for a in names for b in names) if names else 0.0

@@ -122,7 +122,7 @@ def task_decision(summary: RunSummary, analysis: RunAnalysis, task: str, toleran
     info, reference = summary.tasks[task], summary.reference
     results = info.results
     models = summary.models
-    if reference is None or reference not in results or (models.get(reference) or {}).get("architecture_only"):
+    if reference is None or reference not in results or (reference in models and models[reference].architecture_only):
         return None
     metric = results[reference].primary_metric
     entry = analysis.tasks.get(task)
@@ -133,7 +133,7 @@ def task_decision(summary: RunSummary, analysis: RunAnalysis, task: str, toleran
         if (
             name == reference
             or name not in results
-            or (models.get(name) or {}).get("architecture_only")
+            or (name in models and models[name].architecture_only)
             or cmp is None
             or not cmp.same_items
         ):

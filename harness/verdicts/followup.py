@@ -86,7 +86,7 @@ def sample_size_rows(
         results = summary.tasks[task].results
         available = summary.tasks[task].info.get("n_available") or max(r.n for r in results.values())
         for cand, cmp in entry.comparisons.items():
-            if any(summary.models[m].get("architecture_only") for m in (cand, reference)):
+            if any(summary.models[m].architecture_only for m in (cand, reference)):
                 continue  # random weights: quality is not measured, nothing to decide
             metric = results[cand].primary_metric
             ss = cmp.sample_size.get(metric)

@@ -188,8 +188,8 @@ def _regress(args: argparse.Namespace) -> None:
     if args.update:
         data = update_baseline(runs[0], args.baseline)
         print(
-            f"wrote baseline {args.baseline}: {len(data['cells'])} cells, measured on "
-            f"{', '.join(sorted({c['hardware'] for c in data['cells'].values()}))}"
+            f"wrote baseline {args.baseline}: {len(data.cells)} cells, measured on "
+            f"{', '.join(sorted({c.hardware for c in data.cells.values()}))}"
         )
         return
     baseline = load_baseline(args.baseline)
@@ -368,9 +368,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         sys.argv = [sys.argv[0], *argv]
     args = sys.argv[1:]
     if args and (args[0] in COMMANDS or args[0] in ("-h", "--help")):
-        parsed = build_parser().parse_args(args)
+        parser = build_parser()
+        # directories and KEY=VALUE overrides may follow the options too (harness regress RUN --baseline F key=v)
+        parsed, rest = parser.parse_known_args(args)
         if parsed.command is None:
             return
+        flags = [a for a in rest if a.startswith("-")]
+        if flags or (rest and not hasattr(parsed, "paths")):
+            parser.error(f"unrecognized arguments: {' '.join(flags or rest)}")
+        if rest:
+            parsed.paths = [*parsed.paths, *rest]
         try:
             parsed.func(parsed)
         except HarnessError as exc:

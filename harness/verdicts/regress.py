@@ -29,13 +29,13 @@ compared (flagged); quality still is.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from harness.analysis.stats import mcnemar_exact, paired_difference, paired_ratio
+from harness.analysis.stats import Estimate, mcnemar_exact, paired_difference, paired_ratio
 from harness.config.schema import RegressConfig
 from harness.errors import HarnessError
 from harness.results.cells import digest, now_iso
@@ -56,11 +56,6 @@ def hardware_of(environment: dict[str, Any]) -> str:
     return f"cpu: {environment.get('cpu', 'unknown')} x{environment.get('cpu_count', '?')}"
 
 
-def _primary(task_type: str) -> tuple[str, str]:
-    """(metric name, per-record score key)."""
-    return primary_metric(task_type), item_score_key(task_type)
-
-
 def _exact(parts: dict[str, Any]) -> bool:
     return parts.get("dtype") == "float32"
 
@@ -73,7 +68,69 @@ def _task_version(parts: dict[str, Any]) -> str:
     )
 
 
-def baseline_from_run(run_dir: Path, name: str) -> dict[str, Any]:
+@dataclass
+class BaselineItem:
+    score: float
+    prediction: str
+    latency_s: float  # the item's share of model time (its request latency in latency mode)
+
+
+@dataclass
+class BaselineCell:
+    """One model on one task as the baseline keeps it: each item's score, prediction and time; peak memory; identity."""
+
+    model: str
+    task: str
+    key: str
+    task_type: str
+    metric: str
+    parts: dict[str, Any]  # the cell key's parts: model identity, task version, dtype, batch size
+    hardware: str
+    items: dict[str, BaselineItem]
+    peak_memory_bytes: Optional[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "items": {i: asdict(v) for i, v in self.items.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BaselineCell:
+        return cls(**{**d, "items": {i: BaselineItem(**v) for i, v in d["items"].items()}})
+
+
+@dataclass
+class Baseline:
+    """A baseline file (``results/baselines/<name>.json``): every cell of a good run."""
+
+    name: str
+    created_at: str
+    run_dir: str
+    task_group: str
+    cells: dict[str, BaselineCell]  # "<model>/<task>" -> cell
+    environment: dict[str, Any]
+    format: int = BASELINE_FORMAT
+
+    @property
+    def hardware(self) -> str:
+        return hardware_of(self.environment)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "name": self.name,
+            "created_at": self.created_at,
+            "run_dir": self.run_dir,
+            "task_group": self.task_group,
+            "cells": {k: c.to_dict() for k, c in self.cells.items()},
+            "environment": self.environment,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Baseline:
+        cells = {k: BaselineCell.from_dict(c) for k, c in d["cells"].items()}
+        return cls(d["name"], d["created_at"], d["run_dir"], d["task_group"], cells, d.get("environment") or {})
+
+
+def baseline_from_run(run_dir: Path, name: str) -> Baseline:
     """A baseline holding every cell of a run (refused when a cell is missing or incomplete)."""
     plan, refs = read_run(run_dir)
     cells, missing = load_cells(refs)
@@ -82,40 +139,26 @@ def baseline_from_run(run_dir: Path, name: str) -> dict[str, Any]:
             f"{run_dir} has incomplete cells ({', '.join(f'{r.model}/{r.task}' for r in missing)})",
             "rerun the same command to complete them before writing a baseline",
         )
-    out: dict[str, Any] = {
-        "format": BASELINE_FORMAT,
-        "name": name,
-        "created_at": now_iso(),
-        "run_dir": str(run_dir),
-        "task_group": plan.task_group,
-        "cells": {},
-    }
     env_path = Path(run_dir) / "environment.json"
-    out["environment"] = read_json(env_path) if env_path.is_file() else {}
+    out = Baseline(
+        name, now_iso(), str(run_dir), plan.task_group, {}, read_json(env_path) if env_path.is_file() else {}
+    )
     for cell in cells:
         m = cell.manifest
         task_type = m.task_info["type"]
-        metric, key = _primary(task_type)
-        sessions = m.sessions
-        peaks = [s["memory"].get("peak_bytes") for s in sessions if s.get("n") and s.get("memory")]
-        out["cells"][f"{cell.ref.model}/{cell.ref.task}"] = {
-            "model": cell.ref.model,
-            "task": cell.ref.task,
-            "key": cell.ref.key,
-            "task_type": task_type,
-            "metric": metric,
-            "parts": m.parts,
-            "hardware": hardware_of(m.environment),
-            "items": {
-                r.sample_id: {
-                    "score": r.scores.get(key),
-                    "prediction": r.prediction,
-                    "latency_s": r.item_s,
-                }
-                for r in cell.records
-            },
-            "peak_memory_bytes": max(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None,
-        }
+        metric, key = primary_metric(task_type), item_score_key(task_type)
+        peaks = [s["memory"].get("peak_bytes") for s in m.sessions if s.get("n") and s.get("memory")]
+        out.cells[f"{cell.ref.model}/{cell.ref.task}"] = BaselineCell(
+            model=cell.ref.model,
+            task=cell.ref.task,
+            key=cell.ref.key,
+            task_type=task_type,
+            metric=metric,
+            parts=m.parts,
+            hardware=hardware_of(m.environment),
+            items={r.sample_id: BaselineItem(r.scores.get(key), r.prediction, r.item_s) for r in cell.records},  # type: ignore[arg-type]
+            peak_memory_bytes=max(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None,
+        )
     return out
 
 
@@ -136,9 +179,9 @@ class CellResult:
     metric: str = "-"
     baseline: Optional[float] = None
     run: Optional[float] = None
-    delta: Optional[dict[str, Any]] = None
+    delta: Optional[Estimate] = None  # run minus baseline, paired
     p_value: Optional[float] = None
-    latency_ratio: Optional[dict[str, Any]] = None
+    latency_ratio: Optional[Estimate] = None  # run / baseline median
     memory_ratio: Optional[float] = None
     n: int = 0
     status: str = OK
@@ -149,14 +192,10 @@ def _fail_or_allowed(kind: str, allow: set[str]) -> str:
     return CHANGED if kind in allow else REGRESSION
 
 
-def compare_cell(
-    name: str, base: dict[str, Any], cur: dict[str, Any], cfg: RegressConfig, allow: set[str]
-) -> CellResult:
-    """One cell of the run against the same cell of the baseline."""
-    res = CellResult(name, metric=base["metric"])
-    f = res.findings
-    bparts, cparts = base["parts"], cur["parts"]
-    if bparts.get("model") != cparts.get("model"):
+def _identity(name: str, base: BaselineCell, cur: BaselineCell, allow: set[str]) -> list[Finding]:
+    r"""A changed model, task version or item set: a regression unless ``--allow``\ ed."""
+    f = []
+    if base.parts.get("model") != cur.parts.get("model"):
         f.append(
             Finding(
                 name,
@@ -165,7 +204,7 @@ def compare_cell(
                 "the model's identity changed (weights, revision or random config)",
             )
         )
-    if _task_version(bparts) != _task_version(cparts):
+    if _task_version(base.parts) != _task_version(cur.parts):
         f.append(
             Finding(
                 name,
@@ -174,7 +213,7 @@ def compare_cell(
                 "the task's version changed (data, prompt, labels, few-shot/chat settings, generation or scoring version)",
             )
         )
-    b_ids, c_ids = list(base["items"]), list(cur["items"])
+    b_ids, c_ids = list(base.items), list(cur.items)
     if b_ids != c_ids:
         gone, new = sorted(set(b_ids) - set(c_ids)), sorted(set(c_ids) - set(b_ids))
         f.append(
@@ -185,115 +224,127 @@ def compare_cell(
                 f"the item set changed: {len(gone)} removed {gone[:5]}, {len(new)} added {new[:5]}",
             )
         )
-    common = [i for i in b_ids if i in cur["items"]]
-    res.n = len(common)
-    exact = _exact(bparts) and _exact(cparts) and bparts.get("batch_size") == cparts.get("batch_size")
-    if common:
-        b = [float(base["items"][i]["score"]) for i in common]
-        c = [float(cur["items"][i]["score"]) for i in common]
-        res.baseline, res.run = float(np.mean(b)), float(np.mean(c))
-        d = paired_difference(c, b, seed=cfg.seed).to_dict()
-        res.delta = d
-        if base["task_type"] == "classification":
-            res.p_value = mcnemar_exact([x > 0 for x in c], [x > 0 for x in b]).p_value
-            significant = res.p_value < cfg.alpha
-        else:
-            significant = d["high"] < 0
-        drop = res.baseline - res.run
-        if drop > cfg.quality_tolerance and (exact or significant):
-            why = (
-                "exact configuration: the drop is the change's"
-                if exact
-                else f"paired test significant at {cfg.alpha:g}"
-            )
-            f.append(
-                Finding(
-                    name,
-                    "quality",
-                    REGRESSION,
-                    f"{res.metric} {res.baseline * 100:.1f} -> {res.run * 100:.1f} "
-                    f"({-drop * 100:+.1f} points, tolerance {cfg.quality_tolerance * 100:g}; {why})",
-                )
-            )
-        elif drop > cfg.quality_tolerance:
-            f.append(
-                Finding(
-                    name,
-                    "quality",
-                    INFO,
-                    f"{res.metric} dropped {drop * 100:.1f} points but the paired test is not significant (p/interval in the table)",
-                )
-            )
-        if exact:
-            flips = [i for i in common if base["items"][i]["prediction"] != cur["items"][i]["prediction"]]
-            for i in flips[: cfg.max_listed_predictions]:
-                f.append(
-                    Finding(
-                        name,
-                        "predictions",
-                        INFO,
-                        f"item {i}: {base['items'][i]['prediction']!r} -> {cur['items'][i]['prediction']!r}",
-                    )
-                )
-            if len(flips) > cfg.max_listed_predictions:
-                f.append(
-                    Finding(
-                        name,
-                        "predictions",
-                        INFO,
-                        f"... and {len(flips) - cfg.max_listed_predictions} more changed predictions",
-                    )
-                )
-    if base["hardware"] != cur["hardware"]:
+    return f
+
+
+def _quality(
+    res: CellResult, base: BaselineCell, cur: BaselineCell, common: list[str], exact: bool, cfg: RegressConfig
+) -> None:
+    """The paired quality test on the common items, and the predictions that flipped in an exact configuration."""
+    name, f = res.cell, res.findings
+    b = [float(base.items[i].score) for i in common]
+    c = [float(cur.items[i].score) for i in common]
+    res.baseline, res.run = float(np.mean(b)), float(np.mean(c))
+    res.delta = d = paired_difference(c, b, seed=cfg.seed)
+    if base.task_type == "classification":
+        res.p_value = mcnemar_exact([x > 0 for x in c], [x > 0 for x in b]).p_value
+        significant = res.p_value < cfg.alpha
+    else:
+        significant = d.high < 0
+    drop = res.baseline - res.run
+    if drop > cfg.quality_tolerance and (exact or significant):
+        why = "exact configuration: the drop is the change's" if exact else f"paired test significant at {cfg.alpha:g}"
         f.append(
+            Finding(
+                name,
+                "quality",
+                REGRESSION,
+                f"{res.metric} {res.baseline * 100:.1f} -> {res.run * 100:.1f} "
+                f"({-drop * 100:+.1f} points, tolerance {cfg.quality_tolerance * 100:g}; {why})",
+            )
+        )
+    elif drop > cfg.quality_tolerance:
+        f.append(
+            Finding(
+                name,
+                "quality",
+                INFO,
+                f"{res.metric} dropped {drop * 100:.1f} points but the paired test is not significant (p/interval in the table)",
+            )
+        )
+    if exact:
+        flips = [i for i in common if base.items[i].prediction != cur.items[i].prediction]
+        for i in flips[: cfg.max_listed_predictions]:
+            f.append(
+                Finding(
+                    name, "predictions", INFO, f"item {i}: {base.items[i].prediction!r} -> {cur.items[i].prediction!r}"
+                )
+            )
+        if len(flips) > cfg.max_listed_predictions:
+            f.append(
+                Finding(
+                    name,
+                    "predictions",
+                    INFO,
+                    f"... and {len(flips) - cfg.max_listed_predictions} more changed predictions",
+                )
+            )
+
+
+def _speed_and_memory(
+    res: CellResult, base: BaselineCell, cur: BaselineCell, common: list[str], cfg: RegressConfig
+) -> None:
+    """Median per-item latency (paired bootstrap ratio) and peak memory, on the baseline's hardware only."""
+    name, f = res.cell, res.findings
+    res.latency_ratio = lat = paired_ratio(
+        [cur.items[i].latency_s for i in common], [base.items[i].latency_s for i in common], np.median, seed=cfg.seed
+    )
+    base_median = float(np.median([base.items[i].latency_s for i in common]))
+    if base_median < cfg.latency_min_s:
+        f.append(
+            Finding(
+                name,
+                "latency",
+                INFO,
+                f"not judged: the baseline's median latency {base_median * 1000:.1f} ms is below "
+                f"latency_min_s={cfg.latency_min_s:g} s, where overhead and scheduler noise dominate",
+            )
+        )
+    elif lat.low > cfg.latency_ratio_max:
+        f.append(
+            Finding(
+                name,
+                "latency",
+                REGRESSION,
+                f"median latency x{lat.value:.2f} [{lat.low:.2f}, {lat.high:.2f}] > {cfg.latency_ratio_max:g}",
+            )
+        )
+    if base.peak_memory_bytes and cur.peak_memory_bytes:
+        res.memory_ratio = cur.peak_memory_bytes / base.peak_memory_bytes
+        limit = cfg.memory_ratio_max_rss if base.hardware.startswith("cpu") else cfg.memory_ratio_max
+        if res.memory_ratio > limit:
+            f.append(
+                Finding(
+                    name,
+                    "memory",
+                    REGRESSION,
+                    f"peak memory x{res.memory_ratio:.2f} ({base.peak_memory_bytes / 2**20:.0f} -> "
+                    f"{cur.peak_memory_bytes / 2**20:.0f} MiB) > {limit:g}",
+                )
+            )
+
+
+def compare_cell(name: str, base: BaselineCell, cur: BaselineCell, cfg: RegressConfig, allow: set[str]) -> CellResult:
+    """One cell of the run against the same cell of the baseline."""
+    res = CellResult(name, metric=base.metric)
+    res.findings += _identity(name, base, cur, allow)
+    common = [i for i in base.items if i in cur.items]
+    res.n = len(common)
+    exact = _exact(base.parts) and _exact(cur.parts) and base.parts.get("batch_size") == cur.parts.get("batch_size")
+    if common:
+        _quality(res, base, cur, common, exact, cfg)
+    if base.hardware != cur.hardware:
+        res.findings.append(
             Finding(
                 name,
                 "hardware",
                 INFO,
-                f"latency and memory not compared: baseline measured on {base['hardware']}, this run on {cur['hardware']}",
+                f"latency and memory not compared: baseline measured on {base.hardware}, this run on {cur.hardware}",
             )
         )
     elif common:
-        lat = paired_ratio(
-            [cur["items"][i]["latency_s"] for i in common],
-            [base["items"][i]["latency_s"] for i in common],
-            np.median,
-            seed=cfg.seed,
-        ).to_dict()
-        res.latency_ratio = lat
-        base_median = float(np.median([base["items"][i]["latency_s"] for i in common]))
-        if base_median < cfg.latency_min_s:
-            f.append(
-                Finding(
-                    name,
-                    "latency",
-                    INFO,
-                    f"not judged: the baseline's median latency {base_median * 1000:.1f} ms is below "
-                    f"latency_min_s={cfg.latency_min_s:g} s, where overhead and scheduler noise dominate",
-                )
-            )
-        elif lat["low"] > cfg.latency_ratio_max:
-            f.append(
-                Finding(
-                    name,
-                    "latency",
-                    REGRESSION,
-                    f"median latency x{lat['value']:.2f} [{lat['low']:.2f}, {lat['high']:.2f}] > {cfg.latency_ratio_max:g}",
-                )
-            )
-        if base.get("peak_memory_bytes") and cur.get("peak_memory_bytes"):
-            res.memory_ratio = cur["peak_memory_bytes"] / base["peak_memory_bytes"]
-            limit = cfg.memory_ratio_max_rss if base["hardware"].startswith("cpu") else cfg.memory_ratio_max
-            if res.memory_ratio > limit:
-                f.append(
-                    Finding(
-                        name,
-                        "memory",
-                        REGRESSION,
-                        f"peak memory x{res.memory_ratio:.2f} ({base['peak_memory_bytes'] / 2**20:.0f} -> "
-                        f"{cur['peak_memory_bytes'] / 2**20:.0f} MiB) > {limit:g}",
-                    )
-                )
+        _speed_and_memory(res, base, cur, common, cfg)
+    f = res.findings
     res.status = (
         REGRESSION if any(x.status == REGRESSION for x in f) else CHANGED if any(x.status == CHANGED for x in f) else OK
     )
@@ -310,18 +361,18 @@ class RegressReport:
         return any(x.status == REGRESSION for x in self.findings)
 
 
-def regress(run_dir: Path, baseline: dict[str, Any], cfg: RegressConfig, allow: set[str]) -> RegressReport:
+def regress(run_dir: Path, baseline: Baseline, cfg: RegressConfig, allow: set[str]) -> RegressReport:
     """Every cell of the baseline against the run's cell of the same model and task."""
-    current = baseline_from_run(run_dir, baseline.get("name", "run"))["cells"]
-    common = set(current) & set(baseline["cells"])
+    current = baseline_from_run(run_dir, baseline.name).cells
+    common = set(current) & set(baseline.cells)
     if not common:
         raise HarnessError(
-            f"the run {run_dir} shares no model/task cell with the baseline {baseline.get('name')!r} "
-            f"(baseline: {', '.join(sorted(baseline['cells']))}; run: {', '.join(sorted(current))})",
+            f"the run {run_dir} shares no model/task cell with the baseline {baseline.name!r} "
+            f"(baseline: {', '.join(sorted(baseline.cells))}; run: {', '.join(sorted(current))})",
             "compare a run of the same models and tasks, or write a new baseline with --update",
         )
     results, findings = [], []
-    for name in sorted(baseline["cells"]):
+    for name in sorted(baseline.cells):
         if name not in current:
             fnd = Finding(
                 name, "missing", _fail_or_allowed("missing", allow), "this cell of the baseline is not in the run"
@@ -329,10 +380,10 @@ def regress(run_dir: Path, baseline: dict[str, Any], cfg: RegressConfig, allow: 
             results.append(CellResult(name, status=fnd.status, findings=[fnd]))
             findings.append(fnd)
             continue
-        res = compare_cell(name, baseline["cells"][name], current[name], cfg, allow)
+        res = compare_cell(name, baseline.cells[name], current[name], cfg, allow)
         results.append(res)
         findings += res.findings
-    for name in sorted(set(current) - set(baseline["cells"])):
+    for name in sorted(set(current) - set(baseline.cells)):
         findings.append(Finding(name, "new", INFO, "a cell the baseline does not have (not compared)"))
     return RegressReport(results, findings)
 
@@ -341,13 +392,13 @@ def _pct(v: Optional[float]) -> str:
     return "-" if v is None else f"{v * 100:.1f}"
 
 
-def markdown(report: RegressReport, baseline: dict[str, Any], run_dir: Path) -> str:
+def markdown(report: RegressReport, baseline: Baseline, run_dir: Path) -> str:
     """The table and the findings, for a terminal, ``$GITHUB_STEP_SUMMARY`` or a PR comment."""
     verdict = "REGRESSION" if report.regressed else "no regression"
     lines = [
         f"## harness regress: {verdict}",
         "",
-        f"Run `{run_dir}` against baseline `{baseline.get('name')}` ({baseline.get('created_at')}, {hardware_of(baseline.get('environment') or {})}).",
+        f"Run `{run_dir}` against baseline `{baseline.name}` ({baseline.created_at}, {baseline.hardware}).",
         "",
         "| cell | metric | n | baseline | run | run - baseline [95% CI] | McNemar p | latency ratio [95% CI] | memory ratio | status |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -364,9 +415,9 @@ def markdown(report: RegressReport, baseline: dict[str, Any], run_dir: Path) -> 
                     str(r.n),
                     _pct(r.baseline),
                     _pct(r.run),
-                    f"{d['value'] * 100:+.1f} [{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}]" if d else "-",
+                    f"{d.value * 100:+.1f} [{d.low * 100:+.1f}, {d.high * 100:+.1f}]" if d else "-",
                     f"{r.p_value:.3g}" if r.p_value is not None else "-",
-                    f"{lat['value']:.2f} [{lat['low']:.2f}, {lat['high']:.2f}]" if lat else "not compared",
+                    f"{lat.value:.2f} [{lat.low:.2f}, {lat.high:.2f}]" if lat else "not compared",
                     f"{r.memory_ratio:.2f}" if r.memory_ratio is not None else "not compared",
                     r.status,
                 ]
@@ -378,7 +429,7 @@ def markdown(report: RegressReport, baseline: dict[str, Any], run_dir: Path) -> 
     return "\n".join(lines) + "\n"
 
 
-def load_baseline(path: Path) -> dict[str, Any]:
+def load_baseline(path: Path) -> Baseline:
     if not path.is_file():
         raise HarnessError(
             f"baseline {path} does not exist",
@@ -395,11 +446,17 @@ def load_baseline(path: Path) -> dict[str, Any]:
             f"{path} is not a harness baseline (format {BASELINE_FORMAT})",
             "write it with harness regress RUN_DIR --baseline FILE --update",
         )
-    return data
+    try:
+        return Baseline.from_dict(data)
+    except (KeyError, TypeError) as exc:
+        raise HarnessError(
+            f"{path} is not a harness baseline (format {BASELINE_FORMAT}): {exc}",
+            "write it with harness regress RUN_DIR --baseline FILE --update",
+        ) from exc
 
 
-def update_baseline(run_dir: Path, path: Path) -> dict[str, Any]:
+def update_baseline(run_dir: Path, path: Path) -> Baseline:
     """Write the run as the new baseline, atomically."""
     data = baseline_from_run(run_dir, path.stem)
-    write_json(path, data)
+    write_json(path, data.to_dict())
     return data

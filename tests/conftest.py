@@ -118,7 +118,7 @@ def make_record(**fields: object):
     from harness.results.records import SampleRecord
 
     item_s = fields.get("item_s", fields.get("latency_s") or 0.0)
-    defaults = {"task": "t", "model": "m", "prompt": "", "gold": None, "prediction": "", "scores": {}, "input_tokens": 0,
+    defaults = {"task": "t", "model": "m", "sample_id": "0", "prompt": "", "gold": None, "prediction": "", "scores": {}, "input_tokens": 0,
                 "output_tokens": 0, "latency_s": None, "batch_size": 1, "item_s": item_s, "batch_s": item_s}  # fmt: skip
     return SampleRecord.from_dict({**defaults, **fields})
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from conftest import make_cell_summary, make_record
 
+from harness.results.schema import ModelRecord
 from harness.results.summary import _breakdown, _consistency, compare
 
 
-def rec(pred: str, gold: str, lang: str, fact: str) -> dict:
-    return {
-        "prediction": pred,
-        "gold": gold,
-        "scores": {"correct": float(pred == gold)},
-        "details": {"choices": ["a", "b"]},
-        "metadata": {"lang": lang, "fact_id": fact},
-    }
+def rec(pred: str, gold: str, lang: str, fact: str):
+    return make_record(
+        prediction=pred,
+        gold=gold,
+        scores={"correct": float(pred == gold)},
+        details={"choices": ["a", "b"]},
+        metadata={"lang": lang, "fact_id": fact},
+    )
 
 
 RECORDS = [
@@ -54,8 +56,13 @@ def test_compare_refuses_different_items():
         "throughput_samples_per_s": 1.0,
         "peak_memory_bytes": 10,
     }
-    small, large = {"total": 1, "active": 1}, {"total": 10, "active": 10}
-    same = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "2"]}, small, large)
-    other = compare({**base, "sample_ids": ["1", "2"]}, {**base, "sample_ids": ["1", "3"]}, small, large)
-    assert same["same_items"] and same["delta_vs_reference"] == 0.0 and same["params_total_ratio"] == 0.1
-    assert not other["same_items"] and other["delta_vs_reference"] is None
+    small = ModelRecord({"params": {"total": 1, "active": 1}})
+    large = ModelRecord({"params": {"total": 10, "active": 10}})
+
+    def cell(*ids: str):
+        return make_cell_summary(**base, sample_ids=list(ids))
+
+    same = compare(cell("1", "2"), cell("1", "2"), small, large)
+    other = compare(cell("1", "2"), cell("1", "3"), small, large)
+    assert same.same_items and same.delta_vs_reference == 0.0 and same.params_total_ratio == 0.1
+    assert not other.same_items and other.delta_vs_reference is None

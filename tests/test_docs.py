@@ -87,3 +87,11 @@ def test_every_setting_named_exists(page: Path) -> None:
         {s for s in SETTING.findall(page.read_text()) if OmegaConf.select(cfg, s, default="<absent>") == "<absent>"}
     )
     assert not missing, f"{page.name} names settings the configuration does not have: {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_source_file_named_exists(page: Path) -> None:
+    """Code paths the docs point to (examples of files a user creates, under configs/ and tasks/, are not checked)."""
+    named = set(re.findall(r"(?<![\w/])((?:harness|bench|tests)/[\w/.-]+\.py)", page.read_text()))
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    assert not missing, f"{page.name} names files that do not exist: {missing}"

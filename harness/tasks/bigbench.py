@@ -33,6 +33,7 @@ import re
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
@@ -280,11 +281,8 @@ def _choice_order(choices: tuple[str, ...]) -> list[str]:
     return [str(c) for c in np.random.RandomState(seed=SEED).permutation(sorted(choices))]
 
 
-def load(ref: SourceRef, cache: Path) -> Task:
-    """Parse and check a BIG-bench task.json (fetched into the cache if needed) as a harness task."""
-    path = ref.ref
-    fetch([path], cache)
-    file = task_file(cache, path)
+def _read(file: Path, path: str, cache: Path) -> tuple[dict[str, Any], list[Any], list[int]]:
+    """The task.json's object, its checked examples, and each example's line in the file."""
     if not file.is_file():
         raise _missing_task_error(path, cache)
     try:
@@ -311,11 +309,11 @@ def load(ref: SourceRef, cache: Path) -> Task:
         )
     if not isinstance(examples, list) or not examples:
         raise TaskFileError(f"{file}: examples must be a non-empty list", "fix the file")
-    lines = _example_lines(text, examples) or []
+    return data, examples, _example_lines(text, examples) or []
 
-    def where(i: int) -> str:
-        return f"{file}:{lines[i]}: example {i + 1}" if i < len(lines) else f"{file}: example {i + 1}"
 
+def _kind(data: dict[str, Any], examples: list[Any], where: Callable[[int], str]) -> TaskType:
+    """Multiple choice (target_scores) or generation (target), after checking every example has an input and an answer."""
     for i, ex in enumerate(examples):
         if not isinstance(ex, dict) or not isinstance(ex.get("input"), str):
             raise TaskFileError(
@@ -328,15 +326,74 @@ def load(ref: SourceRef, cache: Path) -> Task:
     all_scores = all("target_scores" in ex for ex in examples)
     all_targets = all("target" in ex for ex in examples)
     if all_scores and ("multiple_choice_grade" in metrics or not all_targets):
-        kind = TaskType.classification
-    elif all_targets:
-        kind = TaskType.summarization
-    else:
-        first = next(i for i, ex in enumerate(examples) if "target" not in ex)
+        return TaskType.classification
+    if all_targets:
+        return TaskType.summarization
+    first = next(i for i, ex in enumerate(examples) if "target" not in ex)
+    raise TaskFileError(
+        f"{where(first)}: has no 'target' while other examples have no 'target_scores'",
+        "give every example the same kind of answer",
+    )
+
+
+def _choice_sample(
+    i: int,
+    ex: dict[str, Any],
+    fields: dict[str, Any],
+    line: int,
+    prompt_in: str,
+    output_prefix: str,
+    choice_prefix: Optional[str],
+    where: Callable[[int], str],
+) -> Sample:
+    """A multiple-choice example: its choices (listed in the prompt unless ``choice_prefix`` is None), the best one gold."""
+    scores = ex["target_scores"]
+    if (
+        not isinstance(scores, dict)
+        or not scores
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values())
+    ):
+        raise TaskFileError(f"{where(i)}: target_scores must map each choice to a number", "fix that example")
+    best = max(scores.values())
+    if (len(scores) == 1 and best == 0) or (len(scores) > 1 and best <= min(scores.values())):
         raise TaskFileError(
-            f"{where(first)}: has no 'target' while other examples have no 'target_scores'",
-            "give every example the same kind of answer",
+            f"{where(i)}: no choice scores higher than the others", "give the correct choice the highest score"
         )
+    choices = [str(c) for c in scores]
+    listed = choice_prefix + choice_prefix.join(_choice_order(tuple(choices))) if choice_prefix is not None else ""
+    gold = next(c for c, v in scores.items() if v == best)
+    return Sample(
+        id=str(i + 1),
+        fields=fields,
+        target=str(gold),
+        line=line,
+        prompt=prompt_in + listed + output_prefix,
+        choices=choices,
+    )
+
+
+def _generation_sample(
+    i: int, ex: dict[str, Any], fields: dict[str, Any], line: int, prompt: str, where: Callable[[int], str]
+) -> Sample:
+    """A generative example: its reference(s)."""
+    target = ex["target"]
+    refs = [target] if isinstance(target, str) else target
+    if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+        raise TaskFileError(f"{where(i)}: target must be a string or a list of strings", "fix that example")
+    return Sample(id=str(i + 1), fields=fields, target=[r for r in refs if r.strip()] or refs, line=line, prompt=prompt)
+
+
+def load(ref: SourceRef, cache: Path) -> Task:
+    """Parse and check a BIG-bench task.json (fetched into the cache if needed) as a harness task."""
+    path = ref.ref
+    fetch([path], cache)
+    file = task_file(cache, path)
+    data, examples, lines = _read(file, path, cache)
+
+    def where(i: int) -> str:
+        return f"{file}:{lines[i]}: example {i + 1}" if i < len(lines) else f"{file}: example {i + 1}"
+
+    kind = _kind(data, examples, where)
 
     max_chars = ref.options.get("max_input_chars", MAX_INPUT_CHARS)
     max_new = ref.options.get("max_new_tokens", MAX_NEW_TOKENS)
@@ -357,44 +414,12 @@ def load(ref: SourceRef, cache: Path) -> Task:
         text_in = _cut(ex["input"], max_chars)
         fields = {"input": text_in, "input_chars": len(ex["input"]), "truncated": len(text_in) != len(ex["input"])}
         line = lines[i] if i < len(lines) else i + 1
+        prompt_in = task_prefix + input_prefix + text_in
         if kind is TaskType.classification:
-            scores = ex["target_scores"]
-            if (
-                not isinstance(scores, dict)
-                or not scores
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values())
-            ):
-                raise TaskFileError(f"{where(i)}: target_scores must map each choice to a number", "fix that example")
-            best = max(scores.values())
-            if (len(scores) == 1 and best == 0) or (len(scores) > 1 and best <= min(scores.values())):
-                raise TaskFileError(
-                    f"{where(i)}: no choice scores higher than the others", "give the correct choice the highest score"
-                )
-            choices = [str(c) for c in scores]
-            body = text_in + (
-                choice_prefix + choice_prefix.join(_choice_order(tuple(choices))) if append_choices else ""
-            )
-            gold = next(c for c, v in scores.items() if v == best)
-            sample = Sample(
-                id=str(i + 1),
-                fields=fields,
-                target=str(gold),
-                line=line,
-                prompt=task_prefix + input_prefix + body + output_prefix,
-                choices=choices,
-            )
+            choices_text = choice_prefix if append_choices else None
+            sample = _choice_sample(i, ex, fields, line, prompt_in, output_prefix, choices_text, where)
         else:
-            target = ex["target"]
-            refs = [target] if isinstance(target, str) else target
-            if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
-                raise TaskFileError(f"{where(i)}: target must be a string or a list of strings", "fix that example")
-            sample = Sample(
-                id=str(i + 1),
-                fields=fields,
-                target=[r for r in refs if r.strip()] or refs,
-                line=line,
-                prompt=task_prefix + input_prefix + text_in + output_prefix,
-            )
+            sample = _generation_sample(i, ex, fields, line, prompt_in + output_prefix, where)
         samples.append(sample)
 
     spec = TaskSpec(

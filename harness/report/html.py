@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.schema import RunAnalysis
+from harness.report.inputs import ReportInputs
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
@@ -73,82 +74,120 @@ def render_html(
     analysis: RunAnalysis | None = None,
     decision: dict[str, TaskDecision] | None = None,
 ) -> str:
-    env = env or {}
-    hw = summary.hardware or {}
+    """report.html: the markdown report's tables with the plots embedded, in one file that needs no network."""
+    r = ReportInputs(summary, env or {}, config or {}, verdicts, analysis, decision or {})
+    name, group = html.escape(summary.name), html.escape(summary.task_group)
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary.name)} on {html.escape(summary.task_group)}</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{name} on {group}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>Small vs large: {html.escape(summary.name)} on {html.escape(summary.task_group)}</h1>",
+        f"<h1>Small vs large: {name} on {group}</h1>",
     ]
-    if decision:
-        parts += [
-            f"<h2>{html.escape(decision_title(decision))}</h2>",
-            _table(DECISION_HEADER, decision_rows(decision)),
-            f"<p class='note'>{html.escape(decision_note(decision))}</p>",
-        ]
-    if verdicts:
-        classes = [v.verdict.split()[0] for v in verdicts]
-        parts += ["<h2>Claims of the seed articles</h2>", _table(CLAIMS_HEADER, claim_rows(verdicts), classes), "<ul>"]
-        for v in verdicts:
-            parts.append(
-                f"<li><b>{html.escape(v.id)}</b> ({html.escape(v.verdict)}): {html.escape(v.sentence)}"
-                f"<blockquote>{html.escape(v.quote)} ({html.escape(v.who)}, {html.escape(v.source)})</blockquote></li>"
-            )
-        parts += [
-            "</ul>",
-            "<p class='note'>Verdicts hold for these models and tasks only; supported/refuted need the whole 95% interval on one side of the threshold.</p>",
-        ]
-    parts += [f"<h2>{html.escape(task_title(summary))}</h2>", _table(task_header(summary), task_rows(summary))]
-    if analysis and stopping_rows(summary, analysis):
+    for section in (_decision, _claims, _tasks, _statistics):
+        parts += section(r)
+    parts += _plots(plots) + _models_and_cost(r) + _cells(r) + _method(r)
+    return "\n".join(parts)
+
+
+def _decision(r: ReportInputs) -> list[str]:
+    if not r.decision:
+        return []
+    return [
+        f"<h2>{html.escape(decision_title(r.decision))}</h2>",
+        _table(DECISION_HEADER, decision_rows(r.decision)),
+        f"<p class='note'>{html.escape(decision_note(r.decision))}</p>",
+    ]
+
+
+def _claims(r: ReportInputs) -> list[str]:
+    if not r.verdicts:
+        return []
+    classes = [v.verdict.split()[0] for v in r.verdicts]
+    parts = ["<h2>Claims of the seed articles</h2>", _table(CLAIMS_HEADER, claim_rows(r.verdicts), classes), "<ul>"]
+    for v in r.verdicts:
+        parts.append(
+            f"<li><b>{html.escape(v.id)}</b> ({html.escape(v.verdict)}): {html.escape(v.sentence)}"
+            f"<blockquote>{html.escape(v.quote)} ({html.escape(v.who)}, {html.escape(v.source)})</blockquote></li>"
+        )
+    return parts + [
+        "</ul>",
+        "<p class='note'>Verdicts hold for these models and tasks only; supported/refuted need the whole 95% interval on one side of the threshold.</p>",
+    ]
+
+
+def _tasks(r: ReportInputs) -> list[str]:
+    return [f"<h2>{html.escape(task_title(r.summary))}</h2>", _table(task_header(r.summary), task_rows(r.summary))]
+
+
+def _statistics(r: ReportInputs) -> list[str]:
+    s, a, parts = r.summary, r.analysis, []
+    if a and stopping_rows(s, a):
         parts += [
             "<h2>Stopped when decided (runtime.stop_when_decided)</h2>",
-            _table(STOPPING_HEADER, stopping_rows(summary, analysis)),
+            _table(STOPPING_HEADER, stopping_rows(s, a)),
             "<p class='note'>Intervals of paired differences are anytime-valid (see report.md for the rule).</p>",
         ]
-    if analysis and stats_rows(summary, analysis):
+    if a and stats_rows(s, a):
         parts += [
             "<h2>Statistics (95% bootstrap intervals, paired over the same items)</h2>",
-            _table(stats_header(summary), stats_rows(summary, analysis)),
+            _table(stats_header(s), stats_rows(s, a)),
         ]
-    if analysis and routing_rows(analysis):
-        parts += ["<h2>Cascade measured as a router</h2>", _table(ROUTING_HEADER, routing_rows(analysis))]
-    if decision:
-        parts += ["<h2>Every option of the decision table</h2>", _table(OPTIONS_HEADER, option_rows(decision))]
-    for name, title in [
-        ("quality_with_ci", "Quality with 95% CI"),
-        ("quality_vs_latency", "Quality vs latency"),
-        ("quality_vs_memory", "Quality vs memory"),
-        ("quality_vs_cost", "Quality vs cost"),
-        ("cascade", "Cascade: small first, large when unsure"),
-    ]:
-        if name in plots:
-            parts += [f"<h2>{title}</h2>", _img(plots[name], title)]
-    parts += ["<h2>Models</h2>", _table(MODEL_HEADER, model_rows(summary))]
-    if cost_rows(summary):
+    if a and routing_rows(a):
+        parts += ["<h2>Cascade measured as a router</h2>", _table(ROUTING_HEADER, routing_rows(a))]
+    if r.decision:
+        parts += ["<h2>Every option of the decision table</h2>", _table(OPTIONS_HEADER, option_rows(r.decision))]
+    return parts
+
+
+PLOT_TITLES = [
+    ("quality_with_ci", "Quality with 95% CI"),
+    ("quality_vs_latency", "Quality vs latency"),
+    ("quality_vs_memory", "Quality vs memory"),
+    ("quality_vs_cost", "Quality vs cost"),
+    ("cascade", "Cascade: small first, large when unsure"),
+]
+
+
+def _plots(plots: dict[str, Path]) -> list[str]:
+    return [
+        part for name, title in PLOT_TITLES if name in plots for part in (f"<h2>{title}</h2>", _img(plots[name], title))
+    ]
+
+
+def _models_and_cost(r: ReportInputs) -> list[str]:
+    s, hw = r.summary, r.summary.hardware or {}
+    parts = ["<h2>Models</h2>", _table(MODEL_HEADER, model_rows(s))]
+    if cost_rows(s):
         parts += [
             f"<h2>Cost, energy and carbon ({html.escape(str(hw.get('name')))})</h2>",
-            _table(cost_header(summary), cost_rows(summary)),
+            _table(cost_header(s), cost_rows(s)),
             f"<p class='note'>USD {hw.get('hourly_usd')}/h; energy measured where a counter was readable, otherwise estimated as {hw.get('power_w')} W x time; {hw.get('grid_gco2_per_kwh')} g CO2/kWh.</p>",
         ]
-    parts += [
+    return parts + [
         "<h2>All metrics</h2><ul>"
-        + "".join(f"<li>{html.escape(line.lstrip('- '))}</li>" for line in secondary_lines(summary))
+        + "".join(f"<li>{html.escape(line.lstrip('- '))}</li>" for line in secondary_lines(s))
         + "</ul>"
     ]
-    parts += ["<h2>Cells</h2>", _table(CELLS_HEADER, cell_rows(summary))]
-    if summary.missing_cells:
+
+
+def _cells(r: ReportInputs) -> list[str]:
+    parts = ["<h2>Cells</h2>", _table(CELLS_HEADER, cell_rows(r.summary))]
+    if r.summary.missing_cells:
         parts += [
-            f"<p><b>Missing cells:</b> {html.escape(', '.join(summary.missing_cells))} (rerun the same command to compute them).</p>"
+            f"<p><b>Missing cells:</b> {html.escape(', '.join(r.summary.missing_cells))} (rerun the same command to compute them).</p>"
         ]
+    return parts
+
+
+def _method(r: ReportInputs) -> list[str]:
+    env = r.environment
     pk = env.get("packages", {})
-    parts += [
+    return [
         "<h2>Method</h2><ul>",
         f"<li>Hardware: {html.escape(str(env.get('cpu')))} ({env.get('cpu_count')} CPUs)"
         + (f"; GPUs: {html.escape(', '.join(env['cuda']['devices']))}" if env.get("cuda") else "")
         + "</li>",
-        f"<li>{html.escape(sampling_line(config).lstrip('- '))}</li>",
+        f"<li>{html.escape(sampling_line(r.config).lstrip('- '))}</li>",
         f"<li>Versions: torch {pk.get('torch')}, transformers {pk.get('transformers')}, lm_eval {pk.get('lm_eval')}; git {env.get('git_commit')}</li>",
         "<li>Every number comes from the cells' records.jsonl (paths in cells.json); statistics in analysis.json, verdicts in claims.json.</li></ul>",
         "</body></html>",
     ]
-    return "\n".join(parts)

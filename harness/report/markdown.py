@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from harness.analysis.schema import RunAnalysis
+from harness.report.inputs import ReportInputs
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
@@ -63,18 +63,6 @@ def render_markdown(
         parts += section(r)
     parts += _options(r) + _cells(r) + _method(r)
     return "\n".join(parts) + "\n"
-
-
-@dataclass
-class ReportInputs:
-    """What a report is rendered from: the typed summary and verdicts, the decision, and the run's recorded facts."""
-
-    summary: RunSummary
-    environment: dict[str, Any]
-    config: dict[str, Any]
-    verdicts: list[Verdict]
-    analysis: Optional[RunAnalysis]
-    decision: dict[str, TaskDecision]
 
 
 def _decision(r: ReportInputs) -> list[str]:

@@ -18,8 +18,7 @@ from conftest import PROJECT_ROOT
 
 from harness.config.schema import DecodeLoop, RuntimeConfig
 from harness.engines.hf import HFEngine, generate_plain, greedy_decode
-from harness.results.cells import read_cell_records
-from harness.results.records import RecordWriter, write_json
+from harness.results.records import RecordWriter, read_records
 from harness.run.evaluate import batch_order, evaluate_task
 from harness.tasks.local import find_task, load_task
 from harness.tasks.prompts import Prompt
@@ -28,15 +27,15 @@ from harness.tasks.types import select_samples
 RT = RuntimeConfig(device="cpu", dtype="float32", warmup_steps=0, chat_template=False, progress=False)
 
 
-def _evaluate(engine, task, samples, tmp_path: Path, **runtime) -> list[dict]:
+def _evaluate(engine, task, samples, tmp_path: Path, **runtime) -> list:
     """Run the real evaluation loop into a cell-like directory and read it back in task order."""
     rt = dataclasses.replace(RT, **runtime)
     cell = tmp_path / f"cell_{task.name}_{'_'.join(f'{k}{v}' for k, v in runtime.items())}"
     cell.mkdir()
     with RecordWriter(cell / "records.jsonl") as writer:
         evaluate_task(engine, task, samples, rt, writer)
-    write_json(cell / "manifest.json", {"task_info": {"sample_ids": [s.id for s in samples]}})
-    return read_cell_records(cell)
+    order = {s.id: i for i, s in enumerate(samples)}  # the task's order, as a report reads a cell
+    return sorted(read_records(cell / "records.jsonl"), key=lambda r: order[r.sample_id])
 
 
 @pytest.fixture(scope="module")

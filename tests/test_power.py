@@ -62,11 +62,12 @@ def test_holm_adjusts_like_statsmodels_and_one_sided_p_like_scipy():
 
 def test_a_claim_over_many_comparisons_needs_the_holm_adjusted_test():
     """Three comparisons each barely decided alone (p about 0.03) are not all decided together (Holm: 0.09 > 0.05)."""
+    from harness.analysis.schema import PairedComparison
     from harness.verdicts.claims import _difference_verdicts
 
     class Run:  # the part of RunView that _difference_verdicts reads
         def __init__(self, ss):
-            self.compared = {(f"t{i}", "small"): {"sample_size": {"accuracy": ss}} for i in range(3)}
+            self.compared = {(f"t{i}", "small"): PairedComparison(True, sample_size={"accuracy": ss}) for i in range(3)}
 
         def primary(self, task):
             return "accuracy"
@@ -81,7 +82,7 @@ def test_a_claim_over_many_comparisons_needs_the_holm_adjusted_test():
 
     n, sd = 30, 0.5
     mean = student.isf(0.03, n - 1) * sd / np.sqrt(n)  # one-sided p = 0.03 against zero
-    ss = SampleSize(n, float(mean), sd, minimum_detectable_effect(sd, n)).to_dict()
+    ss = SampleSize(n, float(mean), sd, minimum_detectable_effect(sd, n))
     per, nums = _difference_verdicts(Run(ss), lambda task: 0.0)
     assert per == ["inconclusive"] * 3 and nums["t0"]["holm_p_above"] == pytest.approx(0.09, abs=1e-6)
     per_one, _ = _difference_verdicts(_single(Run, ss), lambda task: 0.0)

@@ -130,7 +130,8 @@ def test_a_summary_from_a_newer_version_is_named_not_misread() -> None:
 
 
 def test_a_manifest_round_trips_and_a_newer_format_is_named(tmp_path: Path) -> None:
-    from harness.results.cells import CellStatus, ManifestError, read_manifest
+    from harness.results.cells import CellKey, CellStatus, ManifestError, Store, read_manifest
+    from harness.results.schema import ResultFormatError
 
     cell = next((GOLDEN / "default" / "input" / "cells").glob("*/*/*/manifest.json")).parent
     data = json.loads((cell / "manifest.json").read_text())
@@ -140,8 +141,14 @@ def test_a_manifest_round_trips_and_a_newer_format_is_named(tmp_path: Path) -> N
     newer = tmp_path / "cell"
     newer.mkdir()
     (newer / "manifest.json").write_text(json.dumps({**data, "format": 99}))
-    with pytest.raises(ManifestError, match="format 99 was written by a newer version"):
+    with pytest.raises(ResultFormatError, match="format 99, written by a newer version") as raised:
         read_manifest(newer)
+    assert not isinstance(raised.value, ManifestError)  # refused, not set aside and recomputed as a damaged cell
+    store, key = Store(tmp_path / "store"), CellKey("m", "t", {"x": 1})
+    store.cell_dir(key).mkdir(parents=True)
+    (store.cell_dir(key) / "manifest.json").write_text(json.dumps({**data, "format": 99}))
+    with pytest.raises(ResultFormatError):  # a run stops with the one-line error instead of recomputing the cell
+        store.is_complete(key)
 
 
 @pytest.mark.parametrize("name", ["default", "three"])

@@ -37,6 +37,7 @@ from typing import Any, Optional
 
 from harness.errors import HarnessError
 from harness.results.records import RecordWriter, SampleRecord, read_json, read_records, write_json
+from harness.results.schema import check_format
 from harness.tasks.types import task_fingerprint
 
 # Bump when scoring or the record format changes what a cell's records mean:
@@ -106,11 +107,8 @@ class CellManifest:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> CellManifest:
-        if int(d.get("format", 1)) > MANIFEST_FORMAT:
-            raise ManifestError(
-                f"{where}: manifest format {d.get('format')} was written by a newer version (this one reads up to {MANIFEST_FORMAT})",
-                "upgrade the harness (pip install -U small-vs-large) to read this store",
-            )
+        # a newer format is refused (ResultFormatError), never taken for a damaged manifest: the run would set it aside
+        check_format(d, MANIFEST_FORMAT, where)
         known = {f for f in cls.__dataclass_fields__}
         try:
             fields_ = {k: v for k, v in d.items() if k in known}  # keys a newer minor writer added are kept on disk only

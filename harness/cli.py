@@ -120,7 +120,7 @@ def _comparison_dir(runs: list[Path], out: Optional[Path]) -> Path:
 def _report(args: argparse.Namespace) -> None:
     from harness.report.build import build_report
 
-    runs, overrides = _split_paths(args.paths, "harness report")
+    runs, overrides = _split_paths(args.paths, f"harness {args.command}")
     build_report(_comparison_dir(runs, args.out), console=make_console(), overrides=overrides)
 
 
@@ -165,9 +165,7 @@ def _merge(args: argparse.Namespace) -> None:
         _fail(
             "harness merge needs an output directory and at least two runs -- fix: harness report RUN_DIR RUN_DIR --out OUT_DIR"
         )
-    runs, overrides = _split_paths(args.runs, "harness merge")
-    build_report_args = argparse.Namespace(paths=[*map(str, runs), *overrides], out=Path(args.out))
-    _report(build_report_args)
+    _report(argparse.Namespace(command="merge", paths=args.runs, out=Path(args.out)))
 
 
 def _regress(args: argparse.Namespace) -> None:

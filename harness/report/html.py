@@ -120,19 +120,20 @@ def _tasks(r: ReportInputs) -> list[str]:
 
 def _statistics(r: ReportInputs) -> list[str]:
     s, a, parts = r.summary, r.analysis, []
-    if a and stopping_rows(s, a):
+    stop_rows, stat_rows, route_rows = (stopping_rows(s, a), stats_rows(s, a), routing_rows(a)) if a else ([], [], [])
+    if stop_rows:
         parts += [
             "<h2>Stopped when decided (runtime.stop_when_decided)</h2>",
-            _table(STOPPING_HEADER, stopping_rows(s, a)),
+            _table(STOPPING_HEADER, stop_rows),
             "<p class='note'>Intervals of paired differences are anytime-valid (see report.md for the rule).</p>",
         ]
-    if a and stats_rows(s, a):
+    if stat_rows:
         parts += [
             "<h2>Statistics (95% bootstrap intervals, paired over the same items)</h2>",
-            _table(stats_header(s), stats_rows(s, a)),
+            _table(stats_header(s), stat_rows),
         ]
-    if a and routing_rows(a):
-        parts += ["<h2>Cascade measured as a router</h2>", _table(ROUTING_HEADER, routing_rows(a))]
+    if route_rows:
+        parts += ["<h2>Cascade measured as a router</h2>", _table(ROUTING_HEADER, route_rows)]
     if r.decision:
         parts += ["<h2>Every option of the decision table</h2>", _table(OPTIONS_HEADER, option_rows(r.decision))]
     return parts
@@ -156,10 +157,10 @@ def _plots(plots: dict[str, Path]) -> list[str]:
 def _models_and_cost(r: ReportInputs) -> list[str]:
     s, hw = r.summary, r.summary.hardware or {}
     parts = ["<h2>Models</h2>", _table(MODEL_HEADER, model_rows(s))]
-    if cost_rows(s):
+    if rows := cost_rows(s):
         parts += [
             f"<h2>Cost, energy and carbon ({html.escape(str(hw.get('name')))})</h2>",
-            _table(cost_header(s), cost_rows(s)),
+            _table(cost_header(s), rows),
             f"<p class='note'>USD {hw.get('hourly_usd')}/h; energy measured where a counter was readable, otherwise estimated as {hw.get('power_w')} W x time; {hw.get('grid_gco2_per_kwh')} g CO2/kWh.</p>",
         ]
     return parts + [

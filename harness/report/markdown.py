@@ -124,13 +124,14 @@ def _stopping(r: ReportInputs) -> list[str]:
 
 
 def _statistics(r: ReportInputs) -> list[str]:
-    if not (r.analysis and stats_rows(r.summary, r.analysis)):
+    rows = stats_rows(r.summary, r.analysis) if r.analysis else []
+    if not rows:
         return []
     return [
         "## Statistics (95% bootstrap intervals; paired over the same items)"
         if not r.summary.sequential
         else "## Statistics (paired differences: anytime-valid intervals, see above; per-model scores: 95% bootstrap intervals)",
-        md_table(stats_header(r.summary), stats_rows(r.summary, r.analysis)),
+        md_table(stats_header(r.summary), rows),
         "",
     ]
 
@@ -177,13 +178,14 @@ def _models(r: ReportInputs) -> list[str]:
 
 
 def _cost(r: ReportInputs) -> list[str]:
-    if not cost_rows(r.summary):
+    rows = cost_rows(r.summary)
+    if not rows:
         return []
     hw = r.summary.hardware or {}
     return [
         "",
         f"## Cost, energy and carbon (hardware profile {hw.get('name')}: {hw.get('description', '')})",
-        md_table(cost_header(r.summary), cost_rows(r.summary)),
+        md_table(cost_header(r.summary), rows),
         "",
         f"Cost = ${hw.get('hourly_usd')}/h x measured time per request. Energy is measured (NVML, RAPL) where a counter could be read, "
         f"otherwise **estimated** as {hw.get('power_w')} W x measured time; CO2 at {hw.get('grid_gco2_per_kwh')} g/kWh. "

@@ -35,3 +35,8 @@ class TaskFileError(HarnessError):
 
 class ModelSourceError(HarnessError):
     """A model that cannot be fetched or verified (missing file, bad checksum)."""
+
+
+class ServerError(HarnessError):
+    """A served model's server failed a request for good (retries spent, a refused request): the records written so far
+    stay, and the same command resumes after them."""

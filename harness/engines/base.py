@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,6 +30,8 @@ class ChoiceScores:
     num_tokens: list[int]
     input_tokens: int  # tokens of the context
     tokens_dropped: int = 0  # from the context's start, to fit the model's context window
+    latency_s: float | None = None  # this prompt's own time, where requests run concurrently (served engines)
+    details: dict[str, Any] = field(default_factory=dict)  # engine facts for the record (retries, ...)
 
 
 @dataclass
@@ -47,12 +49,23 @@ class Generation:
     decode_tokens_per_s: float | None
     tokens_dropped: int = 0  # from the prompt's start, so that prompt + max_new_tokens fit the context window
     min_logprob: float | None = None  # the least likely generated token's log-probability (a confidence)
+    details: dict[str, Any] = field(
+        default_factory=dict
+    )  # engine facts for the record (retries, inter-token latency ...)
 
 
 class Engine(ABC):
     """A loaded model behind one small interface."""
 
     name: str = ""  # the engine's registry name (runtime.engine / model.engine)
+    # prompts handed to one call: served engines keep this many requests in flight (runtime.concurrency)
+    concurrency: int = 1
+    # whether the model's memory is this process's (in-process engines) or a server's the client cannot see
+    memory_in_process: bool = True
+
+    def check_task(self, task_type: Any) -> None:
+        """Raise a one-line error, before any item runs, when the engine cannot score this kind of task."""
+        _ = task_type  # in-process engines score every kind
 
     @property
     @abstractmethod

@@ -23,6 +23,7 @@ from harness.config.schema import ModelConfig, ModelSource
 from harness.errors import ConfigError, ModelSourceError
 from harness.models.gguf_wheel import sha256_of
 from harness.models.random_init import tokenizer_path
+from harness.models.served import served_identity
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -90,6 +91,8 @@ def resolve_hub_revision(hub_id: str, revision: str | None) -> tuple[str, bool]:
 def model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
     """The parts of a model that determine its outputs, in clear (hashed into the cell key)."""
     source = ModelSource(cfg.source)
+    if source is ModelSource.served:
+        return served_identity(cfg)
     if source is ModelSource.hub:
         if not cfg.hub_id:
             raise ConfigError(f"model {cfg.name} has source=hub but no hub_id", "set hub_id: org/name")

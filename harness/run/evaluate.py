@@ -128,6 +128,7 @@ def _classify(
     options = [_choices(task, s) for s in batch]
     latency_mode = is_latency_mode(runtime)
     scored, seconds = engine.loglikelihood(prompts, [texts for _, texts in options])
+    concurrent = engine.concurrency > 1
     records = []
     for sample, prompt, sc, (labels, _) in zip(batch, prompts, scored, options):
         best = max(range(len(labels)), key=lambda i: sc.logliks[i])
@@ -142,7 +143,7 @@ def _classify(
                 len(batch),
                 seconds,
                 latency_mode,
-                seconds,
+                sc.latency_s if sc.latency_s is not None else seconds,
                 prediction=labels[best],
                 scores={"correct": float(labels[best] == sample.target)},
                 input_tokens=sc.input_tokens,
@@ -157,6 +158,8 @@ def _classify(
                     "probs": probs,
                     "margin": ranked[0] - (ranked[1] if len(ranked) > 1 else 0.0),
                     "chat_template": prompt.chat,
+                    **({"concurrency": engine.concurrency} if concurrent else {}),
+                    **sc.details,
                 },
             )
         )
@@ -202,6 +205,8 @@ def _summarize(
                     "mean_logprob": out.mean_logprob,
                     "min_logprob": out.min_logprob,
                     "chat_template": prompt.chat,
+                    **({"concurrency": engine.concurrency} if engine.concurrency > 1 else {}),
+                    **out.details,
                 },
             )
         )
@@ -257,6 +262,7 @@ def evaluate_task(
     an item that fails alone gets no record (the cell is then ``partial`` and
     the next run retries it).
     """
+    engine.check_task(task.type)  # a capability the engine lacks is named before any item runs
     pressure = MemoryPressure(runtime.batch_size, runtime.batch_size)
     prompts = _prompts(engine, task, samples, runtime)
     order = batch_order(engine, prompts, runtime, task.type)
@@ -273,7 +279,8 @@ def evaluate_task(
             warm //= 2
     run = _classify if task.type is TaskType.classification else _summarize
     wall = 0.0
-    size, i = runtime.batch_size, 0
+    # served engines: calls of 4 x concurrency prompts keep that many requests in flight most of the time
+    size, i = (runtime.batch_size if engine.concurrency == 1 else 4 * engine.concurrency), 0
     with MemoryTracker(engine.device) as mem, EnergyTracker(engine.device) as energy:
         while i < len(samples):
             batch = samples[i : i + size]

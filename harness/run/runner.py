@@ -165,7 +165,13 @@ class _CellRunner:
                 "n": writer.count,
                 "resumed_after": len(done),
                 "wall_s": wall,
-                "memory": mem.to_dict(),
+                "memory": mem.to_dict()
+                if engine.memory_in_process
+                else {  # a served model's memory is the server's: not measured, rather than the client's RSS
+                    "device": "server",
+                    "peak_bytes": None,
+                    "client_peak_rss_bytes": mem.peak_rss_bytes,
+                },
                 "energy": energy.to_dict(),
                 **pressure.to_dict(),
                 **({"look": upto} if look else {}),

@@ -151,14 +151,19 @@ def cell_key(
     rt = cfg.runtime
     spec = task.spec
     native = engine == "llamacpp"  # runs the GGUF as stored: its sha256 (in the identity) fixes the weights' precision
+    served = engine == "openai"  # the server fixes the precision; latency depends on the requests in flight
     return CellKey(
         model.name,
         task.name,
         {
             "scoring_version": SCORING_VERSION,
             "model": identity,
-            "dtype": "gguf" if native else str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
-            "device_type": device.type,
+            "dtype": "gguf"
+            if native
+            else "served"
+            if served
+            else str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
+            "device_type": "server" if served else device.type,
             "engine": check_engine(engine),
             **(
                 {
@@ -169,6 +174,16 @@ def cell_key(
                     }
                 }
                 if native
+                else {}
+            ),
+            **(
+                {
+                    "served": {
+                        "api": getattr(model.served.api, "value", model.served.api),
+                        "concurrency": rt.concurrency,
+                    }
+                }
+                if served and model.served is not None
                 else {}
             ),
             "task": task_identity(task, samples, rt.num_fewshot, rt.chat_template),

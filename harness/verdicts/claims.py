@@ -539,13 +539,13 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
                 run.names,
             )
         p95 = small_latency["p95"].to_dict()
-        mem = run.summary.tasks[t].results[str(small_name)].peak_memory_bytes or 0
-        nums[t] = {"p95_latency_s": p95, "peak_memory_gb": mem / 2**30}
+        mem = run.summary.tasks[t].results[str(small_name)].peak_memory_bytes  # None: a served model's (the server's)
+        nums[t] = {"p95_latency_s": p95, "peak_memory_gb": mem / 2**30 if mem is not None else None}
         per.append(
             SUPPORTED
-            if p95["high"] < max_p95 and mem < max_mem
+            if p95["high"] < max_p95 and mem is not None and mem < max_mem
             else REFUTED
-            if p95["low"] > max_p95 or mem > max_mem
+            if p95["low"] > max_p95 or (mem is not None and mem > max_mem)
             else INCONCLUSIVE
         )
     if not per:
@@ -559,7 +559,9 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
         )
     verdict = _combine(per)
     key = "; ".join(
-        f"{t}: p95 {_fmt(v['p95_latency_s'], unit=' s')}, peak {v['peak_memory_gb']:.2f} GB" for t, v in nums.items()
+        f"{t}: p95 {_fmt(v['p95_latency_s'], unit=' s')}, peak "
+        + (f"{v['peak_memory_gb']:.2f} GB" if v["peak_memory_gb"] is not None else "not measured (served)")
+        for t, v in nums.items()
     )
     return Verdict(
         UNSET,
@@ -598,7 +600,7 @@ def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tupl
 def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
     """Over every pair of models at least ``min_params_ratio`` apart: does the smaller one significantly win a task?"""
     min_ratio = th.get("min_params_ratio", 10.0)
-    names = run.measured
+    names = [n for n in run.measured if run.models[n].size > 0]  # a served model without published_params: unknown
     size = {n: run.models[n].size for n in names}
     pairs = [(a, b) for a in names for b in names if a != b and size[b] >= min_ratio * size[a]]
     if not pairs:

@@ -1,0 +1,80 @@
+"""Serve a GGUF with llama-cpp-python's OpenAI-compatible server, with two of its faults set right.
+
+    python -m harness.engines.llamacpp_server --model m.gguf --host 127.0.0.1 --port 8000 --logits_all true
+
+takes every option of ``python -m llama_cpp.server`` (which it runs) and:
+
+- turns llama.cpp's weight repacking off on CPUs with AMX, where llama-cpp-python
+  builds crash at the first generation step with it (``harness.engines.llamacpp.repack_default``;
+  ``HARNESS_LLAMACPP_REPACK=1`` forces it on);
+- queues concurrent requests instead of cutting the stream being served short
+  (its ``--interrupt_requests`` defaults to true: a load sweep would measure
+  truncated answers); pass ``--interrupt_requests true`` to keep that;
+- returns prompt log-probabilities (``echo`` + ``logprobs``) at the right position.
+  llama-cpp-python 0.3 pairs prompt token i with the logits computed *at* i (which
+  predict token i+1) for models whose tokenizer adds no BOS token, so every echoed
+  log-probability belongs to the next token. Here the logits are shifted one
+  position before they are paired. ``tests/test_served.py`` checks the stock
+  server is refused by the openai engine's probe and this one scores as the
+  in-process llamacpp engine does.
+
+Patching a library's internals is a stopgap, written down as one: the patch
+touches ``Llama._create_completion`` and ``Llama.logits_to_logprobs`` only, and
+the version is pinned in constraints.txt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from harness.engines.llamacpp import _model_params, repack_default
+
+_state = threading.local()
+
+
+def patch_echo_logprobs() -> None:
+    """Make llama-cpp-python's echoed prompt log-probabilities score each token with the logits that predict it."""
+    from llama_cpp import Llama
+
+    if getattr(Llama, "_harness_echo_patch", False):
+        return
+    create, to_logprobs = Llama._create_completion, Llama.logits_to_logprobs
+
+    def _create_completion(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        adds_bos = bool(self.tokenize(b"", add_bos=True))
+        _state.shift = bool(kwargs.get("echo")) and kwargs.get("logprobs") is not None and not adds_bos
+        try:
+            yield from create(self, *args, **kwargs)
+        finally:
+            _state.shift = False
+
+    def logits_to_logprobs(logits: Any, axis: int = -1) -> Any:
+        out = to_logprobs(logits, axis=axis)
+        if getattr(_state, "shift", False) and np.ndim(out) == 2:  # the echo path: one row per evaluated token
+            out = np.concatenate([np.zeros_like(out[:1]), out[:-1]])  # row i: the logits that predicted token i
+        return out
+
+    Llama._create_completion = _create_completion  # type: ignore[method-assign]
+    Llama.logits_to_logprobs = staticmethod(logits_to_logprobs)  # type: ignore[method-assign]
+    Llama._harness_echo_patch = True  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    from llama_cpp.server.__main__ import main as serve
+
+    if "--interrupt_requests" not in sys.argv:
+        sys.argv += ["--interrupt_requests", "false"]
+    forced = os.environ.get("HARNESS_LLAMACPP_REPACK")
+    patch_echo_logprobs()
+    with _model_params(repack_default() if forced is None else forced == "1"):
+        serve()
+
+
+if __name__ == "__main__":
+    main()

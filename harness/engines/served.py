@@ -1,0 +1,419 @@
+"""The ``openai`` engine: any OpenAI-compatible server (vLLM, llama.cpp's servers, Ollama, a hosted API).
+
+Through the ``openai`` client (the ``[served]`` extra), as lm-eval's
+``local-completions`` and inspect_ai's OpenAI provider do; what is measured is
+what the deployment gives a client on this machine.
+
+- Generation is streamed: every chunk is time-stamped on the client, so a record
+  has its request's end-to-end latency, time to first token and inter-token
+  latency; token counts come from the server's ``usage`` where it sends one
+  (``details.usage``: ``server``), else from the streamed tokens (``chunks``).
+  Greedy (``temperature=0``) with the run's seed, stop strings sent and applied.
+- Log-likelihood (classification) goes through ``/v1/completions`` with
+  ``echo`` and ``logprobs``: the continuation's tokens are the echoed prompt's
+  last ones, found from the end of the text (so special tokens at its start
+  cannot shift them). Before the first item, a probe checks the server returns
+  prompt log-probabilities at all, and that they agree with its own generation
+  (llama-cpp-python 0.3's server returns them one position late: the harness
+  refuses such a server rather than score with them; ``harness.engines.llamacpp_server``
+  serves a GGUF with them in place).
+- Faults: timeouts, 429 and 5xx are retried with exponential backoff and jitter
+  (``Retry-After`` honoured); every retry is recorded on its sample. When the
+  retries are spent the run stops with a one-line ``ServerError``: records are
+  written one whole line at a time, so the same command resumes after the last.
+- ``runtime.concurrency`` requests are kept in flight (a thread pool: requests
+  are I/O); each record keeps its own request's latency under that load.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import torch
+
+from harness.config.schema import ModelConfig, RuntimeConfig, ServedAPI, ServedConfig
+from harness.engines.base import ChoiceScores, Engine, Generation
+from harness.engines.hf import _choices_per_prompt, cut_at_stop
+from harness.errors import ConfigError, ServerError
+from harness.measure.timing import generation_timing
+from harness.models.served import client, listed_models, scrub, served_config
+from harness.tasks.prompts import Prompt
+from harness.tasks.types import TaskType
+
+T = TypeVar("T")
+PROBE_TEXT = "The capital of France is"
+PROBE_TOLERANCE = 0.1  # nats between a token's log-probability echoed and generated (quantized kernels differ a little)
+
+
+class ServerChat:
+    """What prompts are built with for ``api: chat``: the messages themselves, kept as JSON (the server templates them)."""
+
+    chat_template = "the server's"
+
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], tokenize: bool = False, add_generation_prompt: bool = True
+    ) -> str:
+        return json.dumps(messages, ensure_ascii=False)
+
+
+class PlainText:
+    """``api: completions``: the prompt is sent as text, with no template (the server adds none either)."""
+
+    chat_template = None
+
+
+def _status(exc: BaseException) -> Optional[int]:
+    return getattr(exc, "status_code", None)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Timeouts, dropped connections, 429 and 5xx: worth another try. 4xx other than 429: the request is wrong."""
+    import openai
+
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    status = _status(exc)
+    return status is not None and (status == 429 or status >= 500)
+
+
+def _retry_after(exc: BaseException) -> Optional[float]:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _why(exc: BaseException) -> str:
+    status = _status(exc)
+    return f"HTTP {status}" if status is not None else type(exc).__name__
+
+
+class ServedEngine(Engine):
+    """A model behind an OpenAI-compatible server."""
+
+    name = "openai"
+    memory_in_process = False
+
+    def __init__(
+        self, cfg: ModelConfig, served: ServedConfig, api: Any, runtime: RuntimeConfig, listed: list[dict[str, Any]]
+    ) -> None:
+        self.cfg, self.served, self.api, self.listed = cfg, served, api, listed
+        self.seed = runtime.seed
+        self.concurrency = max(1, runtime.concurrency)
+        self._tok: Any = ServerChat() if ServedAPI(served.api) is ServedAPI.chat else PlainText()
+        self._probed: Optional[dict[str, Any]] = None
+        self._lock = threading.Lock()
+        self.retries_total = 0
+
+    @classmethod
+    def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> ServedEngine:
+        served = served_config(cfg)
+        return cls(cfg, served, client(served, cfg.name), runtime, listed_models(served, cfg.name))
+
+    # --- the Engine interface ---------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")  # the client's: memory and energy trackers see this process, not the server
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tok
+
+    def check_task(self, task_type: Any) -> None:
+        if task_type is TaskType.classification:
+            self.probe_prompt_logprobs()
+
+    # --- requests, retried ------------------------------------------------------------------
+
+    def _call(self, request: Callable[[], T], retries: list[dict[str, Any]]) -> T:
+        """``request()``, retried on timeouts, 429 and 5xx with backoff and jitter; each retry appended to ``retries``."""
+        import openai
+
+        attempt = 0
+        while True:
+            try:
+                return request()
+            except (openai.APIError, openai.APIConnectionError) as exc:
+                if not retryable(exc):
+                    raise ServerError(
+                        f"model {self.cfg.name}: {self.served.base_url} refused a request ({_why(exc)}: "
+                        f"{scrub(str(exc).splitlines()[0] if str(exc) else '', self.served)})",
+                        "check the served model's settings (context length, API style); records so far are kept",
+                    ) from exc
+                if attempt >= self.served.max_retries:
+                    raise ServerError(
+                        f"model {self.cfg.name}: {self.served.base_url} failed {attempt + 1} times in a row "
+                        f"({_why(exc)}); the records written so far are kept",
+                        "restart the server (or raise served.max_retries / served.timeout_s), then run the same "
+                        "command again: it resumes after the last record",
+                    ) from exc
+                wait = self.served.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
+                hinted = _retry_after(exc)
+                if hinted is not None:
+                    wait = max(wait, min(hinted, 60.0))
+                retries.append({"attempt": attempt + 1, "error": _why(exc), "wait_s": round(wait, 3)})
+                with self._lock:
+                    self.retries_total += 1
+                time.sleep(wait)
+                attempt += 1
+
+    def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
+        """``fn`` over ``items`` with ``concurrency`` requests in flight, results in order."""
+        if self.concurrency == 1 or len(items) == 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    # --- log-likelihood through /v1/completions with echo -----------------------------------
+
+    def _echo(self, text: str, retries: list[dict[str, Any]]) -> tuple[list[str], list[Optional[float]], list[Any]]:
+        """The echoed prompt's tokens, their log-probabilities and top alternatives.
+
+        ``max_tokens=1`` (some servers refuse 0): vLLM lists the generated token after the prompt's, llama-cpp-python
+        leaves it out; the prompt's own are the first ``usage.prompt_tokens`` (a BOS it drops is simply not there).
+        """
+        response = self._call(
+            lambda: self.api.completions.create(
+                model=self.served.model, prompt=text, max_tokens=1, echo=True, logprobs=1, temperature=0
+            ),
+            retries,
+        )
+        lp = response.choices[0].logprobs
+        if lp is None or not lp.token_logprobs:
+            raise self._no_prompt_logprobs("it returned no log-probabilities for the prompt (echo + logprobs)")
+        n = len(lp.tokens)
+        if response.usage is not None and response.usage.prompt_tokens:
+            n = min(n, int(response.usage.prompt_tokens))
+        tops = list(lp.top_logprobs or [None] * len(lp.tokens))
+        return list(lp.tokens[:n]), list(lp.token_logprobs[:n]), tops[:n]
+
+    def _no_prompt_logprobs(self, why: str) -> ConfigError:
+        return ConfigError(
+            f"model {self.cfg.name}: {self.served.base_url} cannot score classification tasks: {why}",
+            "run generation tasks with it, or serve the model with a server that returns prompt log-probabilities "
+            "(vLLM; python -m harness.engines.llamacpp_server for a GGUF)",
+        )
+
+    def probe_prompt_logprobs(self) -> dict[str, Any]:
+        """Check once that the server scores prompts, and scores them where its own generation does."""
+        if ServedAPI(self.served.api) is ServedAPI.chat:
+            raise ConfigError(
+                f"model {self.cfg.name} is asked through api: chat, which has no prompt log-probabilities, "
+                "so it cannot score classification tasks",
+                "use served.api: completions for it, or run generation tasks only",
+            )
+        if self._probed is not None:
+            return self._probed
+        import openai
+
+        # The token the server generates after the probe, scored twice: as generated, and echoed after the prompt.
+        retries: list[dict[str, Any]] = []
+        try:
+            gen = self._call(
+                lambda: self.api.completions.create(
+                    model=self.served.model, prompt=PROBE_TEXT, max_tokens=1, logprobs=1, temperature=0
+                ),
+                retries,
+            )
+            choice = gen.choices[0]
+            token = choice.text
+            tokens, logprobs, _ = self._echo(PROBE_TEXT + token, retries)
+        except ServerError as exc:
+            if isinstance(exc.__cause__, openai.APIStatusError) and _status(exc.__cause__) in (400, 422):
+                raise self._no_prompt_logprobs(f"it rejected echo + logprobs ({_why(exc.__cause__)})") from exc
+            raise
+        generated = choice.logprobs.token_logprobs[0] if choice.logprobs else None
+        echoed = logprobs[-1] if tokens and tokens[-1] == token else None  # None: re-tokenized, nothing to compare
+        if generated is not None and echoed is not None and abs(generated - echoed) > PROBE_TOLERANCE:
+            raise self._no_prompt_logprobs(
+                f"its prompt log-probabilities disagree with its generation ({token!r} after {PROBE_TEXT!r}: "
+                f"{echoed:.3f} echoed, {generated:.3f} generated; llama-cpp-python's server shifts them one token)"
+            )
+        self._probed = {"token": token, "generated": generated, "echoed": echoed, "agree": echoed is not None}
+        return self._probed
+
+    def _score(self, args: tuple[Prompt, str]) -> tuple[float, bool, int, int, float, list[dict[str, Any]]]:
+        prompt, choice = args
+        continuation = prompt.target_delimiter + choice
+        retries: list[dict[str, Any]] = []
+        start = time.perf_counter()
+        tokens, logprobs, tops = self._echo(prompt.text + continuation, retries)
+        seconds = time.perf_counter() - start
+        span = _tail(tokens, len(continuation))
+        loglik = float(sum(logprobs[i] or 0.0 for i in span))
+        greedy = all(tops[i] is None or not tops[i] or max(tops[i], key=tops[i].get) == tokens[i] for i in span)
+        return loglik, greedy, len(span), len(tokens) - len(span), seconds, retries
+
+    def loglikelihood(
+        self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
+    ) -> tuple[list[ChoiceScores], float]:
+        self.probe_prompt_logprobs()
+        options = _choices_per_prompt(prompts, choices)
+        pairs = [(p, c) for p, opts in zip(prompts, options) for c in opts]
+        start = time.perf_counter()
+        scored = iter(self._map(self._score, pairs))
+        wall = time.perf_counter() - start
+        results = []
+        for opts in options:
+            parts = [next(scored) for _ in opts]
+            results.append(
+                ChoiceScores(
+                    logliks=[p[0] for p in parts],
+                    greedy=[p[1] for p in parts],
+                    num_tokens=[p[2] for p in parts],
+                    input_tokens=max(p[3] for p in parts),
+                    latency_s=sum(p[4] for p in parts),  # one request per choice, the item's own
+                    details={"retries": [r for p in parts for r in p[5]]} if any(p[5] for p in parts) else {},
+                )
+            )
+        return results, wall
+
+    # --- streamed generation ----------------------------------------------------------------
+
+    def _stream(self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int) -> dict[str, Any]:
+        """One streamed request, time-stamped per chunk (a retry starts the clock again)."""
+        extra = {"min_tokens": min_new_tokens} if min_new_tokens else None
+        common: dict[str, Any] = {
+            "model": self.served.model,
+            "max_tokens": max_new_tokens,
+            "temperature": 0,
+            "seed": self.seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **({"stop": list(stops)[:4]} if stops else {}),  # the API takes at most 4; all are applied below
+            **({"extra_body": extra} if extra else {}),
+        }
+        chat = ServedAPI(self.served.api) is ServedAPI.chat
+        start = time.perf_counter()
+        if chat:
+            stream = self.api.chat.completions.create(messages=json.loads(prompt.text), logprobs=True, **common)
+        else:
+            stream = self.api.completions.create(prompt=prompt.text, logprobs=1, **common)
+        text: list[str] = []
+        stamps: list[float] = []
+        logprobs: list[float] = []
+        usage, finish = None, None
+        for chunk in stream:
+            now = time.perf_counter()
+            if getattr(chunk, "usage", None):
+                usage = chunk.usage
+            for choice in chunk.choices or []:
+                piece = (choice.delta.content if chat else choice.text) or ""
+                finish = choice.finish_reason or finish
+                lps = _chunk_logprobs(choice, chat)
+                if piece or lps:
+                    text.append(piece)
+                    stamps.extend([now] * max(1, len(lps)))
+                    logprobs.extend(lp for lp in lps if lp is not None)
+        end = time.perf_counter()
+        return {
+            "start": start,
+            "end": end,
+            "text": "".join(text),
+            "stamps": stamps,
+            "logprobs": logprobs,
+            "usage": usage,
+            "finish": finish,
+        }
+
+    def _generate_one(self, args: tuple[Prompt, int, Sequence[str], int]) -> Generation:
+        prompt, max_new_tokens, stops, min_new_tokens = args
+        retries: list[dict[str, Any]] = []
+        out = self._call(lambda: self._stream(prompt, max_new_tokens, stops, min_new_tokens), retries)
+        usage = out["usage"]
+        n_out = int(usage.completion_tokens) if usage else len(out["stamps"])
+        timing = generation_timing(out["start"], out["end"], out["stamps"], n_out)
+        stamps, logprobs = out["stamps"], out["logprobs"]
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        details: dict[str, Any] = {
+            "usage": "server" if usage else "chunks",
+            "finish_reason": out["finish"],
+            "inter_token_s": sum(gaps) / len(gaps) if gaps else None,
+            **({"retries": retries} if retries else {}),
+        }
+        return Generation(
+            text=cut_at_stop(out["text"], stops),
+            output_tokens=n_out,
+            input_tokens=int(usage.prompt_tokens) if usage else 0,
+            mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
+            min_logprob=min(logprobs) if logprobs else None,
+            latency_s=timing.latency_s,
+            ttft_s=timing.ttft_s,
+            decode_tokens_per_s=timing.decode_tokens_per_s,
+            details=details,
+        )
+
+    def generate_until(
+        self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
+    ) -> list[Generation]:
+        return self._map(self._generate_one, [(p, max_new_tokens, stops, min_new_tokens) for p in prompts])
+
+    def describe(self) -> dict[str, Any]:
+        import openai
+
+        entry = next((m for m in self.listed if m.get("id") == self.served.model), {})
+        total = self.cfg.published_params or 0
+        return {
+            "name": self.cfg.name,
+            "engine": self.name,
+            "source": "served",
+            "origin": f"{self.served.base_url} ({self.served.model})",
+            "device": "server",
+            "dtype": "as served",
+            "dtype_reason": "set by the server",
+            "served_model": self.served.model,
+            "served_owned_by": entry.get("owned_by"),
+            "identity_note": "as the server reported it: the weights behind a served name can change",
+            "revision": self.cfg.revision,
+            "api": ServedAPI(self.served.api).value,
+            "concurrency": self.concurrency,
+            "usd_per_million_input": self.served.usd_per_million_input,
+            "usd_per_million_output": self.served.usd_per_million_output,
+            "prompt_logprobs_probe": self._probed,
+            "load_time_s": 0.0,
+            "params": {
+                "total": total,
+                "active": total,
+                "embedding": 0,
+                "expert": 0,
+                "num_experts": 0,
+                "experts_per_token": 0,
+                "is_moe": False,
+            },
+            "openai_client": openai.__version__,
+        }
+
+    def unload(self) -> None:
+        self.api.close()
+
+
+def _chunk_logprobs(choice: Any, chat: bool) -> list[Optional[float]]:
+    lp = getattr(choice, "logprobs", None)
+    if lp is None:
+        return []
+    if chat:
+        return [c.logprob for c in (lp.content or [])]
+    return list(lp.token_logprobs or [])
+
+
+def _tail(tokens: Sequence[str], chars: int) -> list[int]:
+    """The indices of the last tokens whose text covers the last ``chars`` characters (at least one token)."""
+    covered, i = 0, len(tokens)
+    while i > 0 and covered < chars:
+        i -= 1
+        covered += len(tokens[i])
+    return list(range(i, len(tokens)))

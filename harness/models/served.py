@@ -1,0 +1,123 @@
+"""Models behind an OpenAI-compatible server (``source: served``): the client, the key, and what the server says it is.
+
+The API key is read from the environment variable the config names, at run
+time, and goes nowhere else: not into records, manifests, logs, reports, nor
+error messages (``scrub`` takes it out of any text a server sends back).
+The identity of a served model is what the server reports (``GET /v1/models``)
+plus the user's ``revision`` label: a server can swap the weights behind a
+name, so reports say the identity is the server's word.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+from harness.config.schema import ModelConfig, ServedConfig
+from harness.errors import ConfigError, ModelSourceError
+
+INSTALL_HINT = "pip install 'small-vs-large[served]' (the openai client)"
+NO_KEY = "not-needed"  # local servers take any key; the openai client insists on one
+
+
+def served_config(cfg: ModelConfig) -> ServedConfig:
+    if cfg.served is None:
+        raise ConfigError(f"model {cfg.name} has source=served but no served: section", "add served: {base_url, model}")
+    return cfg.served
+
+
+def api_key(served: ServedConfig, model: str) -> str:
+    """The key from ``served.api_key_env`` (a missing variable is an error: a hosted API would answer 401 anyway)."""
+    if not served.api_key_env:
+        return NO_KEY
+    key = os.environ.get(served.api_key_env)
+    if not key:
+        raise ConfigError(
+            f"model {model}: environment variable {served.api_key_env} (served.api_key_env) is not set",
+            f"export {served.api_key_env}=<your key>, or drop served.api_key_env for a server without keys",
+        )
+    return key
+
+
+def scrub(text: str, served: ServedConfig) -> str:
+    """``text`` with the API key (if any) replaced: server errors may quote the key they refused."""
+    if served.api_key_env:
+        key = os.environ.get(served.api_key_env)
+        if key:
+            text = text.replace(key, "***")
+    return text
+
+
+def client(served: ServedConfig, model: str) -> Any:
+    """An ``openai.OpenAI`` client for the server; retries are the engine's (each one is recorded), not the client's."""
+    try:
+        import openai
+    except ImportError as exc:
+        raise ConfigError(f"model {model} is served, but the openai client is not installed", INSTALL_HINT) from exc
+    return openai.OpenAI(
+        base_url=served.base_url, api_key=api_key(served, model), timeout=served.timeout_s, max_retries=0
+    )
+
+
+def unreachable(served: ServedConfig, model: str, exc: BaseException) -> ModelSourceError:
+    """The one-line error for a server that cannot be reached or refuses us."""
+    status = getattr(exc, "status_code", None)
+    if status in (401, 403):
+        return ModelSourceError(
+            f"model {model}: {served.base_url} refused the API key (HTTP {status})",
+            f"check the key in {served.api_key_env or 'served.api_key_env'}",
+        )
+    first = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, served)
+    return ModelSourceError(
+        f"model {model}: cannot reach {served.base_url} ({first})",
+        "start the server, or correct served.base_url (it ends in /v1)",
+    )
+
+
+def listed_models(served: ServedConfig, model: str) -> list[dict[str, Any]]:
+    """The server's ``GET /v1/models`` entries; the first request of a run, so a dead server is named at once."""
+    import openai
+
+    try:
+        page = client(served, model).models.list()
+    except (openai.APIConnectionError, openai.APIStatusError) as exc:
+        raise unreachable(served, model, exc) from exc
+    return [m.model_dump() for m in page.data]
+
+
+def served_identity(cfg: ModelConfig) -> dict[str, Any]:
+    """What determines a served model's outputs, as far as the client can know: the server, the id it reports, a label.
+
+    The host (not the whole URL: the same server reached through another path is
+    the same model), the served id as the server lists it, and ``revision``.
+    """
+    served = served_config(cfg)
+    listed = listed_models(served, cfg.name)
+    ids = [str(m.get("id")) for m in listed]
+    if served.model not in ids:
+        raise ConfigError(
+            f"model {cfg.name}: {served.base_url} serves {', '.join(ids) or 'no model'}, not {served.model!r}",
+            f"set served.model to one of: {', '.join(ids)}",
+        )
+    entry = listed[ids.index(served.model)]
+    return {
+        "source": "served",
+        "host": host_of(served.base_url),
+        "served_model": served.model,
+        "owned_by": entry.get("owned_by"),
+        "revision": cfg.revision,
+        "identity_from": "the server's model list (a server can change the weights behind a name)",
+    }
+
+
+def host_of(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    return parts.netloc or base_url
+
+
+def hosted_prices(served: Optional[ServedConfig]) -> Optional[tuple[float, float]]:
+    """(USD per million input tokens, per million output tokens), when the config prices the model by tokens."""
+    if served is None or served.usd_per_million_input is None or served.usd_per_million_output is None:
+        return None
+    return served.usd_per_million_input, served.usd_per_million_output

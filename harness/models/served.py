@@ -10,6 +10,7 @@ name, so reports say the identity is the server's word.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -55,6 +56,12 @@ def client(served: ServedConfig, model: str) -> Any:
         import openai
     except ImportError as exc:
         raise ConfigError(f"model {model} is served, but the openai client is not installed", INSTALL_HINT) from exc
+    for name in (
+        "httpx",
+        "httpx2",
+        "openai",
+    ):  # a line per request at INFO under Hydra's logging: the progress bar says it
+        logging.getLogger(name).setLevel(logging.WARNING)
     return openai.OpenAI(
         base_url=served.base_url, api_key=api_key(served, model), timeout=served.timeout_s, max_retries=0
     )

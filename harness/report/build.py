@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from harness.report.terminal import print_tables
+from harness.results.load import load_summary
 from harness.results.records import read_json, write_json
 from harness.results.summary import summarize_with_records
 from harness.verdicts.claims import CLAIMS_FORMAT, claim_of_check, evaluate_claims
@@ -71,7 +72,7 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     ``overrides`` change claim thresholds or the hardware profile for this
     report only; config.json (what was run) is never rewritten.
     """
-    from harness.report.plots import make_plots
+    from harness.report.plots import load_plot, make_plots
 
     run_dir = Path(run_dir)
     env_path = run_dir / "environment.json"
@@ -84,14 +85,15 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
     analysis = analyze_run(summary, records, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))
     write_json(run_dir / "analysis.json", analysis.to_dict())
-    verdicts = evaluate_claims(summary, analysis, claims_cfg)
+    load = load_summary(run_dir, config, {name: m.data for name, m in summary.models.items()})
+    verdicts = evaluate_claims(summary, analysis, claims_cfg, load)
     claims_file = {
         "format": CLAIMS_FORMAT,
         "overrides": list(overrides or []),
         "verdicts": [v.to_dict() for v in verdicts],
     }
     write_json(run_dir / "claims.json", claims_file)
-    decision = decisions(summary, analysis, claims_cfg)
+    decision = decisions(summary, analysis, claims_cfg, load)
     write_json(
         run_dir / "decision.json",
         {
@@ -101,10 +103,12 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
         },
     )
     report = run_dir / "report.md"
-    _write_text(report, render_markdown(summary, env, config, verdicts, analysis, decision))
+    _write_text(report, render_markdown(summary, env, config, verdicts, analysis, decision, load))
     plots = make_plots(summary, analysis, run_dir / "plots")
+    if load is not None:
+        plots["load_latency"] = load_plot(load, run_dir / "plots" / "load_latency.png")
     html = run_dir / "report.html"
-    _write_text(html, render_html(summary, env, config, verdicts, plots, analysis, decision))
+    _write_text(html, render_html(summary, env, config, verdicts, plots, analysis, decision, load))
     if console is not None:
         print_tables(summary, console, verdicts, decision)
         console.print(f"report: {report} (and {html.name}, plots/)")

@@ -12,6 +12,7 @@ from harness.report.inputs import ReportInputs
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
+    LOAD_HEADER,
     MODEL_HEADER,
     ROUTING_HEADER,
     STOPPING_HEADER,
@@ -19,6 +20,8 @@ from harness.report.tables import (
     claim_rows,
     cost_header,
     cost_rows,
+    load_note,
+    load_rows,
     model_rows,
     routing_rows,
     sampling_line,
@@ -30,6 +33,7 @@ from harness.report.tables import (
     task_rows,
     task_title,
 )
+from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import (
@@ -73,9 +77,10 @@ def render_html(
     plots: dict[str, Path],
     analysis: RunAnalysis | None = None,
     decision: dict[str, TaskDecision] | None = None,
+    load: LoadSummary | None = None,
 ) -> str:
     """report.html: the markdown report's tables with the plots embedded, in one file that needs no network."""
-    r = ReportInputs(summary, env or {}, config or {}, verdicts, analysis, decision or {})
+    r = ReportInputs(summary, env or {}, config or {}, verdicts, analysis, decision or {}, load)
     name, group = html.escape(summary.name), html.escape(summary.task_group)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{name} on {group}</title>",
@@ -84,7 +89,7 @@ def render_html(
     ]
     for section in (_decision, _claims, _tasks, _statistics):
         parts += section(r)
-    parts += _plots(plots) + _models_and_cost(r) + _cells(r) + _method(r)
+    parts += _plots(plots) + _models_and_cost(r) + _load(r) + _cells(r) + _method(r)
     return "\n".join(parts)
 
 
@@ -145,6 +150,7 @@ PLOT_TITLES = [
     ("quality_vs_memory", "Quality vs memory"),
     ("quality_vs_cost", "Quality vs cost"),
     ("cascade", "Cascade: small first, large when unsure"),
+    ("load_latency", "Latency under load"),
 ]
 
 
@@ -167,6 +173,16 @@ def _models_and_cost(r: ReportInputs) -> list[str]:
         "<h2>All metrics</h2><ul>"
         + "".join(f"<li>{html.escape(line.lstrip('- '))}</li>" for line in secondary_lines(s))
         + "</ul>"
+    ]
+
+
+def _load(r: ReportInputs) -> list[str]:
+    if r.load is None:
+        return []
+    return [
+        "<h2>Latency under load (load sweep)</h2>",
+        _table(LOAD_HEADER, load_rows(r.load)),
+        f"<p class='note'>{html.escape(load_note(r.load))}</p>",
     ]
 
 

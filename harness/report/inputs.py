@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from harness.analysis.schema import RunAnalysis
+from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import TaskDecision
@@ -21,3 +22,4 @@ class ReportInputs:
     verdicts: list[Verdict]
     analysis: Optional[RunAnalysis]
     decision: dict[str, TaskDecision]
+    load: Optional[LoadSummary] = None  # a load sweep's figures (load.levels), when the run had one

@@ -9,6 +9,7 @@ from harness.report.inputs import ReportInputs
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
+    LOAD_HEADER,
     MODEL_HEADER,
     ROUTING_HEADER,
     STOPPING_HEADER,
@@ -16,6 +17,8 @@ from harness.report.tables import (
     claim_rows,
     cost_header,
     cost_rows,
+    load_note,
+    load_rows,
     model_rows,
     routing_rows,
     sampling_line,
@@ -27,6 +30,7 @@ from harness.report.tables import (
     task_rows,
     task_title,
 )
+from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import (
@@ -54,15 +58,30 @@ def render_markdown(
     verdicts: list[Verdict] | None = None,
     analysis: RunAnalysis | None = None,
     decision: dict[str, TaskDecision] | None = None,
+    load: LoadSummary | None = None,
 ) -> str:
     """report.md: the decision, the claims, the comparison, the statistics, the models, costs, cells and method."""
-    r = ReportInputs(summary, environment or {}, config or {}, verdicts or [], analysis, decision or {})
+    r = ReportInputs(summary, environment or {}, config or {}, verdicts or [], analysis, decision or {}, load)
     title = "Small vs large" if len(summary.order) == 2 else f"{len(summary.order)} models"
     parts = [f"# {title}: {summary.name} on {summary.task_group}", ""]
-    for section in (_decision, _claims, _tasks, _stopping, _statistics, _routing, _sample_size, _models, _cost):
+    for section in (_decision, _claims, _tasks, _stopping, _statistics, _routing, _sample_size, _models, _cost, _load):
         parts += section(r)
     parts += _options(r) + _cells(r) + _method(r)
     return "\n".join(parts) + "\n"
+
+
+def _load(r: ReportInputs) -> list[str]:
+    if r.load is None:
+        return []
+    return [
+        "## Latency under load (load sweep)",
+        md_table(LOAD_HEADER, load_rows(r.load)),
+        "",
+        load_note(r.load),
+        "",
+        "![latency under load](plots/load_latency.png)",
+        "",
+    ]
 
 
 def _decision(r: ReportInputs) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib
 
 from harness.analysis.schema import RunAnalysis
+from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 
 matplotlib.use("Agg")  # no display needed
@@ -164,3 +165,25 @@ def make_plots(summary: RunSummary, analysis: RunAnalysis | None, out_dir: Path)
         if cascade:
             made["cascade"] = cascade
     return made
+
+
+def load_plot(load: LoadSummary, path: Path) -> Path:
+    """p95 latency and p95 time to first token against throughput, one curve per model, points labelled by concurrency."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for key, ax, title in (
+        ("latency_p95_s", axes[0], "p95 latency"),
+        ("ttft_p95_s", axes[1], "p95 time to first token"),
+    ):
+        for m in load.models.values():
+            pts = [(s.requests_per_s, getattr(s, key), s.level) for s in m.steps if getattr(s, key) is not None]
+            if not pts:
+                continue
+            ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "-o", markersize=3, label=m.model)
+            for x, y, level in pts:
+                ax.annotate(str(level), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
+        if key == "latency_p95_s" and load.slo_p95_s is not None:
+            ax.axhline(load.slo_p95_s, color="red", linewidth=0.8, linestyle=":", label=f"SLO {load.slo_p95_s:g} s")
+        _style(
+            ax, f"{title} under load ({load.task})", "throughput (requests/s); labels: requests in flight", "seconds"
+        )
+    return _save(fig, path)

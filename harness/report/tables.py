@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from harness.analysis.schema import Interval, ModelStatistics, RunAnalysis
 from harness.analysis.stats import McNemar
+from harness.results.load import LoadSummary
 from harness.results.schema import CellSummary, ModelRecord, RunSummary, TaskSummary
 from harness.verdicts.claims import Verdict
 
@@ -605,3 +606,68 @@ def stopping_rows(summary: RunSummary, analysis: RunAnalysis) -> list[list[str]]
             ]
         )
     return rows
+
+
+# --- latency under load --------------------------------------------------------------------------
+
+LOAD_HEADER = [
+    "model",
+    "in flight",
+    "requests",
+    "requests/s",
+    "output tokens/s",
+    "p50 / p95 latency",
+    "p50 / p95 TTFT",
+    "inter-token",
+    "cost / 1k requests",
+    "within SLO?",
+]
+
+
+def _s(v: Optional[float]) -> str:
+    return "-" if v is None else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
+
+
+def load_rows(load: LoadSummary) -> list[list[str]]:
+    return [
+        [
+            s.model,
+            str(s.level),
+            str(s.requests) + (f" ({s.retries} retries)" if s.retries else ""),
+            f"{s.requests_per_s:.2f}",
+            f"{s.output_tokens_per_s:.1f}",
+            f"{_s(s.latency_p50_s)} / {_s(s.latency_p95_s)}",
+            f"{_s(s.ttft_p50_s)} / {_s(s.ttft_p95_s)}",
+            _s(s.inter_token_mean_s),
+            "-" if s.cost_per_1k_usd is None else f"${s.cost_per_1k_usd:.4f}",
+            "-" if s.within_slo is None else ("yes" if s.within_slo else "no"),
+        ]
+        for m in load.models.values()
+        for s in m.steps
+    ]
+
+
+def load_note(load: LoadSummary) -> str:
+    """Each model's price point under the SLO, and how the figures were taken."""
+    points = []
+    for m in load.models.values():
+        if load.slo_p95_s is None:
+            continue
+        if m.slo_level is None:
+            points.append(f"{m.model} met the SLO at no level")
+        else:
+            points.append(
+                f"{m.model}: up to {m.slo_level} in flight, ${m.cost_per_1k_at_slo_usd:.4f} per 1,000 requests "
+                f"({m.cost_basis})"
+            )
+    slo = (
+        f"SLO: p95 end-to-end latency within {load.slo_p95_s:g} s (load.slo_p95_s). " + "; ".join(points) + ". "
+        if load.slo_p95_s is not None
+        else "No SLO set (load.slo_p95_s): no price point chosen. "
+    )
+    return (
+        f"Task {load.task}: at each level, that many requests kept in flight (the next sent as one ends), timed on the "
+        "client (end to end, time to first token, mean gap between streamed tokens). Requests/s: requests over the step's "
+        f"wall time. {slo}Cost at a level: the {load.hardware} profile's hourly price over that throughput, or a hosted "
+        "model's token prices x the tokens its requests used. Every request: load/requests.jsonl; figures: load.json."
+    )

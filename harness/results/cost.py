@@ -1,6 +1,7 @@
 """Cost, energy and carbon per request, from measured time and the hardware profile.
 
-- cost per 1,000 requests = hourly price x (timed wall seconds / requests) / 3600 x 1000
+- cost per 1,000 requests = hourly price x (timed wall seconds / requests) / 3600 x 1000; for a hosted model
+  priced by tokens (``served.usd_per_million_input/output``): the tokens its requests used x those prices
 - energy per request: measured (NVML on NVIDIA GPUs, RAPL on CPUs) when the run could
   read a counter, else ``estimated`` = profile power x time; the method travels with
   every number so an estimate is never shown as a measurement
@@ -41,17 +42,22 @@ def economics(
     peak_bytes: Optional[int],
     energy: dict[str, Any] | None,
     hardware: dict[str, Any],
+    token_prices: Optional[tuple[float, float]] = None,
+    tokens: tuple[int, int] = (0, 0),
 ) -> Economics:
-    """Cost, energy, carbon and headroom of one model on one task."""
+    """Cost, energy, carbon and headroom of one model on one task (``tokens``: input and output tokens in all)."""
     per_request_s = wall_s / n if n else float("nan")
     per_sample, method = per_sample_energy(latencies, energy, float(hardware["power_w"]))
     joules = sum(per_sample) / len(per_sample) if per_sample else float("nan")
     memory = float(hardware["memory_gb"]) * 2**30
     return Economics(
         hardware=hardware["name"],
-        cost_per_1k_usd=float(hardware["hourly_usd"]) * per_request_s / 3600 * 1000,
+        cost_per_1k_usd=(tokens[0] * token_prices[0] + tokens[1] * token_prices[1]) / 1e6 / n * 1000
+        if token_prices and n
+        else float(hardware["hourly_usd"]) * per_request_s / 3600 * 1000,
         energy_per_request_j=joules,
         energy_method=method,
         co2_g_per_1k=joules * 1000 / J_PER_KWH * float(hardware["grid_gco2_per_kwh"]),
         memory_headroom_copies=math.floor(memory / peak_bytes) if peak_bytes else None,
+        cost_basis="tokens" if token_prices and n else None,
     )

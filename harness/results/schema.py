@@ -134,6 +134,8 @@ class Economics:
     energy_method: str
     co2_g_per_1k: float
     memory_headroom_copies: Optional[int]
+    # None: hardware price x measured time; "tokens": a hosted model's price per million tokens x the tokens used
+    cost_basis: Optional[str] = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Economics:
@@ -202,6 +204,8 @@ class CellSummary:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if d.get("economics") and d["economics"].get("cost_basis") is None:
+            del d["economics"]["cost_basis"]  # absent unless priced by tokens: older summaries stay as written
         if self.cell is None:
             del d["cell"]
         else:

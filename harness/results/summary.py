@@ -129,11 +129,24 @@ def summarize_model_task(
         if info.get("consistency_field") and task_type == "classification"
         else None,
         economics=economics(
-            n, wall, [r.item_s for r in records], meta["memory"]["peak_bytes"], meta.get("energy"), hardware
+            n,
+            wall,
+            [r.item_s for r in records],
+            meta["memory"]["peak_bytes"],
+            meta.get("energy"),
+            hardware,
+            meta.get("token_prices"),
+            (in_tok, out_tok),
         )
         if hardware
         else None,
     )
+
+
+def token_prices(model_record: dict[str, Any]) -> Optional[tuple[float, float]]:
+    """A hosted model's (USD per million input tokens, per million output tokens), when its config prices it so."""
+    pin, pout = model_record.get("usd_per_million_input"), model_record.get("usd_per_million_output")
+    return (float(pin), float(pout)) if pin is not None and pout is not None else None
 
 
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -203,6 +216,7 @@ def summarize_with_records(
             "task_type": info.get("type") or cell.manifest.task_info["type"],
             **combined_measurements(cell.manifest),
             "batch_size": cell.manifest.parts.get("batch_size"),
+            "token_prices": token_prices(cell.manifest.model_record),
         }
         summary = summarize_model_task(cell.records, meta, info, hardware)
         m = cell.manifest

@@ -41,6 +41,7 @@ from harness.results.records import SampleRecord, write_json
 from harness.results.schema import ModelRecord
 from harness.results.summary import order_models
 from harness.run.evaluate import evaluate_task
+from harness.run.load import check_load, run_load_sweep
 from harness.run.progress import RunProgress
 from harness.run.setup import Setup, prepare, run_plan, task_info
 from harness.tasks.types import Sample, Task
@@ -353,6 +354,7 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
 
     typed: RunConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
     setup = prepare(typed)
+    load_task = check_load(typed, setup.tasks)
     threads = default_threads(typed.runtime.num_threads)  # a bad setting stops here, before anything is written
     run_dir = Path(run_dir)
     setup.store.check_writable()
@@ -409,5 +411,7 @@ def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional
                     write_cells(run_dir, refs)
             finally:
                 runner.close()
+        if load_task is not None:
+            run_load_sweep(setup, load_task, run_dir, progress)
         progress.note(f"writing the report into {run_dir}")
     return build_report(run_dir, console=console if typed.print_report else None)

@@ -18,6 +18,7 @@ from harness.analysis.schema import PairedComparison, RunAnalysis
 from harness.analysis.sequential import is_sequential
 from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
 from harness.results.cells import read_cell_records
+from harness.results.load import LoadSummary
 from harness.results.records import SampleRecord
 from harness.results.schema import ModelRecord, RunSummary
 from harness.tasks.types import item_score_key, primary_metric
@@ -106,9 +107,10 @@ def claim_of_check(claims_cfg: dict[str, Any], name: str) -> tuple[str, dict[str
 class RunView:
     """What the verdict functions read: the summary, the analysis, the models, each model against the reference."""
 
-    def __init__(self, summary: RunSummary, analysis: RunAnalysis) -> None:
+    def __init__(self, summary: RunSummary, analysis: RunAnalysis, load: Optional[LoadSummary] = None) -> None:
         self.summary = summary
         self.analysis = analysis
+        self.load = load  # a load sweep's figures, when the run had one
         self.models: dict[str, ModelRecord] = summary.models
         self.names: list[str] = list(summary.order or self.models)
         self.reference: Optional[str] = summary.reference
@@ -355,6 +357,17 @@ def cascade_keeps_quality(run: RunView, th: dict[str, float]) -> Verdict:
     )
 
 
+def _cost_ratio_at_slo(load: Optional[LoadSummary], cand: str, reference: Optional[str]) -> Optional[float]:
+    """Candidate over reference cost per 1,000 requests, each at its highest load within the SLO (both swept)."""
+    if load is None or reference is None or cand not in load.models or reference not in load.models:
+        return None
+    a, b = load.models[cand].cost_per_1k_at_slo_usd, load.models[reference].cost_per_1k_at_slo_usd
+    return a / b if a is not None and b else None
+
+
+SERVED_ENGINE = "openai"  # its memory is the server's: not measured by the client
+
+
 @check("small_faster_and_cheaper")
 def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
     per: list[str] = []
@@ -364,7 +377,20 @@ def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
         lat = e.latency_median_ratio.to_dict() if e.latency_median_ratio else {}
         cmp = run.summary.comparisons.get(t, {}).get(c)
         mem, cost = (cmp.peak_memory_ratio, cmp.cost_ratio) if cmp else (None, None)
-        nums[run.label(t, c)] = {"latency_median_ratio": lat, "peak_memory_ratio": mem, "cost_ratio": cost}
+        at_slo = _cost_ratio_at_slo(run.load, c, run.reference)
+        if at_slo is not None:  # the sweep priced both at the highest load within the SLO: that figure decides
+            cost = at_slo
+        nums[run.label(t, c)] = {
+            "latency_median_ratio": lat,
+            "peak_memory_ratio": mem,
+            "cost_ratio": cost,
+            **({"cost_basis": "load sweep, at the highest load within the SLO"} if at_slo is not None else {}),
+            **(
+                {"served": True}
+                if SERVED_ENGINE in (run.models[c].text("engine"), run.models[str(run.reference)].text("engine"))
+                else {}
+            ),
+        }
         if lat["high"] < limit and (mem or 0) < limit and (cost or 0) < limit:
             per.append(SUPPORTED)
         elif lat["low"] > limit or (mem or 0) > limit or (cost or 0) > limit:
@@ -373,9 +399,12 @@ def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
             per.append(INCONCLUSIVE)
     verdict = _combine(per)
     key = "; ".join(
-        f"{k}: {v['latency_median_ratio'].get('basis', 'latency')} {_fmt(v['latency_median_ratio'])}, memory {v['peak_memory_ratio']:.2f}, cost {v['cost_ratio']:.2f}"
+        f"{k}: {v['latency_median_ratio'].get('basis', 'latency')} {_fmt(v['latency_median_ratio'])}, memory "
+        + (f"{v['peak_memory_ratio']:.2f}" if v["peak_memory_ratio"] is not None else "not measured (served)")
+        + f", cost {v['cost_ratio']:.2f}"
+        + (" at the SLO load (load sweep)" if "cost_basis" in v else "")
         for k, v in nums.items()
-        if v["peak_memory_ratio"] is not None and v["cost_ratio"] is not None
+        if v["cost_ratio"] is not None and (v["peak_memory_ratio"] is not None or v.get("served"))
     )
     outcome = {SUPPORTED: "are all below", REFUTED: "are not all below", INCONCLUSIVE: "are not clearly below"}.get(
         verdict, "could not be compared against"
@@ -700,9 +729,11 @@ def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
     )
 
 
-def evaluate_claims(summary: RunSummary, analysis: RunAnalysis, claims_cfg: dict[str, Any]) -> list[Verdict]:
+def evaluate_claims(
+    summary: RunSummary, analysis: RunAnalysis, claims_cfg: dict[str, Any], load: Optional[LoadSummary] = None
+) -> list[Verdict]:
     """A verdict for every configured claim that has a check (unknown ids are reported as not measured)."""
-    run = RunView(summary, analysis)
+    run = RunView(summary, analysis, load)
     verdicts = []
     for cid, cfg in claims_cfg.items():
         name = check_name(cid, cfg)

@@ -21,10 +21,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from harness.analysis.schema import RunAnalysis
+from harness.results.load import LoadSummary
 from harness.results.schema import CellSummary, RunSummary
 from harness.verdicts.claims import c3_tolerance, claim_of_check
 
 MEETS, NOT_SHOWN, FALLS_SHORT, REFERENCE = "meets", "not shown", "falls short", "reference"
+FAILS_SLO = "fails the latency SLO"  # a load sweep found no concurrency at which its p95 latency met load.slo_p95_s
 DECISION_FORMAT = 1  # decision.json
 
 
@@ -55,6 +57,7 @@ class TaskDecision:
     choice: Optional[Option]
     closest: Optional[Option]
     options: list[Option]
+    slo_p95_s: Optional[float] = None  # the load sweep's service-level objective, when one was set
 
     @property
     def shown(self) -> tuple[str, Option]:
@@ -74,6 +77,7 @@ class TaskDecision:
             "choice": self.choice and self.choice.to_dict(),
             "closest": self.closest and self.closest.to_dict(),
             "options": [o.to_dict() for o in self.options],
+            **({"slo_p95_s": self.slo_p95_s} if self.slo_p95_s is not None else {}),
         }
 
 
@@ -117,8 +121,13 @@ def _cascade(
     )
 
 
-def task_decision(summary: RunSummary, analysis: RunAnalysis, task: str, tolerance: float) -> Optional[TaskDecision]:
-    """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference)."""
+def task_decision(
+    summary: RunSummary, analysis: RunAnalysis, task: str, tolerance: float, load: Optional[LoadSummary] = None
+) -> Optional[TaskDecision]:
+    """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference).
+
+    With a load sweep and its SLO, a model whose p95 latency met the SLO at no level fails, whatever its cost.
+    """
     info, reference = summary.tasks[task], summary.reference
     results = info.results
     models = summary.models
@@ -142,6 +151,9 @@ def task_decision(summary: RunSummary, analysis: RunAnalysis, task: str, toleran
         cascade = _cascade(name, reference, cmp.routing or {}, results[name], results[reference], tolerance)
         if cascade:
             options.append(cascade)
+    for o in options[1:]:
+        if o.kind == "model" and load is not None and load.meets_slo(o.name) is False:
+            o.standing = FAILS_SLO
     ref_cost = options[0].cost_per_1k_usd
     cheaper = [
         o
@@ -158,17 +170,21 @@ def task_decision(summary: RunSummary, analysis: RunAnalysis, task: str, toleran
     closest = (
         None if choice or not cheaper else max(cheaper, key=lambda o: (o.difference or {}).get("value", float("-inf")))
     )
-    return TaskDecision(metric, tolerance, reference, choice, closest, options)
+    return TaskDecision(
+        metric, tolerance, reference, choice, closest, options, load.slo_p95_s if load is not None else None
+    )
 
 
-def decisions(summary: RunSummary, analysis: RunAnalysis, claims_cfg: dict[str, Any]) -> dict[str, TaskDecision]:
-    """A decision for every task that has a reference with measured quality."""
+def decisions(
+    summary: RunSummary, analysis: RunAnalysis, claims_cfg: dict[str, Any], load: Optional[LoadSummary] = None
+) -> dict[str, TaskDecision]:
+    """A decision for every task that has a reference with measured quality (``load``: a sweep with its SLO)."""
     th = dict(claim_of_check(claims_cfg, "small_within_tolerance")[1].get("thresholds") or {})
     out: dict[str, TaskDecision] = {}
     for task in summary.tasks:
         ref = summary.result(task, summary.reference)
         if ref:
-            d = task_decision(summary, analysis, task, c3_tolerance(th, ref.primary_metric))
+            d = task_decision(summary, analysis, task, c3_tolerance(th, ref.primary_metric), load)
             if d:
                 out[task] = d
     return out
@@ -242,6 +258,16 @@ def decision_note(decision: dict[str, TaskDecision]) -> str:
         "claims.C3.thresholds, or `harness report RUN claims.C3.thresholds.accuracy_tolerance=0.03`); the answer is the "
         "cheapest such option cheaper than the reference. Cost from the hardware profile's price x measured time; a cascade holds "
         "both models in memory. Every option: decision.json and the table at the end."
+    ) + _slo_note(decision)
+
+
+def _slo_note(decision: dict[str, TaskDecision]) -> str:
+    slo = next(iter(decision.values())).slo_p95_s
+    if slo is None:
+        return ""
+    return (
+        f" Latency SLO: p95 within {slo:g} s (load.slo_p95_s); a model whose load sweep met it at no level of concurrency "
+        f"{FAILS_SLO} and is not an answer, however cheap."
     )
 
 

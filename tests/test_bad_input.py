@@ -59,6 +59,16 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "user_configs" / "model" / "notamodel.yaml").write_text(
         f"defaults: [model_schema, _self_]\nname: notamodel\nsource: local\npath: {work}\n"
     )
+    from served_fixture import free_port
+
+    served = "defaults: [model_schema, _self_]\nsource: served\n"
+    (work / "user_configs" / "model" / "served_closed.yaml").write_text(
+        served + f"name: served_closed\nserved: {{base_url: 'http://127.0.0.1:{free_port()}/v1', model: m}}\n"
+    )
+    (work / "user_configs" / "model" / "served_keyless.yaml").write_text(
+        served
+        + "name: served_keyless\nserved: {base_url: 'http://127.0.0.1:9/v1', model: m, api_key_env: HARNESS_UNSET_KEY}\n"
+    )
     from gguf_fixture import write_tiny_llama_gguf
 
     ggufs = work / "ggufs"
@@ -123,7 +133,32 @@ def _gguf(work: Path, name: str, *extra: str) -> list[str]:
     return [f"model@pair.small=gguf_{name}", "task=smoke", f"hydra.searchpath=[file://{work / 'user_configs'}]", *extra]
 
 
+def _user(work: Path, model: str, *extra: str) -> list[str]:
+    return [f"model@pair.small={model}", "task=smoke", f"hydra.searchpath=[file://{work / 'user_configs'}]", *extra]
+
+
 CASES = {
+    # served models and load sweeps
+    "served model whose server is not running": (
+        lambda w: _user(w, "served_closed"),
+        ["cannot reach http://127.0.0.1:", "start the server"],
+    ),
+    "served model whose key variable is unset": (
+        lambda w: _user(w, "served_keyless"),
+        ["HARNESS_UNSET_KEY", "is not set", "export HARNESS_UNSET_KEY"],
+    ),
+    "engine openai on a model that is not served": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.engine=openai"],
+        ["engine openai asks a served model", "source: served"],
+    ),
+    "load sweep without a generation task": (
+        lambda w: ["pair=tiny", "task=smoke", "task.tasks=[smoke_classify]", "load.levels=[1,2]"],
+        ["no generation task", "load.levels=[]"],
+    ),
+    "non-positive load level": (
+        lambda w: ["pair=tiny", "task=smoke", "load.levels=[0,2]"],
+        ["load.levels=[0, 2]", "positive"],
+    ),
     # configuration: names, keys, types, values
     "unknown pair": (lambda w: ["pair=nope"], ["unknown pair 'nope'", "tiny"]),
     "unknown model": (lambda w: ["model@pair.small=nope"], ["unknown model 'nope'", "smollm2_135m"]),

@@ -27,7 +27,8 @@ from gguf_fixture import write_tiny_llama_gguf  # noqa: E402
 from served_fixture import Proxy, Server, serving  # noqa: E402
 
 from harness.engines import load_engine  # noqa: E402
-from harness.tasks.prompts import Prompt  # noqa: E402
+from harness.tasks.local import load_task  # noqa: E402
+from harness.tasks.prompts import Prompt, build_prompt  # noqa: E402
 
 LOGLIK_ATOL = 1e-3  # the same float32 weights and kernels; only the batch the prompt is evaluated in differs
 KEY = "sk-test-7f3a9c1e5b2d4f60"
@@ -246,3 +247,56 @@ def test_the_api_key_is_written_nowhere(tiny_gguf, tmp_path):
     assert any(p.name == "records.jsonl" for p in written) and any(p.name == "report.html" for p in written)
     leaks = [p for p in written if KEY.encode() in p.read_bytes()]
     assert not leaks, leaks
+
+
+def test_load_sweep_through_the_server_and_the_slo_in_the_decision(server, tmp_path):
+    """Two levels of concurrency against the real server: every request on disk, the figures in load.json and the
+    report, and an SLO no request can meet fails the served model in the decision table; a report rebuilt with a
+    loose SLO prices it at its highest level instead."""
+    run = _run(
+        tmp_path,
+        server.url,
+        "task.tasks=[smoke_summarize]",
+        "runtime.concurrency=2",
+        "load.levels=[1,2]",
+        "load.requests=4",
+        "load.slo_p95_s=0.000001",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = tmp_path / "run"
+    requests = [json.loads(line) for line in (out / "load" / "requests.jsonl").read_text().splitlines()]
+    assert len(requests) == 8 and {r["level"] for r in requests} == {1, 2}
+    assert all(r["latency_s"] >= (r["ttft_s"] or 0) > 0 for r in requests)
+    load = json.loads((out / "load.json").read_text())
+    steps = load["models"]["tiny_served"]["steps"]
+    assert [s["level"] for s in steps] == [1, 2] and all(s["within_slo"] is False for s in steps)
+    assert load["models"]["tiny_served"]["slo_level"] is None
+    decision = json.loads((out / "decision.json").read_text())["tasks"]["smoke_summarize"]
+    standing = {o["name"]: o["standing"] for o in decision["options"]}
+    assert standing["tiny_served"] == "fails the latency SLO" and decision["slo_p95_s"] == 0.000001
+    report = (out / "report.md").read_text()
+    assert "## Latency under load (load sweep)" in report and (out / "plots" / "load_latency.png").stat().st_size > 0
+    records = _records(tmp_path / "cells", "tiny_served")["smoke_summarize"]
+    assert all(r["details"]["concurrency"] == 2 and r["latency_s"] > 0 for r in records)
+    again = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(out), "load.slo_p95_s=1000"], capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    load = json.loads((out / "load.json").read_text())
+    assert (
+        load["models"]["tiny_served"]["slo_level"] == 2 and load["models"]["tiny_served"]["cost_per_1k_at_slo_usd"] > 0
+    )
+
+
+def test_a_client_side_chat_template_gives_the_in_process_prompts(server, local, tmp_path):
+    """served.tokenizer: the bundled SmolLM2 tokenizer's chat template (the tiny GGUF carries the same one) builds the
+    prompt on the client, so /v1/completions scores what the in-process engine scores."""
+    engine = load_engine(_served(server.url, tokenizer="smollm2"), _rt(), tmp_path)
+    task = load_task(Path(__file__).resolve().parents[1] / "tasks" / "smoke" / "smoke_classify.yaml")
+    served = build_prompt(task, task.samples[0], engine.tokenizer, True)
+    ref = build_prompt(task, task.samples[0], local.tokenizer, True)
+    assert served.chat and served.text == ref.text and "<|im_start|>" in served.text
+    labels = list(task.spec.labels.values())
+    got, _ = engine.loglikelihood([served], [labels])
+    want, _ = local.loglikelihood([ref], [labels])
+    assert got[0].logliks == pytest.approx(want[0].logliks, abs=LOGLIK_ATOL)

@@ -82,6 +82,9 @@ class ServedConfig:
     api: ServedAPI = ServedAPI.completions
     # the NAME of the environment variable holding the API key (never the key: it is read at run time and written nowhere)
     api_key_env: Optional[str] = None
+    # api: completions: a tokenizer whose chat template builds the prompts on the client (a bundled name such as
+    # smollm2, or a tokenizer directory), as lm-eval's local-completions does; null: prompts are sent as plain text
+    tokenizer: Optional[str] = None
     timeout_s: float = 120.0  # per request; a timeout is retried like a 429
     max_retries: int = 4  # for timeouts, 429 and 5xx, with exponential backoff and jitter; each retry is recorded
     backoff_s: float = 0.5  # the first retry's wait (doubled each time, times a random 0.5-1.5 jitter)

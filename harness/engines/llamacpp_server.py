@@ -12,8 +12,8 @@ takes every option of ``python -m llama_cpp.server`` (which it runs) and:
   truncated answers); pass ``--interrupt_requests true`` to keep that;
 - returns prompt log-probabilities (``echo`` + ``logprobs``) at the right position.
   llama-cpp-python 0.3 pairs prompt token i with the logits computed *at* i (which
-  predict token i+1) for models whose tokenizer adds no BOS token, so every echoed
-  log-probability belongs to the next token. Here the logits are shifted one
+  predict token i+1) unless the prompt starts with the BOS token (which it then
+  leaves out of the echo), so every echoed log-probability belongs to the next token. Here the logits are shifted one
   position before they are paired. ``tests/test_served.py`` checks the stock
   server is refused by the openai engine's probe and this one scores as the
   in-process llamacpp engine does.
@@ -47,8 +47,17 @@ def patch_echo_logprobs() -> None:
     create, to_logprobs = Llama._create_completion, Llama.logits_to_logprobs
 
     def _create_completion(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        adds_bos = bool(self.tokenize(b"", add_bos=True))
-        _state.shift = bool(kwargs.get("echo")) and kwargs.get("logprobs") is not None and not adds_bos
+        # llama-cpp-python drops the first prompt token from the echo when it is the BOS token (added, or the
+        # prompt's own, as a chat prompt's <|im_start|> can be) and then pairs rows right; otherwise one row late
+        prompt = kwargs.get("prompt", args[0] if args else "")
+        bos = self.token_bos()
+        if self._model.add_bos_token() and bos != -1:
+            first = bos
+        elif isinstance(prompt, str):
+            first = (self.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) or [None])[0]
+        else:
+            first = prompt[0] if prompt else None
+        _state.shift = bool(kwargs.get("echo")) and kwargs.get("logprobs") is not None and first != bos
         try:
             yield from create(self, *args, **kwargs)
         finally:

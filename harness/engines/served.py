@@ -33,16 +33,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import torch
+from transformers import AutoTokenizer
 
 from harness.config.schema import ModelConfig, RuntimeConfig, ServedAPI, ServedConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
 from harness.engines.hf import _choices_per_prompt, cut_at_stop
 from harness.errors import ConfigError, ServerError
 from harness.measure.timing import generation_timing
+from harness.models.random_init import tokenizer_path
 from harness.models.served import client, listed_models, scrub, served_config
 from harness.tasks.prompts import Prompt
 from harness.tasks.types import TaskType
@@ -50,6 +53,17 @@ from harness.tasks.types import TaskType
 T = TypeVar("T")
 PROBE_TEXT = "The capital of France is"
 PROBE_TOLERANCE = 0.1  # nats between a token's log-probability echoed and generated (quantized kernels differ a little)
+
+
+@dataclass
+class Echo:
+    """A prompt echoed by ``/v1/completions``: per token, its text, log-probability, top alternatives, offset."""
+
+    tokens: list[str]
+    logprobs: list[Optional[float]]
+    tops: list[Any]
+    prompt_tokens: int  # as the server counted them (usage)
+    generated: str  # the text of the one token generated after it (echo puts the prompt before it)
 
 
 class ServerChat:
@@ -110,6 +124,9 @@ class ServedEngine(Engine):
         self.seed = runtime.seed
         self.concurrency = max(1, runtime.concurrency)
         self._tok: Any = ServerChat() if ServedAPI(served.api) is ServedAPI.chat else PlainText()
+        if served.tokenizer and ServedAPI(served.api) is ServedAPI.completions:
+            # the chat template is applied here, so /v1/completions sees the text an in-process engine would
+            self._tok = AutoTokenizer.from_pretrained(str(tokenizer_path(served.tokenizer)))
         self._probed: Optional[dict[str, Any]] = None
         self._lock = threading.Lock()
         self.retries_total = 0
@@ -180,12 +197,8 @@ class ServedEngine(Engine):
 
     # --- log-likelihood through /v1/completions with echo -----------------------------------
 
-    def _echo(self, text: str, retries: list[dict[str, Any]]) -> tuple[list[str], list[Optional[float]], list[Any]]:
-        """The echoed prompt's tokens, their log-probabilities and top alternatives.
-
-        ``max_tokens=1`` (some servers refuse 0): vLLM lists the generated token after the prompt's, llama-cpp-python
-        leaves it out; the prompt's own are the first ``usage.prompt_tokens`` (a BOS it drops is simply not there).
-        """
+    def _echo(self, text: str, retries: list[dict[str, Any]]) -> Echo:
+        """The prompt echoed with its log-probabilities (``max_tokens=1``: some servers refuse 0)."""
         response = self._call(
             lambda: self.api.completions.create(
                 model=self.served.model, prompt=text, max_tokens=1, echo=True, logprobs=1, temperature=0
@@ -196,10 +209,34 @@ class ServedEngine(Engine):
         if lp is None or not lp.token_logprobs:
             raise self._no_prompt_logprobs("it returned no log-probabilities for the prompt (echo + logprobs)")
         n = len(lp.tokens)
-        if response.usage is not None and response.usage.prompt_tokens:
-            n = min(n, int(response.usage.prompt_tokens))
-        tops = list(lp.top_logprobs or [None] * len(lp.tokens))
-        return list(lp.tokens[:n]), list(lp.token_logprobs[:n]), tops[:n]
+        return Echo(
+            tokens=list(lp.tokens),
+            logprobs=list(lp.token_logprobs),
+            tops=list(lp.top_logprobs or [None] * n),
+            prompt_tokens=int(response.usage.prompt_tokens) if response.usage and response.usage.prompt_tokens else n,
+            generated=(response.choices[0].text or "")[len(text) :]
+            if (response.choices[0].text or "").startswith(text)
+            else "",
+        )
+
+    @staticmethod
+    def _ending(echo: Echo, chars: int, tail: str) -> list[int]:
+        """The indices of the echoed prompt's last tokens covering its last ``chars`` characters (``tail``).
+
+        Servers differ in whether the generated token is listed after the prompt's (vLLM: always; llama-cpp-python:
+        when the prompt starts with its BOS token, which it then leaves out) and in how they name special tokens, so
+        the prompt's end is found from its text: when the listed tokens end with ``tail`` + the generated text rather
+        than with ``tail``, the generated token is dropped. Trailing tokens without text (an end-of-sequence) go too.
+        """
+        tokens = list(echo.tokens)
+        joined = "".join(tokens)
+        if echo.generated and joined.endswith(tail + echo.generated) and not joined.endswith(tail):
+            dropped = 0
+            while tokens and dropped < len(echo.generated):
+                dropped += len(tokens.pop())
+        while tokens and not tokens[-1]:
+            tokens.pop()
+        return _tail(tokens, chars)
 
     def _no_prompt_logprobs(self, why: str) -> ConfigError:
         return ConfigError(
@@ -209,7 +246,11 @@ class ServedEngine(Engine):
         )
 
     def probe_prompt_logprobs(self) -> dict[str, Any]:
-        """Check once that the server scores prompts, and scores them where its own generation does."""
+        """Check once that the server scores prompts, and scores them where its own generation does.
+
+        The token the server generates after the probe is scored twice, as generated and echoed after the probe; a
+        server whose two figures disagree is refused.
+        """
         if ServedAPI(self.served.api) is ServedAPI.chat:
             raise ConfigError(
                 f"model {self.cfg.name} is asked through api: chat, which has no prompt log-probabilities, "
@@ -220,7 +261,6 @@ class ServedEngine(Engine):
             return self._probed
         import openai
 
-        # The token the server generates after the probe, scored twice: as generated, and echoed after the prompt.
         retries: list[dict[str, Any]] = []
         try:
             gen = self._call(
@@ -229,15 +269,18 @@ class ServedEngine(Engine):
                 ),
                 retries,
             )
-            choice = gen.choices[0]
-            token = choice.text
-            tokens, logprobs, _ = self._echo(PROBE_TEXT + token, retries)
+            token = gen.choices[0].text
+            after = self._echo(PROBE_TEXT + token, retries)
         except ServerError as exc:
             if isinstance(exc.__cause__, openai.APIStatusError) and _status(exc.__cause__) in (400, 422):
                 raise self._no_prompt_logprobs(f"it rejected echo + logprobs ({_why(exc.__cause__)})") from exc
             raise
+        choice = gen.choices[0]
         generated = choice.logprobs.token_logprobs[0] if choice.logprobs else None
-        echoed = logprobs[-1] if tokens and tokens[-1] == token else None  # None: re-tokenized, nothing to compare
+        last = self._ending(after, len(token), token)
+        echoed = (
+            after.logprobs[last[0]] if len(last) == 1 and after.tokens[last[0]] == token else None
+        )  # None: re-tokenized
         if generated is not None and echoed is not None and abs(generated - echoed) > PROBE_TOLERANCE:
             raise self._no_prompt_logprobs(
                 f"its prompt log-probabilities disagree with its generation ({token!r} after {PROBE_TEXT!r}: "
@@ -248,15 +291,18 @@ class ServedEngine(Engine):
 
     def _score(self, args: tuple[Prompt, str]) -> tuple[float, bool, int, int, float, list[dict[str, Any]]]:
         prompt, choice = args
-        continuation = prompt.target_delimiter + choice
+        # lm-eval's rule (harness.engines.hf.encode_pair): the context's trailing white space belongs to the continuation
+        context = prompt.text.rstrip()
+        continuation = prompt.text[len(context) :] + prompt.target_delimiter + choice
         retries: list[dict[str, Any]] = []
         start = time.perf_counter()
-        tokens, logprobs, tops = self._echo(prompt.text + continuation, retries)
+        echo = self._echo(context + continuation, retries)
         seconds = time.perf_counter() - start
-        span = _tail(tokens, len(continuation))
-        loglik = float(sum(logprobs[i] or 0.0 for i in span))
-        greedy = all(tops[i] is None or not tops[i] or max(tops[i], key=tops[i].get) == tokens[i] for i in span)
-        return loglik, greedy, len(span), len(tokens) - len(span), seconds, retries
+        span = self._ending(echo, len(continuation), continuation)
+        loglik = float(sum(echo.logprobs[i] or 0.0 for i in span))
+        tops = echo.tops
+        greedy = all(not tops[i] or max(tops[i], key=tops[i].get) == echo.tokens[i] for i in span)
+        return loglik, greedy, len(span), echo.prompt_tokens - len(span), seconds, retries
 
     def loglikelihood(
         self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
@@ -380,6 +426,7 @@ class ServedEngine(Engine):
             "identity_note": "as the server reported it: the weights behind a served name can change",
             "revision": self.cfg.revision,
             "api": ServedAPI(self.served.api).value,
+            "client_tokenizer": self.served.tokenizer,
             "concurrency": self.concurrency,
             "usd_per_million_input": self.served.usd_per_million_input,
             "usd_per_million_output": self.served.usd_per_million_output,

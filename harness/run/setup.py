@@ -181,6 +181,7 @@ def cell_key(
                     "served": {
                         "api": getattr(model.served.api, "value", model.served.api),
                         "concurrency": rt.concurrency,
+                        **({"tokenizer": model.served.tokenizer} if model.served.tokenizer else {}),
                     }
                 }
                 if served and model.served is not None

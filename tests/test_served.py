@@ -300,3 +300,19 @@ def test_a_client_side_chat_template_gives_the_in_process_prompts(server, local,
     got, _ = engine.loglikelihood([served], [labels])
     want, _ = local.loglikelihood([ref], [labels])
     assert got[0].logliks == pytest.approx(want[0].logliks, abs=LOGLIK_ATOL)
+
+
+def test_the_launchers_ranking_orders_as_sorted_does():
+    """harness.engines.llamacpp_server ranks a row's alternatives lazily: the same pairs, in the same order, as
+    ``sorted(zip(row, range(n)), reverse=True)``, ties included."""
+    import numpy as np
+
+    from harness.engines.llamacpp_server import _List, _ranked_sorted
+
+    rng = np.random.default_rng(0)
+    row = np.round(rng.standard_normal(500), 1).astype(np.float32)  # many ties
+    want = sorted(zip(row.tolist(), range(len(row))), reverse=True)
+    got = _List(_ranked_sorted(zip(row, range(len(row))), reverse=True))
+    assert got[:5] == want[:5] and list(iter(got)) == want
+    assert isinstance([], _List) and _List((1, 2)) == [1, 2]
+    assert _ranked_sorted([3, 1, 2]) == [1, 2, 3]

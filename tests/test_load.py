@@ -31,3 +31,14 @@ def test_hosted_models_are_priced_by_tokens():
     step = load.models["h"].steps[0]
     assert step.cost_per_1k_usd == pytest.approx((100 * 1.0 + 50 * 4.0) / 1e6 * 1000)
     assert load.models["h"].cost_basis == "tokens" and load.meets_slo("h") is None and step.within_slo is None
+
+
+def test_a_hosted_cell_is_priced_by_the_tokens_it_used():
+    from harness.results.cost import economics
+
+    hw = {**HW, "power_w": 100.0, "memory_gb": 16.0, "grid_gco2_per_kwh": 400.0}
+    hosted = economics(4, 10.0, [2.5] * 4, None, None, hw, (0.15, 0.60), (4000, 400))
+    assert hosted.cost_per_1k_usd == pytest.approx((4000 * 0.15 + 400 * 0.60) / 1e6 / 4 * 1000)
+    assert hosted.cost_basis == "tokens"
+    timed = economics(4, 10.0, [2.5] * 4, None, None, hw)
+    assert timed.cost_per_1k_usd == pytest.approx(3.6 * 2.5 / 3600 * 1000) and timed.cost_basis is None

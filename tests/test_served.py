@@ -159,6 +159,7 @@ def _run(
     conf = tmp / "conf" / "model"
     conf.mkdir(parents=True, exist_ok=True)
     served = {"base_url": url, "model": "tiny", "backoff_s": 0.05, "max_retries": 2, "timeout_s": 30}
+    served["extra_body"] = {"repeat_penalty": 1.0}
     if key_env:
         served["api_key_env"] = key_env
     model = {"defaults": ["model_schema", "_self_"], "name": "tiny_served", "source": "served", "served": served}

@@ -85,6 +85,9 @@ class ServedConfig:
     # api: completions: a tokenizer whose chat template builds the prompts on the client (a bundled name such as
     # smollm2, or a tokenizer directory), as lm-eval's local-completions does; null: prompts are sent as plain text
     tokenizer: Optional[str] = None
+    # fields added to every request, for a server's own sampling defaults: llama-cpp-python's server and Ollama apply
+    # repeat_penalty 1.1 unless sent {repeat_penalty: 1.0}, so "greedy" would not be greedy there
+    extra_body: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 120.0  # per request; a timeout is retried like a 429
     max_retries: int = 4  # for timeouts, 429 and 5xx, with exponential backoff and jitter; each retry is recorded
     backoff_s: float = 0.5  # the first retry's wait (doubled each time, times a random 0.5-1.5 jitter)

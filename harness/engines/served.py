@@ -188,6 +188,9 @@ class ServedEngine(Engine):
                 time.sleep(wait)
                 attempt += 1
 
+    def _extra(self) -> dict[str, Any]:
+        return {"extra_body": dict(self.served.extra_body)} if self.served.extra_body else {}
+
     def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
         """``fn`` over ``items`` with ``concurrency`` requests in flight, results in order."""
         if self.concurrency == 1 or len(items) == 1:
@@ -201,7 +204,13 @@ class ServedEngine(Engine):
         """The prompt echoed with its log-probabilities (``max_tokens=1``: some servers refuse 0)."""
         response = self._call(
             lambda: self.api.completions.create(
-                model=self.served.model, prompt=text, max_tokens=1, echo=True, logprobs=1, temperature=0
+                model=self.served.model,
+                prompt=text,
+                max_tokens=1,
+                echo=True,
+                logprobs=1,
+                temperature=0,
+                **self._extra(),
             ),
             retries,
         )
@@ -265,7 +274,7 @@ class ServedEngine(Engine):
         try:
             gen = self._call(
                 lambda: self.api.completions.create(
-                    model=self.served.model, prompt=PROBE_TEXT, max_tokens=1, logprobs=1, temperature=0
+                    model=self.served.model, prompt=PROBE_TEXT, max_tokens=1, logprobs=1, temperature=0, **self._extra()
                 ),
                 retries,
             )
@@ -332,7 +341,7 @@ class ServedEngine(Engine):
 
     def _stream(self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int) -> dict[str, Any]:
         """One streamed request, time-stamped per chunk (a retry starts the clock again)."""
-        extra = {"min_tokens": min_new_tokens} if min_new_tokens else None
+        extra = {**dict(self.served.extra_body), **({"min_tokens": min_new_tokens} if min_new_tokens else {})}
         common: dict[str, Any] = {
             "model": self.served.model,
             "max_tokens": max_new_tokens,

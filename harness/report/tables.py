@@ -116,10 +116,19 @@ def model_rows(summary: RunSummary) -> list[list[str]]:
                 _precision(m),
                 m.text("engine", "hf"),
                 f"{float(m.data.get('load_time_s', 0.0)):.1f} s",
-                m.text("source"),
+                _source(m),
             ]
         )
     return rows
+
+
+def _source(m: ModelRecord) -> str:
+    """Where the model came from; a served model's identity is the server's word, and the row says so."""
+    if m.text("source") != "served":
+        return m.text("source")
+    return f"served: {m.text('served_model')} at {m.text('origin').split(' (')[0]}, as the server reports it" + (
+        f" (revision {m.text('revision')})" if m.data.get("revision") else ""
+    )
 
 
 # --- per task ----------------------------------------------------------------------------------
@@ -306,7 +315,8 @@ def cost_rows(summary: RunSummary) -> list[list[str]]:
             rows.append(
                 [
                     task,
-                    f"${s.cost_per_1k_usd:.4f} / ${l.cost_per_1k_usd:.4f}",
+                    f"${s.cost_per_1k_usd:.4f} / ${l.cost_per_1k_usd:.4f}"
+                    + (" (token prices)" if "tokens" in (s.cost_basis, l.cost_basis) else ""),
                     f"{s.energy_per_request_j:.1f} J / {l.energy_per_request_j:.1f} J",
                     method,
                     f"{s.co2_g_per_1k:.2f} g / {l.co2_g_per_1k:.2f} g",
@@ -322,7 +332,7 @@ def cost_rows(summary: RunSummary) -> list[list[str]]:
                     [
                         task,
                         name,
-                        f"${e.cost_per_1k_usd:.4f}",
+                        f"${e.cost_per_1k_usd:.4f}" + (" (token prices)" if e.cost_basis == "tokens" else ""),
                         f"{e.energy_per_request_j:.1f} J",
                         e.energy_method,
                         f"{e.co2_g_per_1k:.2f} g",

@@ -182,6 +182,7 @@ def cell_key(
                         "api": getattr(model.served.api, "value", model.served.api),
                         "concurrency": rt.concurrency,
                         **({"tokenizer": model.served.tokenizer} if model.served.tokenizer else {}),
+                        **({"extra_body": dict(model.served.extra_body)} if model.served.extra_body else {}),
                     }
                 }
                 if served and model.served is not None

@@ -182,8 +182,12 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> 
         (["pair=tiny", "runtime.max_samples=0"], ["runtime.max_samples=0"]),
         (["pair=tiny", "runtime.bogus=1"], ["unknown setting 'runtime.bogus'"]),
         (
-            ["pair=tiny", "task=smoke", "runtime.engine=vllm"],
-            ["unknown engine 'vllm'", "runtime.engine=<one of auto, hf, llamacpp>"],
+            ["pair=tiny", "task=smoke", "runtime.engine=tgi"],
+            ["unknown engine 'tgi'", "runtime.engine=<one of auto, hf, llamacpp, openai, vllm>"],
+        ),
+        (
+            ["pair=tiny", "task=smoke", "runtime.engine=vllm", "runtime.device=cpu"],
+            ["engine vllm runs on CUDA GPUs", "use runtime.engine=hf"],
         ),
         (["pair=tiny", "task=smoke", "reference=nope"], ["reference='nope'", "tiny_olmoe, tiny_llama"]),
         (["models=[tiny_llama]", "task=smoke"], ["at least two models"]),

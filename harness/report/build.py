@@ -15,6 +15,7 @@ from harness.config.schema import compose
 from harness.errors import ConfigError
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
+from harness.report.samples import SAMPLES_FILE, render_samples
 from harness.report.terminal import print_tables
 from harness.results.load import load_summary
 from harness.results.records import read_json, write_json
@@ -107,6 +108,7 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     plots = make_plots(summary, analysis, run_dir / "plots")
     if load is not None:
         plots["load_latency"] = load_plot(load, run_dir / "plots" / "load_latency.png")
+    _write_text(run_dir / SAMPLES_FILE, render_samples(summary, records, analysis))
     html = run_dir / "report.html"
     _write_text(html, render_html(summary, env, config, verdicts, plots, analysis, decision, load))
     if console is not None:

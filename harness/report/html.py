@@ -6,9 +6,11 @@ import base64
 import html
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from harness.analysis.schema import RunAnalysis
 from harness.report.inputs import ReportInputs
+from harness.report.samples import SAMPLES_FILE
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
@@ -86,6 +88,8 @@ def render_html(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{name} on {group}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Small vs large: {name} on {group}</h1>",
+        f"<p class='note'>Every item, every model side by side, filtered by outcome: <a href='{SAMPLES_FILE}'>"
+        f"the per-sample comparison ({SAMPLES_FILE})</a>.</p>",
     ]
     for section in (_decision, _claims, _tasks, _statistics):
         parts += section(r)
@@ -96,9 +100,15 @@ def render_html(
 def _decision(r: ReportInputs) -> list[str]:
     if not r.decision:
         return []
+    table = _table(DECISION_HEADER, decision_rows(r.decision))
+    for task in r.decision:  # each task's row leads to its items, side by side
+        cell = f"<tr><td>{html.escape(task)}</td>"
+        table = table.replace(
+            cell, f"<tr><td><a href='{SAMPLES_FILE}#task={quote(task)}'>{html.escape(task)}</a></td>", 1
+        )
     return [
         f"<h2>{html.escape(decision_title(r.decision))}</h2>",
-        _table(DECISION_HEADER, decision_rows(r.decision)),
+        table,
         f"<p class='note'>{html.escape(decision_note(r.decision))}</p>",
     ]
 

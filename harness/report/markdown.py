@@ -6,6 +6,7 @@ from typing import Any
 
 from harness.analysis.schema import RunAnalysis
 from harness.report.inputs import ReportInputs
+from harness.report.samples import SAMPLES_FILE
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
@@ -63,7 +64,12 @@ def render_markdown(
     """report.md: the decision, the claims, the comparison, the statistics, the models, costs, cells and method."""
     r = ReportInputs(summary, environment or {}, config or {}, verdicts or [], analysis, decision or {}, load)
     title = "Small vs large" if len(summary.order) == 2 else f"{len(summary.order)} models"
-    parts = [f"# {title}: {summary.name} on {summary.task_group}", ""]
+    parts = [
+        f"# {title}: {summary.name} on {summary.task_group}",
+        "",
+        f"Every item, every model side by side: [{SAMPLES_FILE}]({SAMPLES_FILE}) (open it in a browser).",
+        "",
+    ]
     for section in (_decision, _claims, _tasks, _stopping, _statistics, _routing, _sample_size, _models, _cost, _load):
         parts += section(r)
     parts += _options(r) + _cells(r) + _method(r)

@@ -35,6 +35,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from harness.analysis.flips import A_LOWER, A_WRONG_B_RIGHT, changed_predictions, outcome
 from harness.analysis.stats import Estimate, mcnemar_exact, paired_difference, paired_ratio
 from harness.config.schema import RegressConfig
 from harness.errors import HarnessError
@@ -262,8 +263,39 @@ def _quality(
                 f"{res.metric} dropped {drop * 100:.1f} points but the paired test is not significant (p/interval in the table)",
             )
         )
+    if not exact and drop > cfg.quality_tolerance and significant:
+        # the regressed cell's flips: items right (or better) in the baseline and wrong (or worse) now
+        worse = [
+            i
+            for i in common
+            if outcome(base.task_type, cur.items[i].score, base.items[i].score) in (A_WRONG_B_RIGHT, A_LOWER)
+        ]
+        for i in worse[: cfg.max_listed_predictions]:
+            f.append(
+                Finding(
+                    name,
+                    "predictions",
+                    INFO,
+                    f"item {i} worse: {base.items[i].prediction!r} ({base.items[i].score:.2f}) -> "
+                    f"{cur.items[i].prediction!r} ({cur.items[i].score:.2f})",
+                )
+            )
+        if worse:
+            f.append(
+                Finding(
+                    name,
+                    "predictions",
+                    INFO,
+                    f"{len(worse)} item(s) worse than the baseline; side by side: harness flips BASELINE_RUN RUN "
+                    f"--models {base.model} --task {base.task}",
+                )
+            )
     if exact:
-        flips = [i for i in common if base.items[i].prediction != cur.items[i].prediction]
+        flips = changed_predictions(
+            common,
+            {i: base.items[i].prediction for i in common},
+            {i: cur.items[i].prediction for i in common},
+        )
         for i in flips[: cfg.max_listed_predictions]:
             f.append(
                 Finding(

@@ -1,0 +1,296 @@
+"""``samples.html``: every item of every task, every model side by side, to read where the small model fails.
+
+One self-contained file, opened from ``file://`` with no network: the records are
+embedded as compact JSON (one array per field, prompts once per item, not once
+per model) and the page is plain JavaScript of our own, no library (a table
+that renders only the rows in view, filters, search, sort), so there is nothing
+to vendor or keep up to date. Outcomes come from ``harness.analysis.flips``'s
+rule, the same as ``harness flips`` and McNemar's discordant pairs in the
+statistics table; the page shows the statistics table's counts next to its own.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Optional
+
+from harness.analysis.flips import A_HIGHER, A_LOWER, A_RIGHT_B_WRONG, A_WRONG_B_RIGHT, BOTH_RIGHT, BOTH_WRONG, SAME
+from harness.analysis.schema import RunAnalysis
+from harness.results.records import SampleRecord
+from harness.results.schema import RunSummary
+from harness.tasks.types import TaskType
+
+SAMPLES_FILE = "samples.html"
+
+
+def _confidence(record: SampleRecord) -> Optional[float]:
+    d = record.details
+    value = d.get("margin") if "margin" in d else d.get("mean_logprob")
+    return float(value) if value is not None else None
+
+
+def samples_data(
+    summary: RunSummary, records: dict[tuple[str, str], list[SampleRecord]], analysis: Optional[RunAnalysis] = None
+) -> dict[str, Any]:
+    """The page's data: per task, the items in the task's order and one array per field and model."""
+    tasks = []
+    for task, info in summary.tasks.items():
+        per_model = {m: {r.sample_id: r for r in records.get((task, m), [])} for m in summary.order}
+        planned = [str(i) for i in info.info.get("sample_ids") or []]
+        seen = set(planned)
+        ids = planned + [i for rs in per_model.values() for i in rs if i not in seen and not seen.add(i)]  # type: ignore[func-returns-value]
+        any_record = {i: next((rs[i] for rs in per_model.values() if i in rs), None) for i in ids}
+        key = TaskType(info.type).item_score
+        columns: dict[str, Any] = {}
+        for m, rs in per_model.items():
+            rows = [rs.get(i) for i in ids]
+            result = info.results.get(m)
+            columns[m] = {
+                "p": [r.prediction if r else None for r in rows],
+                "s": [float(r.scores.get(key, 0.0)) if r else None for r in rows],
+                "c": [_confidence(r) if r else None for r in rows],
+                "l": [r.latency_s if r and r.latency_s is not None else (r.item_s if r else None) for r in rows],
+                "i": [r.input_tokens if r else None for r in rows],
+                "o": [r.output_tokens if r else None for r in rows],
+                "t": [1 if r and r.truncated else 0 for r in rows],
+                "failed": list(result.cell.failed_ids) if result and result.cell else [],
+                "stopped": result.cell.stopped if result and result.cell else None,
+                "n": len(rs),
+            }
+        discordant = {}
+        entry = analysis.tasks.get(task) if analysis else None
+        for cand, cmp in (entry.comparisons if entry else {}).items():
+            mc = cmp.mcnemar
+            if mc is not None:
+                # small_only: the candidate right and the reference wrong (McNemar's discordant pairs)
+                discordant[cand] = {"cand_wrong_ref_right": mc.large_only, "cand_right_ref_wrong": mc.small_only}
+        tasks.append(
+            {
+                "name": task,
+                "type": info.type,
+                "metric": key,
+                "ids": ids,
+                "prompt": [r.prompt if r else "" for r in (any_record[i] for i in ids)],
+                "gold": [r.gold if r else None for r in (any_record[i] for i in ids)],
+                "models": columns,
+                "mcnemar": discordant,
+            }
+        )
+    return {
+        "title": summary.name,
+        "group": summary.task_group,
+        "models": list(summary.order),
+        "reference": summary.reference,
+        "outcomes": {
+            "classification": [A_WRONG_B_RIGHT, A_RIGHT_B_WRONG, BOTH_WRONG, BOTH_RIGHT],
+            "summarization": [A_LOWER, A_HIGHER, SAME],
+        },
+        "tasks": tasks,
+    }
+
+
+def render_samples(
+    summary: RunSummary, records: dict[tuple[str, str], list[SampleRecord]], analysis: Optional[RunAnalysis] = None
+) -> str:
+    data = json.dumps(samples_data(summary, records, analysis), ensure_ascii=False, separators=(",", ":"))
+    data = data.replace("</", "<\\/")  # no "</script>" inside the data block
+    title = html.escape(f"Per-sample comparison: {summary.name} on {summary.task_group}")
+    return _PAGE.replace("@TITLE@", title).replace("@DATA@", data)
+
+
+_PAGE = r"""<!doctype html><html><head><meta charset="utf-8"><title>@TITLE@</title>
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'">
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1rem 1.5rem;color:#222}
+h1{font-size:1.3rem;margin:.2rem 0 .6rem}a{color:#0b5cad}
+#controls{display:flex;flex-wrap:wrap;gap:.6rem 1.2rem;align-items:end;font-size:.85rem;margin-bottom:.6rem}
+#controls label{display:flex;flex-direction:column;gap:.15rem}select,input{font-size:.85rem;padding:.15rem .3rem}
+#counts table,#detail table{border-collapse:collapse;font-size:.8rem}#counts td,#counts th,#detail td,#detail th{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}
+#counts th{background:#f4f4f4}.note{color:#555;font-size:.8rem;margin:.3rem 0}.warn{color:#8a4b00}
+#head,.row{display:grid;grid-template-columns:7rem 9rem 1fr 3.5rem 1fr 3.5rem 4rem 4.5rem 4.5rem 5rem;gap:.4rem;align-items:center;font-size:.8rem}
+#head{font-weight:600;background:#f4f4f4;padding:.3rem .4rem;border:1px solid #ddd;cursor:default}#head span[data-sort]{cursor:pointer;text-decoration:underline dotted}
+#list{height:60vh;overflow:auto;border:1px solid #ddd;border-top:none;position:relative}#spacer{position:relative}
+.row{position:absolute;left:0;right:0;height:34px;padding:0 .4rem;border-bottom:1px solid #eee;cursor:pointer}
+.row:hover{background:#f6f9ff}.row.sel{background:#e8f0fe}.row span{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.bad{color:#b00020}.good{color:#1b7a1b}.flag{font-size:.7rem;background:#eee;border-radius:3px;padding:0 .25rem;margin-right:.15rem}
+#detail{margin-top:.8rem}#detail pre{white-space:pre-wrap;font-size:.78rem;background:#fafafa;border:1px solid #eee;padding:.4rem;max-height:24rem;overflow:auto}
+mark{background:#ffe08a}.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(22rem,1fr));gap:.8rem}
+</style></head><body>
+<h1>@TITLE@</h1>
+<p class="note">Every item of every task, the models side by side. Outcome: model A against model B on each item
+(classification: right or wrong; generation: the per-item score). Click a row to read it whole. <a href="report.html">Back to the report</a>.</p>
+<div id="controls">
+<label>task<select id="task"></select></label>
+<label>model A<select id="ma"></select></label>
+<label>model B<select id="mb"></select></label>
+<label>outcome<select id="outcome"></select></label>
+<label>flags<select id="flag"><option value="">any</option><option value="truncated">truncated prompt</option><option value="missing">missing or failed</option></select></label>
+<label>search prompt and outputs<input id="q" type="search" placeholder="a word..." size="24"></label>
+<label>sort<select id="sort"><option value="order">task order</option><option value="diff">score B minus A</option><option value="conf">confidence of A (lowest first)</option><option value="lat">latency of A (slowest first)</option></select></label>
+</div>
+<div id="counts"></div>
+<p class="note" id="shown"></p>
+<div id="head"><span>item</span><span>gold</span><span>A: prediction</span><span>A</span><span>B: prediction</span><span>B</span><span data-sort="diff">B-A</span><span data-sort="conf">conf A</span><span data-sort="lat">latency A</span><span>flags</span></div>
+<div id="list"><div id="spacer"></div></div>
+<div id="detail"></div>
+<script id="data" type="application/json">@DATA@</script>
+<script>
+"use strict";
+const D = JSON.parse(document.getElementById("data").textContent);
+const ROW = 34, $ = (id) => document.getElementById(id);
+const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c]));
+const goldText = (g) => Array.isArray(g) ? g.join(" | ") : (g == null ? "" : String(g));
+const fmt = (v, d) => v == null ? "-" : Number(v).toFixed(d);
+let state = {task: 0, a: null, b: null, outcome: "", flag: "", q: "", sort: "order", sel: null};
+let rows = [], haystack = {};
+const NAMES = {"a wrong, b right": "A wrong, B right", "a right, b wrong": "A right, B wrong", "both wrong": "both wrong",
+  "both right": "both right (agree)", "a lower": "A scores lower", "a higher": "A scores higher", "same score": "same score"};
+
+function outcome(type, sa, sb) {
+  if (sa == null || sb == null) return null;
+  if (type === "classification") {
+    const a = sa > 0, b = sb > 0;
+    return a && b ? "both right" : !a && !b ? "both wrong" : a ? "a right, b wrong" : "a wrong, b right";
+  }
+  return sa < sb ? "a lower" : sa > sb ? "a higher" : "same score";
+}
+function pairDefault() {
+  const ref = D.reference || D.models[D.models.length - 1];
+  const cand = D.models.find((m) => m !== ref) || ref;
+  return [cand, ref];
+}
+function fillSelect(el, values, labels, value) {
+  el.innerHTML = values.map((v, i) => `<option value="${esc(v)}"${v === value ? " selected" : ""}>${esc(labels ? labels[i] : v)}</option>`).join("");
+}
+function setup() {
+  const fromHash = new URLSearchParams(location.hash.slice(1));
+  const t = D.tasks.findIndex((x) => x.name === fromHash.get("task"));
+  state.task = t >= 0 ? t : 0;
+  [state.a, state.b] = pairDefault();
+  fillSelect($("task"), D.tasks.map((_, i) => String(i)), D.tasks.map((x) => `${x.name} (${x.ids.length} items)`), String(state.task));
+  const labels = D.models.map((m) => m + (m === D.reference ? " (reference)" : ""));
+  fillSelect($("ma"), D.models, labels, state.a);
+  fillSelect($("mb"), D.models, labels, state.b);
+  $("task").onchange = (e) => { state.task = +e.target.value; state.sel = null; fillOutcomes(); update(); };
+  $("ma").onchange = (e) => { state.a = e.target.value; update(); };
+  $("mb").onchange = (e) => { state.b = e.target.value; update(); };
+  $("outcome").onchange = (e) => { state.outcome = e.target.value; update(); };
+  $("flag").onchange = (e) => { state.flag = e.target.value; update(); };
+  $("sort").onchange = (e) => { state.sort = e.target.value; update(); };
+  let timer = null;
+  $("q").oninput = (e) => { clearTimeout(timer); timer = setTimeout(() => { state.q = e.target.value.trim().toLowerCase(); update(); }, 120); };
+  document.querySelectorAll("#head span[data-sort]").forEach((el) => el.onclick = () => { state.sort = el.dataset.sort; $("sort").value = state.sort; update(); });
+  $("list").onscroll = draw;
+  fillOutcomes();
+  update();
+}
+function fillOutcomes() {
+  const T = D.tasks[state.task];
+  const kinds = D.outcomes[T.type] || [];
+  fillSelect($("outcome"), [""].concat(kinds), ["any"].concat(kinds.map((k) => NAMES[k])), state.outcome);
+  if (!kinds.includes(state.outcome)) state.outcome = "";
+}
+function hay(T, i) {
+  const key = T.name + "\u0000" + i;
+  if (!(key in haystack)) {
+    let s = T.prompt[i] + "\n" + goldText(T.gold[i]);
+    for (const m of D.models) s += "\n" + (T.models[m].p[i] || "");
+    haystack[key] = s.toLowerCase();
+  }
+  return haystack[key];
+}
+function counts() {
+  const parts = [];
+  for (const T of D.tasks) {
+    const A = T.models[state.a], B = T.models[state.b];
+    const c = {}; let both = 0;
+    for (let i = 0; i < T.ids.length; i++) {
+      const o = outcome(T.type, A.s[i], B.s[i]);
+      if (o) { c[o] = (c[o] || 0) + 1; both++; }
+    }
+    const kinds = D.outcomes[T.type] || [];
+    let stat = "";
+    const ref = D.reference;
+    if (T.type === "classification" && ref && (state.a === ref || state.b === ref) && state.a !== state.b) {
+      const cand = state.a === ref ? state.b : state.a, m = T.mcnemar[cand];
+      if (m) stat = state.a === cand ? `${m.cand_wrong_ref_right} / ${m.cand_right_ref_wrong}`
+                                     : `${m.cand_right_ref_wrong} / ${m.cand_wrong_ref_right}`;
+    }
+    const missing = D.models.filter((m) => T.models[m].n < T.ids.length).map((m) => `${m}: ${T.ids.length - T.models[m].n} missing`);
+    const failed = D.models.filter((m) => T.models[m].failed.length).map((m) => `${m}: ${T.models[m].failed.length} failed`);
+    const stopped = D.models.filter((m) => T.models[m].stopped).map((m) => `${m} stopped when decided at ${T.models[m].stopped.at}`);
+    parts.push(`<tr data-task="${esc(T.name)}"><td>${esc(T.name)}</td><td>${both}</td><td>` +
+      kinds.map((k) => `${esc(NAMES[k])}: <b class="count" data-kind="${esc(k)}">${c[k] || 0}</b>`).join(" &middot; ") +
+      `</td><td>${esc(stat)}</td><td class="warn">${esc(missing.concat(failed, stopped).join("; "))}</td></tr>`);
+  }
+  const warn = state.a === state.b ? "<p class='note warn'>Model A and model B are the same model: pick two to compare.</p>" : "";
+  const one = D.models.length < 2 ? "<p class='note warn'>This run has one model: outcomes need two.</p>" : "";
+  $("counts").innerHTML = one + warn + `<table><thead><tr><th>task</th><th>items with both</th><th>outcomes, model A against model B</th><th>discordant pairs in the statistics table (A wrong, B right / A right, B wrong)</th><th>not run</th></tr></thead><tbody>${parts.join("")}</tbody></table>`;
+}
+function update() {
+  const T = D.tasks[state.task], A = T.models[state.a], B = T.models[state.b];
+  const failedA = new Set(A.failed), failedB = new Set(B.failed);
+  rows = [];
+  for (let i = 0; i < T.ids.length; i++) {
+    if (state.outcome && outcome(T.type, A.s[i], B.s[i]) !== state.outcome) continue;
+    if (state.flag === "truncated" && !(A.t[i] || B.t[i])) continue;
+    if (state.flag === "missing" && !(A.s[i] == null || B.s[i] == null || failedA.has(T.ids[i]) || failedB.has(T.ids[i]))) continue;
+    if (state.q && !hay(T, i).includes(state.q)) continue;
+    rows.push(i);
+  }
+  const by = {diff: (i) => -((B.s[i] ?? 0) - (A.s[i] ?? 0)), conf: (i) => A.c[i] ?? Infinity, lat: (i) => -(A.l[i] ?? 0)}[state.sort];
+  if (by) rows.sort((x, y) => by(x) - by(y) || x - y);
+  $("shown").textContent = `${rows.length} of ${T.ids.length} items shown`;
+  $("spacer").style.height = rows.length * ROW + "px";
+  $("list").style.height = Math.max(ROW * 3, Math.min(rows.length * ROW + 2, window.innerHeight * 0.6)) + "px";
+  counts();
+  draw();
+}
+function cls(type, s) { return s == null ? "" : (type === "classification" ? (s > 0 ? "good" : "bad") : ""); }
+function draw() {
+  const T = D.tasks[state.task], A = T.models[state.a], B = T.models[state.b];
+  const list = $("list"), first = Math.max(0, Math.floor(list.scrollTop / ROW) - 5);
+  const last = Math.min(rows.length, first + Math.ceil(list.clientHeight / ROW) + 10);
+  const out = [];
+  for (let k = first; k < last; k++) {
+    const i = rows[k], flags = [];
+    if (A.t[i] || B.t[i]) flags.push("truncated");
+    if (A.s[i] == null || B.s[i] == null) flags.push("missing");
+    if (A.failed.includes(T.ids[i]) || B.failed.includes(T.ids[i])) flags.push("failed");
+    const d = A.s[i] == null || B.s[i] == null ? null : B.s[i] - A.s[i];
+    out.push(`<div class="row${state.sel === i ? " sel" : ""}" data-i="${i}" style="top:${k * ROW}px">` +
+      `<span title="${esc(T.ids[i])}">${esc(T.ids[i])}</span><span title="${esc(goldText(T.gold[i]))}">${esc(goldText(T.gold[i]))}</span>` +
+      `<span class="${cls(T.type, A.s[i])}">${esc(A.p[i] ?? "(no record)")}</span><span>${fmt(A.s[i], 2)}</span>` +
+      `<span class="${cls(T.type, B.s[i])}">${esc(B.p[i] ?? "(no record)")}</span><span>${fmt(B.s[i], 2)}</span>` +
+      `<span>${d == null ? "-" : (d > 0 ? "+" : "") + d.toFixed(2)}</span><span>${fmt(A.c[i], 3)}</span>` +
+      `<span>${A.l[i] == null ? "-" : (A.l[i] * 1000).toFixed(0) + " ms"}</span><span>${flags.map((f) => `<span class="flag">${f}</span>`).join("")}</span></div>`);
+  }
+  $("spacer").innerHTML = out.join("");
+  $("spacer").querySelectorAll(".row").forEach((el) => el.onclick = () => open(+el.dataset.i));
+}
+function words(s) { return new Set((String(s).toLowerCase().match(/[\p{L}\p{N}]+/gu) || [])); }
+function highlight(text, ref) {
+  const refWords = words(ref);
+  return esc(text).replace(/[\p{L}\p{N}]+/gu, (w) => refWords.has(w.toLowerCase()) ? w : `<mark>${w}</mark>`);
+}
+function open(i) {
+  state.sel = i;
+  const T = D.tasks[state.task], gen = T.type !== "classification", ref = goldText(T.gold[i]);
+  const cols = D.models.map((m) => {
+    const M = T.models[m];
+    const text = M.p[i] == null ? "(no record: not run, failed or stopped before this item)" : M.p[i];
+    return `<div><h3>${esc(m)}${m === D.reference ? " (reference)" : ""}</h3><pre>${gen && M.p[i] != null ? highlight(text, ref) : esc(text)}</pre>` +
+      `<table><tr><th>score</th><td>${fmt(M.s[i], 3)}</td></tr><tr><th>confidence</th><td>${fmt(M.c[i], 3)}</td></tr>` +
+      `<tr><th>latency</th><td>${M.l[i] == null ? "-" : (M.l[i] * 1000).toFixed(0) + " ms"}</td></tr><tr><th>tokens in / out</th><td>${M.i[i] ?? "-"} / ${M.o[i] ?? "-"}</td></tr>` +
+      `<tr><th>prompt truncated</th><td>${M.t[i] ? "yes" : "no"}</td></tr></table></div>`;
+  }).join("");
+  $("detail").innerHTML = `<h2>${esc(T.name)} / ${esc(T.ids[i])}</h2>` +
+    `<details><summary>prompt (${T.prompt[i].length} characters)</summary><pre>${esc(T.prompt[i])}</pre></details>` +
+    `<p><b>${gen ? "reference" : "gold"}:</b> ${esc(ref)}</p>` +
+    (gen ? "<p class='note'>Highlighted: words of an output that the reference lacks.</p>" : "") + `<div class="cols">${cols}</div>`;
+  draw();
+}
+setup();
+</script></body></html>
+"""

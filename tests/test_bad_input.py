@@ -177,7 +177,7 @@ CASES = {
         lambda w: ["pair=tiny", "task=smoke", "runtime.max_samples=0"],
         ["runtime.max_samples=0"],
     ),
-    "unknown engine": (lambda w: ["pair=tiny", "task=smoke", "runtime.engine=vllm"], ["unknown engine 'vllm'"]),
+    "unknown engine": (lambda w: ["pair=tiny", "task=smoke", "runtime.engine=tgi"], ["unknown engine 'tgi'"]),
     "reference not compared": (lambda w: ["pair=tiny", "task=smoke", "reference=nope"], ["reference='nope'"]),
     "a model listed twice": (lambda w: ["models=[tiny_llama,tiny_llama]", "task=smoke"], ["appears twice"]),
     "num_fewshot beyond the few-shot split": (

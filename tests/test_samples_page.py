@@ -116,20 +116,27 @@ def _browser_or_skip() -> str:
 
 
 @pytest.fixture(scope="module")
-def page(run):
+def browser():
+    """One Chromium for the module (Playwright's sync API allows one running instance per thread)."""
     browser_path = _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 900})
-        requests, errors = [], []
-        pg.on("request", lambda r: requests.append(r.url))
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto((run / "samples.html").as_uri())
-        pg.wait_for_selector(".row")
-        yield pg, requests, errors
-        browser.close()
+        b = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(run, browser):
+    pg = browser.new_page(viewport={"width": 1400, "height": 900})
+    requests, errors = [], []
+    pg.on("request", lambda r: requests.append(r.url))
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto((run / "samples.html").as_uri())
+    pg.wait_for_selector(".row")
+    yield pg, requests, errors
+    pg.close()
 
 
 def test_the_page_opens_offline_and_counts_outcomes_as_the_statistics_do(page, run):
@@ -172,3 +179,29 @@ def test_filters_search_and_an_open_item(page, run):
     detail = pg.locator("#detail")
     assert "seed_summary_paragraph / " in detail.locator("h2").inner_text()
     assert detail.locator("mark").count() > 0 and detail.locator("details summary").inner_text().startswith("prompt")
+
+
+def test_a_partial_cell_and_a_single_model_are_said_not_broken(tmp_path, browser):
+    """Two items missing from the reference's generation cell (a run killed mid-task): the page counts what both
+    models have and names what is missing; with one model selected twice it says outcomes need two."""
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN, run)
+    for path in run.rglob("*.json"):
+        path.write_text(path.read_text().replace("@RUN@", str(run)))
+    records = next(p for p in run.rglob("records.jsonl") if "tiny_llama/seed_summary_paragraph" in str(p))
+    records.write_text("".join(records.read_text().splitlines(keepends=True)[:-2]))
+    build_report(run)
+    pg = browser.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto((run / "samples.html").as_uri())
+    pg.wait_for_selector(".row")
+    row = pg.locator("#counts tr[data-task='seed_summary_paragraph']")
+    assert row.locator("td").nth(1).inner_text() == "6" and "tiny_llama: 2 missing" in row.inner_text()
+    pg.select_option("#task", "1")
+    pg.select_option("#flag", "missing")
+    assert pg.locator(".row").count() == 2 and "(no record)" in pg.locator(".row").first.inner_text()
+    pg.select_option("#mb", "tiny_olmoe")
+    assert "the same model" in pg.locator("#counts").inner_text()
+    pg.close()
+    assert not errors

@@ -68,7 +68,16 @@ def _run(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
 
 def _kill_when(args: list[str], tmp: Path, ready: callable, sig: int = signal.SIGKILL) -> tuple[int, str]:
     """Start a run and send ``sig`` as soon as ``ready(output so far)`` says so (polled every 5 ms); (exit code, output)."""
-    proc = subprocess.Popen(HARNESS + args, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(tmp))
+    proc = subprocess.Popen(
+        HARNESS + args,
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=_env(tmp),
+        # a suite started in the background (cmd &) passes SIGINT ignored to its children: Python would then never
+        # raise KeyboardInterrupt; the child gets the default handler, as in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     buf = ""

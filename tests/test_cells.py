@@ -335,6 +335,8 @@ def test_submitit_local_sweep_into_one_store(tmp_path):
             f"hydra.sweep.dir={sweep}",
             "hydra.launcher.timeout_min=10",
             "hydra.launcher.cpus_per_task=1",
+            # a shared store by absolute path, as on a cluster: a "/" in the job's directory name would nest it
+            f"paths.store_dir={tmp_path / 'shared' / 'cells'}",
         ],
         tmp_path,
     )

@@ -83,7 +83,7 @@ class ServedConfig:
     # the NAME of the environment variable holding the API key (never the key: it is read at run time and written nowhere)
     api_key_env: Optional[str] = None
     # api: completions: a tokenizer whose chat template builds the prompts on the client (a bundled name such as
-    # smollm2, or a tokenizer directory), as lm-eval's local-completions does; null: prompts are sent as plain text
+    # smollm2, a tokenizer directory or a hub id), as lm-eval's local-completions does; null: plain text is sent
     tokenizer: Optional[str] = None
     # fields added to every request, for a server's own sampling defaults: llama-cpp-python's server and Ollama apply
     # repeat_penalty 1.1 unless sent {repeat_penalty: 1.0}, so "greedy" would not be greedy there

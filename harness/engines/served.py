@@ -126,7 +126,7 @@ class ServedEngine(Engine):
         self._tok: Any = ServerChat() if ServedAPI(served.api) is ServedAPI.chat else PlainText()
         if served.tokenizer and ServedAPI(served.api) is ServedAPI.completions:
             # the chat template is applied here, so /v1/completions sees the text an in-process engine would
-            self._tok = AutoTokenizer.from_pretrained(str(tokenizer_path(served.tokenizer)))
+            self._tok = AutoTokenizer.from_pretrained(_tokenizer_source(served.tokenizer))
         self._probed: Optional[dict[str, Any]] = None
         self._lock = threading.Lock()
         self.retries_total = 0
@@ -455,6 +455,14 @@ class ServedEngine(Engine):
 
     def unload(self) -> None:
         self.api.close()
+
+
+def _tokenizer_source(name: str) -> str:
+    """A bundled tokenizer or a directory; anything else is taken for a hub id (untested here: no hub)."""
+    try:
+        return str(tokenizer_path(name))
+    except ConfigError:
+        return name
 
 
 def _chunk_logprobs(choice: Any, chat: bool) -> list[Optional[float]]:

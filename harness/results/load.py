@@ -98,7 +98,8 @@ class LoadSummary:
         return cls(task=d["task"], slo_p95_s=d["slo_p95_s"], hardware=d["hardware"], models=models)
 
 
-def _pct(values: list[float], q: float) -> Optional[float]:
+def percentile(values: list[float], q: float) -> Optional[float]:
+    """numpy's (linear) percentile, or None without values: load.json, the report and the progress line agree."""
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else None
 
 
@@ -132,7 +133,7 @@ def summarize_load(
             gaps = [r.inter_token_s for r in rows if r.inter_token_s is not None]
             rps = len(rows) / wall if wall > 0 else 0.0
             mean_tokens = (float(np.mean([r.input_tokens for r in rows])), float(np.mean([r.output_tokens for r in rows])))
-            p95 = _pct([r.latency_s for r in rows], 95) or 0.0
+            p95 = percentile([r.latency_s for r in rows], 95) or 0.0
             steps.append(
                 LoadStep(
                     model=model,
@@ -141,10 +142,10 @@ def summarize_load(
                     wall_s=wall,
                     requests_per_s=rps,
                     output_tokens_per_s=sum(r.output_tokens for r in rows) / wall if wall > 0 else 0.0,
-                    latency_p50_s=_pct([r.latency_s for r in rows], 50) or 0.0,
+                    latency_p50_s=percentile([r.latency_s for r in rows], 50) or 0.0,
                     latency_p95_s=p95,
-                    ttft_p50_s=_pct(ttfts, 50),
-                    ttft_p95_s=_pct(ttfts, 95),
+                    ttft_p50_s=percentile(ttfts, 50),
+                    ttft_p95_s=percentile(ttfts, 95),
                     inter_token_mean_s=float(np.mean(gaps)) if gaps else None,
                     retries=sum(r.retries for r in rows),
                     cost_per_1k_usd=step_cost(rps, mean_tokens, hardware, prices.get(model)),

@@ -21,7 +21,7 @@ from typing import Any, Optional
 from harness.config.schema import RunConfig
 from harness.engines import load_engine
 from harness.errors import ConfigError
-from harness.results.load import REQUESTS, STEPS, TASK, LoadRequest
+from harness.results.load import REQUESTS, STEPS, TASK, LoadRequest, percentile
 from harness.results.records import write_json
 from harness.run.setup import Setup
 from harness.tasks.prompts import build_prompt
@@ -98,10 +98,9 @@ def run_load_sweep(setup: Setup, chosen: tuple[Task, list[Sample]], run_dir: Pat
                         )
                     )
                 steps.append({"model": model.name, "level": level, "wall_s": wall, "requests": len(outs)})
-                lat = sorted(o.latency_s for o in outs)
+                p95 = percentile([o.latency_s for o in outs], 95) or 0.0
                 progress.note(
-                    f"load {model.name}: {level} in flight, {len(outs) / wall:.2f} requests/s, "
-                    f"p95 latency {lat[min(len(lat) - 1, int(0.95 * len(lat)))]:.2f} s"
+                    f"load {model.name}: {level} in flight, {len(outs) / wall:.2f} requests/s, p95 latency {p95:.2f} s"
                 )
         finally:
             engine.unload()

@@ -386,13 +386,19 @@ def _run_hydra() -> None:
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
     def _main(cfg: DictConfig) -> None:
+        from hydra.types import RunMode
+
         from harness.run.runner import run_experiment
 
         quiet_libraries()
+        sweep_job = HydraConfig.get().mode == RunMode.MULTIRUN
         try:
-            run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir), console=make_console())
-        except HarnessError as exc:  # exit here: Hydra would print its own line before re-raising
-            _fail(str(exc))
+            run_experiment(cfg, Path(HydraConfig.get().runtime.output_dir), console=make_console(), sweep_job=sweep_job)
+        except HarnessError as exc:
+            if sweep_job:  # a scheduler's job: the launcher (submitit) records a raised error for the sweep's command
+                print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+                raise
+            _fail(str(exc))  # exit here: Hydra would print its own line before re-raising
         except KeyboardInterrupt:
             _interrupted()
         except OSError as exc:
@@ -417,6 +423,31 @@ def _os_error(exc: OSError) -> NoReturn:
     _fail(
         f"cannot write {where}: {exc.strerror} -- fix: choose a writable location (hydra.run.dir=..., paths.store_dir=..., paths.cache_dir=...)"
     )
+
+
+def _sweep_job_failure(exc: BaseException) -> Optional[str]:
+    """One line for a job of a submitit sweep that failed, or ended without a result (cancelled, past its time
+    limit, killed); None for any other exception."""
+    kind = type(exc).__name__
+    if kind not in ("FailedJobError", "UncompletedJobError"):
+        return None
+    text = str(exc)
+    job = re.search(r"Job (\d[\w.]*)", text)
+    name = f"sweep job {job.group(1)}" if job else "a sweep job"
+    logs = re.findall(r"(/\S+_log\.(?:err|out))", text)
+    where = f" (log: {logs[0]})" if logs else ""
+    resume = "run the same sweep again: complete cells are reused and an interrupted cell resumes after its last record"
+    if "timed-out" in text or "TIMEOUT" in text:
+        return (
+            f"{name} ran past its time limit and was not requeued{where} -- fix: {resume} "
+            "(or raise hydra.launcher.timeout_min, or hydra.launcher.max_num_timeout to requeue it)"
+        )
+    if kind == "UncompletedJobError":
+        state = re.search(r"state: ([^)]*)\)", text)
+        return f"{name} ended without a result ({state.group(1) if state else 'killed'}){where} -- fix: {resume}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else kind)
+    return f"{name} failed: {reason}{where} -- fix: correct what it names, then {resume}"
 
 
 def _interrupted() -> NoReturn:
@@ -474,6 +505,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         ):
             _os_error(exc)
         raise
+    except Exception as exc:  # a job of a submitit sweep: its own error, in one line
+        failure = _sweep_job_failure(exc)
+        if failure is None:
+            raise
+        _fail(failure)
 
 
 if __name__ == "__main__":

@@ -379,8 +379,9 @@ def load_model_config(name: str) -> ModelConfig:
     return OmegaConf.to_object(node.model)  # type: ignore[return-value]
 
 
-def resolve_models(cfg: RunConfig) -> list[ModelConfig]:
-    """The comparison's models: ``models=[...]`` by config name, else the pair's two."""
+def resolve_models(cfg: RunConfig, sweep_job: bool = False) -> list[ModelConfig]:
+    """The comparison's models: ``models=[...]`` by config name, else the pair's two. A job of a sweep
+    (``harness -m``) may hold one model: its share of a comparison that ``harness report <sweep dir>`` combines."""
 
     if cfg.models:
         models = [load_model_config(n) for n in cfg.models]
@@ -389,8 +390,11 @@ def resolve_models(cfg: RunConfig) -> list[ModelConfig]:
     else:
         raise ConfigError("no models to compare", "pass pair=<name> or models=[a,b,...]")
     names = [m.name for m in models]
-    if len(models) < 2:
-        raise ConfigError(f"a comparison needs at least two models, got {names}", "list two or more: models=[a,b]")
+    if len(models) < (1 if sweep_job else 2):
+        raise ConfigError(
+            f"a comparison needs at least two models, got {names}",
+            "list two or more: models=[a,b] (a sweep, harness -m, may give each job one model: models=[a],[b])",
+        )
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(

@@ -50,6 +50,24 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# the scheduler's facts about the job a cell was computed in (which job, array task, node, allocation)
+_SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_NODELIST",
+    "SLURM_CPUS_PER_TASK",
+    "SLURM_JOB_PARTITION",
+)
+
+
+def scheduler_job() -> dict[str, str] | None:
+    """The SLURM job this process runs in (None outside one): recorded with each session of a cell."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    return {v.removeprefix("SLURM_").lower(): os.environ[v] for v in _SLURM_VARS if v in os.environ}
+
+
 def environment_record(project_root: Path) -> dict[str, Any]:
     env: dict[str, Any] = {
         "python": platform.python_version(),

@@ -117,10 +117,20 @@ def _cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> Optional[float]:
         return None
 
 
+def _scheduler_cpus() -> Optional[int]:
+    """The CPUs a SLURM job was given (``--cpus-per-task``): a cluster without CPU binding (task/none) leaves the
+    affinity at the whole node, and a job running as many threads as the node has cores slows its neighbours."""
+    try:
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    except (KeyError, ValueError):
+        return None
+
+
 def usable_cores(
     affinity: Optional[int] = None, quota: Optional[float] = None, cgroup_root: Path = Path("/sys/fs/cgroup")
 ) -> int:
-    """The cores this process may use: its CPU affinity, capped by the cgroup's CPU quota (rounded up)."""
+    """The cores this process may use: its CPU affinity, capped by the cgroup's CPU quota (rounded up) and by the
+    CPUs its SLURM job was given."""
     if affinity is None:
         try:
             affinity = len(os.sched_getaffinity(0))
@@ -129,7 +139,8 @@ def usable_cores(
     if quota is None:
         quota = _cgroup_cpu_limit(cgroup_root)
     cores = affinity if quota is None else min(affinity, max(1, math.ceil(quota)))
-    return max(1, cores)
+    allocated = _scheduler_cpus()
+    return max(1, cores if allocated is None else min(cores, allocated))
 
 
 def default_threads(requested: Optional[int]) -> int:

@@ -23,7 +23,7 @@ from harness.analysis.sequential import looks, paired_sequence, undecided
 from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig
 from harness.engines import load_engine
 from harness.errors import ConfigError
-from harness.measure.environment import environment_record
+from harness.measure.environment import environment_record, scheduler_job
 from harness.models.gguf_wheel import is_fetched, is_prepared
 from harness.models.precision import default_threads
 from harness.report.build import build_report
@@ -163,6 +163,7 @@ class _CellRunner:
                 "ended_at": now_iso(),
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                **({"slurm": job} if (job := scheduler_job()) else {}),
                 "n": writer.count,
                 "resumed_after": len(done),
                 "wall_s": wall,
@@ -349,11 +350,14 @@ def make_deterministic() -> None:
     torch.backends.cudnn.deterministic = True
 
 
-def run_experiment(cfg: DictConfig | RunConfig, run_dir: Path, console: Optional[Any] = None) -> Path:
-    """Compute the comparison's missing cells, then write the report into ``run_dir``."""
+def run_experiment(
+    cfg: DictConfig | RunConfig, run_dir: Path, console: Optional[Any] = None, sweep_job: bool = False
+) -> Path:
+    """Compute the comparison's missing cells, then write the report into ``run_dir`` (``sweep_job``: one job of a
+    multirun sweep, whose share may be one model's cells)."""
 
     typed: RunConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
-    setup = prepare(typed)
+    setup = prepare(typed, sweep_job)
     load_task = check_load(typed, setup.tasks)
     threads = default_threads(typed.runtime.num_threads)  # a bad setting stops here, before anything is written
     run_dir = Path(run_dir)

@@ -208,12 +208,13 @@ def cell_key(
     )
 
 
-def prepare(cfg: RunConfig) -> Setup:
-    """Check the settings, resolve the models, load every task and compute every cell key; raises ``HarnessError``."""
+def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
+    """Check the settings, resolve the models, load every task and compute every cell key; raises ``HarnessError``.
+    ``sweep_job``: a job of a multirun sweep, which may compute one model's cells."""
     _check_runtime(cfg)
     rt = cfg.runtime
     device = resolve_device(rt.device)
-    models = resolve_models(cfg)
+    models = resolve_models(cfg, sweep_job)
     reference = cfg.reference or (cfg.pair.large.name if not cfg.models and cfg.pair is not None else None)
     if reference is not None and reference not in {m.name for m in models}:
         raise ConfigError(

@@ -79,6 +79,11 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path: Path):
     assert cpu_flags(tmp_path / "absent") == frozenset()
 
 
+@pytest.fixture(autouse=True)
+def outside_slurm(monkeypatch):
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)  # the suite itself may run in a SLURM job
+
+
 @pytest.mark.parametrize(
     "affinity,quota,cores", [(64, 2.0, 2), (64, 1.5, 2), (64, 0.5, 1), (4, None, 4), (4, 16.0, 4), (1, None, 1)]
 )
@@ -98,3 +103,12 @@ def test_default_threads():
     assert 1 <= default_threads(None) <= (torch.get_num_threads() + 1024)
     with pytest.raises(ConfigError, match="runtime.num_threads=0 must be positive"):
         default_threads(0)
+
+
+def test_usable_cores_capped_by_the_slurm_allocation(monkeypatch):
+    # a cluster without CPU binding (task/none) leaves the affinity at the whole node: the job's --cpus-per-task counts
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    assert usable_cores(affinity=64, quota=None) == 3
+    assert usable_cores(affinity=2, quota=None) == 2  # binding narrower than the allocation: the binding
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "not a number")
+    assert usable_cores(affinity=64, quota=None) == 64

@@ -203,7 +203,7 @@ def _flips(args: argparse.Namespace) -> None:
     import json
 
     from harness.analysis.flips import compare_records, flips_markdown
-    from harness.results.summary import summarize_with_records
+    from harness.results.summary import cell_records, summarize_with_outcomes
 
     usage = "harness flips RUN [RUN_B] [--models A,B] [--task T] [--format md|json]"
     runs = [Path(r) for r in args.runs]
@@ -212,7 +212,7 @@ def _flips(args: argparse.Namespace) -> None:
             _fail(f"{run} is not a run directory (no plan.json) -- fix: {usage}")
     if len(runs) > 2:
         _fail(f"harness flips compares one run's models or two runs, got {len(runs)} runs -- fix: {usage}")
-    loaded = [summarize_with_records(run) for run in runs]
+    loaded = [summarize_with_outcomes(run) for run in runs]
     names = [a for a in (args.models or "").split(",") if a]
     first, second = loaded[0], loaded[-1]
     if len(runs) == 1:
@@ -239,7 +239,8 @@ def _flips(args: argparse.Namespace) -> None:
         tasks = [args.task]
     per_task = {}
     for task in tasks:
-        a, b = first[1].get((task, names[0])), second[1].get((task, names[1]))
+        # only the two cells compared are read again, for their text (predictions, gold)
+        a, b = cell_records(first[0], task, names[0]), cell_records(second[0], task, names[1])
         if a and b:
             per_task[task] = compare_records(first[0].tasks[task].type, a, b)
     label_a = names[0] if len(runs) == 1 else f"{names[0]} in {runs[0]}"
@@ -253,6 +254,17 @@ def _flips(args: argparse.Namespace) -> None:
         print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
     else:
         print(flips_markdown(label_a, label_b, per_task, limit=args.limit))
+
+
+def _cells(args: argparse.Namespace) -> None:
+    from harness.results.listing import cells_text, list_cells
+
+    path = Path(args.dir)
+    if not path.is_dir():
+        _fail(
+            f"{path} is not a directory -- fix: harness cells DIR with DIR a run directory, a sweep directory or a cell store"
+        )
+    print(cells_text(list_cells(path), path, only_missing=args.missing))
 
 
 def _export_lmeval(args: argparse.Namespace) -> None:
@@ -372,6 +384,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, metavar="N", help="items listed per task in markdown (default 50)")
     p.set_defaults(func=_flips)
 
+    p = sub.add_parser(
+        "cells",
+        help="each (model, task) cell of a run, sweep or store and its status: complete, partial, stopped, running, missing",
+        description="List the cells of a run directory, a sweep directory or a cell store (what harness report takes), "
+        "with their status and records done / planned. --missing: only the cells not reportable yet (running or "
+        "missing), e.g. after a cluster sweep. Exit 0 either way.",
+    )
+    p.add_argument("dir", metavar="DIR", help="a run directory, a sweep directory or a cell store")
+    p.add_argument("--missing", action="store_true", help="only the cells that are not reportable (running, missing)")
+    p.set_defaults(func=_cells)
+
     p = sub.add_parser("export-lmeval", help="write lm-eval task YAMLs for harness tasks, so lm-eval runs them too")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     p.add_argument("tasks", nargs="*", metavar="TASK", help="task names (default: every seed_* task)")
@@ -459,7 +482,7 @@ def _interrupted() -> NoReturn:
     sys.exit(EXIT_INTERRUPTED)
 
 
-COMMANDS = ("report", "claims", "followup", "plan", "merge", "regress", "flips", "export-lmeval")
+COMMANDS = ("report", "claims", "followup", "plan", "merge", "regress", "flips", "cells", "export-lmeval")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from harness.analysis.flips import A_RIGHT_B_WRONG, BOTH_WRONG, compare_records
 from harness.report.build import build_report
-from harness.results.summary import summarize_with_records
+from harness.results.summary import cell_records, summarize_with_outcomes
 
 GOLDEN = Path(__file__).parent / "golden" / "default" / "input"
 MADE_RIGHT = 3
@@ -43,8 +43,9 @@ def run(tmp_path_factory) -> Path:
 
 
 def _counts(run: Path, task: str) -> dict[str, int]:
-    summary, records = summarize_with_records(run)
-    counts, _ = compare_records(summary.tasks[task].type, records[(task, "tiny_olmoe")], records[(task, "tiny_llama")])
+    summary, _ = summarize_with_outcomes(run)
+    a, b = cell_records(summary, task, "tiny_olmoe"), cell_records(summary, task, "tiny_llama")
+    counts, _ = compare_records(summary.tasks[task].type, a, b)
     return dict(counts)
 
 
@@ -160,7 +161,8 @@ def test_filters_search_and_an_open_item(page, run):
     pg.select_option("#outcome", BOTH_WRONG)
     assert pg.locator(".row").count() == _counts(run, "seed_claims")[BOTH_WRONG]
     pg.select_option("#outcome", "")
-    summary, records = summarize_with_records(run)
+    summary, _ = summarize_with_outcomes(run)
+    records = {(t, m): cell_records(summary, t, m) for t in summary.tasks for m in summary.order}
     first = records[("seed_claims", "tiny_olmoe")][0]
     word = max(first.prompt.split(), key=len).lower()
     hits = sum(

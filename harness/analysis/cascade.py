@@ -1,6 +1,6 @@
 """Cascade simulation (claim C4): the small model answers, the large one when the small is unsure.
 
-Computed from the per-sample records of both models, with no new model call:
+Computed from the per-sample outcomes of both models (``CellOutcomes``, or their records), with no new model call:
 for every confidence threshold, items whose small-model confidence is below it
 are escalated (they cost the small model's time plus the large model's, and get
 the large model's score); the others keep the small model's answer.
@@ -13,8 +13,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from harness.results.outcomes import CellOutcomes, Outcomes, as_outcomes
 from harness.results.records import SampleRecord
-from harness.tasks.metrics import rouge
+from harness.tasks.metrics import rouge_l
 from harness.tasks.types import item_score_key
 
 
@@ -31,27 +32,23 @@ def item_score(record: SampleRecord, task_type: str) -> float:
     return float(record.scores[item_score_key(task_type)])
 
 
-def agreement(small: Sequence[SampleRecord], large: Sequence[SampleRecord], task_type: str) -> dict[str, float]:
+def agreement(small: CellOutcomes, large: CellOutcomes, task_type: str) -> dict[str, float]:
     """How often the small model says what the large one says."""
     if task_type == "classification":
-        return {"same_prediction": float(np.mean([s.prediction == l.prediction for s, l in zip(small, large)]))}
-    overlap = [rouge(s.prediction, [l.prediction])["rougeL"] for s, l in zip(small, large)]
+        return {"same_prediction": float(np.mean([s == l for s, l in zip(small.predictions, large.predictions)]))}
+    overlap = [rouge_l(s, l) for s, l in zip(small.predictions, large.predictions)]
     return {
         "rougeL_small_vs_large": float(np.mean(overlap)),
         "share_rougeL_ge_0.5": float(np.mean([o >= 0.5 for o in overlap])),
     }
 
 
-def outcomes(small: Sequence[SampleRecord], large: Sequence[SampleRecord], task_type: str) -> tuple[np.ndarray, ...]:
+def outcomes(small: Outcomes, large: Outcomes, task_type: str) -> tuple[np.ndarray, ...]:
     """(small scores, large scores, small seconds, large seconds) per item, refusing different item sets."""
-    if [r.sample_id for r in small] != [r.sample_id for r in large]:
+    s, l_ = as_outcomes(small, task_type), as_outcomes(large, task_type)
+    if s.sample_ids != l_.sample_ids:
         raise ValueError("a cascade needs the same items for both models")
-    return (
-        np.array([item_score(r, task_type) for r in small]),
-        np.array([item_score(r, task_type) for r in large]),
-        np.array([r.item_s for r in small]),
-        np.array([r.item_s for r in large]),
-    )
+    return s.item_score, l_.item_score, s.item_s, l_.item_s
 
 
 def routed(
@@ -81,15 +78,13 @@ def cheapest(points: Sequence[dict[str, float]], target: float) -> Optional[dict
     return min(ok, key=lambda p: (p["cost_share"], -p["score"])) if ok else None
 
 
-def simulate(
-    small: Sequence[SampleRecord], large: Sequence[SampleRecord], task_type: str, keep_share: float = 0.95
-) -> dict[str, Any]:
+def simulate(small: Outcomes, large: Outcomes, task_type: str, keep_share: float = 0.95) -> dict[str, Any]:
     """The accuracy/cost curve over thresholds and the cheapest threshold keeping ``keep_share`` of the large score."""
+    small, large = as_outcomes(small, task_type), as_outcomes(large, task_type)
     s_score, l_score, s_cost, l_cost = outcomes(small, large, task_type)
-    conf = [confidence(r) for r in small]
-    if any(c is None for c in conf):
+    if small.confidence is None:
         return {"available": False, "reason": "the small model's records carry no confidence"}
-    points = curve(np.array(conf, dtype=float), s_score, l_score, s_cost, l_cost)
+    points = curve(small.confidence, s_score, l_score, s_cost, l_cost)
     target = keep_share * float(l_score.mean())
     return {
         "available": True,

@@ -1,11 +1,17 @@
 """Statistics of a comparison, per task: CIs, paired differences against the reference, McNemar, latency percentiles, cascade.
 
-Reads the per-sample records (never a model) and writes ``analysis.json``.
-Comparisons are refused when the two models did not answer the same items.
+Reads the per-sample outcomes of each cell (``CellOutcomes``: the records' numbers, read once; never a model) and
+writes ``analysis.json``. Comparisons are refused when the two models did not answer the same items. Every
+interval of a task is computed over the same bootstrap resamples (``harness.analysis.stats``), drawn once.
+With many models, the cascade and the router are simulated for the best few candidates of each task only
+(``cascades``), not for every model against the reference.
 """
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -19,68 +25,72 @@ from harness.analysis.stats import (
     bootstrap_ci,
     mcnemar_exact,
     paired_difference,
-    percentile_ci,
+    percentile_cis,
     ratio_of_statistics,
 )
 from harness.results.cost import per_sample_energy
+from harness.results.outcomes import CellOutcomes, Outcomes, as_outcomes
 from harness.results.records import SampleRecord
 from harness.results.schema import RunSummary
-from harness.tasks.types import TaskType
+from harness.tasks.metrics import load_rouge
 
 PERCENTILES = (50, 90, 95, 99)
 
 
-def metric_values(records: list[SampleRecord], task_type: str) -> dict[str, list[float]]:
+def metric_values(records: Sequence[SampleRecord], task_type: str) -> dict[str, list[float]]:
     """Per-sample values of every metric (accuracy = mean of 'correct')."""
-    if task_type == "classification":
-        return {"accuracy": [r.scores["correct"] for r in records]}
-    names = sorted({k for r in records for k in r.scores})
-    return {n: [r.scores[n] for r in records if n in r.scores and r.scores[n] == r.scores[n]] for n in names}
+    return {m: v.tolist() for m, v in CellOutcomes.of(records, task_type).metrics.items()}
 
 
-def latencies(records: list[SampleRecord]) -> list[float] | None:
+def latencies(records: Sequence[SampleRecord]) -> list[float] | None:
     """Per-request latencies, or None for a throughput-mode cell (batched items have no latency of their own)."""
     lat = [r.latency_s for r in records]
     return None if not lat or any(v is None for v in lat) else lat  # type: ignore[return-value]
 
 
-def model_statistics(records: list[SampleRecord], task_type: str, seed: int) -> ModelStatistics:
-    lat = latencies(records)
+def model_statistics(cell: Outcomes, task_type: str, seed: int) -> ModelStatistics:
+    c = as_outcomes(cell, task_type)
+    lat = c.latency_s
     return ModelStatistics(
-        n=len(records),
-        quality={m: Interval.of(bootstrap_ci(v, seed=seed)) for m, v in metric_values(records, task_type).items() if v},
-        latency_s={f"p{q}": Interval.of(percentile_ci(lat, q, seed=seed)) for q in PERCENTILES} if lat else None,
+        n=c.n,
+        quality={m: Interval.of(bootstrap_ci(v, seed=seed)) for m, v in c.metrics.items() if len(v)},
+        latency_s={f"p{q}": Interval.of(e) for q, e in zip(PERCENTILES, percentile_cis(lat, PERCENTILES, seed=seed))}
+        if lat is not None
+        else None,
     )
 
 
 def compare_models(
-    cand: list[SampleRecord],
-    ref: list[SampleRecord],
+    cand_cell: Outcomes,
+    ref_cell: Outcomes,
     task_type: str,
     seed: int,
     power: float,
     energy: dict[str, Any],
     keep_share: float,
     rule: Optional[dict[str, Any]] = None,
+    cascade: bool = True,
 ) -> PairedComparison:
     """A model against the reference on the same items: paired differences, McNemar, ratios, cascade.
 
     ``rule``: the run stopped when decided, so each difference's interval is its confidence sequence under that
     stop rule (a fixed-n interval is not valid after optional stopping; it is kept beside it as ``fixed_n``).
+    ``cascade``: simulate the cascade and the router too (every candidate of a small comparison; the best few of a large one).
     """
-    if [r.sample_id for r in cand] != [r.sample_id for r in ref]:
+    cand, ref = as_outcomes(cand_cell, task_type), as_outcomes(ref_cell, task_type)
+    if cand.sample_ids != ref.sample_ids:
         return PairedComparison(False, "the two models did not answer the same items; no paired comparison")
-    c_vals, r_vals = metric_values(cand, task_type), metric_values(ref, task_type)
-    out = PairedComparison(True, n=len(cand))
+    c_vals, r_vals = cand.metrics, ref.metrics
+    out = PairedComparison(True, n=cand.n)
     for metric in c_vals:
-        if len(c_vals[metric]) == len(r_vals.get(metric, [])) and c_vals[metric]:
+        if len(c_vals[metric]) == len(r_vals.get(metric, [])) and len(c_vals[metric]):
             fixed = Interval.of(paired_difference(c_vals[metric], r_vals[metric], seed=seed))
             if rule is None:
                 out.difference_vs_reference[metric] = fixed
             else:
                 seq = paired_sequence(
-                    c_vals[metric],
-                    r_vals[metric],
+                    c_vals[metric].tolist(),
+                    r_vals[metric].tolist(),
                     rule["alpha_per_comparison"],
                     rule.get("sequence", "asymptotic"),
                     rule.get("first_look", 1),
@@ -90,60 +100,109 @@ def compare_models(
                 )
             out.sample_size[metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric]))
     if task_type == "classification":
-        score = TaskType.classification.item_score
-        out.mcnemar = mcnemar_exact([r.scores[score] > 0 for r in cand], [r.scores[score] > 0 for r in ref])
-    c_lat, r_lat = latencies(cand), latencies(ref)
-    c_item, r_item = [r.item_s for r in cand], [r.item_s for r in ref]
+        out.mcnemar = mcnemar_exact((cand.item_score > 0).tolist(), (ref.item_score > 0).tolist())
+    c_lat, r_lat = cand.latency_s, ref.latency_s
     # latency mode: request latencies; throughput mode: each item's share of its batch's time, labelled so
-    basis = (
-        "latency" if c_lat and r_lat else "time per item (throughput mode)"
-    )  # the ratio of medians of this, as C5 names it
-    out.latency_median_ratio = Interval.of(
-        ratio_of_statistics(c_lat or c_item, r_lat or r_item, np.median, seed=seed), basis=basis
-    )
-    c_energy, c_method = per_sample_energy(c_item, energy.get("candidate"), power)
-    r_energy, r_method = per_sample_energy(r_item, energy.get("reference"), power)
+    timed = c_lat is not None and r_lat is not None and len(c_lat) > 0 and len(r_lat) > 0
+    basis = "latency" if timed else "time per item (throughput mode)"  # the ratio of medians of this, as C5 names it
+    c_time = c_lat if c_lat is not None and len(c_lat) else cand.item_s
+    r_time = r_lat if r_lat is not None and len(r_lat) else ref.item_s
+    out.latency_median_ratio = Interval.of(ratio_of_statistics(c_time, r_time, np.median, seed=seed), basis=basis)
+    c_energy, c_method = per_sample_energy(cand.item_s.tolist(), energy.get("candidate"), power)
+    r_energy, r_method = per_sample_energy(ref.item_s.tolist(), energy.get("reference"), power)
     out.energy_ratio_reference_over_candidate = Interval.of(ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed))
     out.energy_ratio_reference_over_candidate.method = c_method if c_method == r_method else f"{c_method} / {r_method}"
-    out.cascade = simulate(
-        cand, ref, task_type, keep_share
-    )  # in-sample: the curve, and the contrast to the held-out figure
-    out.routing = evaluate_router(
-        cand, ref, task_type, keep_share, seed=seed
-    )  # held-out thresholds (C4, decisions), APGR, signals
+    if cascade:
+        # in-sample: the curve, and the contrast to the held-out figure
+        out.cascade = simulate(cand, ref, task_type, keep_share)
+        # held-out thresholds (C4, decisions), APGR, signals
+        out.routing = evaluate_router(cand, ref, task_type, keep_share, seed=seed)
     return out
+
+
+def _analyze_task(
+    summary: RunSummary,
+    task: str,
+    outcomes_by_cell: Mapping[tuple[str, str], Outcomes],
+    keep_share: float,
+    seed: int,
+    rule: Optional[dict[str, Any]],
+    cascades: Optional[Mapping[str, Sequence[str]]],
+) -> Optional[TaskAnalysis]:
+    results = summary.tasks[task].results
+    if not results:
+        return None
+    reference = summary.reference
+    power = float((summary.hardware or {}).get("power_w", 0.0))
+    task_type = next(iter(results.values())).task_type
+    cells = {name: as_outcomes(outcomes_by_cell[(task, name)], task_type) for name in results}
+    chosen = None if cascades is None else set(cascades.get(task, ()))
+    stats: dict[str, ModelStatistics] = {}
+    comparisons: dict[str, PairedComparison] = {}
+    if reference in cells:
+        stats[reference] = model_statistics(cells[reference], task_type, seed)
+    # each model's statistics, then at once its comparison: its resamples are still at hand (stats' memo)
+    for name, cell in cells.items():
+        if name == reference:
+            continue
+        stats[name] = model_statistics(cell, task_type, seed)
+        if reference in cells:
+            energy = {"candidate": results[name].energy, "reference": results[reference].energy}
+            comparisons[name] = compare_models(
+                cell,
+                cells[reference],
+                task_type,
+                seed,
+                power,
+                energy,
+                keep_share,
+                rule,
+                cascade=chosen is None or name in chosen,
+            )
+    entry = TaskAnalysis(task_type, {n: stats[n] for n in cells})  # in the summary's order, as always
+    entry.comparisons.update(comparisons)
+    return entry
+
+
+# what forked workers read (set just before the fork, so the outcomes are shared, never pickled)
+_FORKED: Optional[tuple[Any, ...]] = None
+
+
+def _analyze_forked(task: str) -> Optional[TaskAnalysis]:
+    assert _FORKED is not None
+    return _analyze_task(_FORKED[0], task, *_FORKED[1:])
 
 
 def analyze_run(
     summary: RunSummary,
-    records_by_cell: dict[tuple[str, str], list[SampleRecord]],
+    outcomes_by_cell: Mapping[tuple[str, str], Outcomes],
     keep_share: float = 0.95,
     seed: int = 0,
+    cascades: Optional[Mapping[str, Sequence[str]]] = None,
+    workers: int = 1,
 ) -> RunAnalysis:
-    """Per-task statistics: every model's, and every model against the reference (``records_by_cell``: (task, model) -> records)."""
-    hardware = summary.hardware or {}
-    power = float(hardware.get("power_w", 0.0))
-    reference = summary.reference
+    """Per-task statistics: every model's, and every model against the reference (``outcomes_by_cell``: (task, model)
+    -> outcomes or records). ``cascades``: per task, the candidates whose cascade is simulated (None: every one).
+    ``workers`` > 1: tasks are analysed by that many forked processes (tasks are independent; the results are the
+    same numbers, in the same order)."""
+    global _FORKED
     # a sequential run's intervals are anytime-valid, at the level its stop rule used (Bonferroni over its comparisons)
     rule = summary.sequential
     stopped = any(r.cell and r.cell.stopped for info in summary.tasks.values() for r in info.results.values())
     if stopped and not rule:  # stopped cells gathered from a store: no plan says the rule; the default one at 5%
         rule = {"alpha_per_comparison": 0.05}
-    tasks: dict[str, TaskAnalysis] = {}
-    for task, info in summary.tasks.items():
-        results = info.results
-        if not results:
-            continue
-        task_type = next(iter(results.values())).task_type
-        records = {name: records_by_cell[(task, name)] for name in results}
-        entry = TaskAnalysis(task_type, {n: model_statistics(recs, task_type, seed) for n, recs in records.items()})
-        if reference in records:
-            for name in records:
-                if name == reference:
-                    continue
-                energy = {"candidate": results[name].energy, "reference": results[reference].energy}
-                entry.comparisons[name] = compare_models(
-                    records[name], records[reference], task_type, seed, power, energy, keep_share, rule
-                )
-        tasks[task] = entry
-    return RunAnalysis(confidence_level=0.95, seed=seed, reference=reference, tasks=tasks)
+    names = list(summary.tasks)
+    if workers > 1 and len(names) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        if any(r.task_type != "classification" for info in summary.tasks.values() for r in info.results.values()):
+            load_rouge()  # the cascade's agreement on generation tasks: imported once, before the fork
+        _FORKED = (summary, outcomes_by_cell, keep_share, seed, rule, cascades)
+        gc.freeze()  # the inherited outcomes are never collected in the workers: no walk over (and copy of) them
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                entries = pool.map(_analyze_forked, names, chunksize=1)
+        finally:
+            _FORKED = None
+    else:
+        entries = [_analyze_task(summary, t, outcomes_by_cell, keep_share, seed, rule, cascades) for t in names]
+    tasks = {t: e for t, e in zip(names, entries) if e is not None}
+    return RunAnalysis(confidence_level=0.95, seed=seed, reference=summary.reference, tasks=tasks)

@@ -22,33 +22,15 @@ From the records of a small and a large model on the same items (no model call):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import numpy as np
 
 from harness.analysis.cascade import cheapest, curve, outcomes, routed
 from harness.analysis.stats import paired_difference
-from harness.results.records import SampleRecord
+from harness.results.outcomes import SIGNALS, Outcomes, as_outcomes
 
-
-def _entropy_confidence(r: SampleRecord) -> Optional[float]:
-    probs = r.details.get("probs")
-    return float(sum(p * math.log(p) for p in probs if p > 0)) if probs else None  # -entropy: higher = surer
-
-
-def _detail(name: str) -> Callable[[SampleRecord], Optional[float]]:
-    def get(r: SampleRecord) -> Optional[float]:
-        v = r.details.get(name)
-        return float(v) if v is not None else None
-
-    return get
-
-
-SIGNALS: dict[str, dict[str, Callable[[SampleRecord], Optional[float]]]] = {
-    "classification": {"margin": _detail("margin"), "negative_entropy": _entropy_confidence},
-    "generation": {"mean_logprob": _detail("mean_logprob"), "min_logprob": _detail("min_logprob")},
-}
 GAP_TARGETS = (0.5, 0.8, 0.95)
 
 
@@ -111,8 +93,8 @@ def calls_to_recover(points: Sequence[tuple[float, float]], share: float) -> Opt
 
 
 def evaluate_router(
-    small: Sequence[SampleRecord],
-    large: Sequence[SampleRecord],
+    small: Outcomes,
+    large: Outcomes,
     task_type: str,
     keep_share: float = 0.95,
     folds: int = 5,
@@ -120,6 +102,7 @@ def evaluate_router(
 ) -> dict[str, Any]:
     """Every available confidence signal: cross-fitted and in-sample cascades, APGR, calls needed, random baseline."""
     kind = "classification" if task_type == "classification" else "generation"
+    small, large = as_outcomes(small, task_type), as_outcomes(large, task_type)
     s_score, l_score, s_cost, l_cost = outcomes(small, large, task_type)
     gap = float(l_score.mean() - s_score.mean())
     out: dict[str, Any] = {
@@ -130,11 +113,10 @@ def evaluate_router(
         "random_apgr": 0.5,
         "signals": {},
     }
-    for name, get in SIGNALS[kind].items():
-        values = [get(r) for r in small]
-        if not values or any(v is None for v in values):
+    for name in SIGNALS[kind]:
+        conf = small.signals.get(name)  # present on every item, or not at all
+        if conf is None:
             continue
-        conf = np.array(values, dtype=float)
         t_in = choose_threshold(conf, s_score, l_score, s_cost, l_cost, keep_share)
         held = cross_fit(conf, s_score, l_score, s_cost, l_cost, keep_share, folds, seed)
         up = held["up"]

@@ -293,6 +293,39 @@ class LoadConfig:
 
 
 @dataclass
+class ReportConfig:
+    """How a report of many models reads and is built (``configs/report/default.yaml``; a store of thousands of cells).
+
+    From ``leaderboard_from`` models on, the report shows per-task leaderboards, each model against the reference
+    only, and a quality-vs-cost Pareto front per task instead of a bar per model; smaller comparisons keep the
+    report they always had."""
+
+    leaderboard_from: int = 6  # models from which the report switches to leaderboards and Pareto fronts
+    # with leaderboards: candidates per task (best first) whose cascade and router are simulated
+    cascade_candidates: int = 2
+    # with leaderboards: candidates per task (best first) beside the reference in samples.html
+    samples_candidates: int = 3
+    pareto_columns: int = 4  # task panels per row of the Pareto-front figures
+    pareto_tasks_per_figure: int = 16  # task panels per figure (more tasks: more figures)
+    pareto_labels: int = 5  # Pareto-optimal models labelled per panel: the best and the cheapest (the rest: unlabelled)
+    claim_key_parts: int = 3  # with leaderboards: comparisons listed in a claim's key number (claims.json has all)
+    workers: int = 2  # processes reading cells and analysing tasks; 1: all in the report's own process
+    parallel_from: int = 200  # cells from which the processes are worth their start-up
+
+
+def report_settings(config: dict[str, Any] | None) -> ReportConfig:
+    """A run's ``report`` settings, typed (a run recorded before they existed gets the defaults)."""
+    given = dict((config or {}).get("report") or {})
+    unknown = sorted(set(given) - set(ReportConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(
+            f"unknown report setting(s) {', '.join(unknown)}",
+            f"use report.<key> with keys {', '.join(ReportConfig.__dataclass_fields__)}",
+        )
+    return ReportConfig(**{k: int(v) for k, v in given.items()})
+
+
+@dataclass
 class RunConfig:
     """The whole run (``configs/config.yaml``)."""
 
@@ -306,6 +339,7 @@ class RunConfig:
     load: LoadConfig = field(default_factory=LoadConfig)
     claims: dict[str, ClaimConfig] = field(default_factory=dict)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     print_report: bool = True
 
 

@@ -7,19 +7,23 @@ are in ``harness.report.tables``; markdown.py, html.py and terminal.py render th
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Optional, cast
 
 from harness.analysis.per_task import analyze_run
-from harness.config.schema import compose
+from harness.config.schema import ReportConfig, compose, report_settings
 from harness.errors import ConfigError
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
-from harness.report.samples import SAMPLES_FILE, render_samples
+from harness.report.samples import SAMPLES_FILE, render_samples, samples_shown
 from harness.report.terminal import print_tables
+from harness.results.leaderboard import best_candidates, is_large
 from harness.results.load import load_summary
 from harness.results.records import read_json, write_json
-from harness.results.summary import summarize_with_records
+from harness.results.schema import RunSummary
+from harness.results.summary import summarize_with_outcomes
 from harness.verdicts.claims import CLAIMS_FORMAT, claim_of_check, evaluate_claims
 from harness.verdicts.decision import DECISION_FORMAT, decisions
 
@@ -67,6 +71,43 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# A report of many models draws its Pareto figures and writes summary.json (seconds each) in a forked process while
+# this one computes the claims, the decision and the pages: one of the two cores is otherwise idle then.
+_ASIDE: Optional[tuple[RunSummary, Path, ReportConfig, Optional[int]]] = None
+
+
+def _summary_and_figures() -> dict[str, Path]:
+    from harness.report.plots import make_plots
+
+    assert _ASIDE is not None
+    summary, run_dir, settings, indent = _ASIDE
+    write_json(run_dir / "summary.json", summary.to_dict(), indent)
+    return make_plots(summary, None, run_dir / "plots", settings)
+
+
+class _Aside:
+    """The forked process's result (its figures' paths), once it is done."""
+
+    def __init__(self, pool: ProcessPoolExecutor, future: Future[dict[str, Path]]) -> None:
+        self.pool, self.future = pool, future
+
+    def result(self) -> dict[str, Path]:
+        try:
+            return self.future.result()
+        finally:
+            self.pool.shutdown()
+
+
+def _start_aside(summary: RunSummary, run_dir: Path, settings: ReportConfig, indent: Optional[int]) -> _Aside:
+    global _ASIDE
+    _ASIDE = (summary, run_dir, settings, indent)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        return _Aside(pool, pool.submit(_summary_and_figures))  # the process forks here, with _ASIDE in it
+    finally:
+        _ASIDE = None
+
+
 def build_report(run_dir: Path, console: Any | None = None, overrides: list[str] | None = None) -> Path:
     """(Re)build summary.json, analysis.json, claims.json, report.md, report.html and the plots from a run's records.
 
@@ -80,20 +121,40 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     env = read_json(env_path) if env_path.is_file() else None
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     config = _apply_overrides(_with_defaults(config), overrides)
-    summary, records = summarize_with_records(run_dir, config)
-    write_json(run_dir / "summary.json", summary.to_dict())
+    settings = report_settings(config)
+    n_cells = (
+        sum(1 for _ in (read_json(run_dir / "cells.json").get("cells") or []))
+        if (run_dir / "cells.json").is_file()
+        else 0
+    )
+    workers = settings.workers if n_cells >= settings.parallel_from else 1
+    summary, outcomes = summarize_with_outcomes(run_dir, config, workers=workers)
+    large = is_large(summary, settings.leaderboard_from)
+    indent = None if large else 2  # thousands of cells: tens of MB of JSON, written by the C encoder on one line
+    aside = large and workers > 1  # summary.json and the figures in a process of their own, below
+    if not aside:
+        write_json(run_dir / "summary.json", summary.to_dict(), indent)
     claims_cfg = config.get("claims") or {}
     keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
-    analysis = analyze_run(summary, records, keep_share=keep, seed=int(config.get("runtime", {}).get("seed", 0)))
-    write_json(run_dir / "analysis.json", analysis.to_dict())
+    analysis = analyze_run(
+        summary,
+        outcomes,
+        keep_share=keep,
+        seed=int(config.get("runtime", {}).get("seed", 0)),
+        cascades=best_candidates(summary, settings.cascade_candidates) if large else None,
+        workers=workers,
+    )
+    del outcomes  # the statistics are computed: nothing below reads per-item numbers of every cell
+    background = _start_aside(summary, run_dir, settings, indent) if aside else None
+    write_json(run_dir / "analysis.json", analysis.to_dict(), indent)
     load = load_summary(run_dir, config, {name: m.data for name, m in summary.models.items()})
-    verdicts = evaluate_claims(summary, analysis, claims_cfg, load)
+    verdicts = evaluate_claims(summary, analysis, claims_cfg, load, all_pairs=not large)
     claims_file = {
         "format": CLAIMS_FORMAT,
         "overrides": list(overrides or []),
         "verdicts": [v.to_dict() for v in verdicts],
     }
-    write_json(run_dir / "claims.json", claims_file)
+    write_json(run_dir / "claims.json", claims_file, indent)
     decision = decisions(summary, analysis, claims_cfg, load)
     write_json(
         run_dir / "decision.json",
@@ -102,16 +163,22 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
             "overrides": list(overrides or []),
             "tasks": {t: d.to_dict() for t, d in decision.items()},
         },
+        indent,
     )
     report = run_dir / "report.md"
-    _write_text(report, render_markdown(summary, env, config, verdicts, analysis, decision, load))
-    plots = make_plots(summary, analysis, run_dir / "plots")
+    _write_text(report, render_markdown(summary, env, config, verdicts, analysis, decision, load, settings))
+    plots = make_plots(summary, analysis, run_dir / "plots", settings) if background is None else {}
     if load is not None:
         plots["load_latency"] = load_plot(load, run_dir / "plots" / "load_latency.png")
-    _write_text(run_dir / SAMPLES_FILE, render_samples(summary, records, analysis))
+    shown = samples_shown(summary, settings.samples_candidates) if large else None
+    _write_text(run_dir / SAMPLES_FILE, render_samples(summary, None, analysis, shown))
+    if background is not None:
+        plots = {**background.result(), **plots}
     html = run_dir / "report.html"
-    _write_text(html, render_html(summary, env, config, verdicts, plots, analysis, decision, load))
+    _write_text(html, render_html(summary, env, config, verdicts, plots, analysis, decision, load, settings))
     if console is not None:
-        print_tables(summary, console, verdicts, decision)
+        print_tables(
+            summary, console, verdicts, decision, large=large, keep=settings.claim_key_parts if large else None
+        )
         console.print(f"report: {report} (and {html.name}, plots/)")
     return report

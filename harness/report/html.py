@@ -9,11 +9,13 @@ from typing import Any
 from urllib.parse import quote
 
 from harness.analysis.schema import RunAnalysis
+from harness.config.schema import ReportConfig
 from harness.report.inputs import ReportInputs
 from harness.report.samples import SAMPLES_FILE
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
+    LEADERBOARD_HEADER,
     LOAD_HEADER,
     MODEL_HEADER,
     ROUTING_HEADER,
@@ -22,11 +24,14 @@ from harness.report.tables import (
     claim_rows,
     cost_header,
     cost_rows,
+    leaderboard_rows,
     load_note,
     load_rows,
     model_rows,
+    pareto_figure,
     routing_rows,
     sampling_line,
+    scale_note,
     secondary_lines,
     stats_header,
     stats_rows,
@@ -55,6 +60,11 @@ table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0}th,td{border:1px 
 th{background:#f4f4f4}.supported{background:#e3f4e3}.refuted{background:#fbe3e3}.inconclusive{background:#fff6d9}.not{color:#777}
 img{max-width:100%;border:1px solid #eee;margin:.5rem 0}.note{color:#555;font-size:.85rem}blockquote{color:#555;margin:.2rem 0 .2rem 1rem;font-size:.8rem}
 """
+# the leaderboards of a report of many models: folded per task, numbers right-aligned, the Pareto front shaded
+_CSS_LARGE = """details{margin:.3rem 0}summary{cursor:pointer;font-weight:600}
+.lb td:nth-child(1),.lb td:nth-child(4),.lb td:nth-child(5),.lb td:nth-child(7),.lb td:nth-child(8){text-align:right;white-space:nowrap}
+tr.front td{background:#eef6ff}
+"""
 
 
 def _table(header: list[str], rows: list[list[str]], row_class: list[str] | None = None) -> str:
@@ -80,10 +90,15 @@ def render_html(
     analysis: RunAnalysis | None = None,
     decision: dict[str, TaskDecision] | None = None,
     load: LoadSummary | None = None,
+    settings: ReportConfig | None = None,
 ) -> str:
     """report.html: the markdown report's tables with the plots embedded, in one file that needs no network."""
-    r = ReportInputs(summary, env or {}, config or {}, verdicts, analysis, decision or {}, load)
+    r = ReportInputs(
+        summary, env or {}, config or {}, verdicts, analysis, decision or {}, load, settings or ReportConfig()
+    )
     name, group = html.escape(summary.name), html.escape(summary.task_group)
+    if r.large:
+        return _render_large(r, plots)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{name} on {group}</title>",
         f"<style>{_CSS}</style></head><body>",
@@ -95,6 +110,62 @@ def render_html(
         parts += section(r)
     parts += _plots(plots) + _models_and_cost(r) + _load(r) + _cells(r) + _method(r)
     return "\n".join(parts)
+
+
+def _render_large(r: ReportInputs, plots: dict[str, Path]) -> str:
+    """Many models: the decision, the claims, then per task its Pareto panel and its leaderboard (folded)."""
+    s, st = r.summary, r.settings
+    name, group = html.escape(s.name), html.escape(s.task_group)
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{name} on {group}</title>",
+        f"<style>{_CSS}{_CSS_LARGE}</style></head><body>",
+        f"<h1>{len(s.order)} models: {name} on {group}</h1>",
+        f"<p class='note'>{html.escape(scale_note(s, st.cascade_candidates, st.samples_candidates))}</p>",
+        f"<p class='note'>The reference and the best candidates of each task, item by item: <a href='{SAMPLES_FILE}'>{SAMPLES_FILE}</a>.</p>",
+    ]
+    parts += _decision(r) + _claims(r)
+    tasks = [t for t, info in s.tasks.items() if info.results]
+    parts += [
+        "<h2>Quality vs cost: the Pareto front of each task</h2>",
+        "<p class='note'>One panel per task: the Pareto-optimal models (no other model scores higher for less) are "
+        "labelled and joined, every other model is a grey point, the reference a black square.</p>",
+    ]
+    parts += [
+        _img(path, "quality vs cost, Pareto fronts")
+        for key, path in sorted(plots.items())
+        if key.startswith("pareto_front")
+    ]
+    parts.append("<h2>Leaderboards: each task's models by score, each against the reference</h2>")
+    for i, task in enumerate(tasks):
+        rows = leaderboard_rows(s, r.analysis, task, r.standing(task))
+        classes = ["front" if row[-1] else "" for row in rows]
+        metric = next(iter(s.tasks[task].results.values())).primary_metric
+        best = rows[0][1] if rows else "-"
+        summary_line = (
+            f"{task} ({metric}): best {best}; {sum(1 for c in classes if c)} on the Pareto front "
+            f"(panel in {pareto_figure(tasks, task, st.pareto_tasks_per_figure)})"
+        )
+        table = _table(LEADERBOARD_HEADER, rows, classes).replace("<table>", "<table class='lb'>", 1)
+        parts.append(
+            f"<details{' open' if i == 0 else ''}><summary>{html.escape(summary_line)}</summary>{table}</details>"
+        )
+    if route_rows := (routing_rows(r.analysis) if r.analysis else []):
+        parts += [
+            "<h2>Cascade measured as a router (the best candidates of each task)</h2>",
+            _table(ROUTING_HEADER, route_rows),
+        ]
+    parts += ["<h2>Models</h2>", _table(MODEL_HEADER, model_rows(s))] + _load(r)
+    counts: dict[str, int] = {}
+    for c in s.cells:
+        status = c["status"] if c.get("complete") else "missing"
+        counts[status] = counts.get(status, 0) + 1
+    parts += [
+        "<h2>Cells</h2>",
+        f"<p>{html.escape(', '.join(f'{n:,} {k}' for k, n in sorted(counts.items())))} (cells.json lists each). "
+        f"Tasks missing a model: {html.escape(', '.join(s.incomplete_tasks) or 'none')}; "
+        "<code>harness cells DIR --missing</code> lists each cell not yet reportable.</p>",
+    ]
+    return "\n".join(parts + _method(r))
 
 
 def _decision(r: ReportInputs) -> list[str]:
@@ -117,7 +188,11 @@ def _claims(r: ReportInputs) -> list[str]:
     if not r.verdicts:
         return []
     classes = [v.verdict.split()[0] for v in r.verdicts]
-    parts = ["<h2>Claims of the seed articles</h2>", _table(CLAIMS_HEADER, claim_rows(r.verdicts), classes), "<ul>"]
+    parts = [
+        "<h2>Claims of the seed articles</h2>",
+        _table(CLAIMS_HEADER, claim_rows(r.verdicts, r.claim_keep), classes),
+        "<ul>",
+    ]
     for v in r.verdicts:
         parts.append(
             f"<li><b>{html.escape(v.id)}</b> ({html.escape(v.verdict)}): {html.escape(v.sentence)}"

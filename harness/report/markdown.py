@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from harness.analysis.schema import RunAnalysis
+from harness.config.schema import ReportConfig
 from harness.report.inputs import ReportInputs
 from harness.report.samples import SAMPLES_FILE
 from harness.report.tables import (
     CELLS_HEADER,
     CLAIMS_HEADER,
+    LEADERBOARD_HEADER,
     LOAD_HEADER,
     MODEL_HEADER,
     ROUTING_HEADER,
@@ -18,11 +21,14 @@ from harness.report.tables import (
     claim_rows,
     cost_header,
     cost_rows,
+    leaderboard_rows,
     load_note,
     load_rows,
     model_rows,
+    pareto_figure,
     routing_rows,
     sampling_line,
+    scale_note,
     secondary_lines,
     stats_header,
     stats_rows,
@@ -60,9 +66,24 @@ def render_markdown(
     analysis: RunAnalysis | None = None,
     decision: dict[str, TaskDecision] | None = None,
     load: LoadSummary | None = None,
+    settings: ReportConfig | None = None,
 ) -> str:
-    """report.md: the decision, the claims, the comparison, the statistics, the models, costs, cells and method."""
-    r = ReportInputs(summary, environment or {}, config or {}, verdicts or [], analysis, decision or {}, load)
+    """report.md: the decision, the claims, the comparison, the statistics, the models, costs, cells and method.
+
+    Many models (``settings.leaderboard_from``): the decision, the claims, a leaderboard per task, the router, the
+    models and the cells' counts; the per-comparison tables are left to analysis.json and decision.json."""
+    r = ReportInputs(
+        summary,
+        environment or {},
+        config or {},
+        verdicts or [],
+        analysis,
+        decision or {},
+        load,
+        settings or ReportConfig(),
+    )
+    if r.large:
+        return _render_large(r)
     title = "Small vs large" if len(summary.order) == 2 else f"{len(summary.order)} models"
     parts = [
         f"# {title}: {summary.name} on {summary.task_group}",
@@ -74,6 +95,64 @@ def render_markdown(
         parts += section(r)
     parts += _options(r) + _cells(r) + _method(r)
     return "\n".join(parts) + "\n"
+
+
+def _render_large(r: ReportInputs) -> str:
+    s, st = r.summary, r.settings
+    parts = [
+        f"# {len(s.order)} models: {s.name} on {s.task_group}",
+        "",
+        scale_note(s, st.cascade_candidates, st.samples_candidates),
+        "",
+        f"The reference and the best candidates of each task, item by item: [{SAMPLES_FILE}]({SAMPLES_FILE}).",
+        "",
+    ]
+    models = ["## Models", md_table(MODEL_HEADER, model_rows(s)), ""]
+    for section in (_decision, _claims, _leaderboards, _routing, lambda _: models, _load):
+        parts += section(r)
+    return "\n".join(parts + _cell_counts(r) + _method(r)) + "\n"
+
+
+def _leaderboards(r: ReportInputs) -> list[str]:
+    tasks = [t for t, info in r.summary.tasks.items() if info.results]
+    figures = sorted({pareto_figure(tasks, t, r.settings.pareto_tasks_per_figure) for t in tasks})
+    parts = [
+        "## Leaderboards: each task's models by score, each against the reference",
+        "",
+        "Quality against cost per 1,000 requests, one panel per task: the Pareto-optimal models are labelled and joined, "
+        "every other model is a grey point, the reference a black square.",
+        "",
+        *[f"![quality vs cost, Pareto fronts]({'plots/' + f})" for f in figures],
+        "",
+    ]
+    for task in tasks:
+        metric = next(iter(r.summary.tasks[task].results.values())).primary_metric
+        parts += [
+            f"### {task} ({metric}; panel in {pareto_figure(tasks, task, r.settings.pareto_tasks_per_figure)})",
+            "",
+            md_table(LEADERBOARD_HEADER, leaderboard_rows(r.summary, r.analysis, task, r.standing(task))),
+            "",
+        ]
+    return parts
+
+
+def _cell_counts(r: ReportInputs) -> list[str]:
+    s = r.summary
+    counts = Counter(c["status"] if c.get("complete") else "missing" for c in s.cells)
+    parts = [
+        "",
+        "## Cells",
+        "",
+        ", ".join(f"{n:,} {k}" for k, n in sorted(counts.items())) + " (cells.json lists each).",
+    ]
+    if s.missing_cells or s.incomplete_tasks:
+        parts += [
+            "",
+            f"Not reportable: {', '.join(s.missing_cells) or 'none listed'}; tasks missing a model: "
+            f"{', '.join(s.incomplete_tasks) or 'none'}. `harness cells DIR --missing` lists each (model, task) cell not yet "
+            "complete; rerun the same command to compute them.",
+        ]
+    return parts
 
 
 def _load(r: ReportInputs) -> list[str]:
@@ -102,7 +181,7 @@ def _claims(r: ReportInputs) -> list[str]:
         return []
     return [
         "## Claims of the seed articles",
-        md_table(CLAIMS_HEADER, claim_rows(r.verdicts)),
+        md_table(CLAIMS_HEADER, claim_rows(r.verdicts, r.claim_keep)),
         "",
         *[f"- **{v.id}** ({v.verdict}): {v.sentence}" for v in r.verdicts],
         "",

@@ -1,4 +1,8 @@
-"""Report figures (matplotlib, PNG): trade-offs with the Pareto frontier, CI bars, cascade curves."""
+"""Report figures (matplotlib, PNG): trade-offs with the Pareto frontier, CI bars, cascade curves.
+
+Many models (``report.leaderboard_from``): one quality-vs-cost panel per task in a grid instead, the Pareto-optimal
+models labelled and joined, the others grey points: 100 labelled bars or points per task would be unreadable.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,15 @@ from typing import Any
 import matplotlib
 
 from harness.analysis.schema import RunAnalysis
+from harness.config.schema import ReportConfig
+from harness.results.leaderboard import cost_of, is_large, pareto_models
 from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 
 matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from harness.report.tables import pareto_figure
 from harness.tasks.types import primary_metric
 
 TRADEOFFS = {
@@ -154,9 +161,69 @@ def _cascade(analysis: RunAnalysis, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def make_plots(summary: RunSummary, analysis: RunAnalysis | None, out_dir: Path) -> dict[str, Path]:
+def _pareto_panel(ax: Any, summary: RunSummary, task: str, labels: int) -> None:
+    results = summary.tasks[task].results
+    pts = {n: (cost_of(summary, task, n), results[n].score * 100) for n in results}
+    pts = {n: p for n, p in pts.items() if p[0] is not None and p[0] > 0}
+    front = [n for n in pareto_models(summary, task) if n in pts]
+    others = [n for n in pts if n not in front]
+    ax.scatter([pts[n][0] for n in others], [pts[n][1] for n in others], s=9, color="#b0b0b0", linewidths=0)
+    ax.plot([pts[n][0] for n in front], [pts[n][1] for n in front], "-o", color="#1f5fa8", markersize=3.5, linewidth=1)
+    ref = summary.reference
+    if ref in pts:
+        ax.scatter([pts[ref][0]], [pts[ref][1]], marker="s", s=22, color="black", zorder=3)
+    # label the two ends of the front, where the choices are: the best few and the cheapest few (``labels`` in all);
+    # the best end crowds at the top right, so its labels go left of their points, the cheap end's right
+    best = front[::-1][: (labels + 1) // 2]
+    cheap = [n for n in front[: labels // 2] if n not in best]
+    for i, n in enumerate(best):
+        ax.annotate(n, pts[n], fontsize=6.5, xytext=(-4, -9 * i), textcoords="offset points", ha="right", va="top")
+    for n in cheap:
+        ax.annotate(n, pts[n], fontsize=6.5, xytext=(4, 2), textcoords="offset points")
+    if ref in pts and ref not in best + cheap:
+        ax.annotate("ref", pts[ref], fontsize=6.5, xytext=(4, -3), textcoords="offset points", va="top")
+    ax.set_xscale("log")
+    ax.minorticks_off()  # unlabelled minor ticks of 50 log axes: seconds of drawing, nothing to read
+    metric = next(iter(results.values())).primary_metric if results else "quality"
+    ax.set_title(f"{task} ({metric}, {len(front)} on the front)", fontsize=8.5)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3, linewidth=0.5)
+
+
+def pareto_grid(summary: RunSummary, out_dir: Path, settings: ReportConfig) -> dict[str, Path]:
+    """Quality vs cost per 1k requests (log), one panel per task, ``pareto_tasks_per_figure`` panels per figure."""
+    tasks = [t for t, info in summary.tasks.items() if info.results]
+    per, cols = max(1, settings.pareto_tasks_per_figure), max(1, settings.pareto_columns)
+    made: dict[str, Path] = {}
+    for start in range(0, len(tasks), per):
+        chunk = tasks[start : start + per]
+        rows = -(-len(chunk) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+        for ax, task in zip(axes.flat, chunk):
+            _pareto_panel(ax, summary, task, settings.pareto_labels)
+        for ax in list(axes.flat)[len(chunk) :]:
+            ax.axis("off")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("score x100", fontsize=8)
+        for ax in axes[-1, :]:
+            ax.set_xlabel("cost per 1,000 requests (USD, log)", fontsize=8)
+        name = pareto_figure(tasks, chunk[0], per)
+        # fixed margins: tight_layout measures every label of every panel (seconds per figure of 20 panels)
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.07, top=0.96, wspace=0.24, hspace=0.45)
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        made[name.removesuffix(".png")] = out_dir / name
+    return made
+
+
+def make_plots(
+    summary: RunSummary, analysis: RunAnalysis | None, out_dir: Path, settings: ReportConfig | None = None
+) -> dict[str, Path]:
     """Write the report's PNGs into ``out_dir``; returns name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings or ReportConfig()
+    if is_large(summary, settings.leaderboard_from):
+        return pareto_grid(summary, out_dir, settings)
     pts = points(summary)
     made = {name: _tradeoff(pts, key, label, out_dir / f"{name}.png") for name, (key, label) in TRADEOFFS.items()}
     if analysis:

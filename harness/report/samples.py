@@ -7,18 +7,25 @@ that renders only the rows in view, filters, search, sort), so there is nothing
 to vendor or keep up to date. Outcomes come from ``harness.analysis.flips``'s
 rule, the same as ``harness flips`` and McNemar's discordant pairs in the
 statistics table; the page shows the statistics table's counts next to its own.
+
+The page reads the records of the cells it shows from disk (the report keeps only each cell's numbers). With
+many models it holds, per task, the reference and the best few candidates by score (``report.samples_candidates``)
+and names the models it leaves out, with the command that shows any other pair (``harness flips``).
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from harness.analysis.flips import A_HIGHER, A_LOWER, A_RIGHT_B_WRONG, A_WRONG_B_RIGHT, BOTH_RIGHT, BOTH_WRONG, SAME
 from harness.analysis.schema import RunAnalysis
+from harness.results.leaderboard import best_candidates
 from harness.results.records import SampleRecord
 from harness.results.schema import RunSummary
+from harness.results.summary import cell_records
 from harness.tasks.types import TaskType
 
 SAMPLES_FILE = "samples.html"
@@ -30,13 +37,33 @@ def _confidence(record: SampleRecord) -> Optional[float]:
     return float(value) if value is not None else None
 
 
+def samples_shown(summary: RunSummary, candidates: int) -> dict[str, list[str]]:
+    """Per task, the models a capped page holds: the reference and the best ``candidates`` others by score."""
+    best = best_candidates(summary, candidates)
+    ref = [summary.reference] if summary.reference else []
+    return {t: [m for m in summary.order if m in ref or m in best[t]] for t in summary.tasks}
+
+
 def samples_data(
-    summary: RunSummary, records: dict[tuple[str, str], list[SampleRecord]], analysis: Optional[RunAnalysis] = None
+    summary: RunSummary,
+    records: Optional[Mapping[tuple[str, str], Sequence[SampleRecord]]] = None,
+    analysis: Optional[RunAnalysis] = None,
+    shown: Optional[Mapping[str, Sequence[str]]] = None,
 ) -> dict[str, Any]:
-    """The page's data: per task, the items in the task's order and one array per field and model."""
+    """The page's data: per task, the items in the task's order and one array per field and model.
+
+    ``records``: (task, model) -> records; None: each shown cell is read from disk. ``shown``: per task, the models
+    the page holds (None: every model)."""
     tasks = []
     for task, info in summary.tasks.items():
-        per_model = {m: {r.sample_id: r for r in records.get((task, m), [])} for m in summary.order}
+        models = list(summary.order) if shown is None else [m for m in summary.order if m in shown.get(task, ())]
+        per_model = {
+            m: {
+                r.sample_id: r
+                for r in (records.get((task, m), []) if records is not None else cell_records(summary, task, m))
+            }
+            for m in models
+        }
         planned = [str(i) for i in info.info.get("sample_ids") or []]
         seen = set(planned)
         ids = planned + [i for rs in per_model.values() for i in rs if i not in seen and not seen.add(i)]  # type: ignore[func-returns-value]
@@ -65,22 +92,35 @@ def samples_data(
             if mc is not None:
                 # small_only: the candidate right and the reference wrong (McNemar's discordant pairs)
                 discordant[cand] = {"cand_wrong_ref_right": mc.large_only, "cand_right_ref_wrong": mc.small_only}
-        tasks.append(
-            {
-                "name": task,
-                "type": info.type,
-                "metric": key,
-                "ids": ids,
-                "prompt": [r.prompt if r else "" for r in (any_record[i] for i in ids)],
-                "gold": [r.gold if r else None for r in (any_record[i] for i in ids)],
-                "models": columns,
-                "mcnemar": discordant,
-            }
+        entry_data: dict[str, Any] = {
+            "name": task,
+            "type": info.type,
+            "metric": key,
+            "ids": ids,
+            "prompt": [r.prompt if r else "" for r in (any_record[i] for i in ids)],
+            "gold": [r.gold if r else None for r in (any_record[i] for i in ids)],
+            "models": columns,
+            "mcnemar": discordant,
+        }
+        if shown is not None:
+            entry_data["shown"] = models
+            entry_data["left_out"] = [m for m in summary.order if m in info.results and m not in models]
+        tasks.append(entry_data)
+    listed = list(summary.order) if shown is None else [m for m in summary.order if any(m in v for v in shown.values())]
+    cap = None
+    if shown is not None:
+        per_task = max((len(v) for v in shown.values()), default=0)
+        cap = (
+            f"With {len(summary.order)} models this page holds, per task, the reference ({summary.reference}) and the "
+            f"best {max(0, per_task - 1)} candidates by score (report.samples_candidates): the model lists change with "
+            "the task, and the table of counts names the models left out of each task. Any other pair, item by item: "
+            "harness flips <this directory> --models A,B --task TASK"
         )
     return {
+        "cap": cap,
         "title": summary.name,
         "group": summary.task_group,
-        "models": list(summary.order),
+        "models": listed,
         "reference": summary.reference,
         "outcomes": {
             "classification": [A_WRONG_B_RIGHT, A_RIGHT_B_WRONG, BOTH_WRONG, BOTH_RIGHT],
@@ -91,9 +131,12 @@ def samples_data(
 
 
 def render_samples(
-    summary: RunSummary, records: dict[tuple[str, str], list[SampleRecord]], analysis: Optional[RunAnalysis] = None
+    summary: RunSummary,
+    records: Optional[Mapping[tuple[str, str], Sequence[SampleRecord]]] = None,
+    analysis: Optional[RunAnalysis] = None,
+    shown: Optional[Mapping[str, Sequence[str]]] = None,
 ) -> str:
-    data = json.dumps(samples_data(summary, records, analysis), ensure_ascii=False, separators=(",", ":"))
+    data = json.dumps(samples_data(summary, records, analysis, shown), ensure_ascii=False, separators=(",", ":"))
     data = data.replace("</", "<\\/")  # no "</script>" inside the data block
     title = html.escape(f"Per-sample comparison: {summary.name} on {summary.task_group}")
     return _PAGE.replace("@TITLE@", title).replace("@DATA@", data)
@@ -129,6 +172,7 @@ mark{background:#ffe08a}.cols{display:grid;grid-template-columns:repeat(auto-fit
 <label>search prompt and outputs<input id="q" type="search" placeholder="a word..." size="24"></label>
 <label>sort<select id="sort"><option value="order">task order</option><option value="diff">score B minus A</option><option value="conf">confidence of A (lowest first)</option><option value="lat">latency of A (slowest first)</option></select></label>
 </div>
+<p class="note warn" id="cap"></p>
 <div id="counts"></div>
 <p class="note" id="shown"></p>
 <div id="head"><span>item</span><span>gold</span><span>A: prediction</span><span>A</span><span>B: prediction</span><span>B</span><span data-sort="diff">B-A</span><span data-sort="conf">conf A</span><span data-sort="lat">latency A</span><span>flags</span></div>
@@ -155,10 +199,18 @@ function outcome(type, sa, sb) {
   }
   return sa < sb ? "a lower" : sa > sb ? "a higher" : "same score";
 }
-function pairDefault() {
-  const ref = D.reference || D.models[D.models.length - 1];
-  const cand = D.models.find((m) => m !== ref) || ref;
+const shownIn = (T) => T.shown || D.models;  // a capped page holds a few models per task
+function pairDefault(T) {
+  const ms = shownIn(T), ref = ms.includes(D.reference) ? D.reference : ms[ms.length - 1];
+  const cand = ms.find((m) => m !== ref) || ref;
   return [cand, ref];
+}
+function fillModels() {
+  const ms = shownIn(D.tasks[state.task]);
+  if (!ms.includes(state.a) || !ms.includes(state.b)) [state.a, state.b] = pairDefault(D.tasks[state.task]);
+  const labels = ms.map((m) => m + (m === D.reference ? " (reference)" : ""));
+  fillSelect($("ma"), ms, labels, state.a);
+  fillSelect($("mb"), ms, labels, state.b);
 }
 function fillSelect(el, values, labels, value) {
   el.innerHTML = values.map((v, i) => `<option value="${esc(v)}"${v === value ? " selected" : ""}>${esc(labels ? labels[i] : v)}</option>`).join("");
@@ -167,12 +219,11 @@ function setup() {
   const fromHash = new URLSearchParams(location.hash.slice(1));
   const t = D.tasks.findIndex((x) => x.name === fromHash.get("task"));
   state.task = t >= 0 ? t : 0;
-  [state.a, state.b] = pairDefault();
+  [state.a, state.b] = pairDefault(D.tasks[state.task]);
   fillSelect($("task"), D.tasks.map((_, i) => String(i)), D.tasks.map((x) => `${x.name} (${x.ids.length} items)`), String(state.task));
-  const labels = D.models.map((m) => m + (m === D.reference ? " (reference)" : ""));
-  fillSelect($("ma"), D.models, labels, state.a);
-  fillSelect($("mb"), D.models, labels, state.b);
-  $("task").onchange = (e) => { state.task = +e.target.value; state.sel = null; fillOutcomes(); update(); };
+  fillModels();
+  $("cap").textContent = D.cap || "";
+  $("task").onchange = (e) => { state.task = +e.target.value; state.sel = null; fillModels(); fillOutcomes(); update(); };
   $("ma").onchange = (e) => { state.a = e.target.value; update(); };
   $("mb").onchange = (e) => { state.b = e.target.value; update(); };
   $("outcome").onchange = (e) => { state.outcome = e.target.value; update(); };
@@ -195,7 +246,7 @@ function hay(T, i) {
   const key = T.name + "\u0000" + i;
   if (!(key in haystack)) {
     let s = T.prompt[i] + "\n" + goldText(T.gold[i]);
-    for (const m of D.models) s += "\n" + (T.models[m].p[i] || "");
+    for (const m of shownIn(T)) s += "\n" + (T.models[m].p[i] || "");
     haystack[key] = s.toLowerCase();
   }
   return haystack[key];
@@ -204,6 +255,11 @@ function counts() {
   const parts = [];
   for (const T of D.tasks) {
     const A = T.models[state.a], B = T.models[state.b];
+    if (!A || !B) {
+      parts.push(`<tr data-task="${esc(T.name)}"><td>${esc(T.name)}</td><td>-</td><td>A or B is not on this page for this task</td><td></td>` +
+        `<td class="warn">left out: ${esc((T.left_out || []).length)} models</td></tr>`);
+      continue;
+    }
     const c = {}; let both = 0;
     for (let i = 0; i < T.ids.length; i++) {
       const o = outcome(T.type, A.s[i], B.s[i]);
@@ -217,9 +273,11 @@ function counts() {
       if (m) stat = state.a === cand ? `${m.cand_wrong_ref_right} / ${m.cand_right_ref_wrong}`
                                      : `${m.cand_right_ref_wrong} / ${m.cand_wrong_ref_right}`;
     }
-    const missing = D.models.filter((m) => T.models[m].n < T.ids.length).map((m) => `${m}: ${T.ids.length - T.models[m].n} missing`);
-    const failed = D.models.filter((m) => T.models[m].failed.length).map((m) => `${m}: ${T.models[m].failed.length} failed`);
-    const stopped = D.models.filter((m) => T.models[m].stopped).map((m) => `${m} stopped when decided at ${T.models[m].stopped.at}`);
+    const ms = shownIn(T);
+    const missing = ms.filter((m) => T.models[m].n < T.ids.length).map((m) => `${m}: ${T.ids.length - T.models[m].n} missing`);
+    const failed = ms.filter((m) => T.models[m].failed.length).map((m) => `${m}: ${T.models[m].failed.length} failed`);
+    const stopped = ms.filter((m) => T.models[m].stopped).map((m) => `${m} stopped when decided at ${T.models[m].stopped.at}`);
+    if (T.left_out && T.left_out.length) missing.push(`left out of this page: ${T.left_out.join(", ")}`);
     parts.push(`<tr data-task="${esc(T.name)}"><td>${esc(T.name)}</td><td>${both}</td><td>` +
       kinds.map((k) => `${esc(NAMES[k])}: <b class="count" data-kind="${esc(k)}">${c[k] || 0}</b>`).join(" &middot; ") +
       `</td><td>${esc(stat)}</td><td class="warn">${esc(missing.concat(failed, stopped).join("; "))}</td></tr>`);
@@ -277,7 +335,7 @@ function highlight(text, ref) {
 function open(i) {
   state.sel = i;
   const T = D.tasks[state.task], gen = T.type !== "classification", ref = goldText(T.gold[i]);
-  const cols = D.models.map((m) => {
+  const cols = shownIn(T).map((m) => {
     const M = T.models[m];
     const text = M.p[i] == null ? "(no record: not run, failed or stopped before this item)" : M.p[i];
     return `<div><h3>${esc(m)}${m === D.reference ? " (reference)" : ""}</h3><pre>${gen && M.p[i] != null ? highlight(text, ref) : esc(text)}</pre>` +

@@ -1,7 +1,8 @@
 """The report's tables as rows of strings: the one view model that the markdown, HTML and terminal renderers share.
 
 Two models read as small vs large, side by side in one row per task (S / L);
-three or more get one row per model and task, each model against the reference.
+three or more get one row per model and task, each model against the reference;
+many (``report.leaderboard_from``) get a leaderboard per task instead.
 Every cell of every table comes from ``summary.json`` / ``analysis.json``,
 themselves computed from the records.
 """
@@ -12,6 +13,7 @@ from typing import Any, Optional
 
 from harness.analysis.schema import Interval, ModelStatistics, RunAnalysis
 from harness.analysis.stats import McNemar
+from harness.results.leaderboard import pareto_models, ranked
 from harness.results.load import LoadSummary
 from harness.results.schema import CellSummary, ModelRecord, RunSummary, TaskSummary
 from harness.verdicts.claims import Verdict
@@ -436,14 +438,22 @@ def stats_rows(summary: RunSummary, analysis: RunAnalysis) -> list[list[str]]:
 CLAIMS_HEADER = ["claim", "who", "verdict", "key number [95% CI]", "rests on"]
 
 
-def claim_rows(verdicts: list[Verdict]) -> list[list[str]]:
+def _first(parts: list[str], keep: Optional[int], sep: str) -> str:
+    """The first ``keep`` parts (None: all), and how many more claims.json holds."""
+    if keep is None or len(parts) <= keep + 1:
+        return sep.join(parts)
+    return sep.join(parts[:keep]) + f"{sep}... and {len(parts) - keep} more (claims.json)"
+
+
+def claim_rows(verdicts: list[Verdict], keep: Optional[int] = None) -> list[list[str]]:
+    """One row per claim; ``keep``: with many models, the first few of a key number's comparisons and of its tasks."""
     return [
         [
             v.id,
             v.who,
             v.verdict.upper() if v.verdict in ("supported", "refuted") else v.verdict,
-            v.key_number,
-            ", ".join(v.tasks) or "-",
+            _first(v.key_number.split("; "), keep, "; "),
+            _first(v.tasks, keep, ", ") or "-",
         ]
         for v in verdicts
     ]
@@ -681,3 +691,72 @@ def load_note(load: LoadSummary) -> str:
         f"wall time. {slo}Cost at a level: the {load.hardware} profile's hourly price over that throughput, or a hosted "
         "model's token prices x the tokens its requests used. Every request: load/requests.jsonl; figures: load.json."
     )
+
+
+# --- many models: a leaderboard per task ------------------------------------------------------------
+
+LEADERBOARD_HEADER = [
+    "rank",
+    "model",
+    "params",
+    "score x100 [95% CI]",
+    "minus reference [95% CI]",
+    "against the tolerance",
+    "cost / 1k requests",
+    "p50 latency",
+    "Pareto front",
+]
+
+
+def leaderboard_rows(
+    summary: RunSummary, analysis: Optional[RunAnalysis], task: str, standing: Optional[dict[str, str]] = None
+) -> list[list[str]]:
+    """The task's models, best score first: score and its CI, the paired difference from the reference (each model
+    against the reference only), where the decision puts it (``standing``: model -> meets / falls short / ...),
+    cost per 1k requests, median latency, and whether it is on the quality-vs-cost Pareto front."""
+    entry = analysis.tasks.get(task) if analysis else None
+    front = set(pareto_models(summary, task))
+    rows = []
+    for rank, name in enumerate(ranked(summary, task), 1):
+        res = summary.tasks[task].results[name]
+        stats = entry.models.get(name) if entry else None
+        cmp = entry.comparisons.get(name) if entry else None
+        diff = cmp.difference_vs_reference.get(res.primary_metric) if cmp and cmp.same_items else None
+        cost = res.economics.cost_per_1k_usd if res.economics else None
+        is_ref = name == summary.reference
+        rows.append(
+            [
+                str(rank),
+                name + (" (reference)" if is_ref else ""),
+                _params(summary.models[name]),
+                _ci(stats.quality.get(res.primary_metric)) if stats else f"{res.score * 100:.1f}",
+                "-" if is_ref else _ci(diff),
+                (standing or {}).get(name, "reference" if is_ref else "-"),
+                "-" if cost is None else f"${cost:.4f}",
+                _ms(res.item_s.p50),
+                "yes" if name in front else "",
+            ]
+        )
+    return rows
+
+
+def scale_note(summary: RunSummary, cascades: int, samples: int) -> str:
+    """What a report of many models leaves out, and where it is."""
+    n, tasks = len(summary.models), len(summary.tasks)
+    cells = sum(len(info.results) for info in summary.tasks.values())
+    pairs = n * (n - 1) // 2
+    return (
+        f"{n} models x {tasks} tasks ({cells:,} complete cells). Each model is compared with the reference "
+        f"({summary.reference}, the {'requested' if summary.reference else 'largest'} model) only, not every pair "
+        f"({pairs:,} pairs per task): every interval below is a model against the reference, paired over the same items. "
+        f"Each task's leaderboard ranks its models by score; the Pareto front marks the models that no other beats on both "
+        f"score and cost. The cascade and router are simulated for the {cascades} best candidates of each task "
+        f"(report.cascade_candidates); samples.html holds the reference and the {samples} best candidates of each task "
+        "(report.samples_candidates); `harness flips RUN --models A,B` lists the items of any other pair. "
+        "analysis.json and decision.json hold every model's numbers; `harness cells DIR --missing` lists the cells not yet reportable."
+    )
+
+
+def pareto_figure(tasks: list[str], task: str, per_figure: int) -> str:
+    """The file (under plots/) of the Pareto-front figure that holds ``task``'s panel."""
+    return f"pareto_front_{tasks.index(task) // max(1, per_figure) + 1}.png"

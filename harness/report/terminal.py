@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from harness.report.tables import (
     CLAIMS_HEADER,
@@ -40,13 +40,19 @@ def print_tables(
     console: Any,
     verdicts: list[Verdict] | None = None,
     decision: dict[str, TaskDecision] | None = None,
+    large: bool = False,
+    keep: Optional[int] = None,
 ) -> None:
+    """The decision, the claims, the models and the comparison; with many models (``large``) the leaderboards stay
+    in the report, and the terminal gets the decision, the claims and the cells' counts."""
     if decision:
         console.print(rich_table(decision_title(decision), DECISION_HEADER, decision_rows(decision)))
     if verdicts:
         console.print(
             rich_table(
-                "claims of the seed articles (details in report.md / claims.json)", CLAIMS_HEADER, claim_rows(verdicts)
+                "claims of the seed articles (details in report.md / claims.json)",
+                CLAIMS_HEADER,
+                claim_rows(verdicts, keep),
             )
         )
     title = (
@@ -54,19 +60,23 @@ def print_tables(
         if len(summary.order) == 2
         else f"every model against {summary.reference} (ratios < 1 favour the model)"
     )
-    console.print(rich_table(f"{summary.name}: models", MODEL_HEADER, model_rows(summary), fold=False))
-    console.print(rich_table(f"{summary.task_group}: {title}", task_header(summary), task_rows(summary)))
+    if large:
+        console.print(
+            f"{len(summary.order)} models x {len(summary.tasks)} tasks, each against {summary.reference}: "
+            "a leaderboard per task in report.md / report.html"
+        )
+    else:
+        console.print(rich_table(f"{summary.name}: models", MODEL_HEADER, model_rows(summary), fold=False))
+        console.print(rich_table(f"{summary.task_group}: {title}", task_header(summary), task_rows(summary)))
     counts: dict[str, int] = {}
     for c in summary.cells:
         counts[c["status"] if c.get("complete") else "missing"] = (
             counts.get(c["status"] if c.get("complete") else "missing", 0) + 1
         )
+    missing = summary.missing_cells if not large or len(summary.missing_cells) <= 10 else []
     console.print(
         "cells: "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        + (
-            f" -- missing: {', '.join(summary.missing_cells)} (rerun the same command to compute them)"
-            if summary.missing_cells
-            else ""
-        )
+        + (f" -- missing: {', '.join(missing)} (rerun the same command to compute them)" if missing else "")
+        + (" -- harness cells DIR --missing lists the cells not yet reportable" if large else "")
     )

@@ -99,7 +99,7 @@ def load_cells(refs: list[CellRef]) -> tuple[list[LoadedCell], list[CellRef]]:
     return loaded, missing
 
 
-def _is_store(path: Path) -> bool:
+def is_store(path: Path) -> bool:
     return not (path / "plan.json").exists() and any(path.glob("*/*/*/manifest.json"))
 
 
@@ -153,11 +153,11 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
             raise HarnessError(f"{path} does not exist", "pass run directories, a sweep directory or a cell store")
         if (path / "plan.json").is_file():
             runs.append(path)
-        elif _run_dirs_under(path):
-            runs.extend(_run_dirs_under(path))
-        elif _is_store(path):
+        elif is_store(path):  # before the run directories under it: its own comparison/ from an earlier report
             plan, refs = store_cells(path)
             return plan, refs, {}
+        elif _run_dirs_under(path):
+            runs.extend(_run_dirs_under(path))
         else:
             raise HarnessError(
                 f"{path} is neither a run directory, a sweep directory nor a cell store",

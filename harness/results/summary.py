@@ -3,18 +3,26 @@
 Every figure here is computed from files on disk: the records (quality,
 per-sample latency, tokens), the per-task meta (wall time, peak memory) and the
 per-model record (parameters, load time).
+
+Cells are streamed: each cell's records are read once, summarized, and turned into its ``CellOutcomes`` (the
+arrays the statistics read); the records are then dropped, so nothing holds every record of a store at once.
+A comparison of many cells is read by a small pool of processes (``report.workers``).
 """
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from harness.results.cells import combined_measurements
-from harness.results.comparison import load_cells, read_run
+from harness.results.cells import CellManifest, CellRef, combined_measurements, read_cell_records, read_manifest
+from harness.results.comparison import RunPlan, read_run
 from harness.results.cost import economics
+from harness.results.outcomes import CellOutcomes
 from harness.results.records import SampleRecord, read_json
 from harness.results.schema import (
     CellInfo,
@@ -33,7 +41,7 @@ def _percentiles(values: list[float]) -> Percentiles:
     if not values:
         return Percentiles()
     arr = np.asarray(values, dtype=float)
-    p50, p90, p95, p99 = (float(np.percentile(arr, q)) for q in (50, 90, 95, 99))
+    p50, p90, p95, p99 = (float(v) for v in np.percentile(arr, (50, 90, 95, 99)))  # one partition for all four
     return Percentiles(float(arr.mean()), p50, p90, p95, p99)
 
 
@@ -191,48 +199,108 @@ def assign_roles(models: dict[str, ModelRecord], reference: Optional[str]) -> No
             m.role = "reference" if name == reference else "candidate"
 
 
-def summarize_with_records(
-    run_dir: Path, config: dict[str, Any] | None = None
-) -> tuple[RunSummary, dict[tuple[str, str], list[SampleRecord]]]:
-    """Every complete cell of a run (or combined comparison) in one summary keyed by model name, and the
-    records it was computed from by (task, model): read once, for the statistics too."""
+def _cell_summary(
+    ref: CellRef,
+    manifest: CellManifest,
+    records: list[SampleRecord],
+    info: dict[str, Any],
+    hardware: Optional[dict[str, Any]],
+) -> CellSummary:
+    meta = {
+        "task_type": info.get("type") or manifest.task_info["type"],
+        **combined_measurements(manifest),
+        "batch_size": manifest.parts.get("batch_size"),
+        "token_prices": token_prices(manifest.model_record),
+    }
+    summary = summarize_model_task(records, meta, info, hardware)
+    stopped = manifest.stopped
+    summary.cell = CellInfo(
+        key=ref.key,
+        path=ref.path,
+        status=ref.status,
+        computed_at=manifest.completed_at,
+        sessions=len(manifest.sessions),
+        failed_ids=manifest.failed_ids,
+        oom_events=sum(int(s.get("oom_events") or 0) for s in manifest.sessions),
+        final_batch_size=(manifest.sessions or [{}])[-1].get("final_batch_size"),
+        stopped={k: stopped.get(k) for k in ("at", "of", "claims")} if stopped else None,
+    )
+    return summary
+
+
+# (reference, model record, summary, outcomes) of a reportable cell with records; None: not reportable
+ReadCell = Optional[tuple[CellRef, dict[str, Any], Optional[CellSummary], Optional[CellOutcomes]]]
+
+
+def read_cell(job: tuple[CellRef, dict[str, Any], Optional[dict[str, Any]]]) -> ReadCell:
+    """One cell, read once: its summary and outcomes (a process pool's unit of work: picklable in and out)."""
+    ref, plan_info, hardware = job
+    manifest = read_manifest(Path(ref.path))
+    if not manifest or not manifest.reportable:
+        return None
+    records = read_cell_records(Path(ref.path), manifest)
+    if not records:
+        return ref, manifest.model_record, None, None
+    info = plan_info or manifest.task_info
+    summary = _cell_summary(ref, manifest, records, info, hardware)
+    return ref, manifest.model_record, summary, CellOutcomes.of(records, summary.task_type)
+
+
+def read_cells(
+    jobs: Sequence[tuple[CellRef, dict[str, Any], Optional[dict[str, Any]]]], workers: int = 1
+) -> Iterator[ReadCell]:
+    """Every cell read once, in order; ``workers`` > 1: by that many processes (JSON parsing is most of the time)."""
+    if workers <= 1 or len(jobs) < 2 * workers:
+        yield from map(read_cell, jobs)
+        return
+    gc.freeze()  # what the workers inherit is never collected there: no walk over (and copy of) the parent's heap
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(read_cell, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers))))
+
+
+def summarize_with_outcomes(
+    run_dir: Path, config: dict[str, Any] | None = None, workers: int = 1
+) -> tuple[RunSummary, dict[tuple[str, str], CellOutcomes]]:
+    """Every complete cell of a run (or combined comparison) in one summary keyed by model name, and each cell's
+    outcomes by (task, model), for the statistics: the records are read once per cell and not kept."""
 
     run_dir = Path(run_dir)
     plan, refs = read_run(run_dir)
     if config is None:
         config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     hardware = config.get("hardware")
-    cells, missing = load_cells(refs)
     models: dict[str, ModelRecord] = {}
     results: dict[str, dict[str, CellSummary]] = {}
-    for cell in cells:
-        if not cell.records:
+    outcomes: dict[tuple[str, str], CellOutcomes] = {}
+    have: set[tuple[str, str]] = set()
+    missing: list[CellRef] = []
+    jobs = [(ref, plan.tasks.get(ref.task) or {}, hardware) for ref in refs]
+    for ref, read in zip(refs, read_cells(jobs, workers)):
+        if read is None:
+            missing.append(ref)
             continue
-        name, task = cell.ref.model, cell.ref.task
+        have.add((ref.model, ref.task))
+        _, model_record, summary, cell_outcomes = read
+        if summary is None or cell_outcomes is None:
+            continue
+        name, task = ref.model, ref.task
         # measured facts from the cell, config facts (published size, architecture only) from this comparison's plan
-        models.setdefault(name, ModelRecord({**cell.manifest.model_record, **plan.model_info.get(name, {}), "name": name}))
-        info = plan.tasks.get(task) or cell.manifest.task_info
-        meta = {
-            "task_type": info.get("type") or cell.manifest.task_info["type"],
-            **combined_measurements(cell.manifest),
-            "batch_size": cell.manifest.parts.get("batch_size"),
-            "token_prices": token_prices(cell.manifest.model_record),
-        }
-        summary = summarize_model_task(cell.records, meta, info, hardware)
-        m = cell.manifest
-        stopped = m.stopped
-        summary.cell = CellInfo(
-            key=cell.ref.key,
-            path=cell.ref.path,
-            status=cell.ref.status,
-            computed_at=m.completed_at,
-            sessions=len(m.sessions),
-            failed_ids=m.failed_ids,
-            oom_events=sum(int(s.get("oom_events") or 0) for s in m.sessions),
-            final_batch_size=(m.sessions or [{}])[-1].get("final_batch_size"),
-            stopped={k: stopped.get(k) for k in ("at", "of", "claims")} if stopped else None,
-        )
+        models.setdefault(name, ModelRecord({**model_record, **plan.model_info.get(name, {}), "name": name}))
         results.setdefault(task, {})[name] = summary
+        outcomes[(task, name)] = cell_outcomes
+    return _run_summary(run_dir, plan, refs, missing, have, models, results, hardware), outcomes
+
+
+def _run_summary(
+    run_dir: Path,
+    plan: RunPlan,
+    refs: list[CellRef],
+    missing: list[CellRef],
+    have: set[tuple[str, str]],
+    models: dict[str, ModelRecord],
+    results: dict[str, dict[str, CellSummary]],
+    hardware: Optional[dict[str, Any]],
+) -> RunSummary:
     order, reference = order_models(models, plan.reference)
     assign_roles(models, reference)
     comparisons: dict[str, dict[str, Comparison]] = {}
@@ -249,8 +317,7 @@ def summarize_with_records(
                 if name != reference and name in per_model
             }
     planned = [(m, t) for m in plan.models for t in plan.tasks]
-    have = {(c.ref.model, c.ref.task) for c in cells}
-    records = {(c.ref.task, c.ref.model): c.records for c in cells if c.records}
+    referenced = {(r.model, r.task) for r in refs}
     return RunSummary(
         run_dir=str(run_dir),
         name=plan.name,
@@ -267,10 +334,16 @@ def summarize_with_records(
         comparisons=comparisons,
         cells=[{**r.to_dict(), "complete": (r.model, r.task) in have} for r in refs],
         missing_cells=[f"{r.model}/{r.task}" for r in missing],
-        not_run=[
-            f"{m}/{t}" for m, t in planned if (m, t) not in have and not any(r.model == m and r.task == t for r in refs)
-        ],
+        not_run=[f"{m}/{t}" for m, t in planned if (m, t) not in have and (m, t) not in referenced],
         incomplete_tasks=[t for t in plan.tasks if any((m, t) not in have for m in plan.models)],
         sources=plan.sources,
         sequential=plan.sequential,
-    ), records
+    )
+
+
+def cell_records(summary: RunSummary, task: str, model: str) -> list[SampleRecord]:
+    """The records of one cell of a summary, read from disk again (pages that show the text: samples.html, flips)."""
+    result = summary.tasks[task].results.get(model) if task in summary.tasks else None
+    if result is None or result.cell is None:
+        return []
+    return read_cell_records(Path(result.cell.path))

@@ -1,9 +1,11 @@
-"""Quality metrics, from well-kept libraries: scikit-learn (F1) and rouge-score (ROUGE)."""
+"""Quality metrics: macro-F1 as scikit-learn computes it, ROUGE from rouge-score."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+
+import numpy as np
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -13,6 +15,42 @@ def _scorer():
     from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+
+class _CachedStemmer:
+    """rouge-score's Porter stemmer, each word stemmed once (words repeat; stemming is most of ROUGE's time)."""
+
+    def __init__(self) -> None:
+        from nltk.stem import porter
+
+        self.stem = lru_cache(maxsize=2**16)(porter.PorterStemmer().stem)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> _CachedStemmer:
+    return _CachedStemmer()
+
+
+@lru_cache(maxsize=2**16)
+def _tokens(text: str) -> tuple[str, ...]:
+    from rouge_score import tokenize
+
+    return tuple(tokenize.tokenize(text, _stemmer()))
+
+
+def load_rouge() -> None:
+    """Import ROUGE's libraries now (about a second): before forking workers, so that each does not do it again."""
+    from rouge_score import rouge_scorer, tokenize  # noqa: F401
+
+    _stemmer()
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """``rouge(prediction, [reference])["rougeL"]``, each text tokenized (and stemmed) once: the cascade compares
+    every output of a model with the reference model's, and stemming is most of ROUGE's time."""
+    from rouge_score.rouge_scorer import _score_lcs
+
+    return float(_score_lcs(list(_tokens(reference)), list(_tokens(prediction))).fmeasure)
 
 
 def rouge(prediction: str, references: Sequence[str]) -> dict[str, float]:
@@ -31,10 +69,18 @@ def accuracy(golds: Sequence[str], preds: Sequence[str]) -> float:
 
 def macro_f1(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) -> float:
     """Macro-F1 over the labels present in the gold set (a label never gold has no recall)."""
-    from sklearn.metrics import f1_score
-
-    present = [label for label in labels if label in set(golds)]
-    return float(f1_score(list(golds), list(preds), labels=present, average="macro", zero_division=0))
+    gold_set = set(golds)
+    present = [label for label in labels if label in gold_set]
+    if not present:
+        return float("nan")
+    # scikit-learn's f1_score(average="macro", zero_division=0), operation for operation, without its input checks
+    # (7 ms a call: 2,500 classification cells in a store of 100 models)
+    tp = np.array([sum(g == p == label for g, p in zip(golds, preds)) for label in present], dtype=float)
+    true_n = np.array([sum(g == label for g in golds) for label in present], dtype=float)
+    pred_n = np.array([sum(p == label for p in preds) for label in present], dtype=float)
+    denom = 1.0 * true_n + pred_n
+    f = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom != 0)
+    return float(np.mean(f))
 
 
 # --- key-fact recall -------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
-from harness.analysis.sample_size import ALPHA, holm, one_sided_p
+from harness.analysis.sample_size import ALPHA, SampleSize, holm, items_to_decide_many, one_sided_ps
 from harness.analysis.schema import PairedComparison, RunAnalysis
 from harness.analysis.sequential import is_sequential
 from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
@@ -107,8 +107,12 @@ def claim_of_check(claims_cfg: dict[str, Any], name: str) -> tuple[str, dict[str
 class RunView:
     """What the verdict functions read: the summary, the analysis, the models, each model against the reference."""
 
-    def __init__(self, summary: RunSummary, analysis: RunAnalysis, load: Optional[LoadSummary] = None) -> None:
+    def __init__(
+        self, summary: RunSummary, analysis: RunAnalysis, load: Optional[LoadSummary] = None, all_pairs: bool = True
+    ) -> None:
         self.summary = summary
+        # False with many models: checks over pairs of models (C9) take each model against the reference only
+        self.all_pairs = all_pairs
         self.analysis = analysis
         self.load = load  # a load sweep's figures, when the run had one
         self.models: dict[str, ModelRecord] = summary.models
@@ -140,7 +144,8 @@ class RunView:
     def scope(self) -> str:
         tasks = {t for t, _ in (self.compared or self.timed)}
         vs = f", each against {self.reference}" if len(self.candidates) > 1 else ""
-        return f"On these {len(self.names)} models ({', '.join(self.names)}{vs}) and {len(tasks)} task(s)"
+        names = ", ".join(self.names) if len(self.names) <= 10 else f"{', '.join(self.names[:3])} ... {self.names[-1]}"
+        return f"On these {len(self.names)} models ({names}{vs}) and {len(tasks)} task(s)"
 
     def records(self, model: str, task: str) -> list[SampleRecord]:
         from pathlib import Path
@@ -206,8 +211,10 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
     # Holm over this claim's comparisons (tasks x models), each direction: a decision needs the 95% interval to
     # exclude the threshold AND the Holm-adjusted paired t-test to reject, so the claim's family-wise error stays at 5%
     tested = {k: ss for k in keys if (ss := sizes[k]) is not None}
-    p_above = dict(zip(tested, holm([one_sided_p(ss, -margin(k[0]), True) for k, ss in tested.items()])))
-    p_below = dict(zip(tested, holm([one_sided_p(ss, -margin(k[0]), False) for k, ss in tested.items()])))
+    thresholds = [-margin(k[0]) for k in tested]
+    p_above = dict(zip(tested, holm(one_sided_ps(list(tested.values()), thresholds, True))))
+    p_below = dict(zip(tested, holm(one_sided_ps(list(tested.values()), thresholds, False))))
+    undecided: list[tuple[str, SampleSize, float]] = []  # (label, sizes, threshold): items to decide, all at once
     per: list[str] = []
     nums: dict[str, dict[str, Any]] = {}
     for t, c in keys:
@@ -229,8 +236,13 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
         # how many items a fixed-n follow-up would need, at the observed difference and spread (a sequential run's own
         # interval already says how far it is from deciding: no fixed-n figure beside it)
         if verdict == INCONCLUSIVE and ss and not is_sequential(d):
-            nums[run.label(t, c)].update(n=ss.n, items_to_decide=ss.items_for(-m))
+            undecided.append((run.label(t, c), ss, -m))
         per.append(verdict)
+    for alpha, power in {(ss.alpha, ss.power) for _, ss, _ in undecided}:  # one level in practice: one batch
+        group = [u for u in undecided if (u[1].alpha, u[1].power) == (alpha, power)]
+        items = items_to_decide_many([(ss.mean, ss.sd, th) for _, ss, th in group], alpha, power)
+        for (label, ss, _), n_items in zip(group, items):
+            nums[label].update(n=ss.n, items_to_decide=n_items)
     return per, nums
 
 
@@ -631,7 +643,12 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
     min_ratio = th.get("min_params_ratio", 10.0)
     names = [n for n in run.measured if run.models[n].size > 0]  # a served model without published_params: unknown
     size = {n: run.models[n].size for n in names}
-    pairs = [(a, b) for a in names for b in names if a != b and size[b] >= min_ratio * size[a]]
+    pairs = [
+        (a, b)
+        for a in names
+        for b in names
+        if a != b and size[b] >= min_ratio * size[a] and (run.all_pairs or b == run.reference)
+    ]
     if not pairs:
         biggest = max(size[b] / size[a] for a in names for b in names) if names else 0.0
         return Verdict(
@@ -730,10 +747,16 @@ def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
 
 
 def evaluate_claims(
-    summary: RunSummary, analysis: RunAnalysis, claims_cfg: dict[str, Any], load: Optional[LoadSummary] = None
+    summary: RunSummary,
+    analysis: RunAnalysis,
+    claims_cfg: dict[str, Any],
+    load: Optional[LoadSummary] = None,
+    all_pairs: bool = True,
 ) -> list[Verdict]:
-    """A verdict for every configured claim that has a check (unknown ids are reported as not measured)."""
-    run = RunView(summary, analysis, load)
+    """A verdict for every configured claim that has a check (unknown ids are reported as not measured).
+
+    ``all_pairs`` False (many models): a check over pairs of models compares each with the reference only."""
+    run = RunView(summary, analysis, load, all_pairs)
     verdicts = []
     for cid, cfg in claims_cfg.items():
         name = check_name(cid, cfg)

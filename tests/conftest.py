@@ -113,6 +113,25 @@ def run_records(run_dir: Path, model: str, task: str) -> list[dict]:
     return [r.to_dict() for r in read_cell_records(Path(cell["path"]))]  # the JSON view, in the task's order
 
 
+def write_gen_task(tasks: Path, n_items: int) -> Path:
+    """A summarization task ``gen`` of ``n_items`` generated items in ``tasks``: long enough to interrupt mid-task."""
+    import json
+
+    rows = [
+        {
+            "id": f"s{i:03d}",
+            "text": f"Item {i}: the committee met on day {i} and agreed on {i * 3} points about the budget.",
+            "reference": f"The committee agreed on {i * 3} points.",
+        }
+        for i in range(n_items)
+    ]
+    (tasks / "gen.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tasks / "gen.yaml").write_text(
+        "name: gen\ntype: summarization\ndata: gen.jsonl\nprompt: 'Summarize: {text}\\nSummary:'\nmax_new_tokens: 16\n"
+    )
+    return tasks
+
+
 def make_record(**fields: object):
     """A SampleRecord for hand-made cases: the fields a test names, neutral values for the rest."""
     from harness.results.records import SampleRecord

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_records
+from conftest import run_records, write_gen_task
 from omegaconf import OmegaConf
 
 HARNESS = [sys.executable, "-m", "harness"]
@@ -31,19 +31,7 @@ def _env(tmp: Path) -> dict[str, str]:
 def big_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A summarization task of 40 generated items: slow enough (about 3 s for the tiny pair) to be killed mid-task."""
     tasks = tmp_path_factory.mktemp("tasks")
-    rows = [
-        {
-            "id": f"s{i:03d}",
-            "text": f"Item {i}: the committee met on day {i} and agreed on {i * 3} points about the budget.",
-            "reference": f"The committee agreed on {i * 3} points.",
-        }
-        for i in range(N_ITEMS)
-    ]
-    (tasks / "gen.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tasks / "gen.yaml").write_text(
-        "name: gen\ntype: summarization\ndata: gen.jsonl\nprompt: 'Summarize: {text}\\nSummary:'\nmax_new_tokens: 16\n"
-    )
-    return tasks
+    return write_gen_task(tasks, N_ITEMS)
 
 
 def _args(tasks: Path, store: Path, run_dir: Path, *extra: str) -> list[str]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import write_gen_task
 from slurm_fixture import Cluster, why_not
 
 HARNESS = [sys.executable, "-m", "harness"]
@@ -43,19 +44,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def gen_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tasks = tmp_path_factory.mktemp("tasks")
-    rows = [
-        {
-            "id": f"s{i:03d}",
-            "text": f"Item {i}: the committee met on day {i} and agreed on {i * 3} points about the budget.",
-            "reference": f"The committee agreed on {i * 3} points.",
-        }
-        for i in range(N_ITEMS)
-    ]
-    (tasks / "gen.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tasks / "gen.yaml").write_text(
-        "name: gen\ntype: summarization\ndata: gen.jsonl\nprompt: 'Summarize: {text}\\nSummary:'\nmax_new_tokens: 16\n"
-    )
-    return tasks
+    return write_gen_task(tasks, N_ITEMS)
 
 
 def _sweep_args(store: Path, sweep: Path, *extra: str) -> list[str]:

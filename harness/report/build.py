@@ -23,7 +23,7 @@ from harness.results.leaderboard import best_candidates, is_large
 from harness.results.load import load_summary
 from harness.results.records import read_json, write_json
 from harness.results.schema import RunSummary
-from harness.results.summary import summarize_with_outcomes
+from harness.results.summary import pool_size, summarize_with_outcomes
 from harness.verdicts.claims import CLAIMS_FORMAT, claim_of_check, evaluate_claims
 from harness.verdicts.decision import DECISION_FORMAT, decisions
 
@@ -122,13 +122,8 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     config = _apply_overrides(_with_defaults(config), overrides)
     settings = report_settings(config)
-    n_cells = (
-        sum(1 for _ in (read_json(run_dir / "cells.json").get("cells") or []))
-        if (run_dir / "cells.json").is_file()
-        else 0
-    )
-    workers = settings.workers if n_cells >= settings.parallel_from else 1
-    summary, outcomes = summarize_with_outcomes(run_dir, config, workers=workers)
+    summary, outcomes = summarize_with_outcomes(run_dir, config, settings.workers, settings.parallel_from)
+    workers = pool_size(settings.workers, settings.parallel_from, len(summary.cells))  # as the cells were read
     large = is_large(summary, settings.leaderboard_from)
     indent = None if large else 2  # thousands of cells: tens of MB of JSON, written by the C encoder on one line
     aside = large and workers > 1  # summary.json and the figures in a process of their own, below

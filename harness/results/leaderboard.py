@@ -21,10 +21,9 @@ def ranked(summary: RunSummary, task: str) -> list[str]:
     measured = [n for n in results if not (n in summary.models and summary.models[n].architecture_only)]
 
     def key(name: str) -> tuple[float, float, str]:
-        res = results[name]
-        cost = res.economics.cost_per_1k_usd if res.economics and res.economics.cost_per_1k_usd is not None else 0.0
-        score = res.score if res.score == res.score else float("-inf")  # NaN (no scored item) last
-        return (-score, cost, name)
+        score = results[name].score
+        cost = cost_of(summary, task, name)
+        return (-score if score == score else float("inf"), cost if cost is not None else 0.0, name)  # NaN last
 
     return sorted(measured, key=key)
 

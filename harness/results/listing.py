@@ -73,7 +73,7 @@ def _store_states(store: Path) -> list[CellState]:
 def list_cells(path: Path) -> list[CellState]:
     """Every planned (model, task) cell of a run, sweep or store with its state, models then tasks in their order."""
     path = Path(path)
-    if path.is_dir() and not (path / "plan.json").is_file() and is_store(path):
+    if path.is_dir() and is_store(path):
         return _store_states(path)
     plan, refs, _ = combine([path])  # a run or a sweep; a bad path ends here with its one-line error
     by_cell = {(r.model, r.task): r for r in refs}

@@ -258,11 +258,18 @@ def read_cells(
         yield from pool.map(read_cell, jobs, chunksize=max(1, min(64, len(jobs) // (8 * workers))))
 
 
+def pool_size(workers: int, parallel_from: int, n_cells: int) -> int:
+    """The processes a comparison of ``n_cells`` cells is read and analysed by (``report.workers`` from
+    ``report.parallel_from`` cells on; below, a pool costs more to start than it saves)."""
+    return workers if n_cells >= parallel_from else 1
+
+
 def summarize_with_outcomes(
-    run_dir: Path, config: dict[str, Any] | None = None, workers: int = 1
+    run_dir: Path, config: dict[str, Any] | None = None, workers: int = 1, parallel_from: int = 0
 ) -> tuple[RunSummary, dict[tuple[str, str], CellOutcomes]]:
     """Every complete cell of a run (or combined comparison) in one summary keyed by model name, and each cell's
-    outcomes by (task, model), for the statistics: the records are read once per cell and not kept."""
+    outcomes by (task, model), for the statistics: the records are read once per cell and not kept. The cells are
+    read by ``pool_size(workers, parallel_from, cells)`` processes."""
 
     run_dir = Path(run_dir)
     plan, refs = read_run(run_dir)
@@ -275,7 +282,7 @@ def summarize_with_outcomes(
     have: set[tuple[str, str]] = set()
     missing: list[CellRef] = []
     jobs = [(ref, plan.tasks.get(ref.task) or {}, hardware) for ref in refs]
-    for ref, read in zip(refs, read_cells(jobs, workers)):
+    for ref, read in zip(refs, read_cells(jobs, pool_size(workers, parallel_from, len(refs)))):
         if read is None:
             missing.append(ref)
             continue

@@ -87,10 +87,12 @@ StoragePort={self.db_port}
 StorageUser=slurm
 StoragePass={self.db_password}
 StorageLoc=slurm_acct
+CommunicationParameters=NoInAddrAny
 """
         )
         os.chmod(dbd, 0o600)
-        # KillWait: seconds between SIGTERM and SIGKILL at a time limit or scancel (30 by default)
+        # KillWait: seconds between SIGTERM and SIGKILL at a time limit or scancel (30 by default);
+        # CommunicationParameters: the daemons bind their configured address (127.0.0.1), not every interface
         self.conf.write_text(
             f"""ClusterName=harness-test
 SlurmctldHost={self.host}(127.0.0.1)
@@ -119,6 +121,7 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort={self.dbd_port}
 AccountingStoragePass={r / "munge" / "munge.socket"}
 ReturnToService=2
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 KillWait=5
 MinJobAge=600
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={max(_memory_mb() - 1024, 1024)} State=UNKNOWN

@@ -191,7 +191,12 @@ def _regress(args: argparse.Namespace) -> None:
         )
         return
     baseline = load_baseline(args.baseline)
-    report = regress(runs[0], baseline, cfg, allow)
+    report = regress(runs[0], baseline, cfg, allow, strict_hardware=args.strict_hardware)
+    if report.other_hardware:
+        print(
+            f"other hardware: {report.other_hardware} -- latency and memory not compared, quality compared",
+            file=sys.stderr,
+        )
     text = markdown(report, baseline, runs[0])
     print(text)
     if args.output:
@@ -367,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--output", type=Path, metavar="FILE", help="also write the markdown verdict to FILE (e.g. a CI job summary)"
+    )
+    p.add_argument(
+        "--strict-hardware",
+        action="store_true",
+        help="refuse a run measured on another hardware class than the baseline's (default: compare quality only)",
     )
     p.set_defaults(func=_regress)
 

@@ -13,6 +13,7 @@ temporary working directory, never the checkout.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -199,6 +200,42 @@ def test_user_config_dir_via_hydra_searchpath(installed: dict[str, Path]) -> Non
     )
     assert "name: my_model" in proc.stdout, proc.stdout[-3000:]
     assert "name: tiny_llama" in proc.stdout  # the pair's large model is still the shipped one
+
+
+def test_models_list_finds_a_user_config_from_an_installed_wheel(installed: dict[str, Path]) -> None:
+    """``models=[my_tiny,...]`` (the README's served examples) finds a model config in the user's own folder, from
+    any directory, with only the installed package; an unknown name says where it looked."""
+    tmp = installed["tmp"]
+    mine = tmp / "my_list_configs"
+    (mine / "model").mkdir(parents=True)
+    shipped = installed["site"] / "harness" / "_configs" / "model" / "tiny_llama.yaml"
+    (mine / "model" / "my_tiny.yaml").write_text(shipped.read_text().replace("name: tiny_llama", "name: my_tiny"))
+    common = [
+        f"hydra.searchpath=[{mine.as_uri()}]",
+        "task=smoke",
+        "task.tasks=[smoke_classify]",
+        "runtime.max_samples=2",
+        "runtime.progress=false",
+        "print_report=false",
+    ]
+    out = tmp / "out_models_list"
+    proc = _run(
+        [installed["bin"] / "harness", "models=[my_tiny,tiny_olmoe]", *common, f"hydra.run.dir={out}"],
+        installed["cwd"],
+        timeout=420,
+        HARNESS_CACHE=str(tmp / "cache"),
+    )
+    _check(proc, "harness models=[my_tiny,tiny_olmoe] with a user config dir (installed)")
+    assert json.loads((out / "plan.json").read_text())["models"] == ["my_tiny", "tiny_olmoe"]
+    bad = _run(
+        [installed["bin"] / "harness", "models=[my_tny,tiny_olmoe]", *common, f"hydra.run.dir={tmp / 'out_bad'}"],
+        installed["cwd"],
+        timeout=120,
+        HARNESS_CACHE=str(tmp / "cache"),
+    )
+    lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert bad.returncode == 2 and len(lines) == 1, bad.stderr[-2000:]
+    assert "unknown model 'my_tny'" in lines[0] and f"{mine.as_uri()}/model" in lines[0], lines[0]
 
 
 def test_cli_runs_from_installed_copy(installed: dict[str, Path]) -> None:

@@ -144,7 +144,7 @@ def test_other_hardware_compares_quality_only(run_and_baseline, tmp_path):
     proc = cli(["regress", str(bad), "--baseline", str(tmp_path / "gpu.json")], tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert (
-        "latency and memory not compared: baseline measured on gpu: NVIDIA H100" in proc.stdout
+        "latency and memory not compared (another hardware class): baseline measured on gpu: NVIDIA H100" in proc.stdout
         and "| not compared | not compared |" in proc.stdout
     )
 

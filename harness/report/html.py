@@ -39,6 +39,7 @@ from harness.report.tables import (
     task_header,
     task_rows,
     task_title,
+    top_notes,
 )
 from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
@@ -58,13 +59,17 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0}th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.supported{background:#e3f4e3}.refuted{background:#fbe3e3}.inconclusive{background:#fff6d9}.not{color:#777}
-img{max-width:100%;border:1px solid #eee;margin:.5rem 0}.note{color:#555;font-size:.85rem}blockquote{color:#555;margin:.2rem 0 .2rem 1rem;font-size:.8rem}
+img{max-width:100%;border:1px solid #eee;margin:.5rem 0}.note{color:#555;font-size:.85rem}.warning{background:#fff3cd;border:1px solid #e0c36a;padding:.5rem .8rem}blockquote{color:#555;margin:.2rem 0 .2rem 1rem;font-size:.8rem}
 """
 # the leaderboards of a report of many models: folded per task, numbers right-aligned, the Pareto front shaded
 _CSS_LARGE = """details{margin:.3rem 0}summary{cursor:pointer;font-weight:600}
 .lb td:nth-child(1),.lb td:nth-child(4),.lb td:nth-child(5),.lb td:nth-child(7),.lb td:nth-child(8){text-align:right;white-space:nowrap}
 tr.front td{background:#eef6ff}
 """
+
+
+def _top_notes(r: ReportInputs) -> list[str]:
+    return [f"<p class='warning'><strong>Warning.</strong> {html.escape(n)}</p>" for n in top_notes(r.summary)]
 
 
 def _table(header: list[str], rows: list[list[str]], row_class: list[str] | None = None) -> str:
@@ -103,6 +108,7 @@ def render_html(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{name} on {group}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Small vs large: {name} on {group}</h1>",
+        *_top_notes(r),
         f"<p class='note'>Every item, every model side by side, filtered by outcome: <a href='{SAMPLES_FILE}'>"
         f"the per-sample comparison ({SAMPLES_FILE})</a>.</p>",
     ]
@@ -120,6 +126,7 @@ def _render_large(r: ReportInputs, plots: dict[str, Path]) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{name} on {group}</title>",
         f"<style>{_CSS}{_CSS_LARGE}</style></head><body>",
         f"<h1>{len(s.order)} models: {name} on {group}</h1>",
+        *_top_notes(r),
         f"<p class='note'>{html.escape(scale_note(s, st.cascade_candidates, st.samples_candidates))}</p>",
         f"<p class='note'>The reference and the best candidates of each task, item by item: <a href='{SAMPLES_FILE}'>{SAMPLES_FILE}</a>.</p>",
     ]

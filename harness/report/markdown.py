@@ -36,6 +36,7 @@ from harness.report.tables import (
     task_header,
     task_rows,
     task_title,
+    top_notes,
 )
 from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
@@ -88,6 +89,7 @@ def render_markdown(
     parts = [
         f"# {title}: {summary.name} on {summary.task_group}",
         "",
+        *_top_notes(r),
         f"Every item, every model side by side: [{SAMPLES_FILE}]({SAMPLES_FILE}) (open it in a browser).",
         "",
     ]
@@ -102,6 +104,7 @@ def _render_large(r: ReportInputs) -> str:
     parts = [
         f"# {len(s.order)} models: {s.name} on {s.task_group}",
         "",
+        *_top_notes(r),
         scale_note(s, st.cascade_candidates, st.samples_candidates),
         "",
         f"The reference and the best candidates of each task, item by item: [{SAMPLES_FILE}]({SAMPLES_FILE}).",
@@ -111,6 +114,10 @@ def _render_large(r: ReportInputs) -> str:
     for section in (_decision, _claims, _leaderboards, _routing, lambda _: models, _load):
         parts += section(r)
     return "\n".join(parts + _cell_counts(r) + _method(r)) + "\n"
+
+
+def _top_notes(r: ReportInputs) -> list[str]:
+    return [line for note in top_notes(r.summary) for line in (f"> **Warning.** {note}", "")]
 
 
 def _leaderboards(r: ReportInputs) -> list[str]:

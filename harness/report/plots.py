@@ -222,11 +222,13 @@ def make_plots(
     """Write the report's PNGs into ``out_dir``; returns name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = settings or ReportConfig()
+    if not any(info.results for info in summary.tasks.values()):
+        return {}  # no cell has records: the report lists what is missing, and an empty figure would say nothing
     if is_large(summary, settings.leaderboard_from):
         return pareto_grid(summary, out_dir, settings)
     pts = points(summary)
     made = {name: _tradeoff(pts, key, label, out_dir / f"{name}.png") for name, (key, label) in TRADEOFFS.items()}
-    if analysis:
+    if analysis and analysis.tasks:
         made["quality_with_ci"] = _bars(summary, analysis, out_dir / "quality_with_ci.png")
         cascade = _cascade(analysis, out_dir / "cascade.png")
         if cascade:

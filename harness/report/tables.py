@@ -93,6 +93,7 @@ MODEL_HEADER = [
     "engine",
     "load",
     "source",
+    "hardware",
 ]
 
 
@@ -119,9 +120,56 @@ def model_rows(summary: RunSummary) -> list[list[str]]:
                 m.text("engine", "hf"),
                 f"{float(m.data.get('load_time_s', 0.0)):.1f} s",
                 _source(m),
+                _model_hardware(summary, name),
             ]
         )
     return rows
+
+
+def _model_hardware(summary: RunSummary, name: str) -> str:
+    """The hardware classes a model's cells ran on (more than one: some of its cells came from another machine)."""
+    labels = [c["label"] for c in summary.hardware_classes.values() if any(x.split("/")[0] == name for x in c["cells"])]
+    return "; ".join(labels) or "not recorded"
+
+
+OTHER_HARDWARE = "n/a (other hardware)"
+
+
+def hardware_note(summary: RunSummary) -> Optional[str]:
+    """The warning at the top of every report whose in-process cells ran on more than one hardware class."""
+    if not summary.mixed_hardware:
+        return None
+    classes = [c for c in summary.hardware_classes.values() if not c.get("served")]
+    where = "; ".join(f"{c['label']}: {', '.join(c['cells'])}" for c in classes)
+    return (
+        f"Mixed hardware: this comparison's cells ran on {len(classes)} hardware classes ({where}). "
+        f"Ratios of latency, throughput, cost and energy between cells of different classes are not computed "
+        f"({OTHER_HARDWARE}): they would compare the machines. Quality is compared, but greedy outputs follow each "
+        "machine's kernels (llama.cpp and torch pick them by CPU features), so a small difference may be the "
+        "machines'. To compare like with like, compute every cell on one class (runtime.other_hardware=compute, "
+        "the default, on one kind of node)."
+    )
+
+
+def empty_note(summary: RunSummary) -> Optional[str]:
+    """The line a report opens with when none of its cells has records (deleted, or never computed)."""
+    if any(info.results for info in summary.tasks.values()):
+        return None
+    missing = summary.missing_cells + summary.not_run
+    return (
+        "No cell of this comparison has records: nothing to compare, and no figure is drawn. Missing: "
+        + (", ".join(missing) or "every cell")
+        + " -- run the same command again to compute them (with the same paths.store_dir)."
+    )
+
+
+def top_notes(summary: RunSummary) -> list[str]:
+    """What a reader must know before any table: an empty comparison, cells from several hardware classes."""
+    return [n for n in (empty_note(summary), hardware_note(summary)) if n]
+
+
+def _time_ratio(cmp: Any, value: Optional[float]) -> str:
+    return OTHER_HARDWARE if cmp.cross_hardware else _num(value, "{:.2f}x")
 
 
 def _source(m: ModelRecord) -> str:
@@ -206,7 +254,7 @@ def _pair_task_rows(summary: RunSummary) -> list[list[str]]:
                 f"{_lat(s, 'p95')} / {_lat(l, 'p95')}",
                 f"{_num(s.throughput_samples_per_s, '{:.2f}')} / {_num(l.throughput_samples_per_s, '{:.2f}')}",
                 f"{_bytes(s.peak_memory_bytes)} / {_bytes(l.peak_memory_bytes)}",
-                _num(cmp.latency_p50_ratio, "{:.2f}x"),
+                _time_ratio(cmp, cmp.latency_p50_ratio),
                 _num(cmp.peak_memory_ratio, "{:.2f}x"),
             ]
         )
@@ -240,7 +288,7 @@ def _n_task_rows(summary: RunSummary) -> list[list[str]]:
                     else f"{cmp.delta_vs_reference * 100:+.1f}"
                 )
                 lat_ratio, mem_ratio = (
-                    _num(cmp.latency_p50_ratio, "{:.2f}x"),
+                    _time_ratio(cmp, cmp.latency_p50_ratio),
                     _num(cmp.peak_memory_ratio, "{:.2f}x"),
                 )
             quality = (

@@ -11,6 +11,7 @@ from harness.report.tables import (
     model_rows,
     task_header,
     task_rows,
+    top_notes,
 )
 from harness.results.schema import RunSummary
 from harness.verdicts.claims import Verdict
@@ -45,6 +46,8 @@ def print_tables(
 ) -> None:
     """The decision, the claims, the models and the comparison; with many models (``large``) the leaderboards stay
     in the report, and the terminal gets the decision, the claims and the cells' counts."""
+    for note in top_notes(summary):
+        console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
     if decision:
         console.print(rich_table(decision_title(decision), DECISION_HEADER, decision_rows(decision)))
     if verdicts:

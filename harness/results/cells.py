@@ -90,6 +90,7 @@ class CellManifest:
     model_record: dict[str, Any] = field(default_factory=dict)  # the engine's description of the model
     task_info: dict[str, Any] = field(default_factory=dict)  # the task as planned, with its item ids
     environment: dict[str, Any] = field(default_factory=dict)
+    hardware: dict[str, Any] = field(default_factory=dict)  # the hardware class (harness.measure.hardware); {}: unrecorded
     n_planned: int = 0
     n_done: int = 0
     failed_ids: list[str] = field(default_factory=list)
@@ -156,15 +157,15 @@ class CellRef:
     path: str  # the cell directory
     status: str = RefStatus.planned
     computed_at: Optional[str] = None  # when the cell was completed
+    hardware: Optional[str] = None  # the hardware class's id and label (harness.measure.hardware), once known
+    hardware_label: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CellRef:
-        fields: dict[str, Any] = {
-            k: d.get(k) for k in ("model", "task", "key", "path", "status", "computed_at") if k in d
-        }
+        fields: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__ if k in d}
         return cls(**fields)
 
 
@@ -236,6 +237,27 @@ class Store:
             except OSError:
                 pass
             os.close(fd)  # releases the lock
+
+
+def same_but_hardware(store: Store, key: CellKey) -> Optional[tuple[CellManifest, CellKey]]:
+    """A complete cell of the store whose key differs from ``key`` only by its hardware class (or has none: a cell
+    written before classes were recorded), with its own key; None if there is none. The most recent is taken."""
+    wanted = {k: v for k, v in key.parts.items() if k != "hardware"}
+    folder = store.cell_dir(key).parent
+    found: list[tuple[str, CellManifest, CellKey]] = []
+    for cell in sorted(folder.glob("*/manifest.json")) if folder.is_dir() else []:
+        try:
+            m = read_manifest(cell.parent)
+        except ManifestError:
+            continue
+        if m is None or m.status != COMPLETE or m.key != cell.parent.name:
+            continue  # a set-aside copy (runtime.recompute) keeps its manifest under another name
+        if {k: v for k, v in m.parts.items() if k != "hardware"} == wanted:
+            found.append((m.completed_at or "", m, CellKey(key.model, key.task, m.parts)))
+    if not found:
+        return None
+    _, manifest, other = max(found, key=lambda x: x[0])
+    return manifest, other
 
 
 class ManifestError(HarnessError):
@@ -319,7 +341,14 @@ class Claim:
                 fh.truncate(good)
         return ids
 
-    def begin(self, model_record: dict[str, Any], task_info: dict[str, Any], environment: dict[str, Any], n_planned: int) -> CellManifest:
+    def begin(
+        self,
+        model_record: dict[str, Any],
+        task_info: dict[str, Any],
+        environment: dict[str, Any],
+        n_planned: int,
+        hardware: Optional[dict[str, Any]] = None,
+    ) -> CellManifest:
         """Write a ``running`` manifest (keeping earlier sessions of a resumed cell)."""
         old = self.manifest
         manifest = CellManifest(
@@ -334,6 +363,7 @@ class Claim:
             model_record=model_record,
             task_info=task_info,
             environment=environment,
+            hardware=hardware or {},
             n_planned=n_planned,
             n_done=old.n_done if old else 0,
         )

@@ -107,6 +107,10 @@ def _run_dirs_under(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.glob("*/cells.json") if (p.parent / "plan.json").is_file())
 
 
+def _without_hardware(parts: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in parts.items() if k != "hardware"}
+
+
 def store_cells(store: Path) -> tuple[RunPlan, list[CellRef]]:
     """Every complete cell of a store as one comparison (one cell per model and task)."""
     refs: dict[tuple[str, str], CellRef] = {}
@@ -118,9 +122,11 @@ def store_cells(store: Path) -> tuple[RunPlan, list[CellRef]]:
             continue
         key = (m.model, m.task)
         if key in refs:
+            first = read_manifest(Path(refs[key].path))
+            hardware_only = first is not None and _without_hardware(first.parts) == _without_hardware(m.parts)
             raise HarnessError(
                 f"the store {store} holds two complete cells for {m.model} on {m.task} ({refs[key].key} and {m.key}), "
-                "computed under different settings",
+                + ("computed on two hardware classes" if hardware_only else "computed under different settings"),
                 "report the run directories instead (harness report RUN_DIR ...), which name the cells they used",
             )
         refs[key] = CellRef(m.model, m.task, m.key, str(mpath.parent), RefStatus.reused, m.completed_at)

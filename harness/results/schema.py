@@ -155,11 +155,13 @@ class CellInfo:
     oom_events: int
     final_batch_size: Optional[int]
     stopped: Optional[dict[str, Any]] = None  # a sequential run's stop: at, of, claims
+    hardware_class: Optional[dict[str, Any]] = None  # where it was computed (harness.measure.hardware); None: unrecorded
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if self.stopped is None:
-            del d["stopped"]
+        for name in ("stopped", "hardware_class"):
+            if d[name] is None:
+                del d[name]
         return d
 
     @classmethod
@@ -239,6 +241,8 @@ class Comparison:
     energy_ratio: Optional[float]
     params_total_ratio: Optional[float]
     params_active_ratio: Optional[float]
+    # the two cells ran on different hardware classes: latency, throughput, cost and energy ratios are not computed
+    cross_hardware: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Comparison:
@@ -285,7 +289,15 @@ class RunSummary:
     incomplete_tasks: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     sequential: Optional[dict[str, Any]] = None
+    # hardware class id -> {"label", "cells": ["model/task", ...]}; empty where no cell recorded its class
+    hardware_classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     format: int = SUMMARY_FORMAT
+
+    @property
+    def mixed_hardware(self) -> bool:
+        """The comparison's in-process cells ran on more than one hardware class: timings compare machines, not
+        models (a served model's class is its server: a deployment chosen for the comparison, not a mix-up)."""
+        return len([c for c in self.hardware_classes.values() if not c.get("served")]) > 1
 
     def to_dict(self) -> dict[str, Any]:
         d = {"format": self.format, **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "format"}}

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from harness.measure.hardware import HardwareClass
 from harness.results.cells import CellManifest, CellRef, combined_measurements, read_cell_records, read_manifest
 from harness.results.comparison import RunPlan, read_run
 from harness.results.cost import economics
@@ -161,25 +162,70 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b if a is not None and b not in (None, 0) else None
 
 
+UNRECORDED = "unrecorded"  # the class of a cell computed before hardware classes were recorded
+
+
+def _hardware(summary: CellSummary) -> Optional[HardwareClass]:
+    hw = summary.cell.hardware_class if summary.cell is not None else None
+    return HardwareClass.from_dict(hw) if hw else None
+
+
+def cross_hardware(a: CellSummary, b: CellSummary) -> bool:
+    """The two in-process cells ran on different hardware classes: their times compare machines as much as models.
+
+    A served model is a deployment the user chose to compare (its times are its server's, network included, and
+    the report says so): a cell of one is never cross-hardware, or no local model could be weighed against it.
+    """
+    ha, hb = _hardware(a), _hardware(b)
+    if (ha is not None and ha.server is not None) or (hb is not None and hb.server is not None):
+        return False
+    return (ha.id if ha else UNRECORDED) != (hb.id if hb else UNRECORDED)
+
+
 def compare(cand: CellSummary, ref: CellSummary, cand_model: ModelRecord, ref_model: ModelRecord) -> Comparison:
-    """A model against the reference on one task; refuses to compare different item sets."""
+    """A model against the reference on one task; refuses to compare different item sets, and withholds the ratios
+    of time (latency, throughput, cost, energy) between cells of different hardware classes."""
     same_items = cand.sample_ids == ref.sample_ids
     c_q, r_q = cand.score, ref.score
+    timed = not cross_hardware(cand, ref)
+
+    def when_timed(a: Optional[float], b: Optional[float]) -> Optional[float]:
+        return _ratio(a, b) if timed else None
+
     return Comparison(
         same_items=same_items,
         metric=cand.primary_metric,
         candidate=c_q,
         reference=r_q,
         delta_vs_reference=c_q - r_q if same_items else None,
-        latency_p50_ratio=_ratio(cand.latency_s.p50, ref.latency_s.p50),
-        latency_p95_ratio=_ratio(cand.latency_s.p95, ref.latency_s.p95),
-        throughput_ratio=_ratio(cand.throughput_samples_per_s, ref.throughput_samples_per_s),
+        latency_p50_ratio=when_timed(cand.latency_s.p50, ref.latency_s.p50),
+        latency_p95_ratio=when_timed(cand.latency_s.p95, ref.latency_s.p95),
+        throughput_ratio=when_timed(cand.throughput_samples_per_s, ref.throughput_samples_per_s),
         peak_memory_ratio=_ratio(cand.peak_memory_bytes, ref.peak_memory_bytes),
-        cost_ratio=_ratio(*(x.economics.cost_per_1k_usd if x.economics else None for x in (cand, ref))),
-        energy_ratio=_ratio(*(x.economics.energy_per_request_j if x.economics else None for x in (cand, ref))),
+        cost_ratio=when_timed(*(x.economics.cost_per_1k_usd if x.economics else None for x in (cand, ref))),
+        energy_ratio=when_timed(*(x.economics.energy_per_request_j if x.economics else None for x in (cand, ref))),
         params_total_ratio=_ratio(cand_model.size, ref_model.size),
         params_active_ratio=_ratio(cand_model.params_active, ref_model.params_active),
+        cross_hardware=not timed,
     )
+
+
+def hardware_classes(results: dict[str, dict[str, CellSummary]]) -> dict[str, dict[str, Any]]:
+    """Each hardware class the comparison's cells ran on, with its label and its cells; {} where none was recorded."""
+    classes: dict[str, dict[str, Any]] = {}
+    for task, per_model in results.items():
+        for name, summary in per_model.items():
+            hw = summary.cell.hardware_class if summary.cell is not None else None
+            cid = HardwareClass.from_dict(hw).id if hw else UNRECORDED
+            label = HardwareClass.from_dict(hw).label if hw else "not recorded (a cell from an older harness)"
+            served = bool(hw and hw.get("server"))
+            entry = classes.setdefault(cid, {"label": label, "class": hw, "served": served, "cells": []})
+            entry["cells"].append(f"{name}/{task}")
+    if set(classes) == {UNRECORDED}:
+        return {}
+    for entry in classes.values():
+        entry["cells"].sort()
+    return classes
 
 
 def order_models(models: dict[str, ModelRecord], requested: Optional[str]) -> tuple[list[str], Optional[str]]:
@@ -224,6 +270,7 @@ def _cell_summary(
         oom_events=sum(int(s.get("oom_events") or 0) for s in manifest.sessions),
         final_batch_size=(manifest.sessions or [{}])[-1].get("final_batch_size"),
         stopped={k: stopped.get(k) for k in ("at", "of", "claims")} if stopped else None,
+        hardware_class=manifest.hardware or None,
     )
     return summary
 
@@ -345,6 +392,7 @@ def _run_summary(
         incomplete_tasks=[t for t in plan.tasks if any((m, t) not in have for m in plan.models)],
         sources=plan.sources,
         sequential=plan.sequential,
+        hardware_classes=hardware_classes(results),
     )
 
 

@@ -24,6 +24,7 @@ from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig
 from harness.engines import load_engine
 from harness.errors import ConfigError
 from harness.measure.environment import environment_record, scheduler_job
+from harness.measure.hardware import HardwareClass
 from harness.models.gguf_wheel import is_fetched, is_prepared
 from harness.models.precision import default_threads
 from harness.report.build import build_report
@@ -45,6 +46,13 @@ from harness.run.load import check_load, run_load_sweep
 from harness.run.progress import RunProgress
 from harness.run.setup import Setup, prepare, run_plan, task_info
 from harness.tasks.types import Sample, Task
+
+
+def _mark_hardware(ref: CellRef, hardware: dict[str, Any]) -> None:
+    """Name the cell's hardware class on its reference (cells.json); a cell from before classes were recorded has none."""
+    if hardware:
+        hw = HardwareClass.from_dict(hardware)
+        ref.hardware, ref.hardware_label = hw.id, hw.label
 
 
 class _CellRunner:
@@ -101,8 +109,12 @@ class _CellRunner:
         if not rt.recompute and store.is_complete(key):
             done_manifest = store.manifest(key)
             ref.status, ref.computed_at = RefStatus.reused, done_manifest.completed_at if done_manifest else None
+            _mark_hardware(ref, done_manifest.hardware if done_manifest else {})
+            borrowed = self.p.borrowed.get((self.model.name, task.name))
             self.progress.note(
-                f"{self.model.name} / {task.name}: reused (computed {ref.computed_at}), {store.cell_dir(key)}"
+                f"{self.model.name} / {task.name}: reused (computed {ref.computed_at}"
+                + (f" on other hardware: {borrowed}; runtime.other_hardware=reuse" if borrowed else "")
+                + f"), {store.cell_dir(key)}"
             )
             return
         with store.claim(key, on_wait=self.progress.note) as claim:
@@ -122,6 +134,7 @@ class _CellRunner:
             elif claim.complete:  # another job finished it while this one waited for the lock
                 done_manifest = claim.manifest
                 ref.status, ref.computed_at = RefStatus.reused, done_manifest.completed_at if done_manifest else None
+                _mark_hardware(ref, done_manifest.hardware if done_manifest else {})
                 self.progress.note(
                     f"{self.model.name} / {task.name}: reused (computed by another job, {ref.computed_at})"
                 )
@@ -150,7 +163,9 @@ class _CellRunner:
                 task_info=task_info(task, samples),
                 environment=self.environment,
                 n_planned=len(samples),
+                hardware=self.p.hardware[self.model.name].to_dict(),
             )
+            _mark_hardware(ref, manifest.hardware)
             on_update()
             advance = self.progress.task(
                 f"{self.model.name} / {task.name}", upto, completed=len(done & {x.id for x in samples[:upto]})

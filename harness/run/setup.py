@@ -15,16 +15,20 @@ import torch
 from harness.analysis.sample_size import ALPHA
 from harness.analysis.sequential import METHODS as SEQUENTIAL_METHODS
 from harness.config.resources import tasks_dir as shipped_tasks_dir
-from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig, resolve_models
+from harness.config.schema import PROJECT_ROOT, ModelConfig, OtherHardware, RunConfig, resolve_models
 from harness.engines import EngineChoice, check_engine, choose_engine
 from harness.errors import ConfigError
+from harness.measure.hardware import HardwareClass, hardware_class
 from harness.models import resolve_device, resolve_dtype
 from harness.models.identity import model_identity
 from harness.models.loader import default_cache_dir
+from harness.models.precision import default_threads, usable_cores
+from harness.models.served import host_of
 from harness.results.cells import (
     SCORING_VERSION,
     CellKey,
     Store,
+    same_but_hardware,
     task_identity,
 )
 from harness.results.comparison import RunPlan
@@ -48,6 +52,9 @@ class Setup:
     keys: dict[tuple[str, str], CellKey] = field(default_factory=dict)
     sequential: Optional[dict[str, Any]] = None  # runtime.stop_when_decided: the stop rule (see stop_rule)
     engines: dict[str, EngineChoice] = field(default_factory=dict)  # per model: the engine it runs on and why
+    hardware: dict[str, HardwareClass] = field(default_factory=dict)  # per model: the class this machine gives it
+    # (model, task) -> the other class's label, where runtime.other_hardware=reuse took a cell computed elsewhere
+    borrowed: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _user_path(value: str) -> Path:
@@ -74,6 +81,11 @@ def _check_runtime(cfg: RunConfig) -> None:
         raise ConfigError(
             f"runtime.max_samples={rt.max_samples} must be positive or null",
             "use runtime.max_samples=N (N>=1) or runtime.max_samples=null for all items",
+        )
+    if rt.concurrency < 1:
+        raise ConfigError(
+            f"runtime.concurrency={rt.concurrency} must be a positive integer (requests in flight at once)",
+            "use runtime.concurrency=1 (one request at a time) or more",
         )
     if rt.warmup_steps < 0 or (rt.num_fewshot is not None and rt.num_fewshot < 0):
         raise ConfigError("runtime.warmup_steps and runtime.num_fewshot must be >= 0", "fix the value")
@@ -146,6 +158,7 @@ def cell_key(
     cfg: RunConfig,
     device: torch.device,
     engine: str,
+    hardware: HardwareClass,
 ) -> CellKey:
     """Everything that determines a cell's records, hashed (see harness.results.cells)."""
     rt = cfg.runtime
@@ -164,6 +177,8 @@ def cell_key(
             if served
             else str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
             "device_type": "server" if served else device.type,
+            # greedy outputs and timings follow the kernels: each class computes its own cells (runtime.other_hardware)
+            "hardware": hardware.id,
             "engine": check_engine(engine),
             **(
                 {
@@ -257,15 +272,42 @@ def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
         store=store,
         sequential=stop_rule(cfg, models, reference, len(tasks)),
     )
+    threads, cores = default_threads(rt.num_threads), usable_cores()
     for model in models:
-        the_plan.engines[model.name] = choose_engine(model, rt, device.type)
+        engine = choose_engine(model, rt, device.type)
+        the_plan.engines[model.name] = engine
+        server = host_of(model.served.base_url) if engine.name == "openai" and model.served is not None else None
+        the_plan.hardware[model.name] = hardware_class(device.type, engine.name, threads, cores, server)
     for model in models:
         identity = model_identity(model, cache)
         for task, samples in tasks:
-            the_plan.keys[(model.name, task.name)] = cell_key(
-                model, identity, task, samples, cfg, device, the_plan.engines[model.name].name
+            key = cell_key(
+                model,
+                identity,
+                task,
+                samples,
+                cfg,
+                device,
+                the_plan.engines[model.name].name,
+                the_plan.hardware[model.name],
             )
+            if OtherHardware(rt.other_hardware) is OtherHardware.reuse and not rt.recompute:
+                key = _borrow(the_plan, key)
+            the_plan.keys[(model.name, task.name)] = key
     return the_plan
+
+
+def _borrow(p: Setup, key: CellKey) -> CellKey:
+    """``key``, or the key of a complete cell that differs from it only by its hardware class (reused as it is)."""
+    if p.store.is_complete(key):
+        return key
+    other = same_but_hardware(p.store, key)
+    if other is None:
+        return key
+    manifest, other_key = other
+    label = HardwareClass.from_dict(manifest.hardware).label if manifest.hardware else "unrecorded hardware"
+    p.borrowed[(key.model, key.task)] = label
+    return other_key
 
 
 def _task_file(task: Task) -> str:

@@ -121,12 +121,12 @@ class RunView:
         self.candidates = [n for n in self.names if n != self.reference]
         # architecture-only models (random weights at a published size) have latency and memory, no quality
         self.measured = [n for n in self.names if not self.models[n].architecture_only]
-        self.timed: dict[tuple[str, str], PairedComparison] = {
+        paired: dict[tuple[str, str], PairedComparison] = {
             (t, cand): cmp for t, e in analysis.tasks.items() for cand, cmp in e.comparisons.items() if cmp.same_items
         }
-        self.compared = {
-            k: v for k, v in self.timed.items() if k[1] in self.measured and self.reference in self.measured
-        }
+        # comparisons whose times compare models, not machines (both cells on one hardware class)
+        self.timed = {k: v for k, v in paired.items() if not v.cross_hardware}
+        self.compared = {k: v for k, v in paired.items() if k[1] in self.measured and self.reference in self.measured}
 
     def primary(self, task: str) -> str:
         return primary_metric(self.analysis.tasks[task].task_type)

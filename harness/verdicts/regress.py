@@ -22,8 +22,11 @@ What fails (each threshold in ``configs/regress/default.yaml``):
   peak) or ``memory_ratio_max_rss`` (CPU process RSS, runtime included);
 - identity: a changed item set, task version or model identity, or a cell of the
   baseline missing from the run (reported; a failure unless allowed with ``--allow``).
-Latency and memory measured on other hardware than the baseline's are not
-compared (flagged); quality still is.
+Latency and memory measured on another hardware class than the baseline's
+(``harness.measure.hardware``: CPU model and kernel features, cores and threads;
+GPU, driver and CUDA) are not compared: one line names both classes, and quality
+is still compared (``--strict-hardware`` refuses the comparison instead). Keep
+one baseline per runner class.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from harness.analysis.flips import A_LOWER, A_WRONG_B_RIGHT, changed_predictions
 from harness.analysis.stats import Estimate, mcnemar_exact, paired_difference, paired_ratio
 from harness.config.schema import RegressConfig
 from harness.errors import HarnessError
+from harness.measure.hardware import HardwareClass
 from harness.results.cells import digest, now_iso
 from harness.results.comparison import load_cells, read_run
 from harness.results.records import read_json, write_json
@@ -49,8 +53,12 @@ ALLOWABLE = ("items", "task", "model", "missing")
 OK, REGRESSION, CHANGED, INFO = "ok", "REGRESSION", "changed", "info"
 
 
-def hardware_of(environment: dict[str, Any]) -> str:
-    """Where latency and memory were measured: the GPUs, or the CPU model and core count."""
+def hardware_of(environment: dict[str, Any], hardware_class: Optional[dict[str, Any]] = None) -> str:
+    """Where latency and memory were measured: the cell's hardware class, or (a cell from before classes were
+    recorded) the GPUs or the CPU model and core count of its run."""
+    if hardware_class:
+        hw = HardwareClass.from_dict(hardware_class)
+        return f"{'gpu' if hw.gpu else 'server' if hw.server else 'cpu'}: {hw.label} [class {hw.id}]"
     cuda = (environment or {}).get("cuda") or {}
     if cuda.get("devices"):
         return "gpu: " + ", ".join(cuda["devices"])
@@ -156,7 +164,7 @@ def baseline_from_run(run_dir: Path, name: str) -> Baseline:
             task_type=task_type,
             metric=metric,
             parts=m.parts,
-            hardware=hardware_of(m.environment),
+            hardware=hardware_of(m.environment, m.hardware),
             items={r.sample_id: BaselineItem(r.scores.get(key), r.prediction, r.item_s) for r in cell.records},  # type: ignore[arg-type]
             peak_memory_bytes=max(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None,
         )
@@ -371,7 +379,8 @@ def compare_cell(name: str, base: BaselineCell, cur: BaselineCell, cfg: RegressC
                 name,
                 "hardware",
                 INFO,
-                f"latency and memory not compared: baseline measured on {base.hardware}, this run on {cur.hardware}",
+                f"latency and memory not compared (another hardware class): baseline measured on {base.hardware}, "
+                f"this run on {cur.hardware}",
             )
         )
     elif common:
@@ -387,14 +396,27 @@ def compare_cell(name: str, base: BaselineCell, cur: BaselineCell, cfg: RegressC
 class RegressReport:
     results: list[CellResult]
     findings: list[Finding]
+    other_hardware: Optional[str] = None  # the baseline's and the run's hardware, where they differ
 
     @property
     def regressed(self) -> bool:
         return any(x.status == REGRESSION for x in self.findings)
 
 
-def regress(run_dir: Path, baseline: Baseline, cfg: RegressConfig, allow: set[str]) -> RegressReport:
-    """Every cell of the baseline against the run's cell of the same model and task."""
+def other_hardware(baseline: Baseline, current: dict[str, BaselineCell]) -> Optional[str]:
+    """One line naming the hardware of the baseline and of the run where a shared cell differs; None: like with like."""
+    pairs = sorted({(baseline.cells[n].hardware, c.hardware) for n, c in current.items() if n in baseline.cells})
+    moved = [(b, r) for b, r in pairs if b != r]
+    if not moved:
+        return None
+    return "; ".join(f"baseline on {b}, this run on {r}" for b, r in moved)
+
+
+def regress(
+    run_dir: Path, baseline: Baseline, cfg: RegressConfig, allow: set[str], strict_hardware: bool = False
+) -> RegressReport:
+    """Every cell of the baseline against the run's cell of the same model and task. Cells measured on another
+    hardware class have their timing checks skipped (quality is compared), or, ``strict_hardware``, are refused."""
     current = baseline_from_run(run_dir, baseline.name).cells
     common = set(current) & set(baseline.cells)
     if not common:
@@ -402,6 +424,13 @@ def regress(run_dir: Path, baseline: Baseline, cfg: RegressConfig, allow: set[st
             f"the run {run_dir} shares no model/task cell with the baseline {baseline.name!r} "
             f"(baseline: {', '.join(sorted(baseline.cells))}; run: {', '.join(sorted(current))})",
             "compare a run of the same models and tasks, or write a new baseline with --update",
+        )
+    moved = other_hardware(baseline, current)
+    if moved and strict_hardware:
+        raise HarnessError(
+            f"the run {run_dir} was measured on other hardware than the baseline {baseline.name!r} ({moved})",
+            "run on the baseline's runner class, keep one baseline per runner class (--baseline), "
+            "or drop --strict-hardware to compare quality only",
         )
     results, findings = [], []
     for name in sorted(baseline.cells):
@@ -417,7 +446,7 @@ def regress(run_dir: Path, baseline: Baseline, cfg: RegressConfig, allow: set[st
         findings += res.findings
     for name in sorted(set(current) - set(baseline.cells)):
         findings.append(Finding(name, "new", INFO, "a cell the baseline does not have (not compared)"))
-    return RegressReport(results, findings)
+    return RegressReport(results, findings, moved)
 
 
 def _pct(v: Optional[float]) -> str:
@@ -432,6 +461,15 @@ def markdown(report: RegressReport, baseline: Baseline, run_dir: Path) -> str:
         "",
         f"Run `{run_dir}` against baseline `{baseline.name}` ({baseline.created_at}, {baseline.hardware}).",
         "",
+        *(
+            [
+                f"**Other hardware**: {report.other_hardware}: latency and memory not compared, quality compared "
+                "(keep one baseline per runner class; --strict-hardware refuses this).",
+                "",
+            ]
+            if report.other_hardware
+            else []
+        ),
         "| cell | metric | n | baseline | run | run - baseline [95% CI] | McNemar p | latency ratio [95% CI] | memory ratio | status |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

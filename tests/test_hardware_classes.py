@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.measure.hardware import HardwareClass, _cpuinfo, hardware_class
 from harness.results.cells import digest
@@ -183,3 +184,14 @@ def test_a_report_whose_cells_were_all_deleted_lists_them_and_draws_nothing(work
     for model, task in _cells(run):
         assert f"{model}/{task}" in report
     assert not list((run / "plots").glob("*.png")) if (run / "plots").is_dir() else True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_class_names_the_device_its_capability_and_cuda() -> None:
+    hw = hardware_class("cuda", "hf", threads=1, cores=1)
+    cap = torch.cuda.get_device_capability()
+    assert hw.gpu is not None and hw.gpu["name"] == torch.cuda.get_device_name()
+    assert hw.gpu["compute_capability"] == f"{cap[0]}.{cap[1]}" and hw.gpu["cuda"] == torch.version.cuda
+    assert hw.gpu["name"] in hw.label and "sm " in hw.label
+    assert hw.id != hardware_class("cpu", "hf", threads=1, cores=1).id

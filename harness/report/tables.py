@@ -144,7 +144,8 @@ def hardware_note(summary: RunSummary) -> Optional[str]:
     return (
         f"Mixed hardware: this comparison's cells ran on {len(classes)} hardware classes ({where}). "
         f"Ratios of latency, throughput, cost and energy between cells of different classes are not computed "
-        f"({OTHER_HARDWARE}): they would compare the machines. Quality is compared, but greedy outputs follow each "
+        f"({OTHER_HARDWARE}): they would compare the machines, and the decision's costs and latencies are each "
+        "model's on its own machine. Quality is compared, but greedy outputs follow each "
         "machine's kernels (llama.cpp and torch pick them by CPU features), so a small difference may be the "
         "machines'. To compare like with like, compute every cell on one class (runtime.other_hardware=compute, "
         "the default, on one kind of node)."

@@ -120,7 +120,8 @@ class Baseline:
 
     @property
     def hardware(self) -> str:
-        return hardware_of(self.environment)
+        """Where its cells were measured (each cell's class; the run's machine for a baseline of older cells)."""
+        return "; ".join(sorted({c.hardware for c in self.cells.values()})) or hardware_of(self.environment)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,8 +1,9 @@
-"""A real OpenAI-compatible server for the tests (llama-cpp-python's, on 127.0.0.1), and a loopback proxy of our own
-that injects faults in front of it (429, 5xx, slow answers, a server killed mid-task).
+"""A real OpenAI-compatible server for the tests (llama-cpp-python's, on 127.0.0.1), a loopback proxy of our own
+that injects faults in front of it (429, 5xx, slow answers, a server killed mid-task), and a fault server of our own
+that answers badly with HTTP 200 (an HTML page, a stream cut short).
 
 Bounded: each server lives for one test module or test, each proxy answers only the requests the test makes, and
-both listen on 127.0.0.1 alone.
+all listen on 127.0.0.1 alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
@@ -181,3 +182,141 @@ class Proxy:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+GATEWAY_PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<center><h1>502 Bad Gateway</h1>"
+    "</center>\n<p>The upstream server did not answer; this page comes from the proxy in front of it.</p>\n"
+    + "<!-- padding so the page is longer than what an error quotes -->\n" * 4
+    + "</body>\n</html>\n"
+)
+
+
+class FaultServer:
+    """A loopback OpenAI-compatible server of the tests' own that answers badly, with HTTP 200.
+
+    ``GET /v1/models`` lists ``model`` (or, with ``models_html``, is the gateway's HTML page). Each request to
+    ``/v1/completions`` or ``/v1/chat/completions`` gets the next of ``answers`` (the last one repeated):
+
+    - ``"html"``: a proxy's HTML error page with HTTP 200 (streamed or not);
+    - ``"cut"``: streamed, the first chunk of an answer (``"Hel"``), then the connection is closed (no
+      ``finish_reason``, no ``[DONE]``); not streamed, the first half of a JSON body, then closed;
+    - ``"ok"``: the whole answer ``"Hello"`` (streamed: two chunks, the finish reason, usage, ``[DONE]``).
+
+    ``requests`` lists the completion requests' paths as they came. Nothing else is answered (404).
+    """
+
+    def __init__(self, answers: Sequence[str], model: str = "m", models_html: bool = False) -> None:
+        self.answers, self.model, self.models_html = list(answers), model, models_html
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        fault = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _whole(self, body: bytes, content_type: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _until_close(self, body: bytes, content_type: str) -> None:
+                """``body`` with neither a length nor chunks: it ends where the connection is closed."""
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                self.close_connection = True
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") != "/v1/models":
+                    return self.send_error(404)
+                if fault.models_html:
+                    return self._whole(GATEWAY_PAGE.encode(), "text/html; charset=utf-8")
+                listed = {"object": "list", "data": [{"id": fault.model, "object": "model", "owned_by": "tests"}]}
+                self._whole(json.dumps(listed).encode(), "application/json")
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if self.path not in ("/v1/completions", "/v1/chat/completions"):
+                    return self.send_error(404)
+                with fault._lock:
+                    fault.requests.append(self.path)
+                    action = fault.answers[min(len(fault.requests), len(fault.answers)) - 1]
+                chat, streamed = self.path.endswith("chat/completions"), bool(request.get("stream"))
+                if action == "html":
+                    return self._whole(GATEWAY_PAGE.encode(), "text/html; charset=utf-8")
+                if not streamed:
+                    text = "Hello"
+                    choice = {"index": 0, "finish_reason": "stop", "logprobs": None}
+                    choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+                    body = json.dumps(
+                        {
+                            "id": "x",
+                            "object": "text_completion",
+                            "created": 0,
+                            "model": fault.model,
+                            "choices": [choice],
+                            "usage": _usage(2),
+                        }
+                    ).encode()
+                    if action == "cut":
+                        return self._until_close(body[: len(body) // 2], "application/json")
+                    return self._whole(body, "application/json")
+                pieces = ["Hel"] if action == "cut" else ["Hel", "lo", None]
+                events = [_chunk(fault.model, p, chat) for p in pieces]
+                if action == "cut":
+                    return self._until_close(b"".join(events), "text/event-stream")
+                kind = "chat.completion.chunk" if chat else "text_completion"
+                usage = {
+                    "id": "x",
+                    "object": kind,
+                    "created": 0,
+                    "model": fault.model,
+                    "choices": [],
+                    "usage": _usage(2),
+                }
+                events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+                self._until_close(b"".join(events) + b"data: [DONE]\n\n", "text/event-stream")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> FaultServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _usage(completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": 3, "completion_tokens": completion_tokens, "total_tokens": 3 + completion_tokens}
+
+
+def _chunk(model: str, piece: Optional[str], chat: bool) -> bytes:
+    """One server-sent event of a streamed answer: ``piece`` of text, or (None) the finish reason."""
+    done = piece is None
+    if chat:
+        delta = {} if done else {"role": "assistant", "content": piece}
+        choice: dict[str, object] = {"index": 0, "delta": delta, "logprobs": None}
+        kind = "chat.completion.chunk"
+    else:
+        choice, kind = {"index": 0, "text": "" if done else piece, "logprobs": None}, "text_completion"
+    choice["finish_reason"] = "stop" if done else None
+    data = {"id": "x", "object": kind, "created": 0, "model": model, "choices": [choice]}
+    return b"data: " + json.dumps(data).encode() + b"\n\n"

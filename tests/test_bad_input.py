@@ -2,7 +2,9 @@
 and nothing already on disk changed (cells, baselines, reports).
 
 Each case runs the real command line in a subprocess against a directory that already holds a run
-(cells, report) and a baseline; every file there is hashed before and after.
+(cells, report) and a baseline; every file there is hashed before and after. Served models whose server
+answers badly talk to loopback fault servers of the tests' own (tests/served_fixture.py), which live for
+the module.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,10 +29,29 @@ TASK_YAML = (
     "name: mine\ntype: classification\ndata: data.jsonl\nprompt: '{text}'\nlabels: {pos: positive, neg: negative}\n"
 )
 GOOD_ROWS = '{"id": "1", "text": "fine", "label": "pos"}\n{"id": "2", "text": "bad", "label": "neg"}\n'
+FAULTS: dict[str, str] = {}  # a fault server's URL by the fault it answers with (set by the fault_servers fixture)
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fault_servers() -> Iterator[dict[str, str]]:
+    """Loopback OpenAI-compatible servers that answer every completion badly with HTTP 200: a proxy's HTML page
+    (``html``), a stream's first chunk then a closed connection (``cut``), an HTML page for the model list too
+    (``html_models``)."""
+    from served_fixture import FaultServer
+
+    servers = {
+        "html": FaultServer(["html"]),
+        "cut": FaultServer(["cut"]),
+        "html_models": FaultServer(["html"], models_html=True),
+    }
+    with servers["html"], servers["cut"], servers["html_models"]:
+        FAULTS.update({name: server.url for name, server in servers.items()})
+        yield FAULTS
+    FAULTS.clear()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, fault_servers: dict[str, str]) -> Path:
     """A user's directory with a finished run (cells, report) and a baseline in it."""
     work = tmp_path_factory.mktemp("work")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(work / "cache")}
@@ -69,6 +91,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         served
         + "name: served_keyless\nserved: {base_url: 'http://127.0.0.1:9/v1', model: m, api_key_env: HARNESS_UNSET_KEY}\n"
     )
+    for fault, url in fault_servers.items():
+        (work / "user_configs" / "model" / f"served_{fault}.yaml").write_text(
+            served + f"name: served_{fault}\nserved: {{base_url: '{url}', model: m, max_retries: 1, backoff_s: 0.01}}\n"
+        )
     from gguf_fixture import write_tiny_llama_gguf
 
     ggufs = work / "ggufs"
@@ -147,6 +173,22 @@ CASES = {
         lambda w: _user(w, "served_keyless"),
         ["HARNESS_UNSET_KEY", "is not set", "export HARNESS_UNSET_KEY"],
     ),
+    "served model whose server sends an HTML page (HTTP 200) for a classification task": (
+        lambda w: ["pair=tiny", *_user(w, "served_html", "task.tasks=[smoke_classify]", "runtime.max_samples=2")],
+        [lambda: FAULTS["html"], "sent something that is not a completion, 2 times in a row", "<html>", "proxy"],
+    ),
+    "served model whose server sends an HTML page (HTTP 200) for a generation task": (
+        lambda w: ["pair=tiny", *_user(w, "served_html", "task.tasks=[smoke_summarize]", "runtime.max_samples=2")],
+        [lambda: FAULTS["html"], "sent something that is not a completion, 2 times in a row", "<html>", "resumes"],
+    ),
+    "served model whose server cuts a stream short after its first chunk": (
+        lambda w: ["pair=tiny", *_user(w, "served_cut", "task.tasks=[smoke_summarize]", "runtime.max_samples=2")],
+        [lambda: FAULTS["cut"], "ended a stream before it finished (no finish_reason)", '"text": "Hel"'],
+    ),
+    "served model whose server sends an HTML page (HTTP 200) for its model list": (
+        lambda w: ["pair=tiny", *_user(w, "served_html_models")],
+        [lambda: FAULTS["html_models"], "did not answer GET /models with a model list", "<html>"],
+    ),
     "engine openai on a model that is not served": (
         lambda w: ["pair=tiny", "task=smoke", "runtime.engine=openai"],
         ["engine openai asks a served model", "source: served"],
@@ -172,6 +214,18 @@ CASES = {
     "non-positive batch size": (
         lambda w: ["pair=tiny", "task=smoke", "runtime.batch_size=0"],
         ["runtime.batch_size=0", "positive"],
+    ),
+    "non-positive concurrency": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.concurrency=0"],
+        ["runtime.concurrency=0", "positive", "runtime.concurrency=1"],
+    ),
+    "negative concurrency": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.concurrency=-3"],
+        ["runtime.concurrency=-3", "positive"],
+    ),
+    "unknown other_hardware policy": (
+        lambda w: ["pair=tiny", "task=smoke", "runtime.other_hardware=sometimes"],
+        ["runtime.other_hardware", "sometimes"],
     ),
     "non-positive sample cap": (
         lambda w: ["pair=tiny", "task=smoke", "runtime.max_samples=0"],
@@ -397,7 +451,8 @@ def test_bad_input(case, workdir):
     assert "Traceback" not in proc.stderr and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
     assert " -- fix: " in lines[0], lines[0]
     for needle in needles:
-        assert needle in lines[0], lines[0]
+        needle = needle() if callable(needle) else needle  # a fault server's URL, known once it listens
+        assert needle in lines[0], (needle, lines[0])
     after = _snapshot(workdir)
     changed = [p for p in before if p in after and before[p] != after[p]] + [p for p in before if p not in after]
     assert not changed, changed  # nothing already on disk was changed or removed

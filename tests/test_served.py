@@ -1,5 +1,6 @@
 """The openai engine against a real OpenAI-compatible server: llama-cpp-python's, serving a tiny real GGUF on
-127.0.0.1 (tests/served_fixture.py), with faults injected by a loopback proxy of our own.
+127.0.0.1 (tests/served_fixture.py), with faults injected by a loopback proxy of our own, and answers that are not
+completions (an HTML page with HTTP 200, a stream cut short) from a loopback fault server of our own.
 
 The in-process llamacpp engine on the same file is the reference: the same greedy text, the same log-likelihoods.
 CI installs the ``[llamacpp]`` and ``[served]`` extras and sets HARNESS_REQUIRE_LLAMACPP=1, so these run there.
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig, ServedAPI, ServedConfig
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ModelSourceError, ServerError
 
 if os.environ.get("HARNESS_REQUIRE_LLAMACPP") != "1":
     pytest.importorskip("llama_cpp", reason="the [llamacpp] extra is not installed")
@@ -24,7 +25,7 @@ if os.environ.get("HARNESS_REQUIRE_LLAMACPP") != "1":
     pytest.importorskip("openai", reason="the [served] extra is not installed")
 
 from gguf_fixture import write_tiny_llama_gguf  # noqa: E402
-from served_fixture import Proxy, Server, serving  # noqa: E402
+from served_fixture import FaultServer, Proxy, Server, serving  # noqa: E402
 
 from harness.engines import load_engine  # noqa: E402
 from harness.tasks.local import load_task  # noqa: E402
@@ -146,6 +147,86 @@ def test_unreachable_server_is_one_line_naming_the_url(tmp_path):
     with pytest.raises(Exception) as err:
         load_engine(_served(url), _rt(), tmp_path)
     assert url in str(err.value) and "-- fix:" in str(err.value) and "\n" not in str(err.value)
+
+
+# --- answers that are not completions: a fault server of the tests' own ----------------------------------------------
+
+
+def _faulty(fault: FaultServer, tmp: Path, **kw: object):
+    return load_engine(_served(fault.url, max_retries=1, backoff_s=0.01, **kw), _rt(), tmp)
+
+
+def _one_line(err: pytest.ExceptionInfo, fault: FaultServer) -> str:
+    line = str(err.value)
+    assert fault.url in line and "\n" not in line and " -- fix: " in line, line
+    return line
+
+
+def test_an_html_page_for_a_completion_is_retried_then_one_line(tmp_path):
+    """A proxy's error page with HTTP 200: the probe (classification) and a stream (generation) each try it
+    max_retries + 1 times, then stop with one line quoting the page; nothing is scored from it."""
+    with FaultServer(["html"], model="tiny") as fault:
+        engine = _faulty(fault, tmp_path)
+        with pytest.raises(ServerError) as probe:
+            engine.loglikelihood(PROMPTS, CHOICES)
+        assert fault.requests == ["/v1/completions"] * 2  # max_retries=1: the request and one retry
+        with pytest.raises(ServerError) as gen:
+            engine.generate_until([PROMPTS[0]], 4, [])
+        assert len(fault.requests) == 4
+    for err in (probe, gen):
+        line = _one_line(err, fault)
+        assert "sent something that is not a completion, 2 times in a row: '<!DOCTYPE html>\\n<html>" in line, line
+        assert "(its first 200 characters)" in line and "no record was written" in line
+
+
+def test_a_model_list_that_is_an_html_page_is_one_line(tmp_path):
+    with FaultServer(["ok"], model="tiny", models_html=True) as fault:
+        with pytest.raises(ModelSourceError) as err:
+            _faulty(fault, tmp_path)
+    assert "did not answer GET /models with a model list" in _one_line(err, fault) and "<html>" in str(err.value)
+    assert not fault.requests
+
+
+@pytest.mark.parametrize("api", [ServedAPI.completions, ServedAPI.chat])
+def test_a_stream_cut_short_is_retried_and_never_scored(api, tmp_path):
+    """The first chunk, then the connection closed (no finish_reason, no [DONE]): retried, and the answer kept is the
+    whole one the retry got; cut short every time, the run stops with one line quoting the chunk."""
+    text = json.dumps([{"role": "user", "content": "Say hello"}]) if api is ServedAPI.chat else "Say hello"
+    prompt = Prompt(text, " ", api is ServedAPI.chat)
+    with FaultServer(["cut", "ok"], model="tiny") as fault:
+        out = _faulty(fault, tmp_path, api=api).generate_until([prompt], 8, [])[0]
+    assert out.text == "Hello" and out.details["finish_reason"] == "stop" and out.output_tokens == 2
+    assert [r["error"] for r in out.details["retries"]] == ["stream cut short"] and len(fault.requests) == 2
+    with FaultServer(["cut"], model="tiny") as fault:
+        with pytest.raises(ServerError) as err:
+            _faulty(fault, tmp_path, api=api).generate_until([prompt], 8, [])
+        assert len(fault.requests) == 2
+    line = _one_line(err, fault)
+    assert "ended a stream before it finished (no finish_reason), 2 times in a row: 'data: {" in line, line
+    assert '"Hel"' in line
+
+
+def test_a_bad_answer_writes_no_record_and_the_next_run_computes_the_cell(tmp_path):
+    """Inside a real run: the HTML page stops it before any record is written, the cell is not complete, and the
+    same command, once the server answers, computes the cell instead of reusing it."""
+    with FaultServer(["html"], model="tiny") as fault:
+        first = _run(tmp_path, fault.url, "task.tasks=[smoke_summarize]")
+        assert first.returncode == 2, first.stderr[-2000:]
+        lines = [ln for ln in first.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fault.url in lines[0], first.stderr[-2000:]
+        assert "not a completion, 3 times in a row: '<!DOCTYPE html>" in lines[0]
+        assert len(fault.requests) == 3  # _run's max_retries=2: the first request, then two retries, then the line
+        cell = next((tmp_path / "cells").glob("tiny_served/smoke_summarize/*"))
+        assert not (cell / "records.jsonl").exists() or not (cell / "records.jsonl").read_text().strip()
+        manifest = cell / "manifest.json"
+        assert not manifest.exists() or json.loads(manifest.read_text())["status"] != "complete"
+        fault.answers = ["ok"]
+        again = _run(tmp_path, fault.url, "task.tasks=[smoke_summarize]")
+        assert again.returncode == 0, again.stderr[-2000:]
+    refs = json.loads((tmp_path / "run" / "cells.json").read_text())["cells"]
+    assert [r["status"] for r in refs if r["model"] == "tiny_served"] == ["computed"]
+    records = _records(tmp_path / "cells", "tiny_served")["smoke_summarize"]
+    assert records and all(r["prediction"] == "Hello" and "retries" not in r["details"] for r in records)
 
 
 # --- inside real runs ---------------------------------------------------------------------------------------------------------

@@ -96,7 +96,9 @@ class ServedConfig:
     # repeat_penalty 1.1 unless sent {repeat_penalty: 1.0}, so "greedy" would not be greedy there
     extra_body: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 120.0  # per request; a timeout is retried like a 429
-    max_retries: int = 4  # for timeouts, 429 and 5xx, with exponential backoff and jitter; each retry is recorded
+    # for timeouts, 429, 5xx and bad answers (not a completion, a stream cut short), with exponential backoff and
+    # jitter; each retry is recorded
+    max_retries: int = 4
     backoff_s: float = 0.5  # the first retry's wait (doubled each time, times a random 0.5-1.5 jitter)
     # hosted models: the price per million tokens, so cost comes from the tokens used (null: from hardware and time)
     usd_per_million_input: Optional[float] = None

@@ -18,8 +18,12 @@ what the deployment gives a client on this machine.
   refuses such a server rather than score with them; ``harness.engines.llamacpp_server``
   serves a GGUF with them in place).
 - Faults: timeouts, 429 and 5xx are retried with exponential backoff and jitter
-  (``Retry-After`` honoured); every retry is recorded on its sample. When the
-  retries are spent the run stops with a one-line ``ServerError``: records are
+  (``Retry-After`` honoured); every retry is recorded on its sample. So are answers
+  that are not a completion (an HTML page a proxy sends with HTTP 200, JSON without
+  choices) and streams that end before the server says it finished (no
+  ``finish_reason``): an answer the server did not finish is never scored. When the
+  retries are spent the run stops with a one-line ``ServerError`` naming the server
+  and quoting what it sent; no record is written for the request, and records are
   written one whole line at a time, so the same command resumes after the last.
 - ``runtime.concurrency`` requests are kept in flight (a thread pool: requests
   are I/O); each record keeps its own request's latency under that load.
@@ -46,13 +50,33 @@ from harness.engines.hf import _choices_per_prompt, cut_at_stop
 from harness.errors import ConfigError, ServerError
 from harness.measure.timing import generation_timing
 from harness.models.random_init import tokenizer_path
-from harness.models.served import client, listed_models, scrub, served_config
+from harness.models.served import SENT_CHARS, client, listed_models, quoted, scrub, served_config
 from harness.tasks.prompts import Prompt
 from harness.tasks.types import TaskType
 
 T = TypeVar("T")
 PROBE_TEXT = "The capital of France is"
 PROBE_TOLERANCE = 0.1  # nats between a token's log-probability echoed and generated (quantized kernels differ a little)
+NOT_COMPLETION = "sent something that is not a completion"
+CUT_SHORT = "ended a stream before it finished (no finish_reason)"
+
+
+class BadResponse(Exception):
+    """An answer that is not a finished completion, with what the server sent (``sent``).
+
+    An HTML page with HTTP 200 (what a proxy or gateway sends on an error), JSON without choices, a stream of no
+    events or one that ends without a ``finish_reason``: retried like a 5xx (the same gateways send both), and never
+    scored (it would be a record with an answer the server did not give).
+    """
+
+    def __init__(self, what: str, sent: str) -> None:
+        self.what, self.sent = what, sent
+        super().__init__(f"{what}: {sent[:SENT_CHARS]!r}")
+
+    @property
+    def why(self) -> str:
+        """Short, for a record's list of retries."""
+        return "stream cut short" if self.what == CUT_SHORT else "not a completion"
 
 
 @dataclass
@@ -88,10 +112,11 @@ def _status(exc: BaseException) -> Optional[int]:
 
 
 def retryable(exc: BaseException) -> bool:
-    """Timeouts, dropped connections, 429 and 5xx: worth another try. 4xx other than 429: the request is wrong."""
+    """Timeouts, dropped connections, bad answers, 429 and 5xx: worth another try. 4xx other than 429: the request is
+    wrong."""
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, BadResponse)):
         return True
     status = _status(exc)
     return status is not None and (status == 429 or status >= 500)
@@ -107,6 +132,8 @@ def _retry_after(exc: BaseException) -> Optional[float]:
 
 
 def _why(exc: BaseException) -> str:
+    if isinstance(exc, BadResponse):
+        return exc.why
     status = _status(exc)
     return f"HTTP {status}" if status is not None else type(exc).__name__
 
@@ -157,19 +184,27 @@ class ServedEngine(Engine):
     # --- requests, retried ------------------------------------------------------------------
 
     def _call(self, request: Callable[[], T], retries: list[dict[str, Any]]) -> T:
-        """``request()``, retried on timeouts, 429 and 5xx with backoff and jitter; each retry appended to ``retries``."""
+        """``request()``, retried on timeouts, bad answers, 429 and 5xx with backoff and jitter; each retry appended to
+        ``retries``."""
         import openai
 
         attempt = 0
         while True:
             try:
                 return request()
-            except (openai.APIError, openai.APIConnectionError) as exc:
+            except (openai.APIError, openai.APIConnectionError, BadResponse) as exc:
                 if not retryable(exc):
                     raise ServerError(
                         f"model {self.cfg.name}: {self.served.base_url} refused a request ({_why(exc)}: "
                         f"{scrub(str(exc).splitlines()[0] if str(exc) else '', self.served)})",
                         "check the served model's settings (context length, API style); records so far are kept",
+                    ) from exc
+                if attempt >= self.served.max_retries and isinstance(exc, BadResponse):
+                    raise ServerError(
+                        f"model {self.cfg.name}: {self.served.base_url} {exc.what}, {attempt + 1} times in a row: "
+                        f"{quoted(exc.sent, self.served)}; no record was written for it",
+                        "check the server or the proxy in front of it (served.base_url), then run the same command "
+                        "again: it resumes after the last record",
                     ) from exc
                 if attempt >= self.served.max_retries:
                     raise ServerError(
@@ -191,6 +226,20 @@ class ServedEngine(Engine):
     def _extra(self) -> dict[str, Any]:
         return {"extra_body": dict(self.served.extra_body)} if self.served.extra_body else {}
 
+    def _completion(self, **kwargs: Any) -> Any:
+        """``/v1/completions``, not streamed: a completion with choices and their text, else ``BadResponse``."""
+        from openai.types import Completion
+
+        try:
+            response = self.api.completions.create(**kwargs)
+        except json.JSONDecodeError as exc:  # a body labelled JSON that is not
+            raise BadResponse(NOT_COMPLETION, exc.doc) from exc
+        # a body that is not JSON comes back as its text (an HTML page); JSON of another shape lacks choices
+        choices = getattr(response, "choices", None) if isinstance(response, Completion) else None
+        if not choices or not all(isinstance(getattr(c, "text", None), str) for c in choices):
+            raise BadResponse(NOT_COMPLETION, _sent(response))
+        return response
+
     def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
         """``fn`` over ``items`` with ``concurrency`` requests in flight, results in order."""
         if self.concurrency == 1 or len(items) == 1:
@@ -203,7 +252,7 @@ class ServedEngine(Engine):
     def _echo(self, text: str, retries: list[dict[str, Any]]) -> Echo:
         """The prompt echoed with its log-probabilities (``max_tokens=1``: some servers refuse 0)."""
         response = self._call(
-            lambda: self.api.completions.create(
+            lambda: self._completion(
                 model=self.served.model,
                 prompt=text,
                 max_tokens=1,
@@ -273,7 +322,7 @@ class ServedEngine(Engine):
         retries: list[dict[str, Any]] = []
         try:
             gen = self._call(
-                lambda: self.api.completions.create(
+                lambda: self._completion(
                     model=self.served.model, prompt=PROBE_TEXT, max_tokens=1, logprobs=1, temperature=0, **self._extra()
                 ),
                 retries,
@@ -358,23 +407,32 @@ class ServedEngine(Engine):
             stream = self.api.chat.completions.create(messages=json.loads(prompt.text), logprobs=True, **common)
         else:
             stream = self.api.completions.create(prompt=prompt.text, logprobs=1, **common)
+        sent = _Sent(stream)
         text: list[str] = []
         stamps: list[float] = []
         logprobs: list[float] = []
-        usage, finish = None, None
-        for chunk in stream:
-            now = time.perf_counter()
-            if getattr(chunk, "usage", None):
-                usage = chunk.usage
-            for choice in chunk.choices or []:
-                piece = (choice.delta.content if chat else choice.text) or ""
-                finish = choice.finish_reason or finish
-                lps = _chunk_logprobs(choice, chat)
-                if piece or lps:
-                    text.append(piece)
-                    stamps.extend([now] * max(1, len(lps)))
-                    logprobs.extend(lp for lp in lps if lp is not None)
+        usage, finish, chunks = None, None, 0
+        try:
+            for chunk in stream:
+                now = time.perf_counter()
+                chunks += 1
+                if getattr(chunk, "usage", None):
+                    usage = chunk.usage
+                for choice in getattr(chunk, "choices", None) or []:
+                    delta = getattr(choice, "delta", None)
+                    piece = (getattr(delta, "content", None) if chat else getattr(choice, "text", None)) or ""
+                    finish = getattr(choice, "finish_reason", None) or finish
+                    lps = _chunk_logprobs(choice, chat)
+                    if piece or lps:
+                        text.append(piece)
+                        stamps.extend([now] * max(1, len(lps)))
+                        logprobs.extend(lp for lp in lps if lp is not None)
+        except ValueError as exc:  # an event whose data is not JSON, or not a chunk
+            raise BadResponse(NOT_COMPLETION, sent.text()) from exc
         end = time.perf_counter()
+        if finish is None:
+            # a stream of no events (an HTML page) is no completion; one cut short would be scored as if finished
+            raise BadResponse(CUT_SHORT if chunks else NOT_COMPLETION, sent.text())
         return {
             "start": start,
             "end": end,
@@ -463,6 +521,44 @@ def _tokenizer_source(name: str) -> str:
         return str(tokenizer_path(name))
     except ConfigError:
         return name
+
+
+class _Sent:
+    """The first bytes of a streamed body, kept as the client reads them: what an error about the stream quotes.
+
+    The openai client reads a stream's body through its response's ``iter_bytes`` and keeps none of it; this wraps
+    that method on the one response (where a client reads it otherwise, nothing is kept and the error quotes nothing).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.data = bytearray()
+        response: Any = getattr(stream, "response", None)
+        read = getattr(response, "iter_bytes", None)
+        if read is None:
+            return
+
+        def iter_bytes(*args: Any, **kwargs: Any) -> Any:
+            for piece in read(*args, **kwargs):
+                room = SENT_CHARS * 4 - len(self.data)  # UTF-8: at most 4 bytes a character
+                if room > 0:
+                    self.data.extend(piece[:room])
+                yield piece
+
+        response.iter_bytes = iter_bytes
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+def _sent(response: Any) -> str:
+    """What a non-streamed answer was, as text: the body itself when it was not JSON, else the JSON it parsed to."""
+    if isinstance(response, str):
+        return response
+    to_json = getattr(response, "to_json", None)
+    try:
+        return str(to_json(indent=None)) if to_json else repr(response)
+    except Exception:  # an object the client could not serialize back: its repr says enough
+        return repr(response)
 
 
 def _chunk_logprobs(choice: Any, chat: bool) -> list[Optional[float]]:

@@ -10,6 +10,7 @@ name, so reports say the identity is the server's word.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Optional
@@ -20,6 +21,7 @@ from harness.errors import ConfigError, ModelSourceError
 
 INSTALL_HINT = "pip install 'small-vs-large[served]' (the openai client)"
 NO_KEY = "not-needed"  # local servers take any key; the openai client insists on one
+SENT_CHARS = 200  # what an error quotes of a server's bad answer
 
 
 def served_config(cfg: ModelConfig) -> ServedConfig:
@@ -48,6 +50,16 @@ def scrub(text: str, served: ServedConfig) -> str:
         if key:
             text = text.replace(key, "***")
     return text
+
+
+def quoted(sent: str, served: ServedConfig) -> str:
+    """What a server sent, for a one-line error: the key taken out, its first characters quoted (new lines escaped)."""
+    sent = scrub(sent, served)
+    if not sent.strip():
+        return "nothing"
+    if len(sent) <= SENT_CHARS:
+        return repr(sent)
+    return f"{sent[:SENT_CHARS]!r} (its first {SENT_CHARS} characters)"
 
 
 def client(served: ServedConfig, model: str) -> Any:
@@ -87,10 +99,21 @@ def listed_models(served: ServedConfig, model: str) -> list[dict[str, Any]]:
     import openai
 
     try:
-        page = client(served, model).models.list()
+        raw = client(served, model).models.with_raw_response.list()
     except (openai.APIConnectionError, openai.APIStatusError) as exc:
         raise unreachable(served, model, exc) from exc
-    return [m.model_dump() for m in page.data]
+    try:
+        body = json.loads(raw.text)
+    except ValueError:  # a proxy's HTML page with HTTP 200: the client would hand it back as text
+        body = None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not all(isinstance(m, dict) for m in data):
+        raise ModelSourceError(
+            f"model {model}: {served.base_url} did not answer GET /models with a model list: it sent "
+            f"{quoted(raw.text, served)}",
+            "check the server or the proxy in front of it, and served.base_url (it ends in /v1)",
+        )
+    return [m.model_dump() for m in raw.parse().data]
 
 
 def served_identity(cfg: ModelConfig) -> dict[str, Any]:

@@ -5,19 +5,22 @@ that a job was cancelled or ran out of time, and without accounting it would wai
 
 Bounded: everything it writes is under one temporary directory (its own munge key and socket, state, spool, logs),
 the daemons listen on free ports of 127.0.0.1, run in the foreground as children of the test process, and are
-stopped (jobs cancelled first) when the test module ends. It needs root (slurmd starts jobs as their user) and the
-packages; where either is missing, ``why_not`` says so and the tests skip (HARNESS_REQUIRE_SLURM=1 makes that a
-failure, as in CI, whose .ci/run installs the packages).
+stopped when the test module ends, leaving no process of the cluster behind (``Cluster.stop``, ``Cluster.leftovers``).
+It needs root (slurmd starts jobs as their user) and the packages; where either is missing, ``why_not`` says so and
+the tests skip (HARNESS_REQUIRE_SLURM=1 makes that a failure, as in CI, whose .ci/run installs the packages).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +29,8 @@ from served_fixture import free_port
 DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd")
 PACKAGES = "slurm-wlm slurmdbd munge mariadb-server"
 START_TIMEOUT_S = 60
+DRAIN_TIMEOUT_S = 30  # at teardown, for cancelled jobs to end (KillWait=5) and their slurmstepd to report it
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING")
 
 
 def why_not() -> Optional[str]:
@@ -55,6 +60,7 @@ class Cluster:
         self.cpus = os.cpu_count() or 1
         self.procs: list[subprocess.Popen[bytes]] = []
         self.conf = root / "slurm.conf"
+        self.killed: list[str] = []  # what the last stop() found still running after the daemons and killed
 
     @property
     def env(self) -> dict[str, str]:
@@ -136,6 +142,14 @@ PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE St
             )
 
     def start(self) -> Cluster:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # what did start, and nothing of it left behind
+            raise
+        return self
+
+    def _start(self) -> None:
         self._write_config()
         m = self.root / "munge"
         self._spawn(
@@ -156,7 +170,6 @@ PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE St
         self._spawn(["slurmctld", "-D", "-c", "-i"], "slurmctld.out")  # -c: no state from an earlier cluster
         self._spawn(["slurmd", "-D", "-N", self.host], "slurmd.out")
         self._wait(self._node_idle, "slurmctld and slurmd (a node in state idle)")
-        return self
 
     def _start_accounting(self) -> None:
         """A MariaDB of the cluster's own (its data, socket and port under this directory), then slurmdbd."""
@@ -202,12 +215,12 @@ PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE St
         out = self.run(["sinfo", "-h", "-N", "-o", "%T"], check=False).stdout
         return out.strip().startswith("idle")
 
-    def _wait(self, ready: object, what: str) -> None:
+    def _wait(self, ready: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if ready():  # type: ignore[operator]
+            if ready():
                 return
-            dead = [p.args[0] for p in self.procs if p.poll() is not None]
+            dead = [_name(p) for p in self.procs if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"{dead[0]} exited at start; see {self.root}: {self.logs()[-2000:]}")
             time.sleep(0.3)
@@ -243,9 +256,61 @@ PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE St
             p.read_text(errors="replace") for p in sorted(self.root.glob("*.log")) + sorted(self.root.glob("*.out"))
         )
 
-    def stop(self) -> None:
-        if any(p.poll() is None for p in self.procs):
-            self.run(["scancel", "--full", "--user", "root"], check=False)
+    def _alive(self, daemon: str) -> bool:
+        return any(_name(p) == daemon and p.poll() is None for p in self.procs)
+
+    def leftovers(self) -> list[tuple[int, str]]:
+        """Processes of this cluster still running, as (pid, command line), whatever their parent now is.
+
+        A slurmstepd (``slurmstepd: [7.batch]``; its command line names no directory) is re-parented to init as soon
+        as slurmd starts it, so neither the daemons' process tree nor a command line finds it: it is one of this
+        cluster's by its environment (slurmd's, holding this cluster's SLURM_CONF) or by the log under this
+        directory it holds open. A job's process is by its environment (SLURM_JOB_ID and this cluster's SLURM_CONF,
+        which sbatch passes on), even one that left its job's process tree. Then the daemons (also by a command line
+        naming this directory: munged, mariadbd), and every descendant of any of these. Not this process or its
+        ancestors, and not a process that merely names this cluster: a shell with its SLURM_CONF exported, a
+        ``tail`` of its log (unless this process started it). Another cluster's processes name another directory.
+        """
+        procs = _processes()
+        root = str(self.root)
+        names_root = re.compile(re.escape(root) + r"(?![\w.-])")
+        conf = f"SLURM_CONF={self.conf}".encode()
+        mine = {p.pid for p in self.procs if p.poll() is None}
+        spared = _ancestors(os.getpid(), procs)
+        started_here = _descendants({os.getpid()}, procs)
+        for pid, (_, comm) in procs.items():
+            if pid in spared or pid in mine:
+                continue
+            cmdline = _read(pid, "cmdline").replace(b"\0", b" ").decode(errors="replace")
+            env = _read(pid, "environ").split(b"\0")
+            ours = conf in env or bool(names_root.search(cmdline))
+            if comm in DAEMONS + ("slurmstepd",):
+                if ours or _holds_open(pid, root):
+                    mine.add(pid)
+            elif (conf in env and any(e.startswith(b"SLURM_JOB_ID=") for e in env)) or (
+                pid in started_here and names_root.search(cmdline)
+            ):
+                mine.add(pid)
+        found = _descendants(mine, procs) - spared
+        return [
+            (pid, _read(pid, "cmdline").replace(b"\0", b" ").decode(errors="replace").strip()) for pid in sorted(found)
+        ]
+
+    def stop(self) -> list[str]:
+        """Stop the cluster and leave no process of it behind; returns what had to be killed after the daemons.
+
+        While the daemons still run: cancel every job and wait (``DRAIN_TIMEOUT_S`` at most) until none is active
+        and no slurmstepd of this cluster is left. A slurmstepd outlives slurmd (init is its parent), and one whose
+        job ends after slurmctld or munged has stopped cannot report the end: it retries ("Retrying job complete
+        RPC") for about an hour, with the job's step and batch script as ``slurmstepd: [7.0]``, ``[7.batch]``. Then
+        the daemons, newest first. Then whatever ``leftovers`` still finds (such a slurmstepd, a job's process that
+        left its job, a helper of a daemon): SIGTERM, then SIGKILL (slurmstepd blocks SIGTERM).
+        """
+        if self._alive("slurmctld"):
+            try:
+                self._drain()
+            except (OSError, subprocess.SubprocessError):
+                pass  # a controller that does not answer: the daemons are stopped and the rest killed below
         for proc in reversed(self.procs):  # slurmd, slurmctld, slurmdbd, mariadbd, munged
             if proc.poll() is None:
                 proc.terminate()
@@ -254,3 +319,107 @@ PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE St
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        self.killed = []
+        for _ in range(3):  # a process may fork while it is being killed
+            left = self.leftovers()
+            if not left:
+                break
+            self.killed += [f"{pid} {args}" for pid, args in left]
+            pids = [pid for pid, _ in left]
+            _signal(pids, signal.SIGTERM)
+            if not _wait_gone(pids, 2):
+                _signal(pids, signal.SIGKILL)
+                _wait_gone(pids, 10)
+        return self.killed
+
+    def _drain(self) -> None:
+        """Cancel every job; wait until none is active and no slurmstepd of this cluster is left."""
+        ids = [j["id"] for j in self.jobs() if j["state"] in ACTIVE]
+        if ids:
+            self.run(["scancel", "--full", *ids], check=False)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            steps = [pid for pid, args in self.leftovers() if args.startswith("slurmstepd")]
+            if not steps and not any(j["state"] in ACTIVE for j in self.jobs()):
+                return
+            time.sleep(0.2)
+
+
+def _name(proc: subprocess.Popen[bytes]) -> str:
+    return str(proc.args[0] if isinstance(proc.args, list) else proc.args)
+
+
+def _read(pid: int, name: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:  # gone, or not ours to read
+        return b""
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every live process: pid -> (parent pid, executable name); zombies left out (they are no longer running)."""
+    procs = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _read(int(entry), "stat").decode(errors="replace")
+        if ")" not in stat:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] not in ("Z", "X"):
+            procs[int(entry)] = (int(fields[1]), comm)
+    return procs
+
+
+def _ancestors(pid: int, procs: dict[int, tuple[int, str]]) -> set[int]:
+    chain = set()
+    while pid in procs and pid not in chain:
+        chain.add(pid)
+        pid = procs[pid][0]
+    return chain
+
+
+def _descendants(roots: set[int], procs: dict[int, tuple[int, str]]) -> set[int]:
+    found = set(roots) & set(procs)
+    grew = True
+    while grew:
+        new = {pid for pid, (ppid, _) in procs.items() if ppid in found and pid not in found}
+        found |= new
+        grew = bool(new)
+    return found
+
+
+def _holds_open(pid: int, root: str) -> bool:
+    """Whether the process holds a file under ``root`` open (a slurmstepd holds slurmd's log)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target == root or target.startswith(root + "/"):
+            return True
+    return False
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        live = _processes()
+        if not any(pid in live for pid in pids):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)

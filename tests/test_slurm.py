@@ -5,6 +5,9 @@ The cluster is a real single-node SLURM 22.05 (tests/slurm_fixture.py: munged, M
 slurmd on 127.0.0.1), started once for this module; ``harness -m hydra/launcher=slurm_cpu`` submits through
 hydra-submitit-launcher as a user would. Jobs get one CPU each (two run at once on a 2-core machine) and compute in
 float32 with one thread, so a resumed cell must equal an uninterrupted one item by item.
+
+The cluster's teardown leaves no process of it behind, checked when the module's cluster stops (after the cancelled
+and timed-out jobs) and, on a second cluster of its own, with jobs whose processes resist or escape a cancel.
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         if os.environ.get("HARNESS_REQUIRE_SLURM") == "1":
             pytest.fail(f"HARNESS_REQUIRE_SLURM=1 but {reason}")
         pytest.skip(reason)
-    c = Cluster(tmp_path_factory.mktemp("slurm")).start()
+    c = Cluster(tmp_path_factory.mktemp("slurm"))
     try:
-        yield c
+        yield c.start()
     finally:
-        c.stop()
+        killed = c.stop()
+    # a teardown error (it fails the run): a slurmstepd of a job that ended as the daemons stopped once outlived
+    # them by an hour, retrying to report its job's end
+    assert c.leftovers() == [], f"processes of the test cluster outlived its teardown (it killed {killed})"
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +248,38 @@ def _running_array(cluster: Cluster) -> str:
     ids = {j["id"].split("_")[0] for j in cluster.jobs() if j["state"] == "RUNNING" and "_" in j["id"]}
     assert len(ids) == 1, cluster.jobs()
     return ids.pop()
+
+
+def test_teardown_leaves_no_process_of_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    """A second cluster, stopped while one job's step ignores SIGTERM and just after another job, which left a
+    process outside SLURM's sight (re-parented to init), was cancelled: nothing of it survives, its jobs' slurmstepd
+    end by themselves (having told slurmctld), and the module's cluster, running beside it, keeps every process."""
+    own = Cluster(tmp_path / "slurm")
+    try:
+        own.start()
+
+        def sbatch(script: str) -> str:
+            args = ["sbatch", "--parsable", "-c", "1", "-o", str(tmp_path / "%j.out"), "--wrap", script]
+            return own.run(args).stdout.strip()
+
+        stubborn = sbatch("srun sh -c \"trap '' TERM; while :; do sleep 1; done\"")
+        escaped = sbatch("(sleep 300 &); srun sleep 300")
+        deadline = time.monotonic() + 60
+        while not {f"{stubborn}.0", f"{escaped}.0"} <= set(own.run(["squeue", "-h", "-s", "-o", "%i"]).stdout.split()):
+            assert time.monotonic() < deadline, own.run(["squeue", "-s"]).stdout + own.logs()[-2000:]
+            time.sleep(0.2)
+        time.sleep(0.5)  # the steps' processes started
+        before = [args for _, args in own.leftovers()]
+        # a slurmstepd's command line names no directory: leftovers finds it by its environment and open files
+        for job in (stubborn, escaped):
+            assert f"slurmstepd: [{job}.batch]" in before and f"slurmstepd: [{job}.0]" in before, before
+        assert "sleep 300" in before, before  # the escaped process, found by its environment
+        theirs = {pid for pid, _ in cluster.leftovers()}
+        assert theirs and not theirs & {pid for pid, _ in own.leftovers()}
+        own.run(["scancel", escaped])
+    finally:
+        killed = own.stop()
+    assert own.leftovers() == []
+    assert [k.split(" ", 1)[1] for k in killed] == ["sleep 300"], killed  # the only one killed: the escaped process
+    assert all(p.poll() is None for p in cluster.procs)
+    assert cluster.run(["sinfo", "-h", "-N", "-o", "%T"]).stdout.strip() in ("idle", "mixed", "allocated")

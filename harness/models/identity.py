@@ -21,9 +21,9 @@ from omegaconf import OmegaConf
 
 from harness.config.schema import ModelConfig, ModelSource
 from harness.errors import ConfigError, ModelSourceError
-from harness.models.gguf_wheel import sha256_of
 from harness.models.random_init import tokenizer_path
 from harness.models.served import served_identity
+from harness.models.wheels import sha256_of
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")

@@ -18,6 +18,7 @@ from harness.models.local import load_from_dir
 from harness.models.params import ParamCounts, count_params
 from harness.models.precision import resolve_dtype_choice
 from harness.models.random_init import build_random
+from harness.models.wheels import default_cache_dir
 
 
 @dataclass
@@ -78,16 +79,6 @@ def resolve_device(requested: str) -> torch.device:
 def resolve_dtype(requested: str | None, device: torch.device) -> torch.dtype:
     """``auto`` is chosen for the hardware (``harness.models.precision``); a name is taken as it is."""
     return resolve_dtype_choice(requested, device).dtype
-
-
-def default_cache_dir() -> Path:
-    import os
-
-    env = os.environ.get("HARNESS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "small-vs-large"
 
 
 def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None = None) -> LoadedModel:

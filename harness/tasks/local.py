@@ -24,13 +24,16 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.errors import TaskFileError
+from harness.models.wheels import default_cache_dir
+from harness.tasks import packaged
 from harness.tasks.types import Sample, Task, TaskSpec, TaskType, _template_fields
 
 TaskDirs = Union[Path, Sequence[Path]]
@@ -89,7 +92,12 @@ def load_spec(path: Path) -> TaskSpec:
         raise TaskFileError(
             f"{path}: key {key!r}: {msg}", "see harness.tasks.types.TaskSpec for the allowed keys and types"
         ) from exc
-    if spec.type is TaskType.classification and len(spec.labels) < 2:
+    if bool(spec.data) == (spec.package is not None):
+        raise TaskFileError(
+            f"{path}: a task names its data with data: (a file) or package: (a file inside a wheel), exactly one",
+            "set data: <file> or package: {requirement, sha256, member, format}",
+        )
+    if spec.type is TaskType.classification and len(spec.labels) < 2 and not spec.labels_from_data:
         raise TaskFileError(
             f"{path}: a classification task needs at least 2 labels under labels:",
             "add labels: {label: verbalization, ...}",
@@ -212,10 +220,35 @@ def _make_sample(spec: TaskSpec, row: dict[str, Any], lineno: int, data_path: Pa
     return Sample(id=sample_id, fields=row, target=target, line=lineno)
 
 
-def load_task(path: Path) -> Task:
-    """Parse and check a task YAML and its data; nothing is run."""
+def _labels_from(spec: TaskSpec, rows: list[tuple[int, dict[str, Any]]]) -> TaskSpec:
+    """``labels_from_data``: every label of the data, said in natural words; the labels the YAML names win."""
+    found = sorted({str(row.get(spec.label_field)) for _, row in rows if row.get(spec.label_field) is not None})
+    if len(found) < 2:
+        raise TaskFileError(
+            f"{spec.name}: labels_from_data found {len(found)} label(s) in field {spec.label_field!r}",
+            "check label_field (or package.fields) names the column holding the labels",
+        )
+    labels = {label: packaged.label_words(label) for label in found}
+    labels.update(spec.labels)
+    return replace(spec, labels=labels)
+
+
+def load_task(path: Path, cache_dir: Optional[Path] = None) -> Task:
+    """Parse and check a task YAML and its data; nothing is run. A ``package:`` task's data is fetched into
+    ``cache_dir`` (default: the harness cache) the first time."""
     spec = load_spec(path)
-    data_path = (path.parent / spec.data).resolve()
+    if spec.package is not None:
+        cache = cache_dir or default_cache_dir()
+        data_path = packaged.extract(spec.package, cache, str(path), spec.package.member)
+        fewshot_path = (
+            packaged.extract(spec.package, cache, str(path), spec.package.fewshot_member)
+            if spec.package.fewshot_member
+            else None
+        )
+    else:
+        data_path, fewshot_path = (path.parent / spec.data).resolve(), None
+    if spec.labels_from_data and spec.type is TaskType.classification:
+        spec = _labels_from(spec, _read_rows(data_path, path))
     needed = _template_fields(spec.prompt) | (_template_fields(spec.system_prompt) if spec.system_prompt else set())
     needed |= {spec.label_field} if spec.type is TaskType.classification else set(spec.reference_fields[:1])
     samples, fewshot, seen = [], [], set()
@@ -229,6 +262,10 @@ def load_task(path: Path) -> Task:
             samples.append(sample)
         elif split == spec.fewshot_split:
             fewshot.append(sample)
+    if fewshot_path is not None:  # a train split of its own: every row is a few-shot example only
+        for lineno, row in _read_rows(fewshot_path, path):
+            if row.get(spec.label_field, next(iter(spec.labels), None)) in spec.labels or not spec.labels:
+                fewshot.append(_make_sample(spec, row, lineno, fewshot_path, needed))
     if not samples:
         raise TaskFileError(
             f"{data_path}: no items in split {spec.eval_split!r}", f"set eval_split: or the {spec.split_field!r} field"

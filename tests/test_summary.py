@@ -66,3 +66,32 @@ def test_compare_refuses_different_items():
     other = compare(cell("1", "2"), cell("1", "3"), small, large)
     assert same.same_items and same.delta_vs_reference == 0.0 and same.params_total_ratio == 0.1
     assert not other.same_items and other.delta_vs_reference is None
+
+
+def test_classification_baselines_and_the_one_label_flag():
+    """The default run's SmolLM2 answered "supported" on every claim: its accuracy is the majority share, and the
+    report must say so beside the majority and chance baselines."""
+    from conftest import make_record, make_summary
+
+    from harness.report.tables import baseline_lines
+    from harness.results.summary import summarize_model_task
+
+    golds = ["supported"] * 7 + ["contradicted"] * 8 + ["not_mentioned"] * 5
+    choices = {"choices": ["supported", "contradicted", "not_mentioned"]}
+    meta = {"task_type": "classification", "wall_s": 1.0, "memory": {"peak_bytes": None}}
+    lazy = [make_record(sample_id=str(i), gold=g, prediction="supported", details=choices) for i, g in enumerate(golds)]
+    reader = [make_record(sample_id=str(i), gold=g, prediction=g, details=choices) for i, g in enumerate(golds)]
+    s_lazy, s_reader = summarize_model_task(lazy, meta), summarize_model_task(reader, meta)
+    assert s_lazy.baselines == {
+        "majority_label": "contradicted",
+        "majority": 0.4,
+        "chance": 1 / 3,
+        "top_prediction": "supported",
+        "top_prediction_share": 1.0,
+    }
+    assert s_lazy.quality["accuracy"] == 0.35 and s_reader.baselines["top_prediction_share"] == 0.4
+    summary = make_summary({"seed_claims": ({"type": "classification"}, {"small": s_lazy, "large": s_reader})})
+    lines = baseline_lines(summary, 90)
+    assert "'contradicted') scores 40.0%" in lines[0] and "uniform guess 33.3%" in lines[0]
+    assert len(lines) == 2 and "small answers one label" in lines[1] and "'supported' on 100%" in lines[1]
+    assert len(baseline_lines(summary, 101)) == 1  # the threshold is the report's setting

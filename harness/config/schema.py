@@ -323,6 +323,9 @@ class ReportConfig:
     claim_key_parts: int = 3  # with leaderboards: comparisons listed in a claim's key number (claims.json has all)
     workers: int = 2  # processes reading cells and analysing tasks; 1: all in the report's own process
     parallel_from: int = 200  # cells from which the processes are worth their start-up
+    # classification: a model giving one answer on this share of the items (percent) or more is flagged as answering
+    # one label (its accuracy is then that label's share of the items, not evidence that it read them)
+    one_label_percent: int = 90
 
 
 def report_settings(config: dict[str, Any] | None) -> ReportConfig:

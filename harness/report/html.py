@@ -20,6 +20,7 @@ from harness.report.tables import (
     MODEL_HEADER,
     ROUTING_HEADER,
     STOPPING_HEADER,
+    baseline_lines,
     cell_rows,
     claim_rows,
     cost_header,
@@ -212,7 +213,13 @@ def _claims(r: ReportInputs) -> list[str]:
 
 
 def _tasks(r: ReportInputs) -> list[str]:
-    return [f"<h2>{html.escape(task_title(r.summary))}</h2>", _table(task_header(r.summary), task_rows(r.summary))]
+    lines = baseline_lines(r.summary, r.settings.one_label_percent)
+    items = "".join(f"<li>{html.escape(x.lstrip(' -').replace('**', ''))}</li>" for x in lines)
+    return [f"<h2>{html.escape(task_title(r.summary))}</h2>", _table(task_header(r.summary), task_rows(r.summary))] + (
+        [f"<p class='note'>Accuracy without reading the items (classification):</p><ul class='note'>{items}</ul>"]
+        if lines
+        else []
+    )
 
 
 def _statistics(r: ReportInputs) -> list[str]:

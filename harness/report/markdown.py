@@ -17,6 +17,7 @@ from harness.report.tables import (
     MODEL_HEADER,
     ROUTING_HEADER,
     STOPPING_HEADER,
+    baseline_lines,
     cell_rows,
     claim_rows,
     cost_header,
@@ -210,7 +211,13 @@ def _tasks(r: ReportInputs) -> list[str]:
         "share of its batch's time, and say so). "
         "Peak memory is the GPU allocator peak on CUDA, the process peak RSS on CPU.",
         "",
+        *_baselines(r),
     ]
+
+
+def _baselines(r: ReportInputs) -> list[str]:
+    lines = baseline_lines(r.summary, r.settings.one_label_percent)
+    return ["Accuracy without reading the items (classification):", "", *lines, ""] if lines else []
 
 
 def _stopping(r: ReportInputs) -> list[str]:

@@ -545,6 +545,32 @@ def cell_rows(summary: RunSummary) -> list[list[str]]:
 # --- text lines --------------------------------------------------------------------------------
 
 
+def baseline_lines(summary: RunSummary, one_label_percent: int) -> list[str]:
+    """Per classification task: the accuracy of answering without reading (the majority label, chance), and each
+    model that gives one answer on ``one_label_percent``% of the items or more."""
+    lines = []
+    for task, info in summary.tasks.items():
+        results = {n: r for n, r in info.results.items() if r.baselines}
+        if not results:
+            continue
+        b = next(iter(results.values())).baselines or {}
+        lines.append(
+            f"- {task}: always answering the most common label ({b['majority_label']!r}) scores "
+            f"{b['majority'] * 100:.1f}% on these items, a uniform guess {b['chance'] * 100:.1f}%"
+        )
+        for name, r in results.items():
+            rb = r.baselines or {}
+            if summary.models.get(name) is not None and summary.models[name].architecture_only:
+                continue
+            if rb["top_prediction_share"] * 100 >= one_label_percent:
+                lines.append(
+                    f"  - **{name} answers one label**: {rb['top_prediction']!r} on "
+                    f"{rb['top_prediction_share'] * 100:.0f}% of the items; its accuracy "
+                    f"{r.quality['accuracy'] * 100:.1f} is about that label's share, not evidence that it read them"
+                )
+    return lines
+
+
 def secondary_lines(summary: RunSummary) -> list[str]:
     """Other quality metrics and generation speed, per task and model."""
     lines = []

@@ -198,6 +198,8 @@ class CellSummary:
     consistency: Optional[dict[str, Any]]
     economics: Optional[Economics]
     cell: Optional[CellInfo] = None
+    # classification: majority-class and chance accuracy of these items, the model's most common answer and its share
+    baselines: Optional[dict[str, Any]] = None
 
     @property
     def score(self) -> float:
@@ -212,6 +214,8 @@ class CellSummary:
             del d["cell"]
         else:
             d["cell"] = self.cell.to_dict()
+        if self.baselines is None:
+            del d["baselines"]
         return d
 
     @classmethod

@@ -12,6 +12,7 @@ A comparison of many cells is read by a small pool of processes (``report.worker
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -65,6 +66,23 @@ def _quality(task_type: str, records: list[SampleRecord]) -> dict[str, float]:
     return {name: float(np.nanmean([r.scores.get(name, np.nan) for r in records])) for name in names}
 
 
+def _baselines(records: list[SampleRecord]) -> dict[str, Any]:
+    """What answering without reading scores on these items: always the most common gold label (majority), a
+    uniform guess (chance); and how often the model gave its own most common answer (a model that always answers
+    one label scores the share of that label, whatever it read)."""
+    golds = [str(r.gold) for r in records]
+    labels = records[0].details.get("choices") or sorted(set(golds))
+    top_gold, n_gold = Counter(golds).most_common(1)[0]
+    top_pred, n_pred = Counter(str(r.prediction) for r in records).most_common(1)[0]
+    return {
+        "majority_label": top_gold,
+        "majority": n_gold / len(records),
+        "chance": 1 / max(1, len(labels)),
+        "top_prediction": top_pred,
+        "top_prediction_share": n_pred / len(records),
+    }
+
+
 def _breakdown(task_type: str, records: list[SampleRecord], fields: list[str]) -> dict[str, dict[str, Any]]:
     """Quality per value of each metadata field (e.g. per language)."""
     out: dict[str, dict[str, Any]] = {}
@@ -113,6 +131,7 @@ def summarize_model_task(
         n=n,
         primary_metric=primary_metric(task_type),
         quality=_quality(task_type, records),
+        baselines=_baselines(records) if task_type == "classification" and records else None,
         # latency mode (batch 1): request latencies; throughput mode: none (a batch's time is no request's latency)
         mode="latency" if all(r.latency_s is not None for r in records) else "throughput",
         batch_size=meta.get("batch_size") or max((r.batch_size for r in records), default=1),  # as configured

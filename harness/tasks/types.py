@@ -88,6 +88,8 @@ class TaskSpec:
     labels: dict[str, str] = field(default_factory=dict)  # label -> verbalization scored
     # labels: the labels of the data, each said in natural words (exchange_via_app -> "exchange via app")
     labels_from_data: bool = False
+    # a subset (runtime.max_samples, task.limits) keeps each label's share of the items (classification)
+    stratify: bool = False
     # summarization
     reference_fields: list[str] = field(default_factory=lambda: ["reference"])
     max_new_tokens: int = 64
@@ -141,17 +143,40 @@ def render(template: str, fields: dict[str, Any]) -> str:
 def select_samples(task: Task, max_samples: Optional[int], seed: int, shuffled: bool = False) -> list[Sample]:
     """A seeded subset (the same for every model given the same seed), in file order; ``shuffled``: the first
     ``max_samples`` of a seeded random order, in that order (a sequential run takes items in it)."""
+    stratified = task.spec.stratify and task.type is TaskType.classification
     if shuffled:
-        order = random.Random(f"{seed}:{task.name}:order").sample(range(len(task.samples)), len(task.samples))
+        order = (
+            _stratified_order(task, seed)
+            if stratified
+            else random.Random(f"{seed}:{task.name}:order").sample(range(len(task.samples)), len(task.samples))
+        )
         return [task.samples[i] for i in order[:max_samples]]
     if max_samples is None or max_samples >= len(task.samples):
         return list(task.samples)
+    if stratified:
+        keep = set(_stratified_order(task, seed)[:max_samples])
+        return [s for i, s in enumerate(task.samples) if i in keep]
     rng = random.Random(f"{seed}:{task.name}")  # per task, independent of the task list
     keep = set(rng.sample(range(len(task.samples)), max_samples))
     return [s for i, s in enumerate(task.samples) if i in keep]
 
 
-_ADDED_OFF = ("package", "labels_from_data")
+def _stratified_order(task: Task, seed: int) -> list[int]:
+    """A seeded order of the items in which every prefix keeps each label's share (to within one item per label):
+    each label's items, shuffled, are spread evenly over [0, 1) and the labels interleaved by that position."""
+    rng = random.Random(f"{seed}:{task.name}:strata")
+    by_label: dict[str, list[int]] = {}
+    for i, sample in enumerate(task.samples):
+        by_label.setdefault(str(sample.target), []).append(i)
+    keyed: list[tuple[float, int]] = []
+    for label in sorted(by_label):
+        items = by_label[label]
+        rng.shuffle(items)
+        keyed += [((rank + rng.random()) / len(items), i) for rank, i in enumerate(items)]
+    return [i for _, i in sorted(keyed)]
+
+
+_ADDED_OFF = ("package", "labels_from_data", "stratify")
 
 
 def task_fingerprint(task: Task) -> dict[str, Any]:

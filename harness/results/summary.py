@@ -234,11 +234,16 @@ def hardware_classes(results: dict[str, dict[str, CellSummary]]) -> dict[str, di
     classes: dict[str, dict[str, Any]] = {}
     for task, per_model in results.items():
         for name, summary in per_model.items():
-            hw = summary.cell.hardware_class if summary.cell is not None else None
-            cid = HardwareClass.from_dict(hw).id if hw else UNRECORDED
-            label = HardwareClass.from_dict(hw).label if hw else "not recorded (a cell from an older harness)"
-            served = bool(hw and hw.get("server"))
-            entry = classes.setdefault(cid, {"label": label, "class": hw, "served": served, "cells": []})
+            hw = _hardware(summary)
+            entry = classes.setdefault(
+                hw.id if hw else UNRECORDED,
+                {
+                    "label": hw.label if hw else "not recorded (a cell from an older harness)",
+                    "class": hw.to_dict() if hw else None,
+                    "served": hw is not None and hw.server is not None,
+                    "cells": [],
+                },
+            )
             entry["cells"].append(f"{name}/{task}")
     if set(classes) == {UNRECORDED}:
         return {}

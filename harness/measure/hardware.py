@@ -17,6 +17,7 @@ own cells unless ``runtime.other_hardware=reuse`` (see docs/cells-and-sweeps.md)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -55,6 +56,7 @@ _LABEL_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512_
 _LABEL_ARM = {"asimd": "NEON", "sve": "SVE", "sve2": "SVE2"}
 
 
+@functools.cache  # read once a process: every model of a run asks
 def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
     """(CPU model, kernel-relevant features) from /proc/cpuinfo; the platform's name and no features elsewhere."""
     model, flags = "", set[str]()
@@ -71,7 +73,8 @@ def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
     return model or platform.processor() or platform.machine() or "unknown", [f for f in KERNEL_FEATURES if f in flags]
 
 
-def llamacpp_build_features() -> Optional[list[str]]:
+@functools.cache  # the installed build cannot change while the process runs
+def llamacpp_build_features() -> Optional[tuple[str, ...]]:
     """The CPU features the installed llama.cpp was compiled for (``llama_print_system_info``); None without it."""
     try:
         import llama_cpp
@@ -85,7 +88,7 @@ def llamacpp_build_features() -> Optional[list[str]]:
         name = name.split(":")[-1].strip()
         if name and value.strip() == "1":
             features.add(name)
-    return sorted(features)
+    return tuple(sorted(features))
 
 
 def _gpu(index: int = 0) -> dict[str, Any]:
@@ -183,5 +186,5 @@ def hardware_class(
         threads=threads,
         torch_cpu_capability=capability if engine != "llamacpp" else None,
         gpu=gpu,
-        llamacpp_features=tuple(build) if build is not None else None,
+        llamacpp_features=build,
     )

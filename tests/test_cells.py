@@ -145,6 +145,44 @@ def test_killed_run_resumes_to_the_same_records(moment, big_tasks, uninterrupted
         assert set(cells.values()) == {"reused"} and (run_dir / "report.md").is_file()
 
 
+def test_cell_killed_after_its_last_record_is_closed_not_skipped(tmp_path):
+    """A kill between the last record's flush and the cell's close leaves every record and a ``running`` manifest
+    without that session: the rerun closes the cell (nothing recomputed) and gives no throughput for untimed items."""
+    store, run_dir = tmp_path / "cells", tmp_path / "run"
+    args = [
+        "pair=tiny",
+        "task.tasks=[smoke_classify]",
+        f"paths.store_dir={store}",
+        "runtime.progress=false",
+        "print_report=false",
+        f"hydra.run.dir={run_dir}",
+    ]
+    assert _run(args, tmp_path).returncode == 0
+    manifest_path = _records_file(store, "tiny_llama", "smoke_classify").parent / "manifest.json"
+    records_before = (manifest_path.parent / "records.jsonl").read_bytes()
+    left = json.loads(manifest_path.read_text())
+    # the state a SIGKILL right after the 6th record leaves: Claim.begin's manifest, no session, all records
+    manifest_path.write_text(
+        json.dumps({**left, "status": "running", "completed_at": None, "sessions": [], "n_done": 0})
+    )
+    rerun = _run(args, tmp_path)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert (
+        "tiny_llama / smoke_classify: resuming after 6 of 6 records (killed before it closed the cell)" in rerun.stdout
+    )
+    assert "loading tiny_llama" not in rerun.stdout  # nothing left to compute: the model is not loaded
+    closed = json.loads(manifest_path.read_text())
+    assert closed["status"] == "complete" and closed["n_done"] == 6 and closed["sessions"][-1]["closed_after_kill"]
+    assert (manifest_path.parent / "records.jsonl").read_bytes() == records_before
+    cells = {(c["model"], c["task"]): c["status"] for c in json.loads((run_dir / "cells.json").read_text())["cells"]}
+    assert cells[("tiny_llama", "smoke_classify")] == "resumed"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    row = summary["tasks"]["smoke_classify"]["results"]["tiny_llama"]
+    assert row["n"] == 6 and row["throughput_samples_per_s"] is None  # no items/s over a session never timed
+    again = _run(args, tmp_path)
+    assert "tiny_llama / smoke_classify: reused" in again.stdout
+
+
 def test_ctrl_c_mid_task_says_how_to_resume(big_tasks, uninterrupted, tmp_path):
     store, run_dir = tmp_path / "cells", tmp_path / "run"
     args = _args(big_tasks, store, run_dir)

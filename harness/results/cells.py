@@ -434,7 +434,13 @@ def combined_measurements(manifest: CellManifest) -> dict[str, Any]:
         }
     else:
         energy = {"joules": None, "method": None, "scope": ""}
-    return {"wall_s": wall, "memory": memory, "energy": energy, "sessions": len(sessions)}
+    # the items and tokens the sessions timed: fewer than the records where a killed session never wrote its time
+    timed = (
+        {k: sum(int(s[k]) for s in sessions) for k in ("n", "input_tokens", "output_tokens")}
+        if sessions and all("input_tokens" in s for s in sessions)
+        else None
+    )
+    return {"wall_s": wall, "memory": memory, "energy": energy, "sessions": len(sessions), "timed": timed}
 
 
 def task_identity(task: Any, samples: Sequence[Any], num_fewshot: Optional[int], chat_template: bool) -> dict[str, Any]:

@@ -105,6 +105,8 @@ class RecordWriter:
         self.path = path
         self._fh: Any = None
         self.count = 0
+        self.input_tokens = 0  # this session's own tokens: its throughput is over the items it timed
+        self.output_tokens = 0
 
     def __enter__(self) -> RecordWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,8 @@ class RecordWriter:
         self._fh.write(json.dumps(record.to_dict(), ensure_ascii=False, default=str) + "\n")
         self._fh.flush()
         self.count += 1
+        self.input_tokens += record.input_tokens
+        self.output_tokens += record.output_tokens
 
     def __exit__(self, *exc: object) -> None:
         assert self._fh is not None

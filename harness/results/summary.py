@@ -126,6 +126,9 @@ def summarize_model_task(
     n = len(records)
     in_tok = sum(r.input_tokens for r in records)
     out_tok = sum(r.output_tokens for r in records)
+    # throughput is over the items the recorded sessions timed (a killed session's items have no wall time)
+    timed = meta.get("timed") or {"n": n, "input_tokens": in_tok, "output_tokens": out_tok}
+    t_n, t_in, t_out = timed["n"], timed["input_tokens"], timed["output_tokens"]
     return CellSummary(
         task_type=task_type,
         n=n,
@@ -142,9 +145,9 @@ def summarize_model_task(
         else None,
         decode_tokens_per_s_median=_median([r.decode_tokens_per_s for r in records]),
         wall_s=wall,
-        throughput_samples_per_s=n / wall if wall > 0 else None,
-        throughput_tokens_per_s=(in_tok + out_tok) / wall if wall > 0 else None,
-        output_tokens_per_s=out_tok / wall if wall > 0 and out_tok else None,
+        throughput_samples_per_s=t_n / wall if wall > 0 and t_n else None,
+        throughput_tokens_per_s=(t_in + t_out) / wall if wall > 0 and t_n else None,
+        output_tokens_per_s=t_out / wall if wall > 0 and t_out else None,
         input_tokens=in_tok,
         truncated_items=sum(bool(r.truncated) for r in records),  # prompts cut to fit the context window
         output_tokens=out_tok,
@@ -157,14 +160,14 @@ def summarize_model_task(
         if info.get("consistency_field") and task_type == "classification"
         else None,
         economics=economics(
-            n,
+            t_n,
             wall,
             [r.item_s for r in records],
             meta["memory"]["peak_bytes"],
             meta.get("energy"),
             hardware,
             meta.get("token_prices"),
-            (in_tok, out_tok),
+            (t_in, t_out),
         )
         if hardware
         else None,

@@ -30,7 +30,9 @@ from harness.models.precision import default_threads
 from harness.report.build import build_report
 from harness.results.cells import (
     STOPPED,
+    CellManifest,
     CellRef,
+    Claim,
     RefStatus,
     combined_measurements,
     now_iso,
@@ -143,6 +145,8 @@ class _CellRunner:
             upto = len(samples) if upto is None else upto
             remaining = [s for s in samples[:upto] if s.id not in done]
             if not remaining:
+                if upto == len(samples) and (left := claim.manifest) is not None:
+                    self._finish_killed(claim, left, ref, task, len(samples))
                 return
             if (
                 ref.status == RefStatus.planned
@@ -180,6 +184,8 @@ class _CellRunner:
                 "pid": os.getpid(),
                 **({"slurm": job} if (job := scheduler_job()) else {}),
                 "n": writer.count,
+                "input_tokens": writer.input_tokens,
+                "output_tokens": writer.output_tokens,
                 "resumed_after": len(done),
                 "wall_s": wall,
                 "memory": mem.to_dict()
@@ -209,6 +215,33 @@ class _CellRunner:
             ref.computed_at = manifest.completed_at
             m = combined_measurements(manifest)
             self.progress.note(f"{self.model.name} / {task.name}: {manifest.n_done} items, {m['wall_s']:.1f}s timed")
+
+    def _finish_killed(self, claim: Claim, left: CellManifest, ref: CellRef, task: Task, n_planned: int) -> None:
+        """Every record is on disk but the job was killed before it closed the cell: close it without recomputing.
+
+        The killed session's wall time and memory were never written, so they stay unmeasured: the cell's throughput
+        is over the items a recorded session timed (none here: no throughput rather than one over zero seconds).
+        """
+        session = {
+            "started_at": now_iso(),
+            "ended_at": now_iso(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "n": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "resumed_after": n_planned,
+            "wall_s": 0.0,
+            "closed_after_kill": True,
+        }
+        manifest = claim.finish(left, session, n_planned)
+        if ref.status == RefStatus.planned:
+            ref.status = RefStatus.resumed
+        ref.computed_at = manifest.completed_at
+        self.progress.note(
+            f"{self.model.name} / {task.name}: resuming after {n_planned} of {n_planned} records (killed before it "
+            "closed the cell): closed, nothing recomputed; that session's time and memory were lost"
+        )
 
     def close(self) -> None:
         if self.engine is not None:

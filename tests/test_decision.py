@@ -18,8 +18,8 @@ def _records(correct: list[int], margins: list[float], seconds: float) -> list:
     return [
         make_record(
             sample_id=f"s{i}",
-            gold="a",
-            prediction="a" if c else "b",
+            gold="ab"[i % 2],  # two balanced labels: always answering one scores 50%
+            prediction="ab"[(i + (not c)) % 2],
             scores={"correct": float(c)},
             details={"margin": m, "probs": [0.5 + m / 2, 0.5 - m / 2]},
             latency_s=seconds,
@@ -129,3 +129,33 @@ def test_a_tolerance_override_changes_the_answer_and_a_costlier_model_is_never_c
     d = dec.to_dict()
     assert d["choice"] is None and d["closest"] is None
     assert decision_rows({"t": dec})[0][1] == "keep l: no cheaper option meets the tolerance"
+
+
+def test_both_models_at_the_majority_baseline_are_said_to_decide_nothing():
+    """Both models answer the majority label on every item: the small one is 'within tolerance' of the large one, and
+    C3 and the decision table must say that this is no evidence it can do the task."""
+    from harness.verdicts.claims import evaluate_claims
+
+    def lazy(seconds: float) -> list:
+        # 70% of the items are labelled "a", and the model always answers "a"
+        recs = _records([1] * N, [0.5] * N, seconds)
+        for i, r in enumerate(recs):
+            r.gold = "a" if i % 10 < 7 else "b"
+            r.prediction = "a"
+            r.scores = {"correct": float(r.gold == "a")}
+        return recs
+
+    summary, analysis = _run(lazy(0.1), lazy(1.0))
+    assert summary.tasks["t"].results["s"].baselines["majority"] == pytest.approx(0.7)
+    dec = decisions(summary, analysis, CLAIMS)["t"]
+    assert dec.to_dict()["majority_baseline"] == pytest.approx(0.7)
+    row = decision_rows({"t": dec})[0]
+    assert row[1] == "use the cheaper option (both no better than always answering the most common label, 70%)"
+    (c3,) = evaluate_claims(summary, analysis, {"C3": {"check": "small_within_tolerance", **CLAIMS["C3"]}})
+    assert c3.verdict == "supported" and "no better than always answering the most common label" in c3.key_number
+    assert "on t the compared models are no better than always answering the most common label" in c3.sentence
+    # a model that reads the items is not flagged
+    rng = np.random.default_rng(0)
+    good = rng.random(N) < 0.95
+    summary, analysis = _run(_records(good.astype(int).tolist(), [0.5] * N, 0.1), _records([1] * N, [0.5] * N, 1.0))
+    assert "majority_baseline" not in decisions(summary, analysis, CLAIMS)["t"].to_dict()

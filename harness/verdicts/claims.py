@@ -104,6 +104,24 @@ def claim_of_check(claims_cfg: dict[str, Any], name: str) -> tuple[str, dict[str
     return next(((cid, cfg or {}) for cid, cfg in claims_cfg.items() if check_name(cid, cfg or {}) == name), ("", {}))
 
 
+def at_majority_baseline(summary: RunSummary, analysis: RunAnalysis, task: str, model: str) -> Optional[float]:
+    """The majority-class accuracy of a classification task's items when ``model`` is not shown to beat it (the low
+    end of its accuracy interval is at or below it: no better than always answering the most common label), else None.
+    """
+    res = summary.result(task, model)
+    if res is None or not res.baselines:
+        return None
+    majority = float(res.baselines["majority"])
+    stats = analysis.tasks[task].models.get(model) if task in analysis.tasks else None
+    interval = stats.quality.get("accuracy") if stats else None
+    low = interval.low if interval is not None else res.quality.get("accuracy", 0.0)
+    return majority if low <= majority else None
+
+
+def baseline_note(majority: float) -> str:
+    return f" (both no better than always answering the most common label, {majority * 100:.0f}%)"
+
+
 class RunView:
     """What the verdict functions read: the summary, the analysis, the models, each model against the reference."""
 
@@ -146,6 +164,13 @@ class RunView:
         vs = f", each against {self.reference}" if len(self.candidates) > 1 else ""
         names = ", ".join(self.names) if len(self.names) <= 10 else f"{', '.join(self.names[:3])} ... {self.names[-1]}"
         return f"On these {len(self.names)} models ({names}{vs}) and {len(tasks)} task(s)"
+
+    def at_baseline(self, task: str, cand: str) -> Optional[float]:
+        """The majority-class accuracy when both ``cand`` and the reference are indistinguishable from it, else None."""
+        if self.reference is None:
+            return None
+        ref = at_majority_baseline(self.summary, self.analysis, task, self.reference)
+        return ref if ref is not None and at_majority_baseline(self.summary, self.analysis, task, cand) else None
 
     def records(self, model: str, task: str) -> list[SampleRecord]:
         from pathlib import Path
@@ -230,6 +255,8 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
             else INCONCLUSIVE
         )
         nums[run.label(t, c)] = {**d, "margin": m, "task": t, "model": c}
+        if (majority := run.at_baseline(t, c)) is not None:
+            nums[run.label(t, c)]["majority_baseline"] = majority
         ss = sizes[(t, c)]
         if ss and not is_sequential(d):
             nums[run.label(t, c)].update(holm_p_above=above, holm_p_below=below)
@@ -265,7 +292,7 @@ def large_model_better(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums = _difference_verdicts(run, lambda t: 0.0)
     flipped = [{SUPPORTED: REFUTED, REFUTED: SUPPORTED}.get(v, v) for v in per]
     verdict = _combine(flipped)
-    key = "; ".join(f"{k} S-L {_fmt(d, 100)}{decide_note(d)}" for k, d in nums.items())
+    key = "; ".join(f"{k} S-L {_fmt(d, 100)}{decide_note(d)}{_at_baseline(d)}" for k, d in nums.items())
     sentence = {
         SUPPORTED: "the larger model scores significantly higher on every task",
         REFUTED: "a smaller model scores significantly higher on at least one task",
@@ -274,6 +301,21 @@ def large_model_better(run: RunView, th: dict[str, float]) -> Verdict:
         verdict, "on some task the difference is within the 95% interval" if nums else "no task was compared"
     )
     return Verdict(UNSET, verdict, key, f"{run.scope()}: {sentence_text}.", run.tasks_of(run.compared), run.names, nums)
+
+
+def _at_baseline(d: dict[str, Any]) -> str:
+    return baseline_note(d["majority_baseline"]) if "majority_baseline" in d else ""
+
+
+def _baseline_caveat(nums: dict[str, dict[str, Any]]) -> str:
+    """A sentence's caveat: the comparisons where both models sit at the majority baseline decide nothing of substance."""
+    at = sorted({d["task"] for d in nums.values() if "majority_baseline" in d})
+    if not at:
+        return ""
+    return (
+        f"; on {', '.join(at)} the compared models are no better than always answering the most common label, so "
+        "a difference within tolerance there says nothing about whether the smaller model can do the task"
+    )
 
 
 def c3_tolerance(th: dict[str, float], metric: str) -> float:
@@ -310,12 +352,15 @@ def small_within_tolerance(run: RunView, th: dict[str, float]) -> Verdict:
 
     per, nums = _difference_verdicts(run, tolerance)
     verdict = _combine(per)
-    key = "; ".join(f"{k} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g}){decide_note(d)}" for k, d in nums.items())
+    key = "; ".join(
+        f"{k} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g}){decide_note(d)}{_at_baseline(d)}" for k, d in nums.items()
+    )
     sentence = {
         SUPPORTED: "the smaller model(s) stay within the tolerance on every task",
         REFUTED: "a smaller model falls short by more than the tolerance on at least one task",
         INCONCLUSIVE: "the intervals straddle the tolerance",
     }.get(verdict, "no task was compared")
+    sentence += _baseline_caveat(nums) if verdict != REFUTED else ""
     return Verdict(UNSET, verdict, key, f"{run.scope()}: {sentence}.", run.tasks_of(run.compared), run.names, nums)
 
 

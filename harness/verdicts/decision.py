@@ -23,7 +23,7 @@ from typing import Any, Optional
 from harness.analysis.schema import RunAnalysis
 from harness.results.load import LoadSummary
 from harness.results.schema import CellSummary, RunSummary
-from harness.verdicts.claims import c3_tolerance, claim_of_check
+from harness.verdicts.claims import at_majority_baseline, baseline_note, c3_tolerance, claim_of_check
 
 MEETS, NOT_SHOWN, FALLS_SHORT, REFERENCE = "meets", "not shown", "falls short", "reference"
 FAILS_SLO = "fails the latency SLO"  # a load sweep found no concurrency at which its p95 latency met load.slo_p95_s
@@ -58,14 +58,19 @@ class TaskDecision:
     closest: Optional[Option]
     options: list[Option]
     slo_p95_s: Optional[float] = None  # the load sweep's service-level objective, when one was set
+    # the majority-class accuracy, when the reference and the option shown are both no better than answering that label
+    majority_baseline: Optional[float] = None
 
     @property
     def shown(self) -> tuple[str, Option]:
         """The answer's wording and the option it rests on."""
+        caveat = "" if self.majority_baseline is None else baseline_note(self.majority_baseline)
         if self.choice is not None:
-            return "use the cheaper option", self.choice
-        answer = f"keep {self.reference}: no cheaper option meets the tolerance" + (
-            "; closest:" if self.closest else ""
+            return "use the cheaper option" + caveat, self.choice
+        answer = (
+            f"keep {self.reference}: no cheaper option meets the tolerance"
+            + caveat
+            + ("; closest:" if self.closest else "")
         )
         return answer, self.closest or self.options[0]
 
@@ -78,6 +83,7 @@ class TaskDecision:
             "closest": self.closest and self.closest.to_dict(),
             "options": [o.to_dict() for o in self.options],
             **({"slo_p95_s": self.slo_p95_s} if self.slo_p95_s is not None else {}),
+            **({"majority_baseline": self.majority_baseline} if self.majority_baseline is not None else {}),
         }
 
 
@@ -170,8 +176,19 @@ def task_decision(
     closest = (
         None if choice or not cheaper else max(cheaper, key=lambda o: (o.difference or {}).get("value", float("-inf")))
     )
+    shown = choice or closest
+    shown_name = shown.name if shown is not None and shown.kind == "model" else reference
+    ref_base = at_majority_baseline(summary, analysis, task, reference)
+    both = ref_base is not None and at_majority_baseline(summary, analysis, task, shown_name) is not None
     return TaskDecision(
-        metric, tolerance, reference, choice, closest, options, load.slo_p95_s if load is not None else None
+        metric,
+        tolerance,
+        reference,
+        choice,
+        closest,
+        options,
+        load.slo_p95_s if load is not None else None,
+        ref_base if both else None,
     )
 
 

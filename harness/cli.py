@@ -52,16 +52,14 @@ def explain_hydra_error(exc: BaseException) -> str:
         return f"unknown {leaf} {name!r}; valid {leaf}s: {', '.join(valid)} -- fix: pass {leaf}=<one of these> (or add configs/{leaf}/{name}.yaml)"
     unknown_key = re.search(r"Could not override '([^']+)'", text)
     if unknown_key:
-        return f"unknown setting {unknown_key.group(1)!r} -- fix: check the spelling (see configs/ and harness/config.py), or use +{unknown_key.group(1)}=... to add a new key"
+        return f"unknown setting {unknown_key.group(1)!r} -- fix: check the spelling (see configs/ and harness/config/schema.py), or use +{unknown_key.group(1)}=... to add a new key"
     cause = exc.__cause__ or exc.__context__
     first = text.splitlines()[0] if text else type(exc).__name__
     if cause is not None:
         detail = str(cause).splitlines()
         key = next((line.split(":", 1)[1].strip() for line in detail if line.strip().startswith("full_key:")), None)
         reason = detail[0] if detail else type(cause).__name__
-        return (
-            f"{first}: {key + ': ' if key else ''}{reason} -- fix: correct the value (types are in harness/config.py)"
-        )
+        return f"{first}: {key + ': ' if key else ''}{reason} -- fix: correct the value (types are in harness/config/schema.py)"
     return f"{first} -- fix: check the overrides (harness --help lists the config groups)"
 
 
@@ -122,6 +120,17 @@ def _report(args: argparse.Namespace) -> None:
 
     runs, overrides = _split_paths(args.paths, f"harness {args.command}")
     build_report(_comparison_dir(runs, args.out), console=make_console(), overrides=overrides)
+
+
+def _study(args: argparse.Namespace) -> None:
+    from harness.report.study import write_study
+
+    runs, overrides = _split_paths(args.paths, "harness study")
+    if len(runs) != 1:
+        _fail("harness study takes one run directory -- fix: harness study RUN_DIR [--out FILE] [KEY=VALUE ...]")
+    out = args.out or runs[0] / "study.md"
+    command = " ".join(["harness study", str(runs[0]), *(["--out", str(args.out)] if args.out else []), *overrides])
+    print(f"study: {write_study(runs[0], out, overrides, command)}")
 
 
 def _claims(args: argparse.Namespace) -> None:
@@ -332,6 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="DIR_OR_KEY=VALUE", help=overrides_help)
     p.set_defaults(func=_claims)
 
+    p = sub.add_parser(
+        "study",
+        help="each claim decided on each group of a run's tasks (seed vs real), side by side, as one markdown file",
+        description="The claims study (docs/claims-study.md): the run's tasks grouped by the folder their file lives "
+        "in (tasks/seed, tasks/real, yours), every claim decided on each group alone by the report's checks, with "
+        "the command, the machine, the time and every task's n. No model is loaded.",
+    )
+    p.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_KEY=VALUE", help=overrides_help)
+    p.add_argument("--out", type=Path, metavar="FILE", help="where to write it (default: RUN_DIR/study.md)")
+    p.set_defaults(func=_study)
+
     for name in ("followup", "plan"):
         p = sub.add_parser(
             name,
@@ -492,7 +512,7 @@ def _interrupted() -> NoReturn:
     sys.exit(EXIT_INTERRUPTED)
 
 
-COMMANDS = ("report", "claims", "followup", "plan", "merge", "regress", "flips", "cells", "export-lmeval")
+COMMANDS = ("report", "claims", "study", "followup", "plan", "merge", "regress", "flips", "cells", "export-lmeval")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

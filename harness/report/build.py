@@ -108,6 +108,12 @@ def _start_aside(summary: RunSummary, run_dir: Path, settings: ReportConfig, ind
         _ASIDE = None
 
 
+def report_config(run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The run's config.json with today's defaults for what it predates, and this report's ``key=value`` overrides."""
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    return _apply_overrides(_with_defaults(config), overrides)
+
+
 def build_report(run_dir: Path, console: Any | None = None, overrides: list[str] | None = None) -> Path:
     """(Re)build summary.json, analysis.json, claims.json, report.md, report.html and the plots from a run's records.
 
@@ -119,8 +125,7 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     run_dir = Path(run_dir)
     env_path = run_dir / "environment.json"
     env = read_json(env_path) if env_path.is_file() else None
-    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
-    config = _apply_overrides(_with_defaults(config), overrides)
+    config = report_config(run_dir, overrides)
     settings = report_settings(config)
     summary, outcomes = summarize_with_outcomes(run_dir, config, settings.workers, settings.parallel_from)
     workers = pool_size(settings.workers, settings.parallel_from, len(summary.cells))  # as the cells were read

@@ -12,6 +12,7 @@ key-fact recall with the harness's own metric code.
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,11 @@ def to_jinja(template: str) -> str:
         if literal:
             out.append(literal if not any(c in literal for c in "{}%#") else "{{ " + json.dumps(literal) + " }}")
         if name is not None:
-            if spec or conv:
-                raise ValueError(f"format spec in {{{name}}} cannot be exported to Jinja")
-            out.append("{{" + name + "}}")
+            cut = re.fullmatch(r"\.(\d+)", spec or "")
+            if (spec and not cut) or conv:
+                raise ValueError(f"format spec in {{{name}:{spec}}} cannot be exported to Jinja")
+            # "{text:.1500}" (the first 1,500 characters of a string) is a slice in Jinja
+            out.append("{{" + name + (f"[:{cut.group(1)}]" if cut else "") + "}}")
     return "".join(out)
 
 
@@ -91,7 +94,7 @@ def _task_yaml(task: Task, data_file: Path) -> dict[str, Any]:
             process_results="!function utils.process_results",
             metric_list=[
                 {"metric": m, "aggregation": "mean", "higher_is_better": True}
-                for m in ("rouge1", "rouge2", "rougeL", "key_fact_recall")
+                for m in ("rouge1", "rouge2", "rougeL", *(["key_fact_recall"] if spec.key_facts_field else []))
             ],
         )
     return doc

@@ -807,7 +807,9 @@ def evaluate_claims(
         name = check_name(cid, cfg)
         check_fn = CHECKS.get(name) if name else None
         if check_fn is None:
-            v = Verdict(cid, NOT_MEASURED, "-", "No check is implemented for this claim id (harness/claims.py).")
+            v = Verdict(
+                cid, NOT_MEASURED, "-", "No check is implemented for this claim id (harness/verdicts/claims.py)."
+            )
         else:
             v = replace(check_fn(run, dict(cfg.get("thresholds") or {})), id=cid)
         v.who, v.source, v.quote, v.hypothesis = (

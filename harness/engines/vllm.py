@@ -9,7 +9,7 @@ machine with vLLM installed (``make test-gpu``), and only the refusal without
 CUDA runs everywhere.
 
 - ``loglikelihood``: contexts and continuations are tokenized by lm-eval's rule
-  (``harness.engines.hf.encode_pair``, no BOS added: the hf engine's token ids)
+  (``harness.engines.tokens.encode_pair``, no BOS added: the hf engine's token ids)
   and sent as token ids, so vLLM's tokenizer adds nothing. Every (prompt, choice)
   is one request of a single ``generate`` call that asks for the prompt tokens'
   log-probabilities (``prompt_logprobs=1``, which returns each prompt token's own
@@ -42,7 +42,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
-from harness.engines.hf import _choices_per_prompt, _encode, cut_at_stop, encode_pair
+from harness.engines.tokens import choices_per_prompt, cut_at_stop, encode, encode_pair, fit_to_window, generation
 from harness.errors import ConfigError, ModelSourceError
 from harness.measure.timing import GenerationTiming, generation_timing
 from harness.models.local import check_weights_format
@@ -299,12 +299,7 @@ class VllmEngine(Engine):
         return self._tok
 
     def prompt_length(self, prompt: Prompt) -> int:
-        return len(_encode(self._tok, prompt.text))
-
-    def _fit(self, tokens: list[int], room_after: int) -> list[int]:
-        """The end of ``tokens`` that leaves ``room_after`` positions in the context window (the question is last)."""
-        room = max(1, self.window - room_after)
-        return tokens[-room:]
+        return len(encode(self._tok, prompt.text))
 
     def loglikelihood(
         self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
@@ -315,11 +310,11 @@ class VllmEngine(Engine):
         requests: list[list[int]] = []  # context + continuation, one per (prompt, choice), prompt by prompt
         # per prompt: its context's tokens, the tokens cut from its start, its continuations' lengths
         shapes: list[tuple[int, int, list[int]]] = []
-        for prompt, options in zip(prompts, _choices_per_prompt(prompts, choices)):
+        for prompt, options in zip(prompts, choices_per_prompt(prompts, choices)):
             pairs = [encode_pair(self._tok, prompt.text, prompt.target_delimiter + choice) for choice in options]
             full = pairs[0][0]
             # vLLM refuses a prompt that fills the window (it must sample one token after it): one position more
-            context = self._fit(full, max(len(cont) for _, cont in pairs) + 1)
+            context = fit_to_window(full, self.window, max(len(cont) for _, cont in pairs) + 1)
             if not context:
                 raise ValueError("a prompt with no tokens cannot be scored (its first choice token has no context)")
             requests += [context + cont for _, cont in pairs]
@@ -347,8 +342,10 @@ class VllmEngine(Engine):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        full = [_encode(self._tok, p.text) for p in prompts]
-        kept = [self._fit(ids, max_new_tokens) for ids in full]  # prompt and answer fit the window, as with hf
+        full = [encode(self._tok, p.text) for p in prompts]
+        kept = [
+            fit_to_window(ids, self.window, max_new_tokens) for ids in full
+        ]  # prompt and answer fit the window, as with hf
         params = SamplingParams(
             temperature=0,
             max_tokens=max_new_tokens,
@@ -368,19 +365,8 @@ class VllmEngine(Engine):
             tokens = list(completion.token_ids)
             logprobs = sampled_logprobs(completion.logprobs, tokens)
             timing = request_timing(getattr(out, "metrics", None), len(tokens), start, end)
-            results.append(
-                Generation(
-                    text=cut_at_stop(completion.text, stops),
-                    output_tokens=len(tokens),
-                    input_tokens=len(prompt_ids),
-                    tokens_dropped=len(ids) - len(prompt_ids),
-                    mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
-                    min_logprob=min(logprobs) if logprobs else None,
-                    latency_s=timing.latency_s,
-                    ttft_s=timing.ttft_s,
-                    decode_tokens_per_s=timing.decode_tokens_per_s,
-                )
-            )
+            text = cut_at_stop(completion.text, stops)
+            results.append(generation(text, logprobs, timing, len(tokens), len(prompt_ids), len(ids) - len(prompt_ids)))
         return results
 
     def describe(self) -> dict[str, Any]:

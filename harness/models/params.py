@@ -24,6 +24,11 @@ class ParamCounts:
     num_experts: int  # 0 for dense models
     experts_per_token: int  # 0 for dense models
 
+    @classmethod
+    def counted(cls, total: int, embedding: int = 0, num_experts: int = 0) -> ParamCounts:
+        """Counts read from a file or a server, not from module weights: every parameter counted as active."""
+        return cls(total, total, embedding, 0, num_experts, 0)
+
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0

@@ -406,7 +406,7 @@ def run_experiment(
 
     typed: RunConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
     setup = prepare(typed, sweep_job)
-    load_task = check_load(typed, setup.tasks)
+    sweep_task = check_load(typed, setup.tasks)
     threads = default_threads(typed.runtime.num_threads)  # a bad setting stops here, before anything is written
     run_dir = Path(run_dir)
     setup.store.check_writable()
@@ -463,7 +463,7 @@ def run_experiment(
                     write_cells(run_dir, refs)
             finally:
                 runner.close()
-        if load_task is not None:
-            run_load_sweep(setup, load_task, run_dir, progress)
+        if sweep_task is not None:
+            run_load_sweep(setup, sweep_task, run_dir, progress)
         progress.note(f"writing the report into {run_dir}")
     return build_report(run_dir, console=console if typed.print_report else None)

@@ -261,7 +261,7 @@ def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
             raise ConfigError(f"task.limits.{name}={cap} must be positive", "use a positive number of items")
         tasks.append((task, select_samples(task, cap, rt.seed, shuffled=rt.stop_when_decided)))
     store = Store(_user_path(cfg.paths.store_dir))
-    the_plan = Setup(
+    setup = Setup(
         cfg=cfg,
         name=comparison_name(cfg, models),
         models=models,
@@ -275,9 +275,9 @@ def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
     threads, cores = default_threads(rt.num_threads), usable_cores()
     for model in models:
         engine = choose_engine(model, rt, device.type)
-        the_plan.engines[model.name] = engine
+        setup.engines[model.name] = engine
         server = host_of(model.served.base_url) if engine.name == "openai" and model.served is not None else None
-        the_plan.hardware[model.name] = hardware_class(device.type, engine.name, threads, cores, server)
+        setup.hardware[model.name] = hardware_class(device.type, engine.name, threads, cores, server)
     for model in models:
         identity = model_identity(model, cache)
         for task, samples in tasks:
@@ -288,13 +288,13 @@ def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
                 samples,
                 cfg,
                 device,
-                the_plan.engines[model.name].name,
-                the_plan.hardware[model.name],
+                setup.engines[model.name].name,
+                setup.hardware[model.name],
             )
             if OtherHardware(rt.other_hardware) is OtherHardware.reuse and not rt.recompute:
-                key = _borrow(the_plan, key)
-            the_plan.keys[(model.name, task.name)] = key
-    return the_plan
+                key = _borrow(setup, key)
+            setup.keys[(model.name, task.name)] = key
+    return setup
 
 
 def _borrow(p: Setup, key: CellKey) -> CellKey:

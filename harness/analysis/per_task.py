@@ -31,7 +31,7 @@ from harness.analysis.stats import (
 from harness.results.cost import per_sample_energy
 from harness.results.outcomes import CellOutcomes, Outcomes, as_outcomes
 from harness.results.records import SampleRecord
-from harness.results.schema import RunSummary
+from harness.results.schema import RunSummary, StopRule
 from harness.results.summary import cross_hardware
 from harness.tasks.metrics import load_rouge
 
@@ -69,7 +69,7 @@ def compare_models(
     power: float,
     energy: dict[str, Any],
     keep_share: float,
-    rule: Optional[dict[str, Any]] = None,
+    rule: Optional[StopRule] = None,
     cascade: bool = True,
     timed: bool = True,
 ) -> PairedComparison:
@@ -95,9 +95,9 @@ def compare_models(
                 seq = paired_sequence(
                     c_vals[metric].tolist(),
                     r_vals[metric].tolist(),
-                    rule["alpha_per_comparison"],
-                    rule.get("sequence", "asymptotic"),
-                    rule.get("first_look", 1),
+                    rule.alpha_per_comparison,
+                    rule.sequence,
+                    rule.first_look,
                 )
                 out.difference_vs_reference[metric] = Interval(
                     seq.value, seq.low, seq.high, seq.n, seq.method, alpha=seq.alpha, fixed_n=fixed
@@ -133,7 +133,7 @@ def _analyze_task(
     outcomes_by_cell: Mapping[tuple[str, str], Outcomes],
     keep_share: float,
     seed: int,
-    rule: Optional[dict[str, Any]],
+    rule: Optional[StopRule],
     cascades: Optional[Mapping[str, Sequence[str]]],
 ) -> Optional[TaskAnalysis]:
     results = summary.tasks[task].results
@@ -198,7 +198,7 @@ def analyze_run(
     rule = summary.sequential
     stopped = any(r.cell and r.cell.stopped for info in summary.tasks.values() for r in info.results.values())
     if stopped and not rule:  # stopped cells gathered from a store: no plan says the rule; the default one at 5%
-        rule = {"alpha_per_comparison": 0.05}
+        rule = StopRule()
     names = list(summary.tasks)
     if workers > 1 and len(names) > 1 and "fork" in multiprocessing.get_all_start_methods():
         if any(r.task_type != "classification" for info in summary.tasks.values() for r in info.results.values()):

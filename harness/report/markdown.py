@@ -229,11 +229,11 @@ def _stopping(r: ReportInputs) -> list[str]:
         "## Stopped when decided (runtime.stop_when_decided)",
         md_table(STOPPING_HEADER, stop_rows),
         "",
-        f"Items were taken in a seeded random order. After {rule['first_look']} items, then at each look {rule['look_growth']:g}x "
-        f"further, every model ran the new items and an anytime-valid confidence sequence ({rule['method']}) of each paired "
-        f"difference was updated; a task stopped once {', '.join(rule['claims'])} were decided for every model (interval clear of "
-        f"each threshold), or at its cap. Each sequence runs at level {rule['alpha_per_comparison']:.4g} ({rule['alpha']:g} over "
-        f"{rule['comparisons']} comparisons, Bonferroni), so the verdicts keep a 5% family-wise error under this optional stopping; "
+        f"Items were taken in a seeded random order. After {rule.first_look} items, then at each look {rule.look_growth:g}x "
+        f"further, every model ran the new items and an anytime-valid confidence sequence ({rule.method}) of each paired "
+        f"difference was updated; a task stopped once {', '.join(rule.claims)} were decided for every model (interval clear of "
+        f"each threshold), or at its cap. Each sequence runs at level {rule.alpha_per_comparison:.4g} ({rule.alpha:g} over "
+        f"{rule.comparisons} comparisons, Bonferroni), so the verdicts keep a 5% family-wise error under this optional stopping; "
         "the intervals of this report are these, wider than fixed-n intervals at the same n. Time saved: items not run x each "
         "model's mean time per item on the task. On CPU a cell's peak memory is its first look's (the process RSS grows as models "
         "are reloaded at later looks); GPU allocator peaks are over every look.",

@@ -219,8 +219,8 @@ def render_study(st: Study, generated_by: str) -> str:
     if st.summary.sequential:
         rule = st.summary.sequential
         lines.append(
-            f"- Stopped when decided: a task stops once {', '.join(rule.get('claims') or [])} are decided for every "
-            f"model against the reference by anytime-valid intervals ({rule.get('sequence', 'asymptotic')}), or at "
+            f"- Stopped when decided: a task stops once {', '.join(rule.claims)} are decided for every "
+            f"model against the reference by anytime-valid intervals ({rule.sequence}), or at "
             "its cap (`task.limits`)."
         )
     lines += ["", md_table(["model", "timed compute", "items run", "cells", "sessions"], timing_rows), ""]

@@ -26,6 +26,7 @@ from harness.results.cells import (
     without_hardware,
 )
 from harness.results.records import SampleRecord, read_json, write_json
+from harness.results.schema import StopRule
 
 
 @dataclass
@@ -42,9 +43,7 @@ class RunPlan:
     model_info: dict[str, dict[str, Any]] = field(
         default_factory=dict
     )  # config facts per model (published size, architecture only)
-    sequential: Optional[dict[str, Any]] = (
-        None  # runtime.stop_when_decided: the stop rule (claims, thresholds, alpha, looks)
-    )
+    sequential: Optional[StopRule] = None  # runtime.stop_when_decided: the stop rule
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +59,7 @@ class RunPlan:
             store=d.get("store", ""),
             sources=list(d.get("sources", [])),
             model_info=dict(d.get("model_info", {})),
-            sequential=d.get("sequential"),
+            sequential=StopRule.from_dict(d["sequential"]) if d.get("sequential") else None,
         )
 
 

@@ -273,6 +273,30 @@ class TaskSummary:
         return cls(info, {name: CellSummary.from_dict(r) for name, r in (d.get("results") or {}).items()})
 
 
+@dataclass(frozen=True)
+class StopRule:
+    """runtime.stop_when_decided as a run applied it (plan.json, summary.json): which claims stop a task, their
+    thresholds per metric, and the level and looks of each anytime-valid sequence. The defaults are the rule assumed
+    for stopped cells gathered from a store without a plan: 5%, one comparison."""
+
+    claims: list[str] = field(default_factory=list)
+    thresholds: dict[str, Any] = field(default_factory=dict)  # primary metric -> the stopping claims' thresholds
+    alpha: float = 0.05
+    comparisons: int = 1
+    alpha_per_comparison: float = 0.05  # Bonferroni: alpha / comparisons
+    first_look: int = 1
+    look_growth: float = 1.5
+    sequence: str = "asymptotic"  # runtime.confidence_sequence
+    method: str = ""  # the sequence's name in words
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StopRule:
+        return cls(**_known(cls, d, "a stop rule"))
+
+
 @dataclass
 class RunSummary:
     """``summary.json``: every complete cell of a run (or combined comparison), each model against the reference."""
@@ -292,7 +316,7 @@ class RunSummary:
     not_run: list[str] = field(default_factory=list)
     incomplete_tasks: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
-    sequential: Optional[dict[str, Any]] = None
+    sequential: Optional[StopRule] = None
     # hardware class id -> {"label", "cells": ["model/task", ...]}; empty where no cell recorded its class
     hardware_classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     format: int = SUMMARY_FORMAT
@@ -308,6 +332,7 @@ class RunSummary:
         d["models"] = {n: m.to_dict() for n, m in self.models.items()}
         d["tasks"] = {t: s.to_dict() for t, s in self.tasks.items()}
         d["comparisons"] = {t: {n: asdict(c) for n, c in per.items()} for t, per in self.comparisons.items()}
+        d["sequential"] = self.sequential.to_dict() if self.sequential else None
         return d
 
     @classmethod
@@ -319,6 +344,7 @@ class RunSummary:
         d["comparisons"] = {
             t: {n: Comparison.from_dict(c) for n, c in per.items()} for t, per in (d.get("comparisons") or {}).items()
         }
+        d["sequential"] = StopRule.from_dict(d["sequential"]) if d.get("sequential") else None
         return cls(**d)
 
     def result(self, task: str, model: Optional[str]) -> Optional[CellSummary]:

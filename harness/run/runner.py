@@ -41,7 +41,7 @@ from harness.results.cells import (
 )
 from harness.results.comparison import write_cells
 from harness.results.records import SampleRecord, write_json
-from harness.results.schema import ModelRecord
+from harness.results.schema import ModelRecord, StopRule
 from harness.results.summary import order_models
 from harness.run.evaluate import evaluate_task
 from harness.run.load import check_load, run_load_sweep
@@ -262,7 +262,7 @@ class _Sequential:
     ) -> None:
         self.p, self.refs, self.progress, self.update = p, refs, progress, update
         self.runners = [_CellRunner(p, m, progress, environment) for m in p.models]
-        self.rule: dict[str, Any] = p.sequential or {}
+        self.rule = p.sequential or StopRule()
 
     def _records(self, model: str, task: Task) -> list[SampleRecord]:
         cell = self.p.store.cell_dir(self.p.keys[(model, task.name)])
@@ -287,7 +287,7 @@ class _Sequential:
         }
         reference = order_models(models, self.p.reference)[1]
         metric = task.type.primary_metric
-        thresholds = self.rule["thresholds"][metric]
+        thresholds = self.rule.thresholds[metric]
         ref_values = metric_values(records[reference], task.type.value)[metric]
         out: dict[str, dict[str, Any]] = {}
         for name in models:
@@ -298,7 +298,7 @@ class _Sequential:
                 out[name] = {"undecided": list(thresholds), "reason": "unpaired values"}
                 continue
             interval = paired_sequence(
-                values, ref_values, self.rule["alpha_per_comparison"], self.rule["sequence"], self.rule["first_look"]
+                values, ref_values, self.rule.alpha_per_comparison, self.rule.sequence, self.rule.first_look
             ).to_dict()
             out[name] = {
                 "metric": metric,
@@ -320,7 +320,7 @@ class _Sequential:
             ):
                 with self.p.store.claim(key, on_wait=self.progress.note) as claim:
                     manifest = claim.stop(
-                        {"at": n, "of": len(samples), "claims": self.rule["claims"], "decision": decision}
+                        {"at": n, "of": len(samples), "claims": self.rule.claims, "decision": decision}
                     )
             ref.computed_at = manifest.completed_at if manifest else None
         self.update()
@@ -331,16 +331,16 @@ class _Sequential:
         )
         if n < len(samples):
             self.progress.note(
-                f"{task.name}: {', '.join(self.rule['claims'])} decided after {n} of {len(samples)} items ({why}); stopped"
+                f"{task.name}: {', '.join(self.rule.claims)} decided after {n} of {len(samples)} items ({why}); stopped"
             )
         else:
             self.progress.note(f"{task.name}: not decided by its cap of {n} items ({why})")
 
     def run(self) -> None:
         pending = {t.name: (t, s) for t, s in self.p.tasks}
-        if all(len(s) <= self.rule["first_look"] for _, s in self.p.tasks):
+        if all(len(s) <= self.rule.first_look for _, s in self.p.tasks):
             self.progress.note(
-                f"runtime.stop_when_decided: every task has at most runtime.first_look={self.rule['first_look']} items, so "
+                f"runtime.stop_when_decided: every task has at most runtime.first_look={self.rule.first_look} items, so "
                 "there is one look and nothing to save; raise the cap (runtime=full or runtime.max_samples=N)"
             )
         while pending:
@@ -352,7 +352,7 @@ class _Sequential:
                 records = {m.name: self._records(m.name, task) for m in self.p.models}
                 counts = [len(r) for r in records.values()]
                 before[name] = sum(counts)
-                points = looks(self.rule["first_look"], self.rule["look_growth"], len(samples))
+                points = looks(self.rule.first_look, self.rule.look_growth, len(samples))
                 if min(counts) == max(counts) > 0:  # every model at the same look: decide
                     decision = self.decision(task, records)
                     if counts[0] >= len(samples) or not any(d["undecided"] for d in decision.values()):

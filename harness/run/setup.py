@@ -32,6 +32,7 @@ from harness.results.cells import (
     task_identity,
 )
 from harness.results.comparison import RunPlan
+from harness.results.schema import StopRule
 from harness.tasks.resolve import resolve_tasks
 from harness.tasks.types import Sample, Task, TaskType, select_samples
 from harness.verdicts.claims import difference_claims, difference_thresholds
@@ -50,7 +51,7 @@ class Setup:
     cache_dir: Path
     store: Store
     keys: dict[tuple[str, str], CellKey] = field(default_factory=dict)
-    sequential: Optional[dict[str, Any]] = None  # runtime.stop_when_decided: the stop rule (see stop_rule)
+    sequential: Optional[StopRule] = None  # runtime.stop_when_decided: the stop rule (see stop_rule)
     engines: dict[str, EngineChoice] = field(default_factory=dict)  # per model: the engine it runs on and why
     hardware: dict[str, HardwareClass] = field(default_factory=dict)  # per model: the class this machine gives it
     # (model, task) -> the other class's label, where runtime.other_hardware=reuse took a cell computed elsewhere
@@ -93,9 +94,7 @@ def _check_runtime(cfg: RunConfig) -> None:
         raise ConfigError(f"task group {cfg.task.name!r} lists no tasks", "add task names under tasks:")
 
 
-def stop_rule(
-    cfg: RunConfig, models: list[ModelConfig], reference: Optional[str], n_tasks: int
-) -> Optional[dict[str, Any]]:
+def stop_rule(cfg: RunConfig, models: list[ModelConfig], reference: Optional[str], n_tasks: int) -> Optional[StopRule]:
     """runtime.stop_when_decided: which claims stop a task, their thresholds per metric, the level of each sequence."""
     rt = cfg.runtime
     if not rt.stop_when_decided:
@@ -127,19 +126,19 @@ def stop_rule(
             "compare two or more models with real weights, or drop runtime.stop_when_decided",
         )
     comparisons = n_tasks * (len(measured) - 1)
-    return {
-        "claims": list(rt.stop_claims),
-        "thresholds": {
+    return StopRule(
+        claims=list(rt.stop_claims),
+        thresholds={
             t.primary_metric: difference_thresholds(claims, t.primary_metric, list(rt.stop_claims)) for t in TaskType
         },
-        "alpha": ALPHA,
-        "comparisons": comparisons,
-        "alpha_per_comparison": ALPHA / comparisons,
-        "first_look": rt.first_look,
-        "look_growth": rt.look_growth,
-        "sequence": rt.confidence_sequence,
-        "method": SEQUENTIAL_METHODS[rt.confidence_sequence],
-    }
+        alpha=ALPHA,
+        comparisons=comparisons,
+        alpha_per_comparison=ALPHA / comparisons,
+        first_look=rt.first_look,
+        look_growth=rt.look_growth,
+        sequence=rt.confidence_sequence,
+        method=SEQUENTIAL_METHODS[rt.confidence_sequence],
+    )
 
 
 def comparison_name(cfg: RunConfig, models: list[ModelConfig]) -> str:

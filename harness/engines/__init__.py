@@ -6,13 +6,13 @@
 ``auto`` (the default) picks llamacpp for a model with a GGUF file on a CPU when
 llama-cpp-python imports and no hf-only setting is asked for, else hf, and says
 why. Another engine is a subclass of ``harness.engines.base.Engine`` with a
-``load`` classmethod, added to ``ENGINES`` as ``"module:Class"`` (imported
-only when chosen).
+``load`` classmethod, named in ``ENGINES`` (the shipped ones as ``"module:Class"``,
+imported only when chosen) or by an installed package's entry point in the group
+``small_vs_large.engines`` (docs/engines.md: writing an engine).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,13 +21,19 @@ from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation
 from harness.errors import ConfigError
 from harness.models import resolve_device
+from harness.registry import Registry
 
-ENGINES: dict[str, str] = {
-    "hf": "harness.engines.hf:HFEngine",
-    "llamacpp": "harness.engines.llamacpp:LlamaCppEngine",
-    "openai": "harness.engines.served:ServedEngine",
-    "vllm": "harness.engines.vllm:VllmEngine",
-}
+ENGINES: Registry[type[Engine]] = Registry(
+    "engine",
+    "engines",
+    "runtime.engine",
+    {
+        "hf": "harness.engines.hf:HFEngine",
+        "llamacpp": "harness.engines.llamacpp:LlamaCppEngine",
+        "openai": "harness.engines.served:ServedEngine",
+        "vllm": "harness.engines.vllm:VllmEngine",
+    },
+)
 AUTO = "auto"
 
 __all__ = [
@@ -56,7 +62,9 @@ def check_engine(name: str) -> str:
     """The engine name, or a one-line error listing the known ones."""
     if name not in ENGINES:
         raise ConfigError(
-            f"unknown engine {name!r}", f"use runtime.engine=<one of {AUTO}, {', '.join(sorted(ENGINES))}>"
+            f"unknown engine {name!r}",
+            f"use runtime.engine=<one of {AUTO}, {', '.join(ENGINES.names())}>, or install the package that provides "
+            f"it (entry point group {ENGINES.group})",
         )
     return name
 
@@ -160,6 +168,4 @@ def load_engine(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> En
     name = cfg.engine or runtime.engine
     if name == AUTO:
         name = choose_engine(cfg, runtime, resolve_device(runtime.device).type).name
-    module, _, cls = ENGINES[check_engine(name)].partition(":")
-    engine_cls = getattr(importlib.import_module(module), cls)
-    return engine_cls.load(cfg, runtime, cache_dir)
+    return ENGINES.get(check_engine(name)).load(cfg, runtime, cache_dir)

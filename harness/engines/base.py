@@ -3,7 +3,7 @@
 In the spirit of lm-eval's ``LM`` (``loglikelihood``, ``generate_until``) and
 optimum-benchmark's ``Backend``: the evaluation loop (``harness.run.evaluate``)
 and the runner only see this class, so a serving engine (vLLM, TGI, llama.cpp)
-is one more subclass registered in ``harness.engines.ENGINES``. Timings are
+is one more subclass named in ``harness.engines.ENGINES`` (or an entry point). Timings are
 taken inside the engine, where the device can be synchronized before a clock
 is read; memory and energy trackers wrap engine calls from outside and only
 need ``device``.
@@ -14,10 +14,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.config.schema import ModelConfig, RuntimeConfig
 from harness.tasks.prompts import Prompt
 
 
@@ -55,13 +57,18 @@ class Generation:
 
 
 class Engine(ABC):
-    """A loaded model behind one small interface."""
+    """A loaded model behind one small interface (docs/engines.md: writing an engine)."""
 
     name: str = ""  # the engine's registry name (runtime.engine / model.engine)
     # prompts handed to one call: served engines keep this many requests in flight (runtime.concurrency)
     concurrency: int = 1
     # whether the model's memory is this process's (in-process engines) or a server's the client cannot see
     memory_in_process: bool = True
+
+    @classmethod
+    @abstractmethod
+    def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> Engine:
+        """Load ``cfg`` (a model config) under ``runtime``'s settings; ``cache_dir`` holds fetched weights."""
 
     def check_task(self, task_type: Any) -> None:
         """Raise a one-line error, before any item runs, when the engine cannot score this kind of task."""

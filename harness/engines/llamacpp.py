@@ -135,7 +135,7 @@ def repack_default() -> bool:
 
 
 @contextlib.contextmanager
-def _model_params(repack: bool) -> Iterator[None]:
+def model_params(repack: bool) -> Iterator[None]:
     """``llama_cpp.Llama`` takes no ``use_extra_bufts``: set it in the default model parameters while the model loads."""
     import llama_cpp.llama_cpp as lib
 
@@ -255,7 +255,7 @@ class LlamaCppEngine(Engine):
         )
         start = time.perf_counter()
         try:
-            with _model_params(settings.repack):
+            with model_params(settings.repack):
                 llm = Llama(
                     model_path=str(path),
                     n_ctx=settings.n_ctx,

@@ -38,7 +38,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from harness.engines.llamacpp import _model_params, repack_default
+from harness.engines.llamacpp import model_params, repack_default
 
 _state = threading.local()
 
@@ -149,7 +149,7 @@ def main() -> None:
         sys.argv += ["--interrupt_requests", "false"]
     forced = os.environ.get("HARNESS_LLAMACPP_REPACK")
     patch_echo_logprobs()
-    with _model_params(repack_default() if forced is None else forced == "1"):
+    with model_params(repack_default() if forced is None else forced == "1"):
         serve()
 
 

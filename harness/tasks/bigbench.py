@@ -33,7 +33,7 @@ import re
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
@@ -375,7 +375,7 @@ def _generation_sample(
     return Sample(id=str(i + 1), fields=fields, target=[r for r in refs if r.strip()] or refs, line=line, prompt=prompt)
 
 
-def load(ref: SourceRef, cache: Path) -> Task:
+def load(ref: SourceRef, cache: Path, include: Sequence[Path] = ()) -> Task:
     """Parse and check a BIG-bench task.json (fetched into the cache if needed) as a harness task."""
     path = ref.ref
     fetch([path], cache)

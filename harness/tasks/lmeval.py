@@ -31,7 +31,7 @@ import difflib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from harness.errors import TaskFileError
 from harness.tasks.sources import SourceRef
@@ -102,7 +102,7 @@ def _build(name: str, include: Sequence[Path]) -> tuple[Any, Path | None]:
     return next(iter(tasks.values())), yaml_path
 
 
-def load(ref: SourceRef, include: Sequence[Path] = ()) -> Task:
+def load(ref: SourceRef, cache: Optional[Path] = None, include: Sequence[Path] = ()) -> Task:
     """Build the lm-eval task and turn every evaluation document into a harness sample."""
     from lm_eval.api.task import ConfigurableTask
 

@@ -34,19 +34,19 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.errors import TaskFileError
 from harness.models.wheels import default_cache_dir
 from harness.tasks import packaged
-from harness.tasks.types import Sample, Task, TaskSpec, TaskType, _template_fields
+from harness.tasks.types import Sample, Task, TaskSpec, TaskType, template_fields
 
 TaskDirs = Union[Path, Sequence[Path]]
 
 
-def _dirs(tasks_dirs: TaskDirs) -> list[Path]:
+def dirs_of(tasks_dirs: TaskDirs) -> list[Path]:
     return [Path(tasks_dirs)] if isinstance(tasks_dirs, (str, Path)) else [Path(d) for d in tasks_dirs]
 
 
 def available_tasks(tasks_dirs: TaskDirs) -> dict[str, Path]:
     """Task name -> YAML path, for every ``*.yaml`` with a ``name:`` under the directories (the first wins)."""
     found: dict[str, Path] = {}
-    for tasks_dir in _dirs(tasks_dirs):
+    for tasks_dir in dirs_of(tasks_dirs):
         lmeval_dir = tasks_dir / "lmeval"  # lm-eval task YAMLs (lmeval:<name>), not harness tasks
         for path in sorted(tasks_dir.rglob("*.yaml")):
             if path.is_relative_to(lmeval_dir):
@@ -64,7 +64,7 @@ def available_tasks(tasks_dirs: TaskDirs) -> dict[str, Path]:
 def find_task(name: str, tasks_dirs: TaskDirs) -> Path:
     tasks = available_tasks(tasks_dirs)
     if name not in tasks:
-        where = ", ".join(str(d) for d in _dirs(tasks_dirs))
+        where = ", ".join(str(d) for d in dirs_of(tasks_dirs))
         raise TaskFileError(
             f"unknown task {name!r} (no task YAML with that name under {where})",
             f"use one of: {', '.join(sorted(tasks)) or '(none found)'}",
@@ -250,7 +250,7 @@ def load_task(path: Path, cache_dir: Optional[Path] = None) -> Task:
     rows = _read_rows(data_path, path)
     if spec.labels_from_data and spec.type is TaskType.classification:
         spec = _labels_from(spec, rows)
-    needed = _template_fields(spec.prompt) | (_template_fields(spec.system_prompt) if spec.system_prompt else set())
+    needed = template_fields(spec.prompt) | (template_fields(spec.system_prompt) if spec.system_prompt else set())
     needed |= {spec.label_field} if spec.type is TaskType.classification else set(spec.reference_fields[:1])
     samples, fewshot, seen = [], [], set()
     for lineno, row in rows:

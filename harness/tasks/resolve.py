@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.tasks import bigbench, sources
-from harness.tasks.local import TaskDirs, _dirs, find_task, load_task
+from harness.tasks.local import TaskDirs, dirs_of, find_task, load_task
 from harness.tasks.types import Task
 
 
@@ -16,7 +16,7 @@ def resolve_task(name: str, tasks_dirs: TaskDirs, cache_dir: Path, lmeval_includ
     ref = sources.parse(name)
     if ref is None:
         return load_task(find_task(name, tasks_dirs), cache_dir)
-    include = [d / "lmeval" for d in _dirs(tasks_dirs)] + ([lmeval_include] if lmeval_include else [])
+    include = [d / "lmeval" for d in dirs_of(tasks_dirs)] + ([lmeval_include] if lmeval_include else [])
     return load_source(ref, cache_dir, include)
 
 
@@ -37,10 +37,4 @@ def prefetch(names: Sequence[str], cache_dir: Path) -> None:
 
 def load_source(ref: sources.SourceRef, cache_dir: Path, lmeval_include: Sequence[Path] = ()) -> Task:
     """The harness task for a parsed source name."""
-    if ref.source == "bigbench":
-        return bigbench.load(ref, cache_dir)
-    from harness.tasks import (
-        lmeval,  # imports lm_eval (heavy): only when an lmeval: task is named
-    )
-
-    return lmeval.load(ref, lmeval_include)
+    return sources.TASK_SOURCES.get(ref.source).load(ref, cache_dir, lmeval_include)

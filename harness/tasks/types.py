@@ -132,7 +132,7 @@ class Task:
         return TaskType(self.spec.type)
 
 
-def _template_fields(template: str) -> set[str]:
+def template_fields(template: str) -> set[str]:
     return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
 
 

@@ -17,6 +17,7 @@ from harness.analysis.sample_size import ALPHA, SampleSize, holm, items_to_decid
 from harness.analysis.schema import PairedComparison, RunAnalysis
 from harness.analysis.sequential import is_sequential
 from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
+from harness.registry import Registry
 from harness.results.cells import read_cell_records
 from harness.results.load import LoadSummary
 from harness.results.records import SampleRecord
@@ -66,7 +67,9 @@ def _combine(per_task: list[str]) -> str:
 
 CLAIMS_FORMAT = 1  # claims.json
 Check = Callable[["RunView", dict[str, float]], Verdict]
-CHECKS: dict[str, Check] = {}  # check name -> function; a claim in the claims YAML names its check
+# check name -> function; a claim in the claims YAML names its check (an installed package adds its own: an entry
+# point in the group small_vs_large.claim_checks)
+CHECKS: Registry[Check] = Registry("claim check", "claim_checks", "check: in the claims YAML")
 UNSET = ""  # a check's verdict gets its claim's id from the claims YAML (evaluate_claims)
 
 # Runs recorded before claims named their check (config.json without `check:`) used these ids.
@@ -87,11 +90,7 @@ SEED_CLAIM_CHECKS = {
 def check(name: str) -> Callable[[Check], Check]:
     """Register a claim check under a descriptive name (the claims YAML refers to it with ``check: <name>``)."""
 
-    def register(fn: Check) -> Check:
-        CHECKS[name] = fn
-        return fn
-
-    return register
+    return CHECKS.register(name)
 
 
 def check_name(cid: str, cfg: dict[str, Any]) -> Optional[str]:
@@ -805,10 +804,13 @@ def evaluate_claims(
     verdicts = []
     for cid, cfg in claims_cfg.items():
         name = check_name(cid, cfg)
-        check_fn = CHECKS.get(name) if name else None
+        check_fn = CHECKS.get(name) if name and name in CHECKS else None
         if check_fn is None:
             v = Verdict(
-                cid, NOT_MEASURED, "-", "No check is implemented for this claim id (harness/verdicts/claims.py)."
+                cid,
+                NOT_MEASURED,
+                "-",
+                f"No check is implemented for this claim id (known checks: {', '.join(CHECKS)}).",
             )
         else:
             v = replace(check_fn(run, dict(cfg.get("thresholds") or {})), id=cid)

@@ -187,7 +187,8 @@ def _verdict_cell(v: Optional[Verdict]) -> str:
     return v.verdict.upper() if v.verdict in ("supported", "refuted") else v.verdict
 
 
-def render_study(st: Study, generated_by: str) -> str:
+def _verdicts_by_group(st: Study) -> tuple[dict[str, dict[str, Verdict]], list[str], list[str]]:
+    """Per group, its verdicts by claim id; every claim id in order; the ids whose measured verdicts differ."""
     by_group = {g.name: {v.id: v for v in g.verdicts} for g in st.groups}
     ids = list(dict.fromkeys(v.id for g in st.groups for v in g.verdicts))
     differs = [
@@ -196,6 +197,10 @@ def render_study(st: Study, generated_by: str) -> str:
         if len({by_group[g.name][cid].verdict for g in st.groups if cid in by_group[g.name]}) > 1
         and all(by_group[g.name][cid].verdict != NOT_MEASURED for g in st.groups if cid in by_group[g.name])
     ]
+    return by_group, ids, differs
+
+
+def _how_it_was_run(st: Study, generated_by: str) -> list[str]:
     timing_rows, total = _timing(st)
     models = st.summary.order
     lines = [
@@ -223,40 +228,42 @@ def render_study(st: Study, generated_by: str) -> str:
             f"model against the reference by anytime-valid intervals ({rule.sequence}), or at "
             "its cap (`task.limits`)."
         )
-    lines += ["", md_table(["model", "timed compute", "items run", "cells", "sessions"], timing_rows), ""]
-    lines += [
+    return lines + ["", md_table(["model", "timed compute", "items run", "cells", "sessions"], timing_rows), ""]
+
+
+def _side_by_side(st: Study) -> list[str]:
+    by_group, ids, differs = _verdicts_by_group(st)
+    rows = [
+        [
+            cid,
+            next((by_group[g.name][cid].who for g in st.groups if cid in by_group[g.name]), ""),
+            *(_verdict_cell(by_group[g.name].get(cid)) for g in st.groups),
+            "differs" if cid in differs else "",
+        ]
+        for cid in ids
+    ]
+    return [
         "## Verdicts side by side",
         "",
-        md_table(
-            ["claim", "who", *(g.title for g in st.groups), "same?"],
-            [
-                [
-                    cid,
-                    next((by_group[g.name][cid].who for g in st.groups if cid in by_group[g.name]), ""),
-                    *(_verdict_cell(by_group[g.name].get(cid)) for g in st.groups),
-                    "differs" if cid in differs else "",
-                ]
-                for cid in ids
-            ],
-        ),
+        md_table(["claim", "who", *(g.title for g in st.groups), "same?"], rows),
         "",
-    ]
-    if differs:
-        lines.append(f"Verdicts that differ between the groups: {', '.join(differs)}.")
-    else:
-        lines.append("No verdict differs between the groups where both were measured.")
-    lines += [
+        f"Verdicts that differ between the groups: {', '.join(differs)}."
+        if differs
+        else "No verdict differs between the groups where both were measured.",
         "",
         "## Per task: the primary metric of each model [95% interval]",
         "",
         "Accuracy for classification, ROUGE-L for summaries, in percent; items run of those available; the "
         "majority-class accuracy is what always answering the most common label of these items would score.",
         "",
-        md_table(["task", "group", "metric", "items", "majority", *models], _task_rows(st)),
-        "",
-        "## Each claim, per group",
+        md_table(["task", "group", "metric", "items", "majority", *st.summary.order], _task_rows(st)),
         "",
     ]
+
+
+def _each_claim(st: Study) -> list[str]:
+    by_group, ids, _ = _verdicts_by_group(st)
+    lines = ["## Each claim, per group", ""]
     for cid in ids:
         first = next(by_group[g.name][cid] for g in st.groups if cid in by_group[g.name])
         lines += [f"### {cid}: {first.hypothesis}", "", f"*{first.who}*: {first.quote}", ""]
@@ -268,24 +275,25 @@ def render_study(st: Study, generated_by: str) -> str:
             if v.key_number and v.key_number != "-":
                 lines.append(f"  Key numbers: {v.key_number}")
         lines.append("")
-    lines += [
+    return lines
+
+
+def _undecided(st: Study) -> list[str]:
+    by_group, ids, _ = _verdicts_by_group(st)
+    plan = [
+        [g.name, *row]
+        for g in st.groups
+        for row in sample_size_rows(g.summary, g.analysis, g.verdicts, st.config.get("claims") or {})
+    ]
+    not_measured = [cid for cid in ids if all(by_group[g.name][cid].verdict == NOT_MEASURED for g in st.groups)]
+    return [
         "## How many items would decide each comparison",
         "",
         "The harness's own sample-size figures (`harness followup`), per group, from the paired differences above: "
         + plan_note(),
         "",
-        md_table(
-            ["group", *PLAN_HEADER],
-            [
-                [g.name, *row]
-                for g in st.groups
-                for row in sample_size_rows(g.summary, g.analysis, g.verdicts, st.config.get("claims") or {})
-            ],
-        ),
+        md_table(["group", *PLAN_HEADER], plan),
         "",
-    ]
-    not_measured = [cid for cid in ids if all(by_group[g.name][cid].verdict == NOT_MEASURED for g in st.groups)]
-    lines += [
         "## What this study cannot decide",
         "",
         (
@@ -296,7 +304,11 @@ def render_study(st: Study, generated_by: str) -> str:
         f"- {_memory_energy(st)}",
         "",
     ]
-    return "\n".join(lines)
+
+
+def render_study(st: Study, generated_by: str) -> str:
+    """The study as markdown: how it was run, the verdicts side by side, each claim per group, what is undecided."""
+    return "\n".join(_how_it_was_run(st, generated_by) + _side_by_side(st) + _each_claim(st) + _undecided(st))
 
 
 def _memory_energy(st: Study) -> str:

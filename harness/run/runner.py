@@ -57,6 +57,13 @@ def _mark_hardware(ref: CellRef, hardware: dict[str, Any]) -> None:
         ref.hardware, ref.hardware_label = hw.id, hw.label
 
 
+def _memory(engine: Any, mem: Any) -> dict[str, Any]:
+    """A session's memory: the process's, or, for a served model, nothing (the server's memory is not the client's)."""
+    if engine.memory_in_process:
+        return mem.to_dict()
+    return {"device": "server", "peak_bytes": None, "client_peak_rss_bytes": mem.peak_rss_bytes}
+
+
 class _CellRunner:
     """Computes the missing cells of one model (the model is loaded only if one is missing)."""
 
@@ -104,79 +111,37 @@ class _CellRunner:
 
     def run(self, task: Task, samples: list[Sample], ref: CellRef, on_update: Any, upto: Optional[int] = None) -> None:
         """Compute the cell's missing records among ``samples[:upto]`` (all of them by default; a sequential run's look)."""
-        look = upto is not None
         key = self.p.keys[(self.model.name, task.name)]
-        rt = self.p.cfg.runtime
-        store = self.p.store
-        if not rt.recompute and store.is_complete(key):
-            done_manifest = store.manifest(key)
-            ref.status, ref.computed_at = RefStatus.reused, done_manifest.completed_at if done_manifest else None
-            _mark_hardware(ref, done_manifest.hardware if done_manifest else {})
-            borrowed = self.p.borrowed.get((self.model.name, task.name))
-            self.progress.note(
-                f"{self.model.name} / {task.name}: reused (computed {ref.computed_at}"
-                + (f" on other hardware: {borrowed}; runtime.other_hardware=reuse" if borrowed else "")
-                + f"), {store.cell_dir(key)}"
-            )
+        if not self.p.cfg.runtime.recompute and self.p.store.is_complete(key):
+            self._reused(task, ref, self.p.store.manifest(key))
             return
-        with store.claim(key, on_wait=self.progress.note) as claim:
-            if (
-                bad := claim.unreadable()
-            ) is not None:  # its measurements are lost: the records alone cannot rebuild them
-                aside = claim.supersede()
-                self.progress.note(
-                    f"{self.model.name} / {task.name}: {bad.problem}; set aside as {aside and aside.name}, computed anew"
-                )
-            if rt.recompute and ref.status == RefStatus.planned:
-                aside = claim.supersede()
-                if aside:
-                    self.progress.note(
-                        f"{self.model.name} / {task.name}: runtime.recompute=true, earlier cell kept as {aside.name}"
-                    )
-            elif claim.complete:  # another job finished it while this one waited for the lock
-                done_manifest = claim.manifest
-                ref.status, ref.computed_at = RefStatus.reused, done_manifest.completed_at if done_manifest else None
-                _mark_hardware(ref, done_manifest.hardware if done_manifest else {})
-                self.progress.note(
-                    f"{self.model.name} / {task.name}: reused (computed by another job, {ref.computed_at})"
-                )
+        with self.p.store.claim(key, on_wait=self.progress.note) as claim:
+            if self._settle(claim, task, ref):
                 return
             done = set(claim.done_ids())
-            upto = len(samples) if upto is None else upto
-            remaining = [s for s in samples[:upto] if s.id not in done]
+            end = len(samples) if upto is None else upto
+            remaining = [s for s in samples[:end] if s.id not in done]
             if not remaining:
-                if upto == len(samples) and (left := claim.manifest) is not None:
+                if end == len(samples) and (left := claim.manifest) is not None:
                     self._finish_killed(claim, left, ref, task, len(samples))
                 return
-            if (
-                ref.status == RefStatus.planned
-            ):  # a sequential run touches a cell at every look: its first touch says what this run did
+            if ref.status == RefStatus.planned:  # a sequential run touches a cell at every look: its first touch counts
                 ref.status = RefStatus.resumed if done else RefStatus.computed
             if done:
                 self.progress.note(
                     f"{self.model.name} / {task.name}: resuming after {len(done)} of {len(samples)} records"
                 )
             engine = self._engine()  # loaded only when the cell has items to compute
-            manifest = claim.begin(
-                model_record={
-                    **engine.describe(),
-                    "engine_reason": self.p.engines[self.model.name].reason,
-                    "architecture_only": self.model.architecture_only,
-                    "published_params": self.model.published_params,
-                },  # also in plan.json (reports use the plan's)
-                task_info=task_info(task, samples),
-                environment=self.environment,
-                n_planned=len(samples),
-                hardware=self.p.hardware[self.model.name].to_dict(),
-            )
-            _mark_hardware(ref, manifest.hardware)
+            manifest = self._begin(claim, engine, task, samples, ref)
             on_update()
             advance = self.progress.task(
-                f"{self.model.name} / {task.name}", upto, completed=len(done & {x.id for x in samples[:upto]})
+                f"{self.model.name} / {task.name}", end, completed=len(done & {x.id for x in samples[:end]})
             )
             started = now_iso()
             with claim.writer() as writer:
-                wall, mem, energy, pressure = evaluate_task(engine, task, remaining, rt, writer, advance)
+                wall, mem, energy, pressure = evaluate_task(
+                    engine, task, remaining, self.p.cfg.runtime, writer, advance
+                )
             session = {
                 "started_at": started,
                 "ended_at": now_iso(),
@@ -188,33 +153,80 @@ class _CellRunner:
                 "output_tokens": writer.output_tokens,
                 "resumed_after": len(done),
                 "wall_s": wall,
-                "memory": mem.to_dict()
-                if engine.memory_in_process
-                else {  # a served model's memory is the server's: not measured, rather than the client's RSS
-                    "device": "server",
-                    "peak_bytes": None,
-                    "client_peak_rss_bytes": mem.peak_rss_bytes,
-                },
+                "memory": _memory(engine, mem),
                 "energy": energy.to_dict(),
                 **pressure.to_dict(),
-                **({"look": upto} if look else {}),
+                **({"look": end} if upto is not None else {}),
             }
-            if pressure.oom_events:
-                self.progress.note(
-                    f"{self.model.name} / {task.name}: out of memory {pressure.oom_events} time(s): batch size "
-                    f"{rt.batch_size} -> {pressure.final_batch_size}"
-                    + (
-                        f", {len(pressure.failed_ids)} item(s) failed at batch size 1 (retried by the next run)"
-                        if pressure.failed_ids
-                        else ""
-                    )
-                )
+            self._note_pressure(task, pressure)
             manifest = claim.finish(manifest, session, len(samples))
-            if not manifest.reportable and upto == len(samples):
+            if not manifest.reportable and end == len(samples):
                 raise RuntimeError(f"cell {claim.dir} has {manifest.n_done} of {len(samples)} records after its run")
             ref.computed_at = manifest.completed_at
             m = combined_measurements(manifest)
             self.progress.note(f"{self.model.name} / {task.name}: {manifest.n_done} items, {m['wall_s']:.1f}s timed")
+
+    def _reused(self, task: Task, ref: CellRef, manifest: Optional[CellManifest], by_another_job: bool = False) -> None:
+        """The cell is complete: this run reuses it and says where it was computed."""
+        ref.status, ref.computed_at = RefStatus.reused, manifest.completed_at if manifest else None
+        _mark_hardware(ref, manifest.hardware if manifest else {})
+        if by_another_job:  # it finished while this job waited for the lock
+            self.progress.note(f"{self.model.name} / {task.name}: reused (computed by another job, {ref.computed_at})")
+            return
+        borrowed = self.p.borrowed.get((self.model.name, task.name))
+        self.progress.note(
+            f"{self.model.name} / {task.name}: reused (computed {ref.computed_at}"
+            + (f" on other hardware: {borrowed}; runtime.other_hardware=reuse" if borrowed else "")
+            + f"), {self.p.store.cell_dir(self.p.keys[(self.model.name, task.name)])}"
+        )
+
+    def _settle(self, claim: Claim, task: Task, ref: CellRef) -> bool:
+        """With the cell's lock held: set aside what cannot be resumed; True when another job completed the cell."""
+        bad = claim.unreadable()
+        if bad is not None:  # its measurements are lost: the records alone cannot rebuild them
+            aside = claim.supersede()
+            self.progress.note(
+                f"{self.model.name} / {task.name}: {bad.problem}; set aside as {aside and aside.name}, computed anew"
+            )
+        if self.p.cfg.runtime.recompute and ref.status == RefStatus.planned:
+            aside = claim.supersede()
+            if aside:
+                self.progress.note(
+                    f"{self.model.name} / {task.name}: runtime.recompute=true, earlier cell kept as {aside.name}"
+                )
+        elif claim.complete:
+            self._reused(task, ref, claim.manifest, by_another_job=True)
+            return True
+        return False
+
+    def _begin(self, claim: Claim, engine: Any, task: Task, samples: list[Sample], ref: CellRef) -> CellManifest:
+        """Open the cell's session: its manifest holds the model, the task, the environment and the hardware class."""
+        manifest = claim.begin(
+            model_record={
+                **engine.describe(),
+                "engine_reason": self.p.engines[self.model.name].reason,
+                "architecture_only": self.model.architecture_only,
+                "published_params": self.model.published_params,
+            },  # also in plan.json (reports use the plan's)
+            task_info=task_info(task, samples),
+            environment=self.environment,
+            n_planned=len(samples),
+            hardware=self.p.hardware[self.model.name].to_dict(),
+        )
+        _mark_hardware(ref, manifest.hardware)
+        return manifest
+
+    def _note_pressure(self, task: Task, pressure: Any) -> None:
+        if pressure.oom_events:
+            self.progress.note(
+                f"{self.model.name} / {task.name}: out of memory {pressure.oom_events} time(s): batch size "
+                f"{self.p.cfg.runtime.batch_size} -> {pressure.final_batch_size}"
+                + (
+                    f", {len(pressure.failed_ids)} item(s) failed at batch size 1 (retried by the next run)"
+                    if pressure.failed_ids
+                    else ""
+                )
+            )
 
     def _finish_killed(self, claim: Claim, left: CellManifest, ref: CellRef, task: Task, n_planned: int) -> None:
         """Every record is on disk but the job was killed before it closed the cell: close it without recomputing.

@@ -60,6 +60,15 @@ def changed_predictions(ids: Sequence[str], before: Mapping[str, str], after: Ma
     return [i for i in ids if before[i] != after[i]]
 
 
+def default_models(order: Sequence[str], reference: Optional[str], other_run: Optional[Sequence[str]]) -> list[str]:
+    """The models compared when none are named: in one run its first candidate and the reference; across two runs
+    the first model both ran (the same model before and after a change)."""
+    if other_run is not None:
+        return [n for n in order if n in other_run][:1]
+    others = [n for n in order if n != reference]
+    return [others[0], reference] if others and reference else []
+
+
 def compare_records(
     task_type: TaskType | str, a: Sequence[SampleRecord], b: Sequence[SampleRecord]
 ) -> tuple[Counter[str], list[Flip]]:

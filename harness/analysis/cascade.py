@@ -16,7 +16,7 @@ import numpy as np
 from harness.results.outcomes import CellOutcomes, Outcomes, as_outcomes
 from harness.results.records import SampleRecord
 from harness.tasks.metrics import rouge_l
-from harness.tasks.types import item_score_key
+from harness.tasks.types import is_classification, item_score_key
 
 
 def confidence(record: SampleRecord) -> Optional[float]:
@@ -34,7 +34,7 @@ def item_score(record: SampleRecord, task_type: str) -> float:
 
 def agreement(small: CellOutcomes, large: CellOutcomes, task_type: str) -> dict[str, float]:
     """How often the small model says what the large one says."""
-    if task_type == "classification":
+    if is_classification(task_type):
         return {"same_prediction": float(np.mean([s == l for s, l in zip(small.predictions, large.predictions)]))}
     overlap = [rouge_l(s, l) for s, l in zip(small.predictions, large.predictions)]
     return {

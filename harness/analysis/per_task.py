@@ -34,6 +34,7 @@ from harness.results.records import SampleRecord
 from harness.results.schema import RunSummary, StopRule
 from harness.results.summary import cross_hardware
 from harness.tasks.metrics import load_rouge
+from harness.tasks.types import is_classification
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -103,7 +104,7 @@ def compare_models(
                     seq.value, seq.low, seq.high, seq.n, seq.method, alpha=seq.alpha, fixed_n=fixed
                 )
             out.sample_size[metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric]))
-    if task_type == "classification":
+    if is_classification(task_type):
         out.mcnemar = mcnemar_exact((cand.item_score > 0).tolist(), (ref.item_score > 0).tolist())
     if not timed:  # the cascade and the router price each model by its time too: not across machines either
         out.cross_hardware = True
@@ -201,7 +202,7 @@ def analyze_run(
         rule = StopRule()
     names = list(summary.tasks)
     if workers > 1 and len(names) > 1 and "fork" in multiprocessing.get_all_start_methods():
-        if any(r.task_type != "classification" for info in summary.tasks.values() for r in info.results.values()):
+        if any(not is_classification(r.task_type) for info in summary.tasks.values() for r in info.results.values()):
             load_rouge()  # the cascade's agreement on generation tasks: imported once, before the fork
         _FORKED = (summary, outcomes_by_cell, keep_share, seed, rule, cascades)
         gc.freeze()  # the inherited outcomes are never collected in the workers: no walk over (and copy of) them

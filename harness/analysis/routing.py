@@ -30,6 +30,7 @@ import numpy as np
 from harness.analysis.cascade import cheapest, curve, outcomes, routed
 from harness.analysis.stats import paired_difference
 from harness.results.outcomes import SIGNALS, Outcomes, as_outcomes
+from harness.tasks.types import is_classification
 
 GAP_TARGETS = (0.5, 0.8, 0.95)
 
@@ -101,7 +102,7 @@ def evaluate_router(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Every available confidence signal: cross-fitted and in-sample cascades, APGR, calls needed, random baseline."""
-    kind = "classification" if task_type == "classification" else "generation"
+    kind = "classification" if is_classification(task_type) else "generation"
     small, large = as_outcomes(small, task_type), as_outcomes(large, task_type)
     s_score, l_score, s_cost, l_cost = outcomes(small, large, task_type)
     gap = float(l_score.mean() - s_score.mean())

@@ -19,7 +19,7 @@ from typing import Optional, Union
 import numpy as np
 
 from harness.results.records import SampleRecord
-from harness.tasks.types import item_score_key
+from harness.tasks.types import is_classification, item_score_key
 
 
 def _detail(name: str) -> Callable[[SampleRecord], Optional[float]]:
@@ -85,7 +85,7 @@ class CellOutcomes:
     @classmethod
     def of(cls, records: Sequence[SampleRecord], task_type: str) -> CellOutcomes:
         key = item_score_key(task_type)
-        if task_type == "classification":
+        if is_classification(task_type):
             metrics = {"accuracy": np.asarray([r.scores["correct"] for r in records], dtype=float)}
         else:
             names = sorted({k for r in records for k in r.scores})
@@ -95,7 +95,7 @@ class CellOutcomes:
                 )
                 for n in names
             }
-        kind = "classification" if task_type == "classification" else "generation"
+        kind = "classification" if is_classification(task_type) else "generation"
         signals = {name: _all_or_none([get(r) for r in records]) for name, get in SIGNALS[kind].items()}
         return cls(
             task_type=task_type,

@@ -36,7 +36,7 @@ from harness.results.schema import (
     TaskSummary,
 )
 from harness.tasks.metrics import ROUGE_TYPES, accuracy, macro_f1
-from harness.tasks.types import primary_metric
+from harness.tasks.types import is_classification, primary_metric
 
 
 def _percentiles(values: list[float]) -> Percentiles:
@@ -53,7 +53,7 @@ def _median(values: list[Optional[float]]) -> Optional[float]:
 
 
 def _quality(task_type: str, records: list[SampleRecord]) -> dict[str, float]:
-    if task_type == "classification":
+    if is_classification(task_type):
         golds = [r.gold for r in records]
         preds = [r.prediction for r in records]
         labels = records[0].details.get("choices", sorted(set(golds)))
@@ -134,14 +134,14 @@ def summarize_model_task(
         n=n,
         primary_metric=primary_metric(task_type),
         quality=_quality(task_type, records),
-        baselines=_baselines(records) if task_type == "classification" and records else None,
+        baselines=_baselines(records) if is_classification(task_type) and records else None,
         # latency mode (batch 1): request latencies; throughput mode: none (a batch's time is no request's latency)
         mode="latency" if all(r.latency_s is not None for r in records) else "throughput",
         batch_size=meta.get("batch_size") or max((r.batch_size for r in records), default=1),  # as configured
         latency_s=_percentiles([r.latency_s for r in records if r.latency_s is not None]),
         item_s=_percentiles([r.item_s for r in records]),
         ttft_s=_percentiles([r.ttft_s for r in records if r.ttft_s is not None])
-        if task_type != "classification"
+        if not is_classification(task_type)
         else None,
         decode_tokens_per_s_median=_median([r.decode_tokens_per_s for r in records]),
         wall_s=wall,
@@ -157,7 +157,7 @@ def summarize_model_task(
         sample_ids=[r.sample_id for r in records],
         breakdown=_breakdown(task_type, records, info.get("breakdown_fields") or []),
         consistency=_consistency(records, info["consistency_field"])
-        if info.get("consistency_field") and task_type == "classification"
+        if info.get("consistency_field") and is_classification(task_type)
         else None,
         economics=economics(
             t_n,

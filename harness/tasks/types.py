@@ -33,6 +33,11 @@ class TaskType(str, Enum):
         return PRIMARY_METRIC[self][1]
 
 
+def is_classification(task_type: TaskType | str) -> bool:
+    """Whether a task type (the enum, or its value as read from a result file) is classification."""
+    return TaskType(task_type) is TaskType.classification
+
+
 # The one place that says which metric decides a task: (metric in summaries, per-record score averaged into it)
 PRIMARY_METRIC = {
     TaskType.classification: ("accuracy", "correct"),

@@ -22,7 +22,7 @@ from harness.results.cells import read_cell_records
 from harness.results.load import LoadSummary
 from harness.results.records import SampleRecord
 from harness.results.schema import ModelRecord, RunSummary
-from harness.tasks.types import item_score_key, primary_metric
+from harness.tasks.types import is_classification, item_score_key, primary_metric
 
 SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
 
@@ -611,7 +611,7 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
     per: list[str] = []
     nums: dict[str, dict[str, Any]] = {}
     for t, e in run.analysis.tasks.items():
-        if e.task_type != "classification" or small_name not in e.models:
+        if not is_classification(e.task_type) or small_name not in e.models:
             continue
         small_latency = e.models[small_name].latency_s
         if small_latency is None:

@@ -46,7 +46,7 @@ from harness.measure.hardware import HardwareClass
 from harness.results.cells import digest, now_iso
 from harness.results.comparison import load_cells, read_run
 from harness.results.records import read_json, write_json
-from harness.tasks.types import item_score_key, primary_metric
+from harness.tasks.types import is_classification, item_score_key, primary_metric
 
 BASELINE_FORMAT = 1
 ALLOWABLE = ("items", "task", "model", "missing")
@@ -246,7 +246,7 @@ def _quality(
     c = [float(cur.items[i].score) for i in common]
     res.baseline, res.run = float(np.mean(b)), float(np.mean(c))
     res.delta = d = paired_difference(c, b, seed=cfg.seed)
-    if base.task_type == "classification":
+    if is_classification(base.task_type):
         res.p_value = mcnemar_exact([x > 0 for x in c], [x > 0 for x in b]).p_value
         significant = res.p_value < cfg.alpha
     else:

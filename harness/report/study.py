@@ -81,11 +81,17 @@ def _subset(summary: RunSummary, tasks: list[str]) -> RunSummary:
 
 
 def _command(run_dir: Path) -> Optional[str]:
-    """The run's command line as Hydra recorded its overrides (None where it was not recorded)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
+    """The run's command line as Hydra recorded it: the user's overrides, then those of Hydra's own settings it was
+    given (hydra.run.dir=...; not hydra.mode, which Hydra adds). None where it was not recorded."""
+    hydra_yaml, path = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return None
-    return " ".join(["harness", *(str(o) for o in yaml.safe_load(path.read_text()) or [])])
+    task = [str(o) for o in yaml.safe_load(path.read_text()) or []]
+    own: list[str] = []
+    if hydra_yaml.is_file():
+        recorded = ((yaml.safe_load(hydra_yaml.read_text()) or {}).get("hydra") or {}).get("overrides") or {}
+        own = [str(o) for o in recorded.get("hydra") or [] if not str(o).startswith("hydra.mode=")]
+    return " ".join(["harness", *task, *own])
 
 
 def study(run_dir: Path, overrides: Optional[list[str]] = None) -> Study:
@@ -312,10 +318,18 @@ def render_study(st: Study, generated_by: str) -> str:
 
 
 def _memory_energy(st: Study) -> str:
-    devices = sorted({str(m.get("device")) for r in _results(st) if (m := r.memory) and m.get("device")})
-    energy = sorted({str(e.get("method")) for r in _results(st) if (e := r.energy) and e.get("method")})
+    results = _results(st)
+    devices = sorted({str(m.get("device")) for r in results if (m := r.memory) and m.get("device")})
+    measured = sorted({str(e.get("method")) for r in results if (e := r.energy) and e.get("method")})
+    estimated = any(r.economics and r.economics.energy_method == "estimated" for r in results)
+    energy = (
+        f"energy measured by {', '.join(measured)}"
+        if measured
+        else "energy not measured (no RAPL or NVML counter here)"
+        + ("; C6's energy is estimated from time and the hardware profile's power" if estimated else "")
+    )
     return (
-        f"Memory measured on: {', '.join(devices) or 'nothing'}; energy by: {', '.join(energy) or 'no method'}. "
+        f"Memory measured on: {', '.join(devices) or 'nothing'}; {energy}. "
         "No GPU column: GPU memory (torch.cuda peaks) and NVML energy need a GPU run of the same command."
     )
 

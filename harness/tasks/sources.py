@@ -44,7 +44,7 @@ class TaskSource:
         if isinstance(loader, str):
             module, _, name = loader.partition(":")
             loader = getattr(importlib.import_module(module), name)
-        return loader(ref, cache_dir, include)  # type: ignore[operator]
+        return loader(ref, cache_dir, include)
 
 
 TASK_SOURCES: Registry[TaskSource] = Registry("task source", "task_sources", "a task name's prefix")

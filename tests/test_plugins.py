@@ -55,15 +55,18 @@ class CountedEngine(HFEngine):
 
     def loglikelihood(self, prompts, choices):
         CountedEngine.calls += 1
-        return super().loglikelihood(prompts, choices)
+        scores, seconds = super().loglikelihood(prompts, choices)
+        for score in scores:  # into each record's details: the plugin's engine scored it
+            score.details["plugin_call"] = CountedEngine.calls
+        return scores, seconds
 
     def describe(self):
-        return {**super().describe(), "engine": self.name, "plugin_calls": CountedEngine.calls}
+        return {**super().describe(), "engine": self.name}
 
 
 def _load(ref, cache_dir, include):
     task = load_task(find_task(ref.ref, tasks_dir()), cache_dir)
-    return replace(task, name=ref.task_name)
+    return replace(task, spec=replace(task.spec, name=ref.task_name), source={"source": ref.source, "ref": ref.ref})
 
 
 SOURCE = TaskSource(_load, {}, "shipped:smoke_classify")
@@ -74,6 +77,18 @@ def min_items_per_cell(run, thresholds):
     ok = least >= thresholds["min_items"]
     return Verdict("", SUPPORTED if ok else INCONCLUSIVE, f"least items in a cell: {least}", "every cell ran enough items")
 '''
+
+
+CLAIMS = """\
+defaults: [seed_articles, _self_]
+P1:
+  check: min_items_per_cell
+  who: the plugin's author
+  source: tests/test_plugins.py
+  quote: every cell runs enough items
+  hypothesis: every cell ran at least 4 items
+  thresholds: {min_items: 4}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +108,9 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (site / "harness_plugin_example-0.1.0.dist-info" / "entry_points.txt").is_file()
+    # a claims YAML of the user's: the shipped claims and one decided by the plugin's check
+    (tmp / "configs" / "claims").mkdir(parents=True)
+    (tmp / "configs" / "claims" / "plugged.yaml").write_text(CLAIMS)
     return site
 
 
@@ -116,7 +134,8 @@ def test_an_installed_plugin_adds_an_engine_a_task_source_and_a_claim_check(plug
         "runtime.max_samples=4",
         "runtime.progress=false",
         "print_report=false",
-        "+claims.P1={check: min_items_per_cell, thresholds: {min_items: 4}, hypothesis: every cell ran 4 items}",
+        "claims=plugged",
+        f"hydra.searchpath=[{plugin_site.parent.joinpath('configs').as_uri()}]",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -126,7 +145,9 @@ def test_an_installed_plugin_adds_an_engine_a_task_source_and_a_claim_check(plug
     assert tasks == {"shipped-smoke_classify"}
     models = json.loads((run / "summary.json").read_text())["models"]
     assert {m["engine"] for m in models.values()} == {"hf_counted"}
-    assert all(m["plugin_calls"] >= 1 for m in models.values())  # the plugin's engine scored the items
+    for cell in cells["cells"]:  # every item was scored by the plugin's engine
+        records = [json.loads(line) for line in (Path(cell["path"]) / "records.jsonl").read_text().splitlines()]
+        assert len(records) == 4 and all(r["details"]["plugin_call"] >= 1 for r in records)
     verdicts = {v["id"]: v for v in json.loads((run / "claims.json").read_text())["verdicts"]}
     assert verdicts["P1"]["verdict"] == "supported" and verdicts["P1"]["key_number"] == "least items in a cell: 4"
 
@@ -136,3 +157,10 @@ def test_without_the_plugin_its_names_are_unknown_in_one_line(tmp_path: Path) ->
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and "unknown engine 'hf_counted'" in line
     assert "small_vs_large.engines" in line and "-- fix:" in line
+
+
+def test_a_claim_added_on_the_command_line_is_sent_to_a_claims_yaml(tmp_path: Path) -> None:
+    proc = _harness(tmp_path, None, "pair=tiny", "task=smoke", "+claims.P1.check=min_items_per_cell")
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and "claim 'P1' cannot be built from the command line" in line
+    assert "claims=<name>" in line

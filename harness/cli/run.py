@@ -37,6 +37,13 @@ def explain_hydra_error(exc: BaseException) -> str:
             )
         valid = options(leaf)
         return f"unknown {leaf} {name!r}; valid {leaf}s: {', '.join(valid)} -- fix: pass {leaf}=<one of these> (or add configs/{leaf}/{name}.yaml)"
+    new_claim = re.search(r"override \+?claims\.(\w+)", text)
+    if new_claim and "ClaimConfig" in f"{text} {exc.__cause__ or exc.__context__ or ''}":
+        return (
+            f"claim {new_claim.group(1)!r} cannot be built from the command line (a claim is a typed entry) -- fix: add it "
+            "to a claims YAML of your own (claims/<name>.yaml with defaults: [seed_articles, _self_], in a folder on "
+            "hydra.searchpath) and pass claims=<name>"
+        )
     unknown_key = re.search(r"Could not override '([^']+)'", text)
     if unknown_key:
         return f"unknown setting {unknown_key.group(1)!r} -- fix: check the spelling (see configs/ and harness/config/schema.py), or use +{unknown_key.group(1)}=... to add a new key"

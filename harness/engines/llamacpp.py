@@ -156,11 +156,13 @@ def model_params(repack: bool) -> Iterator[None]:
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
     """Over the vocabulary, in float32 as the hf engine's log-softmax (float64 doubled the per-token cost of a 151k vocabulary)."""
     top = logits.max(axis=-1, keepdims=True)
-    return top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+    out: np.ndarray = top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+    return out
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    return logits - _logsumexp(logits)
+    out: np.ndarray = logits - _logsumexp(logits)
+    return out
 
 
 class GGUFChatTokenizer:
@@ -193,7 +195,8 @@ class GGUFChatTokenizer:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
 
     def decode(self, tokens: Sequence[int], skip_special_tokens: bool = True) -> str:
-        return self.llm.detokenize(list(tokens), special=not skip_special_tokens).decode("utf-8", errors="ignore")
+        text: str = self.llm.detokenize(list(tokens), special=not skip_special_tokens).decode("utf-8", errors="ignore")
+        return text
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
         """The ``tokenizer(text, add_special_tokens=False)["input_ids"]`` call of ``encode_pair``."""
@@ -303,14 +306,16 @@ class LlamaCppEngine(Engine):
     # --- evaluation on the model's key/value cache ------------------------------------------
 
     def _logits(self, rows: int) -> np.ndarray:
-        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(rows, self.n_vocab)).copy()
+        logits: np.ndarray = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(rows, self.n_vocab)).copy()
+        return logits
 
     def _feed(self, tokens: Sequence[int], all_logits: bool = False) -> np.ndarray:
         """Evaluate ``tokens`` after the cache's current contents: the last position's logits [V], or every position's [n, V]."""
         llm = self.llm
         if not all_logits:
             llm.eval(list(tokens))  # in n_batch chunks; the last chunk's last row is the one kept
-            return self._logits(1)[0]
+            last: np.ndarray = self._logits(1)[0]
+            return last
         rows = []
         for i in range(0, len(tokens), self.settings.n_batch):  # the batch holds n_batch tokens
             chunk = list(tokens[i : i + self.settings.n_batch])

@@ -150,7 +150,7 @@ def main() -> None:
     forced = os.environ.get("HARNESS_LLAMACPP_REPACK")
     patch_echo_logprobs()
     with model_params(repack_default() if forced is None else forced == "1"):
-        serve()
+        serve()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

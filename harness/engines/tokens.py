@@ -25,7 +25,8 @@ def split_pair(context: str, continuation: str) -> tuple[str, str]:
 
 def encode(tokenizer: Any, text: str) -> list[int]:
     """A Hugging Face tokenizer's ids for ``text``, no special tokens (the chat template, if any, is in the text)."""
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids
 
 
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:

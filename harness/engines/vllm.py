@@ -122,7 +122,9 @@ def config_params(hf_config: Any, trust_remote_code: bool) -> dict[str, Any]:
         return ParamCounts(0, 0, 0, 0, 0, 0).to_dict()
     try:
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+                hf_config, trust_remote_code=trust_remote_code
+            )
         return count_params(model).to_dict()
     except Exception:  # an architecture transformers lacks, a multimodal config: the counts are unknown
         return ParamCounts(0, 0, 0, 0, 0, 0).to_dict()

@@ -60,7 +60,8 @@ def _mark_hardware(ref: CellRef, hardware: dict[str, Any]) -> None:
 def _memory(engine: Any, mem: Any) -> dict[str, Any]:
     """A session's memory: the process's, or, for a served model, nothing (the server's memory is not the client's)."""
     if engine.memory_in_process:
-        return mem.to_dict()
+        measured: dict[str, Any] = mem.to_dict()
+        return measured
     return {"device": "server", "peak_bytes": None, "client_peak_rss_bytes": mem.peak_rss_bytes}
 
 

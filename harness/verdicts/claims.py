@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Final, Literal, Optional
 
 from harness.analysis.sample_size import ALPHA, SampleSize, holm, items_to_decide_many, one_sided_ps
 from harness.analysis.schema import PairedComparison, RunAnalysis
@@ -24,13 +24,18 @@ from harness.results.records import SampleRecord
 from harness.results.schema import ModelRecord, RunSummary
 from harness.tasks.types import is_classification, item_score_key, primary_metric
 
-SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED = "supported", "refuted", "inconclusive", "not measured"
+VerdictValue = Literal["supported", "refuted", "inconclusive", "not measured"]
+SUPPORTED: Final = "supported"
+REFUTED: Final = "refuted"
+INCONCLUSIVE: Final = "inconclusive"
+NOT_MEASURED: Final = "not measured"
+VERDICT_VALUES: tuple[VerdictValue, ...] = (SUPPORTED, REFUTED, INCONCLUSIVE, NOT_MEASURED)
 
 
 @dataclass
 class Verdict:
     id: str
-    verdict: str
+    verdict: VerdictValue
     key_number: str  # the headline figure, e.g. "latency ratio 0.20 [0.17, 0.24]"
     sentence: str
     tasks: list[str] = field(default_factory=list)
@@ -54,7 +59,7 @@ def _fmt(est: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:
     return f"{est['value'] * scale:.2f}{unit} [{est['low'] * scale:.2f}, {est['high'] * scale:.2f}]"
 
 
-def _combine(per_task: list[str]) -> str:
+def _combine(per_task: list[VerdictValue]) -> VerdictValue:
     """All tasks agree -> that verdict; any refutation wins over support; otherwise inconclusive."""
     if not per_task:
         return NOT_MEASURED
@@ -191,7 +196,7 @@ def size_predicts_quality_weakly(run: RunView, th: dict[str, float]) -> Verdict:
         rhos = {t: r for t, r in rhos.items() if r == r}  # nan when every model scores the same
         if rhos:
             mean_rho = sum(rhos.values()) / len(rhos)
-            verdict = SUPPORTED if abs(mean_rho) < th.get("weak_correlation", 0.5) else REFUTED
+            verdict: VerdictValue = SUPPORTED if abs(mean_rho) < th.get("weak_correlation", 0.5) else REFUTED
             return Verdict(
                 UNSET,
                 verdict,
@@ -225,7 +230,7 @@ def size_predicts_quality_weakly(run: RunView, th: dict[str, float]) -> Verdict:
     )
 
 
-def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[list[str], dict[str, Any]]:
+def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[list[VerdictValue], dict[str, Any]]:
     """Per (task, model): is the paired model-minus-reference CI above, below, or across ``-margin(task)``?
 
     supported = the whole interval is above -margin; refuted = below; else inconclusive.
@@ -239,14 +244,14 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
     p_above = dict(zip(tested, holm(one_sided_ps(list(tested.values()), thresholds, True))))
     p_below = dict(zip(tested, holm(one_sided_ps(list(tested.values()), thresholds, False))))
     undecided: list[tuple[str, SampleSize, float]] = []  # (label, sizes, threshold): items to decide, all at once
-    per: list[str] = []
+    per: list[VerdictValue] = []
     nums: dict[str, dict[str, Any]] = {}
     for t, c in keys:
         d, m = run.diff(t, c), margin(t)
         above, below = p_above.get((t, c), 0.0), p_below.get((t, c), 0.0)
         if is_sequential(d):  # anytime-valid and family-wise already (Bonferroni): the interval decides alone
             above = below = 0.0
-        verdict = (
+        verdict: VerdictValue = (
             SUPPORTED
             if d["low"] > -m and above < ALPHA
             else REFUTED
@@ -289,7 +294,7 @@ def decide_note(d: dict[str, Any]) -> str:
 def large_model_better(run: RunView, th: dict[str, float]) -> Verdict:
     # "large is better" = small - large is below 0 everywhere: the mirror of "within a margin of 0".
     per, nums = _difference_verdicts(run, lambda t: 0.0)
-    flipped = [{SUPPORTED: REFUTED, REFUTED: SUPPORTED}.get(v, v) for v in per]
+    flipped: list[VerdictValue] = [REFUTED if v == SUPPORTED else SUPPORTED if v == REFUTED else v for v in per]
     verdict = _combine(flipped)
     key = "; ".join(f"{k} S-L {_fmt(d, 100)}{decide_note(d)}{_at_baseline(d)}" for k, d in nums.items())
     sentence = {
@@ -366,7 +371,7 @@ def small_within_tolerance(run: RunView, th: dict[str, float]) -> Verdict:
 @check("cascade_keeps_quality")
 def cascade_keeps_quality(run: RunView, th: dict[str, float]) -> Verdict:
     """Judged on the cross-fitted cascade (threshold chosen on other items than it is scored on); in-sample beside it."""
-    per: list[str] = []
+    per: list[VerdictValue] = []
     nums: dict[str, dict[str, Any]] = {}
     max_cost, keep = th.get("max_cost_share", 0.8), th.get("keep_share", 0.95)
     for (t, c), e in run.compared.items():
@@ -426,7 +431,7 @@ SERVED_ENGINE = "openai"  # its memory is the server's: not measured by the clie
 
 @check("small_faster_and_cheaper")
 def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
-    per: list[str] = []
+    per: list[VerdictValue] = []
     nums: dict[str, dict[str, Any]] = {}
     limit = th.get("max_ratio", 1.0)
     for (t, c), e in run.timed.items():
@@ -478,7 +483,9 @@ def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
 
 @check("small_uses_less_energy")
 def small_uses_less_energy(run: RunView, th: dict[str, float]) -> Verdict:
-    per, nums, methods = [], {}, set()
+    per: list[VerdictValue] = []
+    nums: dict[str, dict[str, Any]] = {}
+    methods: set[str] = set()
     floor = th.get("min_ratio", 1.0)
     for (t, c), e in run.timed.items():
         r = e.energy_ratio_reference_over_candidate.to_dict() if e.energy_ratio_reference_over_candidate else {}
@@ -520,7 +527,7 @@ def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
     m, d = moe[0], dense[-1]  # the first MoE against the largest dense model
     if m.architecture_only or d.architecture_only:
         return _c7_cost_side(run, m, d)
-    per: list[str] = []
+    per: list[VerdictValue] = []
     nums: dict[str, dict[str, Any]] = {}
     for t, info in run.summary.tasks.items():
         res = info.results
@@ -608,7 +615,7 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
             run.names,
         )
     max_p95, max_mem = th.get("max_p95_latency_s", 2.0), th.get("max_memory_gb", 4.0) * 2**30
-    per: list[str] = []
+    per: list[VerdictValue] = []
     nums: dict[str, dict[str, Any]] = {}
     for t, e in run.analysis.tasks.items():
         if not is_classification(e.task_type) or small_name not in e.models:
@@ -704,7 +711,7 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
             run.names,
             {"params_ratio": biggest},
         )
-    per: list[str] = []
+    per: list[VerdictValue] = []
     nums: dict[str, dict[str, Any]] = {}
     wins: list[str] = []
     for a, b in pairs:
@@ -728,7 +735,7 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
             [],
             run.names,
         )
-    verdict = SUPPORTED if wins else REFUTED if all(v == REFUTED for v in per) else INCONCLUSIVE
+    verdict: VerdictValue = SUPPORTED if wins else REFUTED if all(v == REFUTED for v in per) else INCONCLUSIVE
     ratios = sorted({f"{v['params_ratio']:.1f}x" for v in nums.values()})
     key = f"params {', '.join(ratios)}; " + "; ".join(f"{k} S-L {_fmt(v['difference'], 100)}" for k, v in nums.items())
     sentence = {
@@ -766,7 +773,7 @@ def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
                     f"{name}/{t} ({res.n} of {info.info['n_selected']} items"
                     + (f"; {failed} failed out of memory)" if failed else ")")
                 )
-    verdict = REFUTED if missing else SUPPORTED
+    verdict: VerdictValue = REFUTED if missing else SUPPORTED
     n_tasks = len(run.summary.tasks)
     sentence = (
         "Every planned task and item of this run is in the records and the report."

@@ -18,15 +18,21 @@ both models).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Final, Literal, Optional
 
 from harness.analysis.schema import RunAnalysis
 from harness.results.load import LoadSummary
 from harness.results.schema import CellSummary, RunSummary
 from harness.verdicts.claims import at_majority_baseline, baseline_note, c3_tolerance, claim_of_check
 
-MEETS, NOT_SHOWN, FALLS_SHORT, REFERENCE = "meets", "not shown", "falls short", "reference"
-FAILS_SLO = "fails the latency SLO"  # a load sweep found no concurrency at which its p95 latency met load.slo_p95_s
+Standing = Literal["meets", "not shown", "falls short", "reference", "fails the latency SLO"]
+MEETS: Final = "meets"
+NOT_SHOWN: Final = "not shown"
+FALLS_SHORT: Final = "falls short"
+REFERENCE: Final = "reference"
+FAILS_SLO: Final = (
+    "fails the latency SLO"  # a load sweep found no concurrency at which its p95 latency met load.slo_p95_s
+)
 DECISION_FORMAT = 1  # decision.json
 
 
@@ -41,7 +47,7 @@ class Option:
     latency_p95_s: Optional[float]
     latency_basis: str  # latency | time per item (throughput mode)
     memory_bytes: Optional[float]
-    standing: str  # meets | not shown | falls short | reference
+    standing: Standing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +93,7 @@ class TaskDecision:
         }
 
 
-def _standing(diff: dict[str, Any], tolerance: float) -> str:
+def _standing(diff: dict[str, Any], tolerance: float) -> Standing:
     return MEETS if diff["low"] > -tolerance else FALLS_SHORT if diff["high"] < -tolerance else NOT_SHOWN
 
 

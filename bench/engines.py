@@ -54,7 +54,7 @@ def one(model: str, engine_name: str, dtype: str, claims: int, summaries: int, t
     torch.set_num_threads(threads)
     rt = C.runtime("cpu", dtype, engine=engine_name, chat_template=True, num_threads=threads)
     engine = load_engine(load_model_config(model), rt, default_cache_dir())
-    described = engine.describe()
+    described = engine.describe().to_dict()
     t, samples = C.task("seed_claims", claims)
     C.harness_pass(engine, t, samples[:2], rt)  # warm-up: first calls allocate
     cls_wall, _ = C.harness_pass(engine, t, samples, rt)

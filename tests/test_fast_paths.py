@@ -118,8 +118,8 @@ def test_greedy_loop_stops_at_eos(tiny_llama):
 
 
 def test_decode_loop_is_chosen_by_the_runtime(tiny_llama):
-    assert HFEngine(tiny_llama).describe()["decode_loop"] == "harness"
-    assert HFEngine(tiny_llama, DecodeLoop.generate.value).describe()["decode_loop"] == "generate"
+    assert HFEngine(tiny_llama).describe().extra["decode_loop"] == "harness"
+    assert HFEngine(tiny_llama, DecodeLoop.generate.value).describe().extra["decode_loop"] == "generate"
     with pytest.raises(ValueError):
         HFEngine(tiny_llama, "beam")
 
@@ -191,7 +191,7 @@ def test_prompt_lookup_keeps_the_greedy_output(model, stops, min_new, request):
     if not stops:  # without drafts every token costs a forward pass (the prefill gives the first)
         assert calls["n"] < tokens, "no drafted token was ever accepted: the test does not exercise the fast path"
     engine = HFEngine(lm, prompt_lookup_tokens=4)
-    assert engine.describe()["prompt_lookup_tokens"] == 4
+    assert engine.describe().extra["prompt_lookup_tokens"] == 4
     assert _tokens(engine.generate_until(PROMPTS[:1], 8, [])) == _tokens(greedy_decode(lm, PROMPTS[:1], 8, []))
 
 

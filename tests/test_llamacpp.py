@@ -140,7 +140,9 @@ def test_stop_strings_and_fixed_length(engines):
 
 def test_describe_names_the_gguf(engines, tiny_gguf):
     llama, _ = engines
-    d = llama.describe()
+    facts = llama.describe()
+    assert facts.params.total > 0
+    d = facts.to_dict()  # as the manifest holds it
     assert d["engine"] == "llamacpp" and d["dtype"] == "ALL_F32"
     assert d["gguf_bytes"] == tiny_gguf.stat().st_size and 0 < d["model_bytes"] <= d["gguf_bytes"]
     assert "on disk" in d["dtype_reason"] and d["threads"] == 2
@@ -298,7 +300,7 @@ def test_gguf_wheel_runs_as_stored_without_conversion(tiny_gguf, tmp_path):
     cfg = ModelConfig(name="tiny_wheel", source=ModelSource.gguf_wheel, gguf=wheel)
     rt = RuntimeConfig(device="cpu", engine="llamacpp")
     engine = load_engine(cfg, rt, cache)
-    assert engine.describe()["origin"].startswith("tiny-gguf==1.0 (tiny.gguf")
+    assert engine.describe().origin.startswith("tiny-gguf==1.0 (tiny.gguf")
     assert not (cache / "converted").exists()
     engine.unload()
     wheel.quant = "Q4_K_M"

@@ -61,7 +61,7 @@ class CountedEngine(HFEngine):
         return scores, seconds
 
     def describe(self):
-        return {**super().describe(), "engine": self.name}
+        return replace(super().describe(), engine=self.name)
 
 
 def _load(ref, cache_dir, include):

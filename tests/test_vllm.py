@@ -110,8 +110,8 @@ def test_greedy_generations_match_the_hf_engine(engines):
         assert g.min_logprob == pytest.approx(w.min_logprob, abs=LOGLIK_ATOL)
         assert g.latency_s > 0
     described = vllm_engine.describe()
-    assert described["device"] == "cuda" and described["dtype"] == "float32"
-    assert described["params"]["total"] == hf.describe()["params"]["total"]
+    assert described.device == "cuda" and described.dtype == "float32"
+    assert described.params.total == hf.describe().params.total
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="CUDA is available here: the refusal without it cannot happen")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from harness.config.schema import ModelConfig, RuntimeConfig
+from harness.models.params import ParamCounts
 from harness.tasks.prompts import Prompt
 
 
@@ -54,6 +55,31 @@ class Generation:
     details: dict[str, Any] = field(
         default_factory=dict
     )  # engine facts for the record (retries, inter-token latency ...)
+
+
+@dataclass
+class ModelFacts:
+    """What an engine says of the model it loaded: the manifest's model record (``results.schema.ModelRecord`` reads
+    it back). The facts every engine has are fields; an engine's own (threads, GGUF size, vLLM settings) are in
+    ``extra``. An optional fact left None is not written (a served model has no architecture of its own to tell)."""
+
+    name: str
+    engine: str
+    source: str
+    origin: str
+    device: str
+    dtype: str
+    params: ParamCounts
+    load_time_s: float
+    dtype_reason: Optional[str] = None
+    prepare_s: Optional[float] = None  # fetching and converting weights before loading
+    chat_template: Optional[bool] = None
+    architecture: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("params", "extra")}
+        return {k: v for k, v in d.items() if v is not None} | {"params": self.params.to_dict(), **self.extra}
 
 
 class Engine(ABC):
@@ -104,7 +130,7 @@ class Engine(ABC):
         return len(prompt.text)
 
     @abstractmethod
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelFacts:
         """The loaded model's facts for the records: parameters, dtype, device, load time, origin."""
 
     @abstractmethod

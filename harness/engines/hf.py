@@ -25,7 +25,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from harness.config.schema import ModelConfig, RuntimeConfig
-from harness.engines.base import ChoiceScores, Engine, Generation
+from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
 from harness.engines.tokens import (
     choices_per_prompt,
     cut_at_stop,
@@ -650,28 +650,30 @@ class HFEngine(Engine):
     def prompt_length(self, prompt: Prompt) -> int:
         return len(encode(self.lm.tokenizer, prompt.text))
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelFacts:
         lm = self.lm
-        return {
-            "name": lm.name,
-            "engine": self.name,
-            "source": lm.source,
-            "origin": lm.origin,
-            "device": str(lm.device),
-            "dtype": str(lm.dtype).replace("torch.", ""),
-            "dtype_reason": lm.extra.get("dtype_reason", ""),
-            "threads": torch.get_num_threads(),
-            "load_time_s": lm.load_time_s,
-            "prepare_s": lm.extra.get("prepare_s", 0.0),
-            "params": lm.params.to_dict(),
-            "chat_template": lm.has_chat_template,
-            "architecture": type(lm.model).__name__,
-            "attention": getattr(lm.model.config, "_attn_implementation", None),
-            "decode_loop": self.decode_loop,
-            "prompt_lookup_tokens": self.lookup,
-            "share_prefixes": self.share_prefixes,
-            "compiled": self.compiled,
-        }
+        return ModelFacts(
+            name=lm.name,
+            engine=self.name,
+            source=lm.source,
+            origin=lm.origin,
+            device=str(lm.device),
+            dtype=str(lm.dtype).replace("torch.", ""),
+            dtype_reason=lm.extra.get("dtype_reason", ""),
+            load_time_s=lm.load_time_s,
+            prepare_s=lm.extra.get("prepare_s", 0.0),
+            params=lm.params,
+            chat_template=lm.has_chat_template,
+            architecture=type(lm.model).__name__,
+            extra={
+                "threads": torch.get_num_threads(),
+                "attention": getattr(lm.model.config, "_attn_implementation", None),
+                "decode_loop": self.decode_loop,
+                "prompt_lookup_tokens": self.lookup,
+                "share_prefixes": self.share_prefixes,
+                "compiled": self.compiled,
+            },
+        )
 
     def unload(self) -> None:
         self.lm.unload()

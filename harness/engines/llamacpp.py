@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
-from harness.engines.base import ChoiceScores, Engine, Generation
+from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
 from harness.engines.tokens import choices_per_prompt, cut_at_stop, encode_pair, fit_to_window, generation, reached_stop
 from harness.errors import ConfigError, ModelSourceError
 from harness.measure.timing import generation_timing
@@ -406,7 +406,7 @@ class LlamaCppEngine(Engine):
     ) -> list[Generation]:
         return [self._generate_one(p, max_new_tokens, stops, min_new_tokens) for p in prompts]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelFacts:
         import llama_cpp
 
         size = self.path.stat().st_size
@@ -414,29 +414,30 @@ class LlamaCppEngine(Engine):
         experts = self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture', '')}.expert_count")
         # MoE GGUF: llama.cpp counts every expert; the active share is not in the file
         embedding = int(self.llm._model.n_embd()) * self.n_vocab
-        params = ParamCounts.counted(n_params, embedding, int(experts or 0)).to_dict()
-        return {
-            "name": self.cfg.name,
-            "engine": self.name,
-            "source": getattr(self.cfg.source, "value", self.cfg.source),
-            "origin": self.origin,
-            "device": "cpu",
-            "dtype": self.quant,
-            "dtype_reason": f"GGUF weights as stored, {_human_bytes(size)} on disk",
-            "gguf_file_type": self.quant,
-            "gguf_bytes": size,
-            "model_bytes": int(self.llm._model.size()),  # the weights llama.cpp maps (the file's tensors)
-            "threads": self.settings.threads,
-            "n_ctx": self.settings.n_ctx,
-            "n_batch": self.settings.n_batch,
-            "repack": self.settings.repack,
-            "load_time_s": self.load_time_s,
-            "prepare_s": self.prepare_s,
-            "params": params,
-            "chat_template": bool(self._tok.chat_template),
-            "architecture": self.llm.metadata.get("general.architecture", "-"),
-            "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
-        }
+        return ModelFacts(
+            name=self.cfg.name,
+            engine=self.name,
+            source=getattr(self.cfg.source, "value", self.cfg.source),
+            origin=self.origin,
+            device="cpu",
+            dtype=self.quant,
+            dtype_reason=f"GGUF weights as stored, {_human_bytes(size)} on disk",
+            load_time_s=self.load_time_s,
+            prepare_s=self.prepare_s,
+            params=ParamCounts.counted(n_params, embedding, int(experts or 0)),
+            chat_template=bool(self._tok.chat_template),
+            architecture=self.llm.metadata.get("general.architecture", "-"),
+            extra={
+                "gguf_file_type": self.quant,
+                "gguf_bytes": size,
+                "model_bytes": int(self.llm._model.size()),  # the weights llama.cpp maps (the file's tensors)
+                "threads": self.settings.threads,
+                "n_ctx": self.settings.n_ctx,
+                "n_batch": self.settings.n_batch,
+                "repack": self.settings.repack,
+                "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
+            },
+        )
 
     def unload(self) -> None:
         self.llm.close()

@@ -45,7 +45,7 @@ import torch
 from transformers import AutoTokenizer
 
 from harness.config.schema import ModelConfig, RuntimeConfig, ServedAPI, ServedConfig
-from harness.engines.base import ChoiceScores, Engine, Generation
+from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
 from harness.engines.tokens import choices_per_prompt, cut_at_stop, generation, split_pair
 from harness.errors import ConfigError, ServerError
 from harness.measure.timing import generation_timing
@@ -481,33 +481,34 @@ class ServedEngine(Engine):
     ) -> list[Generation]:
         return self._map(self._generate_one, [(p, max_new_tokens, stops, min_new_tokens) for p in prompts])
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelFacts:
         import openai
 
         entry = next((m for m in self.listed if m.get("id") == self.served.model), {})
-        total = self.cfg.published_params or 0
-        return {
-            "name": self.cfg.name,
-            "engine": self.name,
-            "source": "served",
-            "origin": f"{self.served.base_url} ({self.served.model})",
-            "device": "server",
-            "dtype": "as served",
-            "dtype_reason": "set by the server",
-            "served_model": self.served.model,
-            "served_owned_by": entry.get("owned_by"),
-            "identity_note": "as the server reported it: the weights behind a served name can change",
-            "revision": self.cfg.revision,
-            "api": ServedAPI(self.served.api).value,
-            "client_tokenizer": self.served.tokenizer,
-            "concurrency": self.concurrency,
-            "usd_per_million_input": self.served.usd_per_million_input,
-            "usd_per_million_output": self.served.usd_per_million_output,
-            "prompt_logprobs_probe": self._probed,
-            "load_time_s": 0.0,
-            "params": ParamCounts.counted(total).to_dict(),
-            "openai_client": openai.__version__,
-        }
+        return ModelFacts(
+            name=self.cfg.name,
+            engine=self.name,
+            source="served",
+            origin=f"{self.served.base_url} ({self.served.model})",
+            device="server",
+            dtype="as served",
+            dtype_reason="set by the server",
+            load_time_s=0.0,
+            params=ParamCounts.counted(self.cfg.published_params or 0),
+            extra={
+                "served_model": self.served.model,
+                "served_owned_by": entry.get("owned_by"),
+                "identity_note": "as the server reported it: the weights behind a served name can change",
+                "revision": self.cfg.revision,
+                "api": ServedAPI(self.served.api).value,
+                "client_tokenizer": self.served.tokenizer,
+                "concurrency": self.concurrency,
+                "usd_per_million_input": self.served.usd_per_million_input,
+                "usd_per_million_output": self.served.usd_per_million_output,
+                "prompt_logprobs_probe": self._probed,
+                "openai_client": openai.__version__,
+            },
+        )
 
     def unload(self) -> None:
         self.api.close()

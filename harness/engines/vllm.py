@@ -41,7 +41,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
-from harness.engines.base import ChoiceScores, Engine, Generation
+from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
 from harness.engines.tokens import choices_per_prompt, cut_at_stop, encode, encode_pair, fit_to_window, generation
 from harness.errors import ConfigError, ModelSourceError
 from harness.measure.timing import GenerationTiming, generation_timing
@@ -115,19 +115,19 @@ def model_location(cfg: ModelConfig) -> tuple[str, Optional[str], str]:
     )
 
 
-def config_params(hf_config: Any, trust_remote_code: bool) -> dict[str, Any]:
+def config_params(hf_config: Any, trust_remote_code: bool) -> ParamCounts:
     """Parameter counts from the model's transformers config: the model built on the meta device (no memory, no
     weights read) and counted as the hf engine counts; zeros when transformers cannot build it from the config."""
     if hf_config is None:
-        return ParamCounts(0, 0, 0, 0, 0, 0).to_dict()
+        return ParamCounts.counted(0)
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
                 hf_config, trust_remote_code=trust_remote_code
             )
-        return count_params(model).to_dict()
+        return count_params(model)
     except Exception:  # an architecture transformers lacks, a multimodal config: the counts are unknown
-        return ParamCounts(0, 0, 0, 0, 0, 0).to_dict()
+        return ParamCounts.counted(0)
 
 
 def continuation_score(
@@ -205,7 +205,7 @@ class VllmEngine(Engine):
         origin: str,
         load_time_s: float,
         seed: int,
-        params: dict[str, Any],
+        params: ParamCounts,
         dtype_reason: str,
     ) -> None:
         self.cfg, self.llm, self.settings, self.origin = cfg, llm, settings, origin
@@ -371,28 +371,30 @@ class VllmEngine(Engine):
             results.append(generation(text, logprobs, timing, len(tokens), len(prompt_ids), len(ids) - len(prompt_ids)))
         return results
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelFacts:
         import vllm
 
-        return {
-            "name": self.cfg.name,
-            "engine": self.name,
-            "source": getattr(self.cfg.source, "value", self.cfg.source),
-            "origin": self.origin,
-            "device": "cuda",
-            "dtype": self.dtype,
-            "dtype_reason": self.dtype_reason,
-            "tensor_parallel_size": self.settings.tensor_parallel_size,
-            "gpu_memory_utilization": self.settings.gpu_memory_utilization,
-            "max_model_len": self.window,
-            "enforce_eager": self.settings.enforce_eager,
-            "load_time_s": self.load_time_s,
-            "prepare_s": 0.0,  # vLLM downloads and loads in one step, timed as loading
-            "params": self.params,
-            "chat_template": bool(getattr(self._tok, "chat_template", None)),
-            "architecture": self.architecture,
-            "vllm": getattr(vllm, "__version__", "?"),
-        }
+        return ModelFacts(
+            name=self.cfg.name,
+            engine=self.name,
+            source=getattr(self.cfg.source, "value", self.cfg.source),
+            origin=self.origin,
+            device="cuda",
+            dtype=self.dtype,
+            dtype_reason=self.dtype_reason,
+            load_time_s=self.load_time_s,
+            prepare_s=0.0,  # vLLM downloads and loads in one step, timed as loading
+            params=self.params,
+            chat_template=bool(getattr(self._tok, "chat_template", None)),
+            architecture=self.architecture,
+            extra={
+                "tensor_parallel_size": self.settings.tensor_parallel_size,
+                "gpu_memory_utilization": self.settings.gpu_memory_utilization,
+                "max_model_len": self.window,
+                "enforce_eager": self.settings.enforce_eager,
+                "vllm": getattr(vllm, "__version__", "?"),
+            },
+        )
 
     def unload(self) -> None:
         """Free the GPU for the next model: the engine (and its V1 engine-core process) shut down, the model-parallel

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.analysis.per_task import metric_values
 from harness.analysis.sequential import looks, paired_sequence, undecided
 from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig
-from harness.engines import load_engine
+from harness.engines import Engine, load_engine
 from harness.errors import ConfigError
 from harness.measure.environment import environment_record, scheduler_job
 from harness.measure.hardware import HardwareClass
@@ -57,7 +57,7 @@ def _mark_hardware(ref: CellRef, hardware: dict[str, Any]) -> None:
         ref.hardware, ref.hardware_label = hw.id, hw.label
 
 
-def _memory(engine: Any, mem: Any) -> dict[str, Any]:
+def _memory(engine: Engine, mem: Any) -> dict[str, Any]:
     """A session's memory: the process's, or, for a served model, nothing (the server's memory is not the client's)."""
     if engine.memory_in_process:
         measured: dict[str, Any] = mem.to_dict()
@@ -70,9 +70,9 @@ class _CellRunner:
 
     def __init__(self, p: Setup, model: ModelConfig, progress: Any, environment: dict[str, Any]) -> None:
         self.p, self.model, self.progress, self.environment = p, model, progress, environment
-        self.engine: Any = None
+        self.engine: Optional[Engine] = None
 
-    def _engine(self) -> Any:
+    def _engine(self) -> Engine:
         if self.engine is None:
             cfg, rt = self.model, self.p.cfg.runtime
             if cfg.trust_remote_code:
@@ -105,8 +105,8 @@ class _CellRunner:
             self.engine = load_engine(replace(cfg, engine=choice.name), rt, self.p.cache_dir)
             d = self.engine.describe()
             self.progress.note(
-                f"{cfg.name}: {d['params']['total'] / 1e6:.1f}M params, loaded in {d['load_time_s']:.1f}s on {d['device']} "
-                f"({d['dtype']}{', ' + d['dtype_reason'] if d.get('dtype_reason') else ''})"
+                f"{cfg.name}: {d.params.total / 1e6:.1f}M params, loaded in {d.load_time_s:.1f}s on {d.device} "
+                f"({d.dtype}{', ' + d.dtype_reason if d.dtype_reason else ''})"
             )
         return self.engine
 
@@ -200,11 +200,11 @@ class _CellRunner:
             return True
         return False
 
-    def _begin(self, claim: Claim, engine: Any, task: Task, samples: list[Sample], ref: CellRef) -> CellManifest:
+    def _begin(self, claim: Claim, engine: Engine, task: Task, samples: list[Sample], ref: CellRef) -> CellManifest:
         """Open the cell's session: its manifest holds the model, the task, the environment and the hardware class."""
         manifest = claim.begin(
             model_record={
-                **engine.describe(),
+                **engine.describe().to_dict(),
                 "engine_reason": self.p.engines[self.model.name].reason,
                 "architecture_only": self.model.architecture_only,
                 "published_params": self.model.published_params,

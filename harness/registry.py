@@ -35,7 +35,8 @@ def _entry_points(group: str) -> dict[str, metadata.EntryPoint]:
     return {ep.name: ep for ep in metadata.entry_points(group=group)}
 
 
-def _import(target: str) -> object:
+def import_target(target: str) -> object:
+    """The object a ``"module:attribute"`` string names, its module imported now."""
     module, _, attr = target.partition(":")
     obj: object = importlib.import_module(module)
     for part in filter(None, attr.split(".")):
@@ -44,10 +45,18 @@ def _import(target: str) -> object:
 
 
 class Registry(Generic[T]):
-    """Names -> objects of one kind (``kind``: what an error calls them; ``setting``: where a user names one)."""
+    """Names -> objects of one kind (``kind``: what an error calls them; ``setting``: where a user names one;
+    ``also``: other values the setting takes, listed in the error, e.g. ``auto``)."""
 
-    def __init__(self, kind: str, group: str, setting: str, builtins: Optional[dict[str, str]] = None) -> None:
-        self.kind, self.setting = kind, setting
+    def __init__(
+        self,
+        kind: str,
+        group: str,
+        setting: str,
+        builtins: Optional[dict[str, str]] = None,
+        also: tuple[str, ...] = (),
+    ) -> None:
+        self.kind, self.setting, self.also = kind, setting, also
         self.group = f"{ENTRY_POINT_PREFIX}.{group}"
         self._targets: dict[str, str] = dict(builtins or {})  # shipped: imported on first use
         self._objects: dict[str, T] = {}
@@ -68,24 +77,20 @@ class Registry(Generic[T]):
         return sorted({*self._targets, *self._objects, *_entry_points(self.group)})
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self.names()
+        return isinstance(name, str) and (
+            name in self._targets or name in self._objects or name in _entry_points(self.group)
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
-
-    def plugin(self, name: str) -> Optional[str]:
-        """The distribution that provides ``name`` through an entry point, or None for a shipped or registered one."""
-        if name in self._targets or name in self._objects:
-            return None
-        ep = _entry_points(self.group).get(name)
-        return (ep.dist.name if ep is not None and ep.dist is not None else "an installed package") if ep else None
 
     def check(self, name: str) -> str:
         """``name``, or a one-line error listing the known ones."""
         if name not in self:
             raise ConfigError(
                 f"unknown {self.kind} {name!r}",
-                f"use {self.setting}=<one of {', '.join(self.names())}>, or install the package that provides it "
+                f"use {self.setting}=<one of {', '.join([*self.also, *self.names()])}>, or install the package that "
+                "provides it "
                 f"(entry point group {self.group})",
             )
         return name
@@ -96,7 +101,7 @@ class Registry(Generic[T]):
             self.check(name)
             target = self._targets.get(name)
             try:
-                obj = _import(target) if target else _entry_points(self.group)[name].load()
+                obj = import_target(target) if target else _entry_points(self.group)[name].load()
             except (ImportError, AttributeError) as exc:
                 raise ConfigError(
                     f"{self.kind} {name!r} cannot be loaded: {type(exc).__name__}: {exc}",

@@ -23,6 +23,7 @@ from harness.errors import ConfigError
 from harness.models import resolve_device
 from harness.registry import Registry
 
+AUTO = "auto"  # runtime.engine=auto: chosen per model and device (choose_engine)
 ENGINES: Registry[type[Engine]] = Registry(
     "engine",
     "engines",
@@ -33,8 +34,8 @@ ENGINES: Registry[type[Engine]] = Registry(
         "openai": "harness.engines.served:ServedEngine",
         "vllm": "harness.engines.vllm:VllmEngine",
     },
+    also=(AUTO,),
 )
-AUTO = "auto"
 
 __all__ = [
     "AUTO",
@@ -60,13 +61,7 @@ class EngineChoice:
 
 def check_engine(name: str) -> str:
     """The engine name, or a one-line error listing the known ones."""
-    if name not in ENGINES:
-        raise ConfigError(
-            f"unknown engine {name!r}",
-            f"use runtime.engine=<one of {AUTO}, {', '.join(ENGINES.names())}>, or install the package that provides "
-            f"it (entry point group {ENGINES.group})",
-        )
-    return name
+    return ENGINES.check(name)
 
 
 def hf_only_settings(cfg: ModelConfig, runtime: RuntimeConfig) -> list[str]:

@@ -193,17 +193,25 @@ def _verdict_cell(v: Optional[Verdict]) -> str:
     return v.verdict.upper() if v.verdict in ("supported", "refuted") else v.verdict
 
 
-def _verdicts_by_group(st: Study) -> tuple[dict[str, dict[str, Verdict]], list[str], list[str]]:
-    """Per group, its verdicts by claim id; every claim id in order; the ids whose measured verdicts differ."""
-    by_group = {g.name: {v.id: v for v in g.verdicts} for g in st.groups}
-    ids = list(dict.fromkeys(v.id for g in st.groups for v in g.verdicts))
-    differs = [
-        cid
-        for cid in ids
-        if len({by_group[g.name][cid].verdict for g in st.groups if cid in by_group[g.name]}) > 1
-        and all(by_group[g.name][cid].verdict != NOT_MEASURED for g in st.groups if cid in by_group[g.name])
-    ]
-    return by_group, ids, differs
+@dataclass
+class _Verdicts:
+    """The study's verdicts arranged once for every section: per group by claim id, the ids in order, those differing."""
+
+    by_group: dict[str, dict[str, Verdict]]
+    ids: list[str]
+    differs: list[str]
+
+    @classmethod
+    def of(cls, st: Study) -> _Verdicts:
+        by_group = {g.name: {v.id: v for v in g.verdicts} for g in st.groups}
+        ids = list(dict.fromkeys(v.id for g in st.groups for v in g.verdicts))
+        differs = [
+            cid
+            for cid in ids
+            if len({by_group[g.name][cid].verdict for g in st.groups if cid in by_group[g.name]}) > 1
+            and all(by_group[g.name][cid].verdict != NOT_MEASURED for g in st.groups if cid in by_group[g.name])
+        ]
+        return cls(by_group, ids, differs)
 
 
 def _how_it_was_run(st: Study, generated_by: str) -> list[str]:
@@ -237,8 +245,8 @@ def _how_it_was_run(st: Study, generated_by: str) -> list[str]:
     return lines + ["", md_table(["model", "timed compute", "items run", "cells", "sessions"], timing_rows), ""]
 
 
-def _side_by_side(st: Study) -> list[str]:
-    by_group, ids, differs = _verdicts_by_group(st)
+def _side_by_side(st: Study, vs: _Verdicts) -> list[str]:
+    by_group, ids, differs = vs.by_group, vs.ids, vs.differs
     rows = [
         [
             cid,
@@ -267,8 +275,8 @@ def _side_by_side(st: Study) -> list[str]:
     ]
 
 
-def _each_claim(st: Study) -> list[str]:
-    by_group, ids, _ = _verdicts_by_group(st)
+def _each_claim(st: Study, vs: _Verdicts) -> list[str]:
+    by_group, ids = vs.by_group, vs.ids
     lines = ["## Each claim, per group", ""]
     for cid in ids:
         first = next(by_group[g.name][cid] for g in st.groups if cid in by_group[g.name])
@@ -284,8 +292,8 @@ def _each_claim(st: Study) -> list[str]:
     return lines
 
 
-def _undecided(st: Study) -> list[str]:
-    by_group, ids, _ = _verdicts_by_group(st)
+def _undecided(st: Study, vs: _Verdicts) -> list[str]:
+    by_group, ids = vs.by_group, vs.ids
     plan = [
         [g.name, *row]
         for g in st.groups
@@ -314,7 +322,10 @@ def _undecided(st: Study) -> list[str]:
 
 def render_study(st: Study, generated_by: str) -> str:
     """The study as markdown: how it was run, the verdicts side by side, each claim per group, what is undecided."""
-    return "\n".join(_how_it_was_run(st, generated_by) + _side_by_side(st) + _each_claim(st) + _undecided(st))
+    vs = _Verdicts.of(st)
+    return "\n".join(
+        _how_it_was_run(st, generated_by) + _side_by_side(st, vs) + _each_claim(st, vs) + _undecided(st, vs)
+    )
 
 
 def _memory_energy(st: Study) -> str:

@@ -15,7 +15,6 @@ and the records are the same for all of them.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from harness.errors import TaskFileError
-from harness.registry import Registry
+from harness.registry import Registry, import_target
 from harness.tasks.types import Task
 
 # a source's loader: (the parsed name, the cache directory, lm-eval include folders) -> a harness Task
@@ -40,11 +39,8 @@ class TaskSource:
     example: str = ""  # a task name of this source, for error messages
 
     def load(self, ref: SourceRef, cache_dir: Path, include: Sequence[Path] = ()) -> Task:
-        loader = self.loader
-        if isinstance(loader, str):
-            module, _, name = loader.partition(":")
-            loader = getattr(importlib.import_module(module), name)
-        return loader(ref, cache_dir, include)
+        loader = import_target(self.loader) if isinstance(self.loader, str) else self.loader
+        return loader(ref, cache_dir, include)  # type: ignore[operator]
 
 
 TASK_SOURCES: Registry[TaskSource] = Registry("task source", "task_sources", "a task name's prefix")

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "harness"
 # A module may import its own stage and any stage before it.
 STAGES = [
     "errors",
+    "serialize",
     "registry",
     "config",
     "measure",

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from harness.results.records import SampleRecord
+from harness.serialize import Serializable
 from harness.tasks.types import TaskType
 
 # classification outcomes, A against B
@@ -39,7 +40,7 @@ def outcome(task_type: TaskType | str, score_a: float, score_b: float) -> str:
 
 
 @dataclass
-class Flip:
+class Flip(Serializable):
     """One item on which A and B differ (outcome, or prediction where scores tie)."""
 
     task: str
@@ -50,9 +51,6 @@ class Flip:
     b: str
     a_score: float
     b_score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def changed_predictions(ids: Sequence[str], before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from harness.serialize import Serializable
 
 ALPHA = 0.05
 POWER = 0.80
@@ -129,7 +131,7 @@ def _first_n_with_power(effect: float, alpha: float, power: float) -> int:
 
 
 @dataclass(frozen=True)
-class SampleSize:
+class SampleSize(Serializable):
     """What a comparison's paired differences say about sample size."""
 
     n: int
@@ -141,9 +143,6 @@ class SampleSize:
 
     def items_for(self, threshold: float) -> Optional[int]:
         return items_to_decide(self.mean, self.sd, threshold, self.alpha, self.power)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def sample_size(differences: ArrayLike, alpha: float = ALPHA, power: float = POWER) -> SampleSize:

@@ -8,29 +8,24 @@ router evaluation stay plain mappings: curves and per-signal tables whose shape 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from harness.analysis.sample_size import SampleSize
 from harness.analysis.stats import Estimate, McNemar
 from harness.results.schema import check_format
+from harness.serialize import Serializable
 
 ANALYSIS_FORMAT = 1  # analysis.json
 
 
-def _without_none(obj: Any) -> dict[str, Any]:
-    """The dataclass's fields in order, those set to None left out (a comparison has only what applies to it)."""
-    out: dict[str, Any] = {}
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if value is not None:
-            out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
-    return out
-
-
 @dataclass
-class Interval:
+class Interval(Serializable):
     """A point estimate with its 95% interval, as analysis.json stores it."""
+
+    where = "an interval of analysis.json"
+    omit_none = True
 
     value: float
     low: float
@@ -49,44 +44,24 @@ class Interval:
         """'above' / 'below' when the whole interval is on one side of ``threshold``, else None."""
         return "above" if self.low > threshold else "below" if self.high < threshold else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Interval:
-        d = dict(d)
-        if d.get("fixed_n") is not None:
-            d["fixed_n"] = cls.from_dict(d["fixed_n"])
-        return cls(**d)
-
-
-def _intervals(d: Optional[dict[str, Any]]) -> Optional[dict[str, Interval]]:
-    return {k: Interval.from_dict(v) for k, v in d.items()} if d is not None else None
-
 
 @dataclass
-class ModelStatistics:
+class ModelStatistics(Serializable):
     """One model on one task: each metric's mean and latency percentiles, with bootstrap intervals."""
+
+    where = "a model's statistics in analysis.json"
 
     n: int
     quality: dict[str, Interval]
     latency_s: Optional[dict[str, Interval]]  # p50/p90/p95/p99; None in throughput mode
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "quality": {k: v.to_dict() for k, v in self.quality.items()},
-            "latency_s": {k: v.to_dict() for k, v in self.latency_s.items()} if self.latency_s is not None else None,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelStatistics:
-        return cls(d["n"], _intervals(d["quality"]) or {}, _intervals(d.get("latency_s")))
-
 
 @dataclass
-class PairedComparison:
+class PairedComparison(Serializable):
     """A model against the reference on the same items (absent fields: not applicable, e.g. McNemar for generation)."""
+
+    where = "a comparison in analysis.json"
+    omit_none = True
 
     same_items: bool
     reason: Optional[str] = None  # why there is no paired comparison
@@ -103,56 +78,22 @@ class PairedComparison:
     def to_dict(self) -> dict[str, Any]:
         if not self.same_items:
             return {"same_items": False, "reason": self.reason}
-        out = _without_none(self)
-        out["difference_vs_reference"] = {k: v.to_dict() for k, v in self.difference_vs_reference.items()}
-        out["sample_size"] = {k: v.to_dict() for k, v in self.sample_size.items()}
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PairedComparison:
-        def opt(name: str) -> Optional[Interval]:
-            return Interval.from_dict(d[name]) if d.get(name) is not None else None
-
-        return cls(
-            same_items=d["same_items"],
-            reason=d.get("reason"),
-            n=d.get("n"),
-            difference_vs_reference=_intervals(d.get("difference_vs_reference")) or {},
-            sample_size={k: SampleSize(**v) for k, v in (d.get("sample_size") or {}).items()},
-            mcnemar=McNemar(**d["mcnemar"]) if d.get("mcnemar") else None,
-            latency_median_ratio=opt("latency_median_ratio"),
-            energy_ratio_reference_over_candidate=opt("energy_ratio_reference_over_candidate"),
-            cascade=d.get("cascade"),
-            routing=d.get("routing"),
-            cross_hardware=d.get("cross_hardware"),
-        )
+        return super().to_dict()
 
 
 @dataclass
-class TaskAnalysis:
+class TaskAnalysis(Serializable):
     task_type: str
     models: dict[str, ModelStatistics] = field(default_factory=dict)
     comparisons: dict[str, PairedComparison] = field(default_factory=dict)  # every model but the reference
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task_type": self.task_type,
-            "models": {k: v.to_dict() for k, v in self.models.items()},
-            "comparisons": {k: v.to_dict() for k, v in self.comparisons.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TaskAnalysis:
-        return cls(
-            d["task_type"],
-            {k: ModelStatistics.from_dict(v) for k, v in d.get("models", {}).items()},
-            {k: PairedComparison.from_dict(v) for k, v in d.get("comparisons", {}).items()},
-        )
-
 
 @dataclass
-class RunAnalysis:
+class RunAnalysis(Serializable):
     """``analysis.json``: per task, every model's statistics and every model against the reference."""
+
+    where = "analysis.json"
+    lead = ("format",)
 
     confidence_level: float
     seed: int
@@ -160,20 +101,10 @@ class RunAnalysis:
     tasks: dict[str, TaskAnalysis]
     format: int = ANALYSIS_FORMAT
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "confidence_level": self.confidence_level,
-            "seed": self.seed,
-            "reference": self.reference,
-            "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
-        }
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunAnalysis:
-        version = check_format(d, ANALYSIS_FORMAT, "analysis.json")
-        tasks = {k: TaskAnalysis.from_dict(v) for k, v in d.get("tasks", {}).items()}
-        return cls(d["confidence_level"], d["seed"], d.get("reference"), tasks, version)
+    def from_dict(cls, d: Mapping[str, Any], where: Optional[str] = None) -> RunAnalysis:
+        check_format(d, ANALYSIS_FORMAT, "analysis.json")
+        return super().from_dict(d, where)
 
     def comparison(self, task: str, model: str) -> Optional[PairedComparison]:
         entry = self.tasks.get(task)

@@ -43,11 +43,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from harness.serialize import Serializable
 
 METHODS = {
     "asymptotic": "asymptotic confidence sequence (Waudby-Smith et al. 2024)",
@@ -117,7 +119,7 @@ def difference_sequence(
 
 
 @dataclass(frozen=True)
-class SequentialInterval:
+class SequentialInterval(Serializable):
     """A paired difference with its anytime-valid interval after ``n`` items."""
 
     value: float
@@ -126,9 +128,6 @@ class SequentialInterval:
     n: int
     method: str
     alpha: float  # the level of this sequence (the family's alpha / comparisons)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def paired_sequence(

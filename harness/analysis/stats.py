@@ -16,19 +16,21 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from harness.serialize import Serializable
+
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
-class Estimate:
+class Estimate(Serializable):
     """A point estimate with its 95% confidence interval."""
 
     value: float
@@ -36,9 +38,6 @@ class Estimate:
     high: float
     n: int
     method: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def excludes(self, threshold: float) -> Optional[str]:
         """'above' / 'below' when the whole interval is on one side of ``threshold``, else None."""
@@ -273,15 +272,12 @@ def percentile_cis(values: ArrayLike, qs: Sequence[float], seed: int = 0) -> lis
 
 
 @dataclass(frozen=True)
-class McNemar:
+class McNemar(Serializable):
     """Exact McNemar test on paired correct/incorrect outcomes."""
 
     small_only: int  # items the small model got right and the large one wrong
     large_only: int  # the reverse
     p_value: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def mcnemar_exact(small_correct: Sequence[bool], large_correct: Sequence[bool]) -> McNemar:

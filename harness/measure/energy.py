@@ -10,23 +10,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
+
+from harness.serialize import Serializable
 
 _POWERCAP = Path("/sys/class/powercap")
 
 
 @dataclass(frozen=True)
-class EnergyReading:
+class EnergyReading(Serializable):
     joules: Optional[float]  # None when no counter could be read
     method: Optional[str]  # "nvml" | "rapl" | None
     scope: str = ""  # what the counter covers (one GPU board, CPU packages: all processes on them)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _rapl_domains() -> list[Path]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import resource
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
+
+from harness.serialize import Serializable
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -115,7 +117,9 @@ class NvmlSampler:
 
 
 @dataclass
-class MemoryStats:
+class MemoryStats(Serializable):
+    derived = ("peak_bytes",)
+
     device: str
     peak_rss_bytes: int  # process high-water mark over the region (CPU RAM)
     rss_before_bytes: Optional[int]
@@ -132,9 +136,6 @@ class MemoryStats:
         if self.cuda_max_allocated_bytes is not None:
             return self.cuda_max_allocated_bytes
         return self.peak_rss_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "peak_bytes": self.peak_bytes}
 
 
 class MemoryTracker:

@@ -7,8 +7,10 @@ expert tensors and the router's top-k:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.serialize import Serializable
 
 # Submodule names that hold routed experts (OLMoE/Mixtral/Qwen-MoE: "...mlp.experts...").
 # Shared experts ("shared_expert") and routers ("gate") are always active.
@@ -16,13 +18,15 @@ _EXPERT_MARKER = ".experts."
 
 
 @dataclass(frozen=True)
-class ParamCounts:
+class ParamCounts(Serializable):
     total: int
     active: int  # per token; equals total for dense models
     embedding: int  # input embeddings, plus the output head when it is not tied
     expert: int  # routed-expert parameters (0 for dense models)
     num_experts: int  # 0 for dense models
     experts_per_token: int  # 0 for dense models
+
+    derived: ClassVar[tuple[str, ...]] = ("is_moe",)
 
     @classmethod
     def counted(cls, total: int, embedding: int = 0, num_experts: int = 0) -> ParamCounts:
@@ -32,9 +36,6 @@ class ParamCounts:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "is_moe": self.is_moe}
 
 
 def _moe_shape(config: Any) -> tuple[int, int]:

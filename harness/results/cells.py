@@ -33,8 +33,9 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
+from harness.serialize import MissingFieldsError, Serializable
 from harness.errors import HarnessError
 from harness.results.records import RecordWriter, SampleRecord, read_json, read_records, write_json
 from harness.results.schema import check_format
@@ -54,7 +55,9 @@ class CellStatus(str, Enum):
 
     running = "running"  # a job holds it, or one died while computing it: the next run resumes it
     complete = "complete"  # every planned item has a record
-    partial = "partial"  # every item was tried, some failed even at batch size 1 (out of memory): retried by the next run
+    partial = (
+        "partial"  # every item was tried, some failed even at batch size 1 (out of memory): retried by the next run
+    )
     stopped = "stopped"  # a sequential run (runtime.stop_when_decided) decided the task on a prefix of the items
 
 
@@ -76,8 +79,10 @@ class RefStatus(str, Enum):
 
 
 @dataclass
-class CellManifest:
+class CellManifest(Serializable):
     """A cell's manifest.json: what was computed, under which settings, in which sessions, and how far it got."""
+
+    where = "a cell manifest"
 
     key: str
     model: str
@@ -86,11 +91,15 @@ class CellManifest:
     status: CellStatus
     created_at: Optional[str] = None
     completed_at: Optional[str] = None
-    sessions: list[dict[str, Any]] = field(default_factory=list)  # timings, memory, energy of each run that added records
+    sessions: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # timings, memory, energy of each run that added records
     model_record: dict[str, Any] = field(default_factory=dict)  # the engine's description of the model
     task_info: dict[str, Any] = field(default_factory=dict)  # the task as planned, with its item ids
     environment: dict[str, Any] = field(default_factory=dict)
-    hardware: dict[str, Any] = field(default_factory=dict)  # the hardware class (harness.measure.hardware); {}: unrecorded
+    hardware: dict[str, Any] = field(
+        default_factory=dict
+    )  # the hardware class (harness.measure.hardware); {}: unrecorded
     n_planned: int = 0
     n_done: int = 0
     failed_ids: list[str] = field(default_factory=list)
@@ -101,21 +110,14 @@ class CellManifest:
     def reportable(self) -> bool:
         return self.status in REPORTABLE
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["status"] = self.status.value
-        return d
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str) -> CellManifest:
-        # a newer format is refused (ResultFormatError), never taken for a damaged manifest: the run would set it aside
-        check_format(d, MANIFEST_FORMAT, where)
-        known = {f for f in cls.__dataclass_fields__}
+    def from_dict(cls, d: Mapping[str, Any], where: Optional[str] = None) -> CellManifest:
+        # a newer format or field is refused (ResultFormatError), never taken for a damaged manifest: the run would
+        # set it aside
+        check_format(d, MANIFEST_FORMAT, where or cls.where)
         try:
-            fields_ = {k: v for k, v in d.items() if k in known}  # keys a newer minor writer added are kept on disk only
-            fields_["status"] = CellStatus(d["status"])
-            return cls(**fields_)
-        except (KeyError, ValueError, TypeError) as exc:
+            return super().from_dict(d, where)
+        except (MissingFieldsError, ValueError) as exc:
             raise ManifestError(
                 f"{where}: not a cell manifest ({exc})",
                 "run the same command again: the harness sets that cell aside (records kept) and computes it anew",
@@ -148,7 +150,7 @@ class CellKey:
 
 
 @dataclass
-class CellRef:
+class CellRef(Serializable):
     """A cell as a run uses it: where it is and whether this run computed it."""
 
     model: str
@@ -160,13 +162,7 @@ class CellRef:
     hardware: Optional[str] = None  # the hardware class's id and label (harness.measure.hardware), once known
     hardware_label: Optional[str] = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CellRef:
-        fields: dict[str, Any] = {k: d.get(k) for k in cls.__dataclass_fields__ if k in d}
-        return cls(**fields)
+    where = "an entry of cells.json"
 
 
 def _safe(name: str) -> str:
@@ -383,7 +379,9 @@ class Claim:
         """Add this session; the cell is complete when every planned item has a record, partial when the rest failed."""
         ids = self.done_ids()
         if len(ids) != len(set(ids)):
-            raise HarnessError(f"cell {self.dir} holds duplicate records", "move the cell directory aside and run again")
+            raise HarnessError(
+                f"cell {self.dir} holds duplicate records", "move the cell directory aside and run again"
+            )
         failed = list(session.get("failed_ids") or [])
         manifest = replace(
             manifest, sessions=[*manifest.sessions, session], n_planned=n_planned, n_done=len(ids), failed_ids=failed

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
+from harness.serialize import Serializable
 from harness.errors import HarnessError
 from harness.results.cells import (
     CellManifest,
@@ -30,7 +31,7 @@ from harness.results.schema import StopRule
 
 
 @dataclass
-class RunPlan:
+class RunPlan(Serializable):
     """``plan.json``: what a comparison is meant to hold."""
 
     name: str
@@ -45,22 +46,13 @@ class RunPlan:
     )  # config facts per model (published size, architecture only)
     sequential: Optional[StopRule] = None  # runtime.stop_when_decided: the stop rule
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    where = "plan.json"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunPlan:
-        return cls(
-            name=d.get("name") or d.get("pair", "comparison"),
-            task_group=d.get("task_group", ""),
-            models=list(d.get("models", [])),
-            reference=d.get("reference"),
-            tasks=dict(d.get("tasks", {})),
-            store=d.get("store", ""),
-            sources=list(d.get("sources", [])),
-            model_info=dict(d.get("model_info", {})),
-            sequential=StopRule.from_dict(d["sequential"]) if d.get("sequential") else None,
-        )
+    def from_dict(cls, d: Mapping[str, Any], where: Optional[str] = None) -> RunPlan:
+        if "pair" in d:  # plans written before N-model comparisons named the comparison "pair"
+            d = {k: v for k, v in d.items() if k != "pair"} | {"name": d.get("name") or d["pair"]}
+        return super().from_dict(d, where)
 
 
 @dataclass

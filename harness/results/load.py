@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 import numpy as np
 
 from harness.results.records import read_json, write_json
+from harness.results.schema import check_format
+from harness.serialize import Serializable
 from harness.results.summary import token_prices
 
 LOAD_FORMAT = 1  # load.json
@@ -44,7 +46,7 @@ class LoadRequest:
 
 
 @dataclass
-class LoadStep:
+class LoadStep(Serializable):
     """One level of concurrency for one model."""
 
     model: str
@@ -64,7 +66,7 @@ class LoadStep:
 
 
 @dataclass
-class ModelLoad:
+class ModelLoad(Serializable):
     """A model's steps and its price point under the SLO."""
 
     model: str
@@ -75,11 +77,15 @@ class ModelLoad:
 
 
 @dataclass
-class LoadSummary:
+class LoadSummary(Serializable):
     task: str
     slo_p95_s: Optional[float]
     hardware: str
     models: dict[str, ModelLoad] = field(default_factory=dict)
+    format: int = LOAD_FORMAT
+
+    where: ClassVar[str] = "load.json"
+    lead: ClassVar[tuple[str, ...]] = ("format",)
 
     def meets_slo(self, model: str) -> Optional[bool]:
         """Whether ``model`` met the SLO at some level (None: not swept, or no SLO)."""
@@ -87,15 +93,10 @@ class LoadSummary:
             return None
         return self.models[model].slo_level is not None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": LOAD_FORMAT, **asdict(self)}
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LoadSummary:
-        models = {
-            name: ModelLoad(**{**m, "steps": [LoadStep(**s) for s in m["steps"]]}) for name, m in d["models"].items()
-        }
-        return cls(task=d["task"], slo_p95_s=d["slo_p95_s"], hardware=d["hardware"], models=models)
+    def from_dict(cls, d: Mapping[str, Any], where: Optional[str] = None) -> LoadSummary:
+        check_format(d, LOAD_FORMAT, "load.json")
+        return super().from_dict(d, where)
 
 
 def percentile(values: list[float], q: float) -> Optional[float]:
@@ -132,7 +133,10 @@ def summarize_load(
             ttfts = [r.ttft_s for r in rows if r.ttft_s is not None]
             gaps = [r.inter_token_s for r in rows if r.inter_token_s is not None]
             rps = len(rows) / wall if wall > 0 else 0.0
-            mean_tokens = (float(np.mean([r.input_tokens for r in rows])), float(np.mean([r.output_tokens for r in rows])))
+            mean_tokens = (
+                float(np.mean([r.input_tokens for r in rows])),
+                float(np.mean([r.output_tokens for r in rows])),
+            )
             p95 = percentile([r.latency_s for r in rows], 95) or 0.0
             steps.append(
                 LoadStep(
@@ -179,7 +183,9 @@ def read_load_records(run_dir: Path) -> tuple[list[LoadRequest], dict[tuple[str,
     return requests, walls
 
 
-def load_summary(run_dir: Path, config: dict[str, Any], model_records: dict[str, dict[str, Any]]) -> Optional[LoadSummary]:
+def load_summary(
+    run_dir: Path, config: dict[str, Any], model_records: dict[str, dict[str, Any]]
+) -> Optional[LoadSummary]:
     """``load.json`` from the sweep's files (None: no sweep); prices from each model's record."""
     requests, walls = read_load_records(run_dir)
     if not requests:

@@ -12,13 +12,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
+from harness.serialize import Serializable
 from harness.errors import HarnessError
 
 
 @dataclass
-class SampleRecord:
+class SampleRecord(Serializable):
     task: str
     model: str
     sample_id: str
@@ -39,11 +40,8 @@ class SampleRecord:
     details: dict[str, Any] = field(default_factory=dict)  # choice log-likelihoods, confidences
     metadata: dict[str, Any] = field(default_factory=dict)  # provenance (seed file, paragraph...)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "a record") -> SampleRecord:
+    def from_dict(cls, d: Mapping[str, Any], where: Optional[str] = "a record") -> SampleRecord:
         """A record as written by any version of the harness (records before ``item_s`` held the batch time in
         ``latency_s``); a field this version does not know means a newer writer: named, never dropped silently."""
         if d.keys() == _FIELDS:  # every field and no other, as this version writes them (a million in a large store):

@@ -8,44 +8,29 @@ an engine or a task source wrote, open to new fields; ``ModelRecord`` gives type
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
 
-from harness.errors import HarnessError
-
+from harness.serialize import UPGRADE, Serializable
+from harness.serialize import ResultFormatError as ResultFormatError  # raised by every reader of a results file
 
 SUMMARY_FORMAT = 1  # summary.json; bump when a field changes meaning (readers of older files keep working)
 
 
-class ResultFormatError(HarnessError):
-    """A results file that this version of the harness cannot read."""
-
-
-def check_format(d: dict[str, Any], newest: int, where: str) -> int:
+def check_format(d: Mapping[str, Any], newest: int, where: str) -> int:
     """The file's format version (1 where a file predates versions); a newer one is named, never misread."""
     version = int(d.get("format", 1))
     if version > newest:
         raise ResultFormatError(
             f"{where} is format {version}, written by a newer version of the harness (this one reads up to {newest})",
-            "upgrade the harness (pip install -U small-vs-large), or rebuild the report with this one: harness report RUN_DIR",
+            UPGRADE,
         )
     return version
 
 
-def _known(cls: type, d: dict[str, Any], where: str) -> dict[str, Any]:
-    """``d`` restricted to ``cls``'s fields; a field this version does not know means a newer writer."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ResultFormatError(
-            f"{where} has fields this version of the harness does not know ({', '.join(unknown)}): written by a newer version",
-            "upgrade the harness (pip install -U small-vs-large), or rebuild the report with this one: harness report RUN_DIR",
-        )
-    return d
-
-
 @dataclass
-class ModelRecord:
+class ModelRecord(Serializable):
     """A model as its engine described it when it loaded (``Engine.describe()`` + the plan's facts), kept as written.
 
     Engines add fields of their own (a GGUF's quantization, llama.cpp's context size), so the record stays the
@@ -108,10 +93,16 @@ class ModelRecord:
     def to_dict(self) -> dict[str, Any]:
         return self.data
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: Optional[str] = None) -> ModelRecord:
+        return cls(dict(d))
+
 
 @dataclass
-class Percentiles:
+class Percentiles(Serializable):
     """Mean and percentiles of a per-item quantity (seconds); all None when no item had it."""
+
+    where = "a latency summary"
 
     mean: Optional[float] = None
     p50: Optional[float] = None
@@ -119,14 +110,13 @@ class Percentiles:
     p95: Optional[float] = None
     p99: Optional[float] = None
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Percentiles:
-        return cls(**_known(cls, d, "a latency summary"))
-
 
 @dataclass
-class Economics:
+class Economics(Serializable):
     """Cost, energy and carbon of one model on one task under a hardware profile."""
+
+    where = "an economics entry"
+    omit_none = ("cost_basis",)  # absent unless priced by tokens: older summaries stay as written
 
     hardware: str
     cost_per_1k_usd: float
@@ -137,14 +127,13 @@ class Economics:
     # None: hardware price x measured time; "tokens": a hosted model's price per million tokens x the tokens used
     cost_basis: Optional[str] = None
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Economics:
-        return cls(**_known(cls, d, "an economics entry"))
-
 
 @dataclass
-class CellInfo:
+class CellInfo(Serializable):
     """Where a cell summary came from: the cell, how it was computed, whether it stopped early."""
+
+    where = "a cell entry"
+    omit_none = ("stopped", "hardware_class")
 
     key: str
     path: str
@@ -155,23 +144,17 @@ class CellInfo:
     oom_events: int
     final_batch_size: Optional[int]
     stopped: Optional[dict[str, Any]] = None  # a sequential run's stop: at, of, claims
-    hardware_class: Optional[dict[str, Any]] = None  # where it was computed (harness.measure.hardware); None: unrecorded
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for name in ("stopped", "hardware_class"):
-            if d[name] is None:
-                del d[name]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CellInfo:
-        return cls(**_known(cls, d, "a cell entry"))
+    hardware_class: Optional[dict[str, Any]] = (
+        None  # where it was computed (harness.measure.hardware); None: unrecorded
+    )
 
 
 @dataclass
-class CellSummary:
+class CellSummary(Serializable):
     """One model on one task: quality, timing, tokens, memory, cost, computed from the cell's records."""
+
+    where = "a cell summary"
+    omit_none = ("cell", "baselines")
 
     task_type: str
     n: int
@@ -206,31 +189,12 @@ class CellSummary:
         """The value of the primary metric."""
         return self.quality[self.primary_metric]
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if d.get("economics") and d["economics"].get("cost_basis") is None:
-            del d["economics"]["cost_basis"]  # absent unless priced by tokens: older summaries stay as written
-        if self.cell is None:
-            del d["cell"]
-        else:
-            d["cell"] = self.cell.to_dict()
-        if self.baselines is None:
-            del d["baselines"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CellSummary:
-        d = dict(_known(cls, d, "a cell summary"))
-        for name in ("latency_s", "item_s", "ttft_s"):
-            d[name] = Percentiles.from_dict(d[name]) if d.get(name) is not None else None
-        d["economics"] = Economics.from_dict(d["economics"]) if d.get("economics") else None
-        d["cell"] = CellInfo.from_dict(d["cell"]) if d.get("cell") else None
-        return cls(**d)
-
 
 @dataclass
-class Comparison:
+class Comparison(Serializable):
     """A model against the reference on one task (ratios are candidate / reference)."""
+
+    where = "a comparison"
 
     same_items: bool
     metric: str
@@ -248,13 +212,9 @@ class Comparison:
     # the two cells ran on different hardware classes: latency, throughput, cost and energy ratios are not computed
     cross_hardware: bool = False
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Comparison:
-        return cls(**_known(cls, d, "a comparison"))
-
 
 @dataclass
-class TaskSummary:
+class TaskSummary(Serializable):
     """A task as planned (its description, open to each source's fields) and every model's cell summary on it."""
 
     info: dict[str, Any]
@@ -268,13 +228,13 @@ class TaskSummary:
         return {**self.info, "results": {name: r.to_dict() for name, r in self.results.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TaskSummary:
+    def from_dict(cls, d: Mapping[str, Any], where: Optional[str] = None) -> TaskSummary:
         info = {k: v for k, v in d.items() if k != "results"}
         return cls(info, {name: CellSummary.from_dict(r) for name, r in (d.get("results") or {}).items()})
 
 
 @dataclass(frozen=True)
-class StopRule:
+class StopRule(Serializable):
     """runtime.stop_when_decided as a run applied it (plan.json, summary.json): which claims stop a task, their
     thresholds per metric, and the level and looks of each anytime-valid sequence. The defaults are the rule assumed
     for stopped cells gathered from a store without a plan: 5%, one comparison."""
@@ -289,17 +249,15 @@ class StopRule:
     sequence: str = "asymptotic"  # runtime.confidence_sequence
     method: str = ""  # the sequence's name in words
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StopRule:
-        return cls(**_known(cls, d, "a stop rule"))
+    where: ClassVar[str] = "a stop rule"
 
 
 @dataclass
-class RunSummary:
+class RunSummary(Serializable):
     """``summary.json``: every complete cell of a run (or combined comparison), each model against the reference."""
+
+    where = "summary.json"
+    lead = ("format",)
 
     run_dir: str
     name: str
@@ -327,25 +285,10 @@ class RunSummary:
         models (a served model's class is its server: a deployment chosen for the comparison, not a mix-up)."""
         return len([c for c in self.hardware_classes.values() if not c.get("served")]) > 1
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {"format": self.format, **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "format"}}
-        d["models"] = {n: m.to_dict() for n, m in self.models.items()}
-        d["tasks"] = {t: s.to_dict() for t, s in self.tasks.items()}
-        d["comparisons"] = {t: {n: asdict(c) for n, c in per.items()} for t, per in self.comparisons.items()}
-        d["sequential"] = self.sequential.to_dict() if self.sequential else None
-        return d
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunSummary:
+    def from_dict(cls, d: Mapping[str, Any], where: Optional[str] = None) -> RunSummary:
         check_format(d, SUMMARY_FORMAT, "summary.json")
-        d = dict(_known(cls, d, "summary.json"))
-        d["models"] = {n: ModelRecord(m) for n, m in (d.get("models") or {}).items()}
-        d["tasks"] = {t: TaskSummary.from_dict(s) for t, s in (d.get("tasks") or {}).items()}
-        d["comparisons"] = {
-            t: {n: Comparison.from_dict(c) for n, c in per.items()} for t, per in (d.get("comparisons") or {}).items()
-        }
-        d["sequential"] = StopRule.from_dict(d["sequential"]) if d.get("sequential") else None
-        return cls(**d)
+        return super().from_dict(d, where)
 
     def result(self, task: str, model: Optional[str]) -> Optional[CellSummary]:
         """``model``'s summary on ``task``, or None where the cell is missing."""

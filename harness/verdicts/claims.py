@@ -10,8 +10,8 @@ general truth. Thresholds come from the claims config and can be overridden.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Final, Literal, Optional
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Final, Literal, Optional
 
 from harness.analysis.sample_size import ALPHA, SampleSize, holm, items_to_decide_many, one_sided_ps
 from harness.analysis.schema import PairedComparison, RunAnalysis
@@ -22,6 +22,7 @@ from harness.results.cells import read_cell_records
 from harness.results.load import LoadSummary
 from harness.results.records import SampleRecord
 from harness.results.schema import ModelRecord, RunSummary
+from harness.serialize import Serializable
 from harness.tasks.types import is_classification, item_score_key, primary_metric
 
 VerdictValue = Literal["supported", "refuted", "inconclusive", "not measured"]
@@ -33,7 +34,7 @@ VERDICT_VALUES: tuple[VerdictValue, ...] = (SUPPORTED, REFUTED, INCONCLUSIVE, NO
 
 
 @dataclass
-class Verdict:
+class Verdict(Serializable):
     id: str
     verdict: VerdictValue
     key_number: str  # the headline figure, e.g. "latency ratio 0.20 [0.17, 0.24]"
@@ -46,13 +47,7 @@ class Verdict:
     quote: str = ""
     hypothesis: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        """A verdict as claims.json holds it."""
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    where: ClassVar[str] = "a verdict of claims.json"
 
 
 def _fmt(est: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:

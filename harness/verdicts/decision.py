@@ -17,12 +17,13 @@ both models).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final, Literal, Optional
 
 from harness.analysis.schema import RunAnalysis
 from harness.results.load import LoadSummary
 from harness.results.schema import CellSummary, RunSummary
+from harness.serialize import Serializable
 from harness.verdicts.claims import at_majority_baseline, baseline_note, c3_tolerance, claim_of_check
 
 Standing = Literal["meets", "not shown", "falls short", "reference", "fails the latency SLO"]
@@ -37,7 +38,7 @@ DECISION_FORMAT = 1  # decision.json
 
 
 @dataclass
-class Option:
+class Option(Serializable):
     name: str
     kind: str  # model | cascade
     difference: Optional[
@@ -49,13 +50,12 @@ class Option:
     memory_bytes: Optional[float]
     standing: Standing
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class TaskDecision:
+class TaskDecision(Serializable):
     """A task's answer: every option, the cheapest within tolerance of the reference, or the closest when none is."""
+
+    omit_none = ("slo_p95_s", "majority_baseline")
 
     metric: str
     tolerance: float
@@ -79,18 +79,6 @@ class TaskDecision:
             + ("; closest:" if self.closest else "")
         )
         return answer, self.closest or self.options[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "tolerance": self.tolerance,
-            "reference": self.reference,
-            "choice": self.choice and self.choice.to_dict(),
-            "closest": self.closest and self.closest.to_dict(),
-            "options": [o.to_dict() for o in self.options],
-            **({"slo_p95_s": self.slo_p95_s} if self.slo_p95_s is not None else {}),
-            **({"majority_baseline": self.majority_baseline} if self.majority_baseline is not None else {}),
-        }
 
 
 def _standing(diff: dict[str, Any], tolerance: float) -> Standing:

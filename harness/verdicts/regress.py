@@ -32,7 +32,7 @@ one baseline per runner class.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,6 +46,7 @@ from harness.measure.hardware import HardwareClass
 from harness.results.cells import digest, now_iso
 from harness.results.comparison import load_cells, read_run
 from harness.results.records import read_json, write_json
+from harness.serialize import MissingFieldsError, Serializable
 from harness.tasks.types import is_classification, item_score_key, primary_metric
 
 BASELINE_FORMAT = 1
@@ -78,14 +79,14 @@ def _task_version(parts: dict[str, Any]) -> str:
 
 
 @dataclass
-class BaselineItem:
+class BaselineItem(Serializable):
     score: float
     prediction: str
     latency_s: float  # the item's share of model time (its request latency in latency mode)
 
 
 @dataclass
-class BaselineCell:
+class BaselineCell(Serializable):
     """One model on one task as the baseline keeps it: each item's score, prediction and time; peak memory; identity."""
 
     model: str
@@ -98,46 +99,26 @@ class BaselineCell:
     items: dict[str, BaselineItem]
     peak_memory_bytes: Optional[int]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "items": {i: asdict(v) for i, v in self.items.items()}}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BaselineCell:
-        return cls(**{**d, "items": {i: BaselineItem(**v) for i, v in d["items"].items()}})
-
 
 @dataclass
-class Baseline:
+class Baseline(Serializable):
     """A baseline file (``results/baselines/<name>.json``): every cell of a good run."""
+
+    where = "a baseline"
+    lead = ("format",)
 
     name: str
     created_at: str
     run_dir: str
     task_group: str
     cells: dict[str, BaselineCell]  # "<model>/<task>" -> cell
-    environment: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
     format: int = BASELINE_FORMAT
 
     @property
     def hardware(self) -> str:
         """Where its cells were measured (each cell's class; the run's machine for a baseline of older cells)."""
         return "; ".join(sorted({c.hardware for c in self.cells.values()})) or hardware_of(self.environment)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "name": self.name,
-            "created_at": self.created_at,
-            "run_dir": self.run_dir,
-            "task_group": self.task_group,
-            "cells": {k: c.to_dict() for k, c in self.cells.items()},
-            "environment": self.environment,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Baseline:
-        cells = {k: BaselineCell.from_dict(c) for k, c in d["cells"].items()}
-        return cls(d["name"], d["created_at"], d["run_dir"], d["task_group"], cells, d.get("environment") or {})
 
 
 def baseline_from_run(run_dir: Path, name: str) -> Baseline:
@@ -518,8 +499,8 @@ def load_baseline(path: Path) -> Baseline:
             "write it with harness regress RUN_DIR --baseline FILE --update",
         )
     try:
-        return Baseline.from_dict(data)
-    except (KeyError, TypeError) as exc:
+        return Baseline.from_dict(data, str(path))
+    except (MissingFieldsError, AttributeError, TypeError) as exc:
         raise HarnessError(
             f"{path} is not a harness baseline (format {BASELINE_FORMAT}): {exc}",
             "write it with harness regress RUN_DIR --baseline FILE --update",

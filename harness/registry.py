@@ -1,4 +1,4 @@
-"""One registry for everything a configuration names by a word: engines, task sources and claim checks.
+"""One registry for everything a configuration names by a word: engines, task and model sources, claim checks.
 
 The shipped entries are ``"module:attribute"`` strings, imported when first asked for (llama-cpp-python, vLLM and
 lm-eval stay optional). A third-party package adds its own with Python entry points, without editing this one::
@@ -8,6 +8,9 @@ lm-eval stay optional). A third-party package adds its own with Python entry poi
 
     [project.entry-points."small_vs_large.task_sources"]
     mysource = "my_package.source:load"               # task=... with tasks: [mysource:<ref>]
+
+    [project.entry-points."small_vs_large.model_sources"]
+    my_weights = "my_package.weights:SOURCE"          # source: my_weights in a model config
 
     [project.entry-points."small_vs_large.claim_checks"]
     my_check = "my_package.checks:my_check"           # check: my_check in a claims YAML

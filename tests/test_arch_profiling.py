@@ -28,7 +28,7 @@ def test_published_sizes(name, total_b, active_b):
     from harness.models.params import count_params
 
     cfg = load_model_config(name)
-    assert cfg.architecture_only and cfg.source.value == "random"
+    assert cfg.architecture_only and cfg.source == "random"
     config = getattr(transformers, cfg.random.config_class)(
         **OmegaConf.to_container(OmegaConf.create(cfg.random.config))
     )

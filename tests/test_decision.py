@@ -7,10 +7,11 @@ import pytest
 from conftest import make_record, make_summary
 
 from harness.analysis.per_task import analyze_run
+from harness.config.schema import HardwareConfig
 from harness.results.summary import summarize_model_task
 from harness.verdicts.decision import decision_rows, decisions, option_rows
 
-HARDWARE = {"name": "test", "hourly_usd": 3.6, "power_w": 100.0, "memory_gb": 16.0, "grid_gco2_per_kwh": 400.0}
+HARDWARE = HardwareConfig(name="test", hourly_usd=3.6, power_w=100.0, memory_gb=16.0, grid_gco2_per_kwh=400.0)
 CLAIMS = {"C3": {"thresholds": {"accuracy_tolerance": 0.05}}}
 
 
@@ -146,7 +147,7 @@ def test_both_models_at_the_majority_baseline_are_said_to_decide_nothing():
         return recs
 
     summary, analysis = _run(lazy(0.1), lazy(1.0))
-    assert summary.tasks["t"].results["s"].baselines["majority"] == pytest.approx(0.7)
+    assert summary.tasks["t"].results["s"].baselines.majority == pytest.approx(0.7)
     dec = decisions(summary, analysis, CLAIMS)["t"]
     assert dec.to_dict()["majority_baseline"] == pytest.approx(0.7)
     row = decision_rows({"t": dec})[0]

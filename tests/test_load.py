@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from harness.config.schema import HardwareConfig
 from harness.results.load import LoadRequest, summarize_load
 
-HW = {"name": "box", "hourly_usd": 3.6}  # one dollar-cent per second: costs are easy to check
+# one dollar-cent per second: costs are easy to check
+HW = HardwareConfig(name="box", hourly_usd=3.6, power_w=100.0, memory_gb=16.0)
 
 
 def _req(model: str, level: int, i: int, latency: float, out_tokens: int = 10) -> LoadRequest:
@@ -36,7 +38,7 @@ def test_hosted_models_are_priced_by_tokens():
 def test_a_hosted_cell_is_priced_by_the_tokens_it_used():
     from harness.results.cost import economics
 
-    hw = {**HW, "power_w": 100.0, "memory_gb": 16.0, "grid_gco2_per_kwh": 400.0}
+    hw = HW
     hosted = economics(4, 10.0, [2.5] * 4, None, None, hw, (0.15, 0.60), (4000, 400))
     assert hosted.cost_per_1k_usd == pytest.approx((4000 * 0.15 + 400 * 0.60) / 1e6 / 4 * 1000)
     assert hosted.cost_basis == "tokens"

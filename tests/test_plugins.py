@@ -1,4 +1,5 @@
-"""A third-party package adds an engine, a task source and a claim check through entry points, without editing this one.
+"""A third-party package adds an engine, a task source, a model source and a claim check through entry points, without
+editing this one.
 
 The plugin is a real package (a pyproject.toml with entry points), built and installed by pip into a folder of its own
 that the harness's process sees on its path; the harness then runs with the plugin's engine, a task of the plugin's
@@ -34,16 +35,21 @@ hf_counted = "harness_plugin_example:CountedEngine"
 [project.entry-points."small_vs_large.task_sources"]
 shipped = "harness_plugin_example:SOURCE"
 
+[project.entry-points."small_vs_large.model_sources"]
+tiny_seeded = "harness_plugin_example:TINY_SEEDED"
+
 [project.entry-points."small_vs_large.claim_checks"]
 min_items_per_cell = "harness_plugin_example:min_items_per_cell"
 """
 
 MODULE = '''\
-"""An engine that counts its calls, a task source of the harness's shipped tasks, a check on items per cell."""
+"""An engine that counts its calls, a task source of the harness's shipped tasks, a model source wrapping random
+weights, a check on items per cell."""
 from dataclasses import replace
 
 from harness.config.resources import tasks_dir
 from harness.engines.hf import HFEngine
+from harness.models.sources import MODEL_SOURCES, WeightSource
 from harness.tasks.local import find_task, load_task
 from harness.tasks.sources import TaskSource
 from harness.verdicts.claims import INCONCLUSIVE, SUPPORTED, Verdict
@@ -70,6 +76,18 @@ def _load(ref, cache_dir, include):
 
 
 SOURCE = TaskSource(_load, {}, "shipped:smoke_classify")
+
+
+def _identity(cfg, cache_dir):
+    return {**MODEL_SOURCES.get("random").identify(cfg, cache_dir), "source": "tiny_seeded"}
+
+
+def _weights(cfg, dtype, device, cache_dir):
+    weights = MODEL_SOURCES.get("random").load_weights(cfg, dtype, device, cache_dir)
+    return replace(weights, origin="plugin:" + weights.origin)
+
+
+TINY_SEEDED = WeightSource(_identity, _weights)
 
 
 def min_items_per_cell(run, thresholds):
@@ -123,7 +141,9 @@ def _harness(cwd: Path, site: Path | None, *args: str) -> subprocess.CompletedPr
     )
 
 
-def test_an_installed_plugin_adds_an_engine_a_task_source_and_a_claim_check(plugin_site: Path, tmp_path: Path) -> None:
+def test_an_installed_plugin_adds_an_engine_a_task_source_a_model_source_and_a_claim_check(
+    plugin_site: Path, tmp_path: Path
+) -> None:
     proc = _harness(
         tmp_path,
         plugin_site,
@@ -131,6 +151,7 @@ def test_an_installed_plugin_adds_an_engine_a_task_source_and_a_claim_check(plug
         "task.name=plugged",
         "task.tasks=[shipped:smoke_classify]",
         "runtime.engine=hf_counted",
+        "pair.small.source=tiny_seeded",
         "runtime.max_samples=4",
         "runtime.progress=false",
         "print_report=false",
@@ -145,6 +166,8 @@ def test_an_installed_plugin_adds_an_engine_a_task_source_and_a_claim_check(plug
     assert tasks == {"shipped-smoke_classify"}
     models = json.loads((run / "summary.json").read_text())["models"]
     assert {m["engine"] for m in models.values()} == {"hf_counted"}
+    small = next(m for m in models.values() if m["role"] == "small")  # loaded by the plugin's model source
+    assert small["source"] == "tiny_seeded" and small["origin"].startswith("plugin:random:")
     for cell in cells["cells"]:  # every item was scored by the plugin's engine
         records = [json.loads(line) for line in (Path(cell["path"]) / "records.jsonl").read_text().splitlines()]
         assert len(records) == 4 and all(r["details"]["plugin_call"] >= 1 for r in records)
@@ -157,6 +180,13 @@ def test_without_the_plugin_its_names_are_unknown_in_one_line(tmp_path: Path) ->
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and "unknown engine 'hf_counted'" in line
     assert "small_vs_large.engines" in line and "-- fix:" in line
+
+
+def test_an_unknown_model_source_is_named_in_one_line(tmp_path: Path) -> None:
+    proc = _harness(tmp_path, None, "pair=tiny", "task=smoke", "pair.small.source=tiny_seeded")
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and "unknown model source 'tiny_seeded'" in line
+    assert "small_vs_large.model_sources" in line and "-- fix:" in line
 
 
 def test_a_claim_added_on_the_command_line_is_sent_to_a_claims_yaml(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,6 +128,37 @@ def test_a_summary_from_a_newer_version_is_named_not_misread() -> None:
     next(iter(task["results"].values()))["quality_v2"] = {}
     with pytest.raises(ResultFormatError, match="quality_v2.*newer version"):
         RunSummary.from_dict(data)
+
+
+def _typed_files() -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, reader) for every typed file of the golden default run, with the JSON each reads."""
+    from harness.analysis.schema import RunAnalysis
+    from harness.results.cells import CellManifest
+    from harness.results.comparison import RunPlan
+    from harness.results.schema import RunSummary
+    from harness.verdicts.claims import Verdict
+
+    expected = json.loads((GOLDEN / "default" / "expected.json").read_text())
+    manifest = json.loads(next((GOLDEN / "default" / "input" / "cells").glob("*/*/*/manifest.json")).read_text())
+    plan = json.loads((GOLDEN / "default" / "input" / "plan.json").read_text())
+    return [
+        ("summary.json", RunSummary.from_dict, json.loads(expected["summary.json"])),
+        ("analysis.json", RunAnalysis.from_dict, json.loads(expected["analysis.json"])),
+        ("a verdict", Verdict.from_dict, json.loads(expected["claims.json"])["verdicts"][0]),
+        ("a manifest", CellManifest.from_dict, manifest),
+        ("plan.json", RunPlan.from_dict, plan),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_every_typed_file_refuses_a_field_it_does_not_know_by_one_rule(index: int) -> None:
+    """One rule for unknown fields, whatever the file: named as a newer writer's, never dropped or misread."""
+    from harness.serialize import ResultFormatError
+
+    name, read, data = _typed_files()[index]
+    read(data)  # as written: read without complaint
+    with pytest.raises(ResultFormatError, match=r"field_from_the_future\).*newer version"):
+        read({**data, "field_from_the_future": 1})
 
 
 def test_a_manifest_round_trips_and_a_newer_format_is_named(tmp_path: Path) -> None:

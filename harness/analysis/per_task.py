@@ -62,6 +62,43 @@ def model_statistics(cell: Outcomes, task_type: str, seed: int) -> ModelStatisti
     )
 
 
+def _difference(candidate: np.ndarray, reference: np.ndarray, seed: int, rule: Optional[StopRule]) -> Interval:
+    """One metric's paired difference: the fixed-n interval, or the confidence sequence under the stop rule."""
+    fixed = Interval.of(paired_difference(candidate, reference, seed=seed))
+    if rule is None:
+        return fixed
+    seq = paired_sequence(
+        candidate.tolist(),
+        reference.tolist(),
+        rule.alpha_per_comparison,
+        rule.sequence,
+        rule.first_look,
+    )
+    return Interval(seq.value, seq.low, seq.high, seq.n, seq.method, alpha=seq.alpha, fixed_n=fixed)
+
+
+def _differences(
+    out: PairedComparison, cand: CellOutcomes, ref: CellOutcomes, seed: int, rule: Optional[StopRule]
+) -> None:
+    """Record each metric's difference against the reference and the sample size it would need."""
+    c_vals, r_vals = cand.metrics, ref.metrics
+    for metric in c_vals:
+        if len(c_vals[metric]) == len(r_vals.get(metric, [])) and len(c_vals[metric]):
+            out.difference_vs_reference[metric] = _difference(c_vals[metric], r_vals[metric], seed, rule)
+            out.sample_size[metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric]))
+
+
+def _latency_ratio(cand: CellOutcomes, ref: CellOutcomes, seed: int) -> Interval:
+    """The ratio of median time per item, candidate over reference, labelled with what was timed."""
+    c_lat, r_lat = cand.latency_s, ref.latency_s
+    # latency mode: request latencies; throughput mode: each item's share of its batch's time, labelled so
+    timed = c_lat is not None and r_lat is not None and len(c_lat) > 0 and len(r_lat) > 0
+    basis = "latency" if timed else "time per item (throughput mode)"  # the ratio of medians of this, as C5 names it
+    c_time = c_lat if c_lat is not None and len(c_lat) else cand.item_s
+    r_time = r_lat if r_lat is not None and len(r_lat) else ref.item_s
+    return Interval.of(ratio_of_statistics(c_time, r_time, np.median, seed=seed), basis=basis)
+
+
 def compare_models(
     cand_cell: Outcomes,
     ref_cell: Outcomes,
@@ -85,37 +122,14 @@ def compare_models(
     cand, ref = as_outcomes(cand_cell, task_type), as_outcomes(ref_cell, task_type)
     if cand.sample_ids != ref.sample_ids:
         return PairedComparison(False, "the two models did not answer the same items; no paired comparison")
-    c_vals, r_vals = cand.metrics, ref.metrics
     out = PairedComparison(True, n=cand.n)
-    for metric in c_vals:
-        if len(c_vals[metric]) == len(r_vals.get(metric, [])) and len(c_vals[metric]):
-            fixed = Interval.of(paired_difference(c_vals[metric], r_vals[metric], seed=seed))
-            if rule is None:
-                out.difference_vs_reference[metric] = fixed
-            else:
-                seq = paired_sequence(
-                    c_vals[metric].tolist(),
-                    r_vals[metric].tolist(),
-                    rule.alpha_per_comparison,
-                    rule.sequence,
-                    rule.first_look,
-                )
-                out.difference_vs_reference[metric] = Interval(
-                    seq.value, seq.low, seq.high, seq.n, seq.method, alpha=seq.alpha, fixed_n=fixed
-                )
-            out.sample_size[metric] = sample_size(np.subtract(c_vals[metric], r_vals[metric]))
+    _differences(out, cand, ref, seed, rule)
     if is_classification(task_type):
         out.mcnemar = mcnemar_exact((cand.item_score > 0).tolist(), (ref.item_score > 0).tolist())
     if not timed:  # the cascade and the router price each model by its time too: not across machines either
         out.cross_hardware = True
         return out
-    c_lat, r_lat = cand.latency_s, ref.latency_s
-    # latency mode: request latencies; throughput mode: each item's share of its batch's time, labelled so
-    timed = c_lat is not None and r_lat is not None and len(c_lat) > 0 and len(r_lat) > 0
-    basis = "latency" if timed else "time per item (throughput mode)"  # the ratio of medians of this, as C5 names it
-    c_time = c_lat if c_lat is not None and len(c_lat) else cand.item_s
-    r_time = r_lat if r_lat is not None and len(r_lat) else ref.item_s
-    out.latency_median_ratio = Interval.of(ratio_of_statistics(c_time, r_time, np.median, seed=seed), basis=basis)
+    out.latency_median_ratio = _latency_ratio(cand, ref, seed)
     c_energy, c_method = per_sample_energy(cand.item_s.tolist(), energy.get("candidate"), power)
     r_energy, r_method = per_sample_energy(ref.item_s.tolist(), energy.get("reference"), power)
     out.energy_ratio_reference_over_candidate = Interval.of(ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed))
@@ -141,7 +155,7 @@ def _analyze_task(
     if not results:
         return None
     reference = summary.reference
-    power = float((summary.hardware or {}).get("power_w", 0.0))
+    power = float(summary.hardware.power_w) if summary.hardware else 0.0
     task_type = next(iter(results.values())).task_type
     cells = {name: as_outcomes(outcomes_by_cell[(task, name)], task_type) for name in results}
     chosen = None if cascades is None else set(cascades.get(task, ()))

@@ -7,6 +7,7 @@ with a message naming it, not an hour into a run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -105,12 +106,25 @@ class ServedConfig:
     usd_per_million_output: Optional[float] = None
 
 
+def source_name(cfg: ModelConfig) -> str:
+    """The name a model config's ``source:`` gives (a ModelSource member or a plain string, as the config was built)."""
+    return str(getattr(cfg.source, "value", cfg.source))
+
+
+def builtin_source(cfg: ModelConfig) -> Optional[ModelSource]:
+    """The shipped source a model config names; None for one an installed package provides (harness.models.sources)."""
+    try:
+        return ModelSource(source_name(cfg))
+    except ValueError:
+        return None
+
+
 @dataclass
 class ModelConfig:
     """One model: a name, a source and what that source needs."""
 
     name: str = MISSING
-    source: ModelSource = MISSING
+    source: str = MISSING  # a ModelSource, or a source an installed package registers (harness.models.sources)
     hub_id: Optional[str] = None  # source=hub
     revision: Optional[str] = None  # source=hub: a commit or tag, for reproducible runs
     path: Optional[str] = None  # source=local
@@ -338,6 +352,16 @@ def report_settings(config: dict[str, Any] | None) -> ReportConfig:
             f"use report.<key> with keys {', '.join(ReportConfig.__dataclass_fields__)}",
         )
     return ReportConfig(**{k: int(v) for k, v in given.items()})
+
+
+def hardware_profile(config: Mapping[str, Any] | None) -> Optional[HardwareConfig]:
+    """A run's ``hardware`` section as recorded in its config.json, typed (None: the run priced nothing). Hydra checked
+    the section when the run started; a field a later version dropped is left out, not refused."""
+    given = (config or {}).get("hardware")
+    if not given:
+        return None
+    known = HardwareConfig.__dataclass_fields__
+    return HardwareConfig(**{k: v for k, v in given.items() if k in known})
 
 
 @dataclass

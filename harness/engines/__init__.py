@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
+from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig, builtin_source, source_name
 from harness.engines.base import ChoiceScores, Engine, Generation
 from harness.errors import ConfigError
 from harness.models import resolve_device
@@ -87,7 +87,7 @@ def choose_engine(cfg: ModelConfig, runtime: RuntimeConfig, device_type: str) ->
     from harness.engines.llamacpp import INSTALL_HINT, has_gguf, llama_cpp_available
 
     requested = cfg.engine or runtime.engine
-    if ModelSource(cfg.source) is ModelSource.served or requested == "openai":
+    if builtin_source(cfg) is ModelSource.served or requested == "openai":
         return _served_choice(cfg, runtime, requested)
     if requested != AUTO:
         check_engine(requested)
@@ -139,9 +139,9 @@ def choose_engine(cfg: ModelConfig, runtime: RuntimeConfig, device_type: str) ->
 
 def _served_choice(cfg: ModelConfig, runtime: RuntimeConfig, requested: str) -> EngineChoice:
     """A served model runs on the openai engine, and only there; its settings are the server's."""
-    if ModelSource(cfg.source) is not ModelSource.served:
+    if builtin_source(cfg) is not ModelSource.served:
         raise ConfigError(
-            f"engine openai asks a served model, but model {cfg.name} has source={ModelSource(cfg.source).value}",
+            f"engine openai asks a served model, but model {cfg.name} has source={source_name(cfg)}",
             "give the model source: served and a served: {base_url, model} section, or use another engine",
         )
     if requested not in (AUTO, "openai"):

@@ -374,34 +374,49 @@ def lookup_draft(seq: Sequence[int], k: int, max_ngram: int = 3) -> list[int]:
     return []
 
 
-@torch.inference_mode()
-def lookup_decode(
-    lm: LoadedModel,
-    prompt: Prompt,
-    max_new_tokens: int,
-    stops: Sequence[str],
-    min_new_tokens: int = 0,
-    draft_tokens: int = 10,
-) -> Generation:
-    """Greedy generation of one prompt with prompt-lookup drafts checked in one forward pass (latency mode's fast path).
+@dataclass(frozen=True)
+class _Stopping:
+    """When a sequence stops: at EOS (not before ``min_new_tokens``), at a stop string or after ``max_new_tokens``."""
 
-    Each step feeds the last chosen token plus up to ``draft_tokens`` drafted
-    ones; drafted tokens are kept while they equal the model's own greedy
-    choice, the first disagreement is replaced by the model's token, and the
-    key/value cache is cropped to what was kept. The tokens are those of
-    one-token-at-a-time greedy decoding (tests/test_fast_paths.py); memory-bound
-    decoding checks several tokens for about the price of one.
-    """
-    tok, model, device = lm.tokenizer, lm.model, lm.device
-    full, encoded = _fit_prompts(lm, [prompt], max_new_tokens)
+    eos_ids: set[int]
+    eos_list: torch.Tensor
+    stops: Sequence[str]
+    max_new_tokens: int
+    min_new_tokens: int
+
+
+@dataclass
+class _Decoded:
+    """Per sequence: the tokens chosen, their log-probabilities, when each came and when the sequence ended."""
+
+    tokens: list[list[int]]
+    logprobs: list[list[float]]
+    stamps: list[list[float]]
+    ends: list[float]
+
+    @classmethod
+    def empty(cls, n: int) -> _Decoded:
+        """Nothing decoded yet for ``n`` sequences (an end of 0.0: at the end of the clock)."""
+        return cls([[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in range(n)], [0.0] * n)
+
+
+def _stopping(lm: LoadedModel, stops: Sequence[str], max_new_tokens: int, min_new_tokens: int) -> _Stopping:
+    """The stopping rule of one request, built before its clock starts."""
     eos_ids = _eos_ids(lm)
-    eos_list = torch.tensor(sorted(eos_ids), device=device)
+    eos_list = torch.tensor(sorted(eos_ids), device=lm.device)
+    return _Stopping(eos_ids, eos_list, stops, max_new_tokens, min_new_tokens)
+
+
+def _decode_with_drafts(
+    lm: LoadedModel, prompt: Prompt, seq: list[int], rule: _Stopping, draft_tokens: int, made: _Decoded, sw: Stopwatch
+) -> Optional[Generation]:
+    """Decode one prompt on the clock into ``made``; the plain generation instead where the cache cannot be cropped."""
+    tok, model, device = lm.tokenizer, lm.model, lm.device
     keep_logits = _last_logits_only(model)
-    seq = list(encoded[0])
-    tokens: list[int] = []
-    logprobs: list[float] = []
-    stamps: list[float] = []
-    with Stopwatch(device) as sw:
+    eos_ids, eos_list, stops = rule.eos_ids, rule.eos_list, rule.stops
+    max_new_tokens, min_new_tokens = rule.max_new_tokens, rule.min_new_tokens
+    tokens, logprobs, stamps = made.tokens[0], made.logprobs[0], made.stamps[0]
+    with sw:
         ids = torch.tensor([seq], device=device)
         out = model(input_ids=ids, use_cache=True, **keep_logits)
         cache = cache_of(out)
@@ -446,35 +461,50 @@ def lookup_decode(
                 **with_cache(model, cache),
             )
             pending = out.logits[0]
-    timing = generation_timing(sw.start, sw.start + sw.elapsed, stamps, len(tokens))
-    return _result(tok, tokens, logprobs, eos_ids, stops, full[0], encoded[0], timing)
+    return None
 
 
 @torch.inference_mode()
-def greedy_decode(
-    lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
-) -> list[Generation]:
-    """Batched greedy generation in a loop of our own (``runtime.decode_loop=harness``, the default).
+def lookup_decode(
+    lm: LoadedModel,
+    prompt: Prompt,
+    max_new_tokens: int,
+    stops: Sequence[str],
+    min_new_tokens: int = 0,
+    draft_tokens: int = 10,
+) -> Generation:
+    """Greedy generation of one prompt with prompt-lookup drafts checked in one forward pass (latency mode's fast path).
 
-    Same tokens as ``generate_plain`` (tests/test_fast_paths.py), with less work:
-    a sequence that reaches EOS or a stop string leaves the batch (its rows of the
-    key/value cache are dropped), so a batch costs its sequences' own lengths, not
-    ``batch x longest``; only the last position's logits are computed; no per-step
-    logits processors. Each sequence's ``latency_s`` ends at its own last token.
-    ``min_new_tokens`` suppresses EOS until then, as transformers does.
+    Each step feeds the last chosen token plus up to ``draft_tokens`` drafted
+    ones; drafted tokens are kept while they equal the model's own greedy
+    choice, the first disagreement is replaced by the model's token, and the
+    key/value cache is cropped to what was kept. The tokens are those of
+    one-token-at-a-time greedy decoding (tests/test_fast_paths.py); memory-bound
+    decoding checks several tokens for about the price of one.
     """
+    full, encoded = _fit_prompts(lm, [prompt], max_new_tokens)
+    rule = _stopping(lm, stops, max_new_tokens, min_new_tokens)
+    made, sw = _Decoded.empty(1), Stopwatch(lm.device)
+    plain = _decode_with_drafts(lm, prompt, list(encoded[0]), rule, draft_tokens, made, sw)
+    if plain is not None:
+        return plain
+    tokens = made.tokens[0]
+    timing = generation_timing(sw.start, sw.start + sw.elapsed, made.stamps[0], len(tokens))
+    return _result(lm.tokenizer, tokens, made.logprobs[0], rule.eos_ids, stops, full[0], encoded[0], timing)
+
+
+def _decode_batch(
+    lm: LoadedModel, prompts: Sequence[Prompt], encoded: list[list[int]], rule: _Stopping, made: _Decoded, sw: Stopwatch
+) -> Optional[list[Generation]]:
+    """Decode the batch on the clock into ``made``; the plain generation instead where the cache cannot drop rows."""
     tok, model, device = lm.tokenizer, lm.model, lm.device
-    full, encoded = _fit_prompts(lm, prompts, max_new_tokens)
-    eos_ids = _eos_ids(lm)
-    eos_list = torch.tensor(sorted(eos_ids), device=device)
     ids, mask, pos = _left_pad(encoded, tok.pad_token_id, device)
     keep_logits = _last_logits_only(model)
-    tokens: list[list[int]] = [[] for _ in prompts]
-    logprobs: list[list[float]] = [[] for _ in prompts]
-    ends: list[float] = [0.0] * len(prompts)
-    stamps: list[list[float]] = [[] for _ in prompts]
+    eos_ids, eos_list, stops = rule.eos_ids, rule.eos_list, rule.stops
+    max_new_tokens, min_new_tokens = rule.max_new_tokens, rule.min_new_tokens
+    tokens, logprobs, stamps, ends = made.tokens, made.logprobs, made.stamps, made.ends
     alive = list(range(len(prompts)))  # prompt index of each row still in the batch
-    with Stopwatch(device) as sw:
+    with sw:
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **keep_logits)
         cache = cache_of(out)
         if not hasattr(cache, "batch_select_indices"):  # a cache that cannot drop rows (some hybrid architectures)
@@ -514,10 +544,34 @@ def greedy_decode(
                 **with_cache(model, cache),
             )
             next_pos = next_pos + 1
+    return None
+
+
+@torch.inference_mode()
+def greedy_decode(
+    lm: LoadedModel, prompts: Sequence[Prompt], max_new_tokens: int, stops: Sequence[str], min_new_tokens: int = 0
+) -> list[Generation]:
+    """Batched greedy generation in a loop of our own (``runtime.decode_loop=harness``, the default).
+
+    Same tokens as ``generate_plain`` (tests/test_fast_paths.py), with less work:
+    a sequence that reaches EOS or a stop string leaves the batch (its rows of the
+    key/value cache are dropped), so a batch costs its sequences' own lengths, not
+    ``batch x longest``; only the last position's logits are computed; no per-step
+    logits processors. Each sequence's ``latency_s`` ends at its own last token.
+    ``min_new_tokens`` suppresses EOS until then, as transformers does.
+    """
+    full, encoded = _fit_prompts(lm, prompts, max_new_tokens)
+    rule = _stopping(lm, stops, max_new_tokens, min_new_tokens)
+    made, sw = _Decoded.empty(len(prompts)), Stopwatch(lm.device)
+    plain = _decode_batch(lm, prompts, encoded, rule, made, sw)
+    if plain is not None:
+        return plain
     results = []
     for i in range(len(prompts)):
-        timing = generation_timing(sw.start, ends[i] or sw.start + sw.elapsed, stamps[i], len(tokens[i]))
-        results.append(_result(tok, tokens[i], logprobs[i], eos_ids, stops, full[i], encoded[i], timing))
+        timing = generation_timing(sw.start, made.ends[i] or sw.start + sw.elapsed, made.stamps[i], len(made.tokens[i]))
+        results.append(
+            _result(lm.tokenizer, made.tokens[i], made.logprobs[i], rule.eos_ids, stops, full[i], encoded[i], timing)
+        )
     return results
 
 

@@ -35,7 +35,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
+from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig, builtin_source, source_name
 from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
 from harness.engines.tokens import choices_per_prompt, cut_at_stop, encode_pair, fit_to_window, generation, reached_stop
 from harness.errors import ConfigError, ModelSourceError
@@ -75,7 +75,7 @@ def _human_bytes(n: int) -> str:
 
 def gguf_path(cfg: ModelConfig, cache_dir: Path) -> tuple[Path, str]:
     """(the GGUF file to run, where it came from), fetched and verified once; a model without a GGUF is a config error."""
-    source = ModelSource(cfg.source)
+    source = builtin_source(cfg)
     if source is ModelSource.gguf_wheel:
         if cfg.gguf is None:
             raise ConfigError(
@@ -113,14 +113,14 @@ def gguf_path(cfg: ModelConfig, cache_dir: Path) -> tuple[Path, str]:
             ) from exc
         return path, f"{cfg.hub_id}@{revision} ({cfg.gguf_file})"
     raise ConfigError(
-        f"model {cfg.name} has no GGUF file for engine llamacpp (source={source.value})",
+        f"model {cfg.name} has no GGUF file for engine llamacpp (source={source_name(cfg)})",
         "use engine hf for it (model engine: hf), or give it a GGUF: source gguf_wheel, a .gguf path, or hub with gguf_file",
     )
 
 
 def has_gguf(cfg: ModelConfig) -> bool:
     """Whether the llamacpp engine can run this model (it names a GGUF file)."""
-    source = ModelSource(cfg.source)
+    source = builtin_source(cfg)
     return (
         (source is ModelSource.gguf_wheel and cfg.gguf is not None)
         or (source is ModelSource.hub and bool(cfg.gguf_file))
@@ -417,7 +417,7 @@ class LlamaCppEngine(Engine):
         return ModelFacts(
             name=self.cfg.name,
             engine=self.name,
-            source=getattr(self.cfg.source, "value", self.cfg.source),
+            source=source_name(self.cfg),
             origin=self.origin,
             device="cpu",
             dtype=self.quant,

@@ -40,7 +40,7 @@ from typing import Any, Optional
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
+from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig, builtin_source, source_name
 from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
 from harness.engines.tokens import choices_per_prompt, cut_at_stop, encode, encode_pair, fit_to_window, generation
 from harness.errors import ConfigError, ModelSourceError
@@ -88,7 +88,7 @@ def vllm_available() -> Optional[str]:
 
 def model_location(cfg: ModelConfig) -> tuple[str, Optional[str], str]:
     """(what ``vllm.LLM`` loads: a hub id or a directory, the hub revision, where it came from for the records)."""
-    source = ModelSource(cfg.source)
+    source = builtin_source(cfg)
     if source is ModelSource.hub:
         if not cfg.hub_id:
             raise ConfigError(f"model {cfg.name} has source=hub but no hub_id", "set hub_id: org/name")
@@ -110,7 +110,7 @@ def model_location(cfg: ModelConfig) -> tuple[str, Optional[str], str]:
         check_weights_format(path, cfg.allow_pickle)
         return str(path), None, str(cfg.path)
     raise ConfigError(
-        f"engine vllm loads models of source hub or local, not {source.value} (model {cfg.name})",
+        f"engine vllm loads models of source hub or local, not {source_name(cfg)} (model {cfg.name})",
         "use engine hf for it (model engine: hf), or save it with save_pretrained and use source local",
     )
 
@@ -189,6 +189,79 @@ def _model_config(llm: Any) -> Any:
     return getattr(getattr(llm, "llm_engine", None), "model_config", None)
 
 
+def _check_vllm_runs(runtime: RuntimeConfig) -> None:
+    """Refuse a machine or a device setting vLLM cannot run on, before anything loads."""
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"engine vllm needs a CUDA GPU, and none is visible to torch (torch {torch.__version__}, "
+            f"CUDA build: {torch.version.cuda is not None})",
+            INSTALL_FIX,
+        )
+    if runtime.device == "cpu":
+        raise ConfigError(
+            "engine vllm runs on CUDA GPUs, but runtime.device=cpu",
+            "use runtime.device=auto (or cuda) with engine vllm, or runtime.engine=hf on the CPU",
+        )
+    missing = vllm_available()
+    if missing is not None:
+        raise ConfigError(f"engine vllm needs vLLM, which does not import here ({missing})", INSTALL_FIX)
+
+
+def _start_llm(
+    cfg: ModelConfig,
+    runtime: RuntimeConfig,
+    model: str,
+    revision: Optional[str],
+    origin: str,
+    settings: VllmSettings,
+    dtype: str,
+) -> tuple[Any, float]:
+    """(vLLM's ``LLM`` on the model, its load time in seconds); what vLLM refuses becomes a harness error."""
+    import vllm
+
+    start = time.perf_counter()
+    try:
+        llm = vllm.LLM(
+            model=model,
+            revision=revision,
+            tokenizer_revision=revision,
+            dtype=dtype,
+            seed=runtime.seed,
+            trust_remote_code=cfg.trust_remote_code,
+            tensor_parallel_size=settings.tensor_parallel_size,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            max_model_len=settings.max_model_len,
+            enforce_eager=settings.enforce_eager,
+            # pickle checkpoints can run code when loaded: refused unless the model config opts in, as with hf
+            load_format="auto" if cfg.allow_pickle else "safetensors",
+            disable_log_stats=False,  # per-request metrics (time to first token); LLM turns them off by default
+        )
+    except OSError as exc:
+        raise ModelSourceError(
+            f"vLLM cannot load {origin}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            "check hub_id/revision or path, run where the hub is reachable (or the model is in the HF cache); "
+            "a repository without safetensors weights needs allow_pickle: true",
+        ) from exc
+    except ValueError as exc:  # settings vLLM refuses: a max_model_len above the model's, a dtype, a memory share
+        raise ConfigError(
+            f"vLLM refused model {cfg.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            "adjust runtime.vllm (max_model_len, gpu_memory_utilization, tensor_parallel_size) or the dtype, "
+            "or use runtime.engine=hf",
+        ) from exc
+    return llm, time.perf_counter() - start
+
+
+def _hf_config(llm: Any, model: str, revision: Optional[str], trust_remote_code: bool) -> Any:
+    """The model's transformers config, for its parameter counts: vLLM's, else read again (None: unknown)."""
+    hf_config = getattr(_model_config(llm), "hf_config", None)
+    if hf_config is None:
+        try:
+            hf_config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+        except Exception:  # counted as unknown below
+            hf_config = None
+    return hf_config
+
+
 class VllmEngine(Engine):
     """A transformers-format model (hub or local directory) run by vLLM on CUDA GPUs."""
 
@@ -222,64 +295,13 @@ class VllmEngine(Engine):
     @classmethod
     def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> VllmEngine:
         """vLLM's ``LLM`` on the model; ``cache_dir`` is unused (vLLM fetches hub models into the HF cache itself)."""
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"engine vllm needs a CUDA GPU, and none is visible to torch (torch {torch.__version__}, "
-                f"CUDA build: {torch.version.cuda is not None})",
-                INSTALL_FIX,
-            )
-        if runtime.device == "cpu":
-            raise ConfigError(
-                "engine vllm runs on CUDA GPUs, but runtime.device=cpu",
-                "use runtime.device=auto (or cuda) with engine vllm, or runtime.engine=hf on the CPU",
-            )
-        missing = vllm_available()
-        if missing is not None:
-            raise ConfigError(f"engine vllm needs vLLM, which does not import here ({missing})", INSTALL_FIX)
-        import vllm
-
+        _check_vllm_runs(runtime)
         model, revision, origin = model_location(cfg)
         settings = vllm_settings(runtime)
         # "auto" is passed through: vLLM's choice from the model config (a float32 checkpoint runs in 16 bits)
         dtype = cfg.dtype or runtime.dtype
-        start = time.perf_counter()
-        try:
-            llm = vllm.LLM(
-                model=model,
-                revision=revision,
-                tokenizer_revision=revision,
-                dtype=dtype,
-                seed=runtime.seed,
-                trust_remote_code=cfg.trust_remote_code,
-                tensor_parallel_size=settings.tensor_parallel_size,
-                gpu_memory_utilization=settings.gpu_memory_utilization,
-                max_model_len=settings.max_model_len,
-                enforce_eager=settings.enforce_eager,
-                # pickle checkpoints can run code when loaded: refused unless the model config opts in, as with hf
-                load_format="auto" if cfg.allow_pickle else "safetensors",
-                disable_log_stats=False,  # per-request metrics (time to first token); LLM turns them off by default
-            )
-        except OSError as exc:
-            raise ModelSourceError(
-                f"vLLM cannot load {origin}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                "check hub_id/revision or path, run where the hub is reachable (or the model is in the HF cache); "
-                "a repository without safetensors weights needs allow_pickle: true",
-            ) from exc
-        except ValueError as exc:  # settings vLLM refuses: a max_model_len above the model's, a dtype, a memory share
-            raise ConfigError(
-                f"vLLM refused model {cfg.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                "adjust runtime.vllm (max_model_len, gpu_memory_utilization, tensor_parallel_size) or the dtype, "
-                "or use runtime.engine=hf",
-            ) from exc
-        load_time_s = time.perf_counter() - start
-        hf_config = getattr(_model_config(llm), "hf_config", None)
-        if hf_config is None:
-            try:
-                hf_config = AutoConfig.from_pretrained(
-                    model, revision=revision, trust_remote_code=cfg.trust_remote_code
-                )
-            except Exception:  # counted as unknown below
-                hf_config = None
+        llm, load_time_s = _start_llm(cfg, runtime, model, revision, origin, settings, dtype)
+        hf_config = _hf_config(llm, model, revision, cfg.trust_remote_code)
         params = config_params(hf_config, cfg.trust_remote_code)  # zeros when there is no config
         reason = f"{'dtype' if cfg.dtype else 'runtime.dtype'}={dtype}" + (
             ": vLLM's choice from the model config" if dtype == "auto" else ""
@@ -377,7 +399,7 @@ class VllmEngine(Engine):
         return ModelFacts(
             name=self.cfg.name,
             engine=self.name,
-            source=getattr(self.cfg.source, "value", self.cfg.source),
+            source=source_name(self.cfg),
             origin=self.origin,
             device="cuda",
             dtype=self.dtype,

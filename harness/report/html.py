@@ -260,13 +260,13 @@ def _plots(plots: dict[str, Path]) -> list[str]:
 
 
 def _models_and_cost(r: ReportInputs) -> list[str]:
-    s, hw = r.summary, r.summary.hardware or {}
+    s, hw = r.summary, r.summary.hardware
     parts = ["<h2>Models</h2>", _table(MODEL_HEADER, model_rows(s))]
-    if rows := cost_rows(s):
+    if (rows := cost_rows(s)) and hw is not None:
         parts += [
-            f"<h2>Cost, energy and carbon ({html.escape(str(hw.get('name')))})</h2>",
+            f"<h2>Cost, energy and carbon ({html.escape(str(hw.name))})</h2>",
             _table(cost_header(s), rows),
-            f"<p class='note'>USD {hw.get('hourly_usd')}/h; energy measured where a counter was readable, otherwise estimated as {hw.get('power_w')} W x time; {hw.get('grid_gco2_per_kwh')} g CO2/kWh.</p>",
+            f"<p class='note'>USD {hw.hourly_usd}/h; energy measured where a counter was readable, otherwise estimated as {hw.power_w} W x time; {hw.grid_gco2_per_kwh} g CO2/kWh.</p>",
         ]
     return parts + [
         "<h2>All metrics</h2><ul>"

@@ -296,18 +296,17 @@ def _models(r: ReportInputs) -> list[str]:
 
 
 def _cost(r: ReportInputs) -> list[str]:
-    rows = cost_rows(r.summary)
-    if not rows:
+    rows, hw = cost_rows(r.summary), r.summary.hardware
+    if not rows or hw is None:  # costs are priced only under a hardware profile
         return []
-    hw = r.summary.hardware or {}
     return [
         "",
-        f"## Cost, energy and carbon (hardware profile {hw.get('name')}: {hw.get('description', '')})",
+        f"## Cost, energy and carbon (hardware profile {hw.name}: {hw.description})",
         md_table(cost_header(r.summary), rows),
         "",
-        f"Cost = ${hw.get('hourly_usd')}/h x measured time per request. Energy is measured (NVML, RAPL) where a counter could be read, "
-        f"otherwise **estimated** as {hw.get('power_w')} W x measured time; CO2 at {hw.get('grid_gco2_per_kwh')} g/kWh. "
-        f"Copies that fit: {hw.get('memory_gb')} GB / peak memory.",
+        f"Cost = ${hw.hourly_usd}/h x measured time per request. Energy is measured (NVML, RAPL) where a counter could be read, "
+        f"otherwise **estimated** as {hw.power_w} W x measured time; CO2 at {hw.grid_gco2_per_kwh} g/kWh. "
+        f"Copies that fit: {hw.memory_gb} GB / peak memory.",
     ]
 
 

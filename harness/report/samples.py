@@ -24,7 +24,7 @@ from harness.analysis.flips import A_HIGHER, A_LOWER, A_RIGHT_B_WRONG, A_WRONG_B
 from harness.analysis.schema import RunAnalysis
 from harness.results.leaderboard import best_candidates
 from harness.results.records import SampleRecord
-from harness.results.schema import RunSummary
+from harness.results.schema import CellSummary, RunSummary, TaskSummary
 from harness.results.summary import cell_records
 from harness.tasks.types import TaskType
 
@@ -44,6 +44,104 @@ def samples_shown(summary: RunSummary, candidates: int) -> dict[str, list[str]]:
     return {t: [m for m in summary.order if m in ref or m in best[t]] for t in summary.tasks}
 
 
+def _records_by_model(
+    summary: RunSummary,
+    task: str,
+    models: Sequence[str],
+    records: Optional[Mapping[tuple[str, str], Sequence[SampleRecord]]],
+) -> dict[str, dict[str, SampleRecord]]:
+    """Each shown model's records of a task by sample id, given or read from disk."""
+    return {
+        m: {
+            r.sample_id: r
+            for r in (records.get((task, m), []) if records is not None else cell_records(summary, task, m))
+        }
+        for m in models
+    }
+
+
+def _item_ids(info: TaskSummary, per_model: Mapping[str, Mapping[str, SampleRecord]]) -> list[str]:
+    """The items in the task's order, then any item a model has that the plan does not name."""
+    planned = [str(i) for i in info.info.get("sample_ids") or []]
+    seen = set(planned)
+    return planned + [i for rs in per_model.values() for i in rs if i not in seen and not seen.add(i)]  # type: ignore[func-returns-value]
+
+
+def _model_column(
+    rs: Mapping[str, SampleRecord], ids: Sequence[str], key: str, result: Optional[CellSummary]
+) -> dict[str, Any]:
+    """One model's arrays for a task, one entry per item, so the page stores each field once."""
+    rows = [rs.get(i) for i in ids]
+    return {
+        "p": [r.prediction if r else None for r in rows],
+        "s": [float(r.scores.get(key, 0.0)) if r else None for r in rows],
+        "c": [_confidence(r) if r else None for r in rows],
+        "l": [r.latency_s if r and r.latency_s is not None else (r.item_s if r else None) for r in rows],
+        "i": [r.input_tokens if r else None for r in rows],
+        "o": [r.output_tokens if r else None for r in rows],
+        "t": [1 if r and r.truncated else 0 for r in rows],
+        "failed": list(result.cell.failed_ids) if result and result.cell else [],
+        "stopped": result.cell.stopped.to_dict() if result and result.cell and result.cell.stopped else None,
+        "n": len(rs),
+    }
+
+
+def _discordant(analysis: Optional[RunAnalysis], task: str) -> dict[str, dict[str, int]]:
+    """McNemar's discordant pairs per candidate, for the page to show next to its own counts."""
+    discordant = {}
+    entry = analysis.tasks.get(task) if analysis else None
+    for cand, cmp in (entry.comparisons if entry else {}).items():
+        mc = cmp.mcnemar
+        if mc is not None:
+            # small_only: the candidate right and the reference wrong (McNemar's discordant pairs)
+            discordant[cand] = {"cand_wrong_ref_right": mc.large_only, "cand_right_ref_wrong": mc.small_only}
+    return discordant
+
+
+def _task_data(
+    summary: RunSummary,
+    task: str,
+    info: TaskSummary,
+    records: Optional[Mapping[tuple[str, str], Sequence[SampleRecord]]],
+    analysis: Optional[RunAnalysis],
+    shown: Optional[Mapping[str, Sequence[str]]],
+) -> dict[str, Any]:
+    """One task's entry on the page: its items, each shown model's columns and the statistics' counts."""
+    models = list(summary.order) if shown is None else [m for m in summary.order if m in shown.get(task, ())]
+    per_model = _records_by_model(summary, task, models, records)
+    ids = _item_ids(info, per_model)
+    any_record = {i: next((rs[i] for rs in per_model.values() if i in rs), None) for i in ids}
+    key = TaskType(info.type).item_score
+    columns = {m: _model_column(rs, ids, key, info.results.get(m)) for m, rs in per_model.items()}
+    entry_data: dict[str, Any] = {
+        "name": task,
+        "type": info.type,
+        "metric": key,
+        "ids": ids,
+        "prompt": [r.prompt if r else "" for r in (any_record[i] for i in ids)],
+        "gold": [r.gold if r else None for r in (any_record[i] for i in ids)],
+        "models": columns,
+        "mcnemar": _discordant(analysis, task),
+    }
+    if shown is not None:
+        entry_data["shown"] = models
+        entry_data["left_out"] = [m for m in summary.order if m in info.results and m not in models]
+    return entry_data
+
+
+def _cap_note(summary: RunSummary, shown: Optional[Mapping[str, Sequence[str]]]) -> Optional[str]:
+    """On a capped page, the note that says which models it holds and how to compare any other pair."""
+    if shown is None:
+        return None
+    per_task = max((len(v) for v in shown.values()), default=0)
+    return (
+        f"With {len(summary.order)} models this page holds, per task, the reference ({summary.reference}) and the "
+        f"best {max(0, per_task - 1)} candidates by score (report.samples_candidates): the model lists change with "
+        "the task, and the table of counts names the models left out of each task. Any other pair, item by item: "
+        "harness flips <this directory> --models A,B --task TASK"
+    )
+
+
 def samples_data(
     summary: RunSummary,
     records: Optional[Mapping[tuple[str, str], Sequence[SampleRecord]]] = None,
@@ -54,70 +152,10 @@ def samples_data(
 
     ``records``: (task, model) -> records; None: each shown cell is read from disk. ``shown``: per task, the models
     the page holds (None: every model)."""
-    tasks = []
-    for task, info in summary.tasks.items():
-        models = list(summary.order) if shown is None else [m for m in summary.order if m in shown.get(task, ())]
-        per_model = {
-            m: {
-                r.sample_id: r
-                for r in (records.get((task, m), []) if records is not None else cell_records(summary, task, m))
-            }
-            for m in models
-        }
-        planned = [str(i) for i in info.info.get("sample_ids") or []]
-        seen = set(planned)
-        ids = planned + [i for rs in per_model.values() for i in rs if i not in seen and not seen.add(i)]  # type: ignore[func-returns-value]
-        any_record = {i: next((rs[i] for rs in per_model.values() if i in rs), None) for i in ids}
-        key = TaskType(info.type).item_score
-        columns: dict[str, Any] = {}
-        for m, rs in per_model.items():
-            rows = [rs.get(i) for i in ids]
-            result = info.results.get(m)
-            columns[m] = {
-                "p": [r.prediction if r else None for r in rows],
-                "s": [float(r.scores.get(key, 0.0)) if r else None for r in rows],
-                "c": [_confidence(r) if r else None for r in rows],
-                "l": [r.latency_s if r and r.latency_s is not None else (r.item_s if r else None) for r in rows],
-                "i": [r.input_tokens if r else None for r in rows],
-                "o": [r.output_tokens if r else None for r in rows],
-                "t": [1 if r and r.truncated else 0 for r in rows],
-                "failed": list(result.cell.failed_ids) if result and result.cell else [],
-                "stopped": result.cell.stopped if result and result.cell else None,
-                "n": len(rs),
-            }
-        discordant = {}
-        entry = analysis.tasks.get(task) if analysis else None
-        for cand, cmp in (entry.comparisons if entry else {}).items():
-            mc = cmp.mcnemar
-            if mc is not None:
-                # small_only: the candidate right and the reference wrong (McNemar's discordant pairs)
-                discordant[cand] = {"cand_wrong_ref_right": mc.large_only, "cand_right_ref_wrong": mc.small_only}
-        entry_data: dict[str, Any] = {
-            "name": task,
-            "type": info.type,
-            "metric": key,
-            "ids": ids,
-            "prompt": [r.prompt if r else "" for r in (any_record[i] for i in ids)],
-            "gold": [r.gold if r else None for r in (any_record[i] for i in ids)],
-            "models": columns,
-            "mcnemar": discordant,
-        }
-        if shown is not None:
-            entry_data["shown"] = models
-            entry_data["left_out"] = [m for m in summary.order if m in info.results and m not in models]
-        tasks.append(entry_data)
+    tasks = [_task_data(summary, task, info, records, analysis, shown) for task, info in summary.tasks.items()]
     listed = list(summary.order) if shown is None else [m for m in summary.order if any(m in v for v in shown.values())]
-    cap = None
-    if shown is not None:
-        per_task = max((len(v) for v in shown.values()), default=0)
-        cap = (
-            f"With {len(summary.order)} models this page holds, per task, the reference ({summary.reference}) and the "
-            f"best {max(0, per_task - 1)} candidates by score (report.samples_candidates): the model lists change with "
-            "the task, and the table of counts names the models left out of each task. Any other pair, item by item: "
-            "harness flips <this directory> --models A,B --task TASK"
-        )
     return {
-        "cap": cap,
+        "cap": _cap_note(summary, shown),
         "title": summary.name,
         "group": summary.task_group,
         "models": listed,

@@ -172,7 +172,7 @@ def _task_rows(st: Study) -> list[list[str]]:
             stopped = next((r.cell.stopped for r in results.values() if r.cell and r.cell.stopped), None)
             items = ("/".join(str(n) for n in ns) or "none") + f" of {info.info.get('n_available', '?')}"
             if stopped:
-                items += f" (stopped when decided at {stopped.get('at')})"
+                items += f" (stopped when decided at {stopped.at})"
             base = first.baselines if first and first.baselines else None
             rows.append(
                 [
@@ -180,7 +180,7 @@ def _task_rows(st: Study) -> list[list[str]]:
                     group.name,
                     metric,
                     items,
-                    f"{base['majority'] * 100:.1f}" if base else "-",
+                    f"{base.majority * 100:.1f}" if base else "-",
                     *(_score(group.analysis, task, m, metric) for m in st.summary.order),
                 ]
             )

@@ -553,19 +553,20 @@ def baseline_lines(summary: RunSummary, one_label_percent: int) -> list[str]:
         results = {n: r for n, r in info.results.items() if r.baselines}
         if not results:
             continue
-        b = next(iter(results.values())).baselines or {}
+        b = next(iter(results.values())).baselines
+        assert b is not None  # results holds the cells with baselines
         lines.append(
-            f"- {task}: always answering the most common label ({b['majority_label']!r}) scores "
-            f"{b['majority'] * 100:.1f}% on these items, a uniform guess {b['chance'] * 100:.1f}%"
+            f"- {task}: always answering the most common label ({b.majority_label!r}) scores "
+            f"{b.majority * 100:.1f}% on these items, a uniform guess {b.chance * 100:.1f}%"
         )
         for name, r in results.items():
-            rb = r.baselines or {}
-            if summary.models.get(name) is not None and summary.models[name].architecture_only:
+            rb = r.baselines
+            if rb is None or (summary.models.get(name) is not None and summary.models[name].architecture_only):
                 continue
-            if rb["top_prediction_share"] * 100 >= one_label_percent:
+            if rb.top_prediction_share * 100 >= one_label_percent:
                 lines.append(
-                    f"  - **{name} answers one label**: {rb['top_prediction']!r} on "
-                    f"{rb['top_prediction_share'] * 100:.0f}% of the items; its accuracy "
+                    f"  - **{name} answers one label**: {rb.top_prediction!r} on "
+                    f"{rb.top_prediction_share * 100:.0f}% of the items; its accuracy "
                     f"{r.quality['accuracy'] * 100:.1f} is about that label's share, not evidence that it read them"
                 )
     return lines
@@ -592,7 +593,7 @@ def secondary_lines(summary: RunSummary) -> list[str]:
             if res.consistency:
                 c = res.consistency
                 lines.append(
-                    f"  - same answer across the {c['groups']} groups of items sharing {c['field']}: {c['same_answer'] * 100:.1f}% (all correct: {c['all_correct'] * 100:.1f}%)"
+                    f"  - same answer across the {c.groups} groups of items sharing {c.field}: {c.same_answer * 100:.1f}% (all correct: {c.all_correct * 100:.1f}%)"
                 )
     return lines
 

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from harness.config.schema import HardwareConfig
 from harness.results.schema import Economics
 
 J_PER_KWH = 3.6e6
@@ -41,23 +42,23 @@ def economics(
     latencies: Sequence[float],
     peak_bytes: Optional[int],
     energy: dict[str, Any] | None,
-    hardware: dict[str, Any],
+    hardware: HardwareConfig,
     token_prices: Optional[tuple[float, float]] = None,
     tokens: tuple[int, int] = (0, 0),
 ) -> Economics:
     """Cost, energy, carbon and headroom of one model on one task (``tokens``: input and output tokens in all)."""
     per_request_s = wall_s / n if n else float("nan")
-    per_sample, method = per_sample_energy(latencies, energy, float(hardware["power_w"]))
+    per_sample, method = per_sample_energy(latencies, energy, float(hardware.power_w))
     joules = sum(per_sample) / len(per_sample) if per_sample else float("nan")
-    memory = float(hardware["memory_gb"]) * 2**30
+    memory = float(hardware.memory_gb) * 2**30
     return Economics(
-        hardware=hardware["name"],
+        hardware=hardware.name,
         cost_per_1k_usd=(tokens[0] * token_prices[0] + tokens[1] * token_prices[1]) / 1e6 / n * 1000
         if token_prices and n
-        else float(hardware["hourly_usd"]) * per_request_s / 3600 * 1000,
+        else float(hardware.hourly_usd) * per_request_s / 3600 * 1000,
         energy_per_request_j=joules,
         energy_method=method,
-        co2_g_per_1k=joules * 1000 / J_PER_KWH * float(hardware["grid_gco2_per_kwh"]),
+        co2_g_per_1k=joules * 1000 / J_PER_KWH * float(hardware.grid_gco2_per_kwh),
         memory_headroom_copies=math.floor(memory / peak_bytes) if peak_bytes else None,
         cost_basis="tokens" if token_prices and n else None,
     )

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Mapping, Optional
 
 import numpy as np
 
+from harness.config.schema import HardwareConfig, hardware_profile
 from harness.results.records import read_json, write_json
 from harness.results.schema import check_format
 from harness.serialize import Serializable
@@ -105,14 +106,14 @@ def percentile(values: list[float], q: float) -> Optional[float]:
 
 
 def step_cost(
-    requests_per_s: float, tokens: tuple[float, float], hardware: dict[str, Any], prices: Optional[tuple[float, float]]
+    requests_per_s: float, tokens: tuple[float, float], hardware: HardwareConfig, prices: Optional[tuple[float, float]]
 ) -> Optional[float]:
     """Cost per 1,000 requests at a throughput: a hosted model's tokens x prices, else the machine's hour shared out."""
     if prices is not None:
         return (tokens[0] * prices[0] + tokens[1] * prices[1]) / 1e6 * 1000
     if requests_per_s <= 0:
         return None
-    return float(hardware["hourly_usd"]) / 3600 / requests_per_s * 1000
+    return float(hardware.hourly_usd) / 3600 / requests_per_s * 1000
 
 
 def summarize_load(
@@ -120,11 +121,11 @@ def summarize_load(
     walls: dict[tuple[str, int], float],
     task: str,
     slo_p95_s: Optional[float],
-    hardware: dict[str, Any],
+    hardware: HardwareConfig,
     prices: dict[str, Optional[tuple[float, float]]],
 ) -> LoadSummary:
     """Steps from the requests on disk and each step's wall time."""
-    out = LoadSummary(task=task, slo_p95_s=slo_p95_s, hardware=str(hardware.get("name", "-")))
+    out = LoadSummary(task=task, slo_p95_s=slo_p95_s, hardware=str(hardware.name))
     for model in dict.fromkeys(r.model for r in requests):
         steps = []
         for level in sorted({r.level for r in requests if r.model == model}):
@@ -198,7 +199,7 @@ def load_summary(
         walls,
         task,
         load_cfg.get("slo_p95_s"),
-        config.get("hardware") or {"name": "-", "hourly_usd": 0.0},
+        hardware_profile(config) or HardwareConfig(name="-", hourly_usd=0.0, power_w=0.0, memory_gb=0.0),
         prices,
     )
     write_json(run_dir / "load.json", summary.to_dict())

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
+from harness.config.schema import HardwareConfig
 from harness.serialize import UPGRADE, Serializable
 from harness.serialize import ResultFormatError as ResultFormatError  # raised by every reader of a results file
 
@@ -129,6 +130,36 @@ class Economics(Serializable):
 
 
 @dataclass
+class CellStop(Serializable):
+    """A sequential run's stop of a cell: after how many items, of how many planned, decided by which claims."""
+
+    at: Optional[int] = None
+    of: Optional[int] = None
+    claims: Optional[list[str]] = None
+
+
+@dataclass
+class Baselines(Serializable):
+    """What answering a classification task without reading scores on its items, and the model's own habit."""
+
+    majority_label: str  # the most common gold label
+    majority: float  # always answering it: its share of the items
+    chance: float  # a uniform guess over the labels
+    top_prediction: str  # the model's most common answer
+    top_prediction_share: float
+
+
+@dataclass
+class Consistency(Serializable):
+    """Items sharing a metadata field ask the same fact: how often the model answers them all alike."""
+
+    field: str
+    groups: int
+    same_answer: float
+    all_correct: float
+
+
+@dataclass
 class CellInfo(Serializable):
     """Where a cell summary came from: the cell, how it was computed, whether it stopped early."""
 
@@ -143,7 +174,7 @@ class CellInfo(Serializable):
     failed_ids: list[str]
     oom_events: int
     final_batch_size: Optional[int]
-    stopped: Optional[dict[str, Any]] = None  # a sequential run's stop: at, of, claims
+    stopped: Optional[CellStop] = None
     hardware_class: Optional[dict[str, Any]] = (
         None  # where it was computed (harness.measure.hardware); None: unrecorded
     )
@@ -178,11 +209,11 @@ class CellSummary(Serializable):
     energy: Optional[dict[str, Any]]
     sample_ids: list[str]
     breakdown: dict[str, dict[str, Any]]
-    consistency: Optional[dict[str, Any]]
+    consistency: Optional[Consistency]
     economics: Optional[Economics]
     cell: Optional[CellInfo] = None
     # classification: majority-class and chance accuracy of these items, the model's most common answer and its share
-    baselines: Optional[dict[str, Any]] = None
+    baselines: Optional[Baselines] = None
 
     @property
     def score(self) -> float:
@@ -263,7 +294,7 @@ class RunSummary(Serializable):
     name: str
     pair: str
     task_group: str
-    hardware: Optional[dict[str, Any]]
+    hardware: Optional[HardwareConfig]  # the price profile
     models: dict[str, ModelRecord]
     order: list[str]  # smallest first
     reference: Optional[str]

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from harness.config.schema import HardwareConfig, hardware_profile
 from harness.measure.hardware import HardwareClass
 from harness.results.cells import CellManifest, CellRef, combined_measurements, read_cell_records, read_manifest
 from harness.results.comparison import RunPlan, read_run
@@ -27,7 +28,10 @@ from harness.results.cost import economics
 from harness.results.outcomes import CellOutcomes
 from harness.results.records import SampleRecord, read_json
 from harness.results.schema import (
+    Baselines,
     CellInfo,
+    CellStop,
+    Consistency,
     CellSummary,
     Comparison,
     ModelRecord,
@@ -66,7 +70,7 @@ def _quality(task_type: str, records: list[SampleRecord]) -> dict[str, float]:
     return {name: float(np.nanmean([r.scores.get(name, np.nan) for r in records])) for name in names}
 
 
-def _baselines(records: list[SampleRecord]) -> dict[str, Any]:
+def _baselines(records: list[SampleRecord]) -> Baselines:
     """What answering without reading scores on these items: always the most common gold label (majority), a
     uniform guess (chance); and how often the model gave its own most common answer (a model that always answers
     one label scores the share of that label, whatever it read)."""
@@ -74,13 +78,13 @@ def _baselines(records: list[SampleRecord]) -> dict[str, Any]:
     labels = records[0].details.get("choices") or sorted(set(golds))
     top_gold, n_gold = Counter(golds).most_common(1)[0]
     top_pred, n_pred = Counter(str(r.prediction) for r in records).most_common(1)[0]
-    return {
-        "majority_label": top_gold,
-        "majority": n_gold / len(records),
-        "chance": 1 / max(1, len(labels)),
-        "top_prediction": top_pred,
-        "top_prediction_share": n_pred / len(records),
-    }
+    return Baselines(
+        majority_label=top_gold,
+        majority=n_gold / len(records),
+        chance=1 / max(1, len(labels)),
+        top_prediction=top_pred,
+        top_prediction_share=n_pred / len(records),
+    )
 
 
 def _breakdown(task_type: str, records: list[SampleRecord], fields: list[str]) -> dict[str, dict[str, Any]]:
@@ -96,7 +100,7 @@ def _breakdown(task_type: str, records: list[SampleRecord], fields: list[str]) -
     return out
 
 
-def _consistency(records: list[SampleRecord], field: str) -> dict[str, Any] | None:
+def _consistency(records: list[SampleRecord], field: str) -> Optional[Consistency]:
     """Items sharing ``field`` ask the same fact: how often does the model answer them all alike?"""
     groups: dict[str, list[SampleRecord]] = {}
     for r in records:
@@ -106,19 +110,19 @@ def _consistency(records: list[SampleRecord], field: str) -> dict[str, Any] | No
     multi = [rs for rs in groups.values() if len(rs) > 1]
     if not multi:
         return None
-    return {
-        "field": field,
-        "groups": len(multi),
-        "same_answer": sum(len({r.prediction for r in rs}) == 1 for rs in multi) / len(multi),
-        "all_correct": sum(all(r.prediction == r.gold for r in rs) for rs in multi) / len(multi),
-    }
+    return Consistency(
+        field=field,
+        groups=len(multi),
+        same_answer=sum(len({r.prediction for r in rs}) == 1 for rs in multi) / len(multi),
+        all_correct=sum(all(r.prediction == r.gold for r in rs) for rs in multi) / len(multi),
+    )
 
 
 def summarize_model_task(
     records: list[SampleRecord],
     meta: dict[str, Any],
     task_info: dict[str, Any] | None = None,
-    hardware: dict[str, Any] | None = None,
+    hardware: Optional[HardwareConfig] = None,
 ) -> CellSummary:
     task_type = meta["task_type"]
     info = task_info or {}
@@ -277,7 +281,7 @@ def _cell_summary(
     manifest: CellManifest,
     records: list[SampleRecord],
     info: dict[str, Any],
-    hardware: Optional[dict[str, Any]],
+    hardware: Optional[HardwareConfig],
 ) -> CellSummary:
     meta = {
         "task_type": info.get("type") or manifest.task_info["type"],
@@ -296,7 +300,7 @@ def _cell_summary(
         failed_ids=manifest.failed_ids,
         oom_events=sum(int(s.get("oom_events") or 0) for s in manifest.sessions),
         final_batch_size=(manifest.sessions or [{}])[-1].get("final_batch_size"),
-        stopped={k: stopped.get(k) for k in ("at", "of", "claims")} if stopped else None,
+        stopped=CellStop(stopped.get("at"), stopped.get("of"), stopped.get("claims")) if stopped else None,
         hardware_class=manifest.hardware or None,
     )
     return summary
@@ -306,7 +310,7 @@ def _cell_summary(
 ReadCell = Optional[tuple[CellRef, dict[str, Any], Optional[CellSummary], Optional[CellOutcomes]]]
 
 
-def read_cell(job: tuple[CellRef, dict[str, Any], Optional[dict[str, Any]]]) -> ReadCell:
+def read_cell(job: tuple[CellRef, dict[str, Any], Optional[HardwareConfig]]) -> ReadCell:
     """One cell, read once: its summary and outcomes (a process pool's unit of work: picklable in and out)."""
     ref, plan_info, hardware = job
     manifest = read_manifest(Path(ref.path))
@@ -321,7 +325,7 @@ def read_cell(job: tuple[CellRef, dict[str, Any], Optional[dict[str, Any]]]) -> 
 
 
 def read_cells(
-    jobs: Sequence[tuple[CellRef, dict[str, Any], Optional[dict[str, Any]]]], workers: int = 1
+    jobs: Sequence[tuple[CellRef, dict[str, Any], Optional[HardwareConfig]]], workers: int = 1
 ) -> Iterator[ReadCell]:
     """Every cell read once, in order; ``workers`` > 1: by that many processes (JSON parsing is most of the time)."""
     if workers <= 1 or len(jobs) < 2 * workers:
@@ -349,7 +353,7 @@ def summarize_with_outcomes(
     plan, refs = read_run(run_dir)
     if config is None:
         config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
-    hardware = config.get("hardware")
+    hardware = hardware_profile(config)
     models: dict[str, ModelRecord] = {}
     results: dict[str, dict[str, CellSummary]] = {}
     outcomes: dict[tuple[str, str], CellOutcomes] = {}
@@ -380,7 +384,7 @@ def _run_summary(
     have: set[tuple[str, str]],
     models: dict[str, ModelRecord],
     results: dict[str, dict[str, CellSummary]],
-    hardware: Optional[dict[str, Any]],
+    hardware: Optional[HardwareConfig],
 ) -> RunSummary:
     order, reference = order_models(models, plan.reference)
     assign_roles(models, reference)

@@ -243,6 +243,61 @@ def _recover(exc: BaseException, engine: Engine) -> None:
         torch.cuda.empty_cache()
 
 
+def _warm_up_fitting(
+    engine: Engine, task: Task, samples: Sequence[Sample], prompts: Sequence[Prompt], runtime: RuntimeConfig
+) -> None:
+    """Warm the engine up on the first batch, halved while it runs out of memory."""
+    warm = runtime.batch_size
+    while (
+        samples and warm
+    ):  # the first batch is the longest: out of memory here halves the warm-up, the loop below finds its own size
+        try:
+            _warm_up(engine, task, samples[:warm], prompts[:warm], runtime)
+            break
+        except Exception as exc:
+            _recover(exc, engine)
+            warm //= 2
+
+
+def _score_batches(
+    engine: Engine,
+    task: Task,
+    samples: Sequence[Sample],
+    prompts: Sequence[Prompt],
+    runtime: RuntimeConfig,
+    writer: RecordWriter,
+    progress: Optional[Progress],
+    pressure: MemoryPressure,
+) -> float:
+    """Score and write every item batch by batch, halving the batch when it runs out of memory; the model seconds."""
+    run = _classify if task.type is TaskType.classification else _summarize
+    wall = 0.0
+    # served engines: calls of 4 x concurrency prompts keep that many requests in flight most of the time
+    size, i = (runtime.batch_size if engine.concurrency == 1 else 4 * engine.concurrency), 0
+    while i < len(samples):
+        batch = samples[i : i + size]
+        try:
+            records, seconds = run(engine, task, batch, prompts[i : i + size], runtime)
+        except Exception as exc:
+            _recover(exc, engine)
+            pressure.oom_events += 1
+            if size > 1:
+                size = pressure.final_batch_size = max(1, size // 2)
+            else:
+                pressure.failed_ids.append(batch[0].id)
+                i += 1
+                if progress:
+                    progress(1)
+            continue
+        for record in records:
+            writer.write(record)
+        wall += seconds
+        i += len(batch)
+        if progress:
+            progress(len(batch))
+    return wall
+
+
 def evaluate_task(
     engine: Engine,
     task: Task,
@@ -267,41 +322,8 @@ def evaluate_task(
     prompts = _prompts(engine, task, samples, runtime)
     order = batch_order(engine, prompts, runtime, task.type)
     samples, prompts = [samples[j] for j in order], [prompts[j] for j in order]
-    warm = runtime.batch_size
-    while (
-        samples and warm
-    ):  # the first batch is the longest: out of memory here halves the warm-up, the loop below finds its own size
-        try:
-            _warm_up(engine, task, samples[:warm], prompts[:warm], runtime)
-            break
-        except Exception as exc:
-            _recover(exc, engine)
-            warm //= 2
-    run = _classify if task.type is TaskType.classification else _summarize
-    wall = 0.0
-    # served engines: calls of 4 x concurrency prompts keep that many requests in flight most of the time
-    size, i = (runtime.batch_size if engine.concurrency == 1 else 4 * engine.concurrency), 0
+    _warm_up_fitting(engine, task, samples, prompts, runtime)
     with MemoryTracker(engine.device) as mem, EnergyTracker(engine.device) as energy:
-        while i < len(samples):
-            batch = samples[i : i + size]
-            try:
-                records, seconds = run(engine, task, batch, prompts[i : i + size], runtime)
-            except Exception as exc:
-                _recover(exc, engine)
-                pressure.oom_events += 1
-                if size > 1:
-                    size = pressure.final_batch_size = max(1, size // 2)
-                else:
-                    pressure.failed_ids.append(batch[0].id)
-                    i += 1
-                    if progress:
-                        progress(1)
-                continue
-            for record in records:
-                writer.write(record)
-            wall += seconds
-            i += len(batch)
-            if progress:
-                progress(len(batch))
+        wall = _score_batches(engine, task, samples, prompts, runtime, writer, progress, pressure)
     assert mem.stats is not None
     return wall, mem.stats, energy.reading, pressure

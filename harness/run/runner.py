@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.analysis.per_task import metric_values
 from harness.analysis.sequential import looks, paired_sequence, undecided
-from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig
+from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig, RuntimeConfig, source_name
 from harness.engines import Engine, load_engine
 from harness.errors import ConfigError
 from harness.measure.environment import environment_record, scheduler_job
@@ -83,7 +83,7 @@ class _CellRunner:
                 self.progress.note(
                     f"warning: {cfg.name} has allow_pickle: true -- pickle checkpoints can run code when loaded"
                 )
-            source = getattr(cfg.source, "value", cfg.source)
+            source = source_name(cfg)
             choice = self.p.engines[cfg.name]
             native = choice.name == "llamacpp"
             first_time = (
@@ -411,17 +411,8 @@ def make_deterministic() -> None:
     torch.backends.cudnn.deterministic = True
 
 
-def run_experiment(
-    cfg: DictConfig | RunConfig, run_dir: Path, console: Optional[Any] = None, sweep_job: bool = False
-) -> Path:
-    """Compute the comparison's missing cells, then write the report into ``run_dir`` (``sweep_job``: one job of a
-    multirun sweep, whose share may be one model's cells)."""
-
-    typed: RunConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
-    setup = prepare(typed, sweep_job)
-    sweep_task = check_load(typed, setup.tasks)
-    threads = default_threads(typed.runtime.num_threads)  # a bad setting stops here, before anything is written
-    run_dir = Path(run_dir)
+def _make_run_dir(setup: Setup, run_dir: Path) -> None:
+    """Check that the store and the run directory can be written, before any model loads."""
     setup.store.check_writable()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -429,13 +420,18 @@ def run_experiment(
         raise ConfigError(
             f"cannot create the run directory {run_dir} ({exc.strerror})", "set hydra.run.dir=<a writable directory>"
         ) from exc
-    rt = typed.runtime
+
+
+def _seed_torch(rt: RuntimeConfig, threads: int) -> None:
+    """Fix torch's threads, determinism and seed for the whole run."""
     torch.set_num_threads(threads)
     if rt.deterministic:
         make_deterministic()
     torch.manual_seed(rt.seed)
 
-    environment = environment_record(PROJECT_ROOT)
+
+def _write_run_files(typed: RunConfig, setup: Setup, run_dir: Path, environment: dict[str, Any]) -> list[CellRef]:
+    """Record the run's config, environment and plan, and list its cells, before any is computed."""
     write_json(
         run_dir / "config.json", OmegaConf.to_container(OmegaConf.structured(typed), resolve=True, enum_to_str=True)
     )
@@ -452,30 +448,60 @@ def run_experiment(
         for t, _ in setup.tasks
     ]
     write_cells(run_dir, refs)
+    return refs
 
+
+def _set_aside(setup: Setup, refs: list[CellRef], progress: Any) -> None:
+    """runtime.recompute with stop_when_decided: every cell afresh, its old one set aside before the first look reads it."""
+    for r in refs:
+        with setup.store.claim(setup.keys[(r.model, r.task)]) as claim:
+            aside = claim.supersede()
+        r.status = RefStatus.computed
+        if aside:
+            progress.note(f"{r.model} / {r.task}: runtime.recompute=true, earlier cell kept as {aside.name}")
+
+
+def _compute_cells(
+    setup: Setup, refs: list[CellRef], run_dir: Path, progress: Any, environment: dict[str, Any]
+) -> None:
+    """Compute the missing cells: in looks until each task is decided, or model by model over every task."""
+    rt = setup.cfg.runtime
     by_id = {(r.model, r.task): r for r in refs}
+    if setup.sequential:
+        if rt.recompute:
+            _set_aside(setup, refs, progress)
+        _Sequential(setup, by_id, progress, environment, lambda: write_cells(run_dir, refs)).run()
+    for model in setup.models if not setup.sequential else []:
+        runner = _CellRunner(setup, model, progress, environment)
+        try:
+            for task, samples in setup.tasks:
+                runner.run(task, samples, by_id[(model.name, task.name)], lambda: write_cells(run_dir, refs))
+                write_cells(run_dir, refs)
+        finally:
+            runner.close()
+
+
+def run_experiment(
+    cfg: DictConfig | RunConfig, run_dir: Path, console: Optional[Any] = None, sweep_job: bool = False
+) -> Path:
+    """Compute the comparison's missing cells, then write the report into ``run_dir`` (``sweep_job``: one job of a
+    multirun sweep, whose share may be one model's cells)."""
+
+    typed: RunConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
+    setup = prepare(typed, sweep_job)
+    sweep_task = check_load(typed, setup.tasks)
+    threads = default_threads(typed.runtime.num_threads)  # a bad setting stops here, before anything is written
+    run_dir = Path(run_dir)
+    _make_run_dir(setup, run_dir)
+    rt = typed.runtime
+    _seed_torch(rt, threads)
+
+    environment = environment_record(PROJECT_ROOT)
+    refs = _write_run_files(typed, setup, run_dir, environment)
     with RunProgress(enabled=rt.progress, console=console) as progress:
         for notice in dict.fromkeys(c.notice for c in setup.engines.values() if c.notice):
             progress.notice(str(notice))
-        if setup.sequential:
-            if rt.recompute:  # every cell afresh: set the old ones aside before the first look reads them
-                for r in refs:
-                    with setup.store.claim(setup.keys[(r.model, r.task)]) as claim:
-                        aside = claim.supersede()
-                    r.status = RefStatus.computed
-                    if aside:
-                        progress.note(
-                            f"{r.model} / {r.task}: runtime.recompute=true, earlier cell kept as {aside.name}"
-                        )
-            _Sequential(setup, by_id, progress, environment, lambda: write_cells(run_dir, refs)).run()
-        for model in setup.models if not setup.sequential else []:
-            runner = _CellRunner(setup, model, progress, environment)
-            try:
-                for task, samples in setup.tasks:
-                    runner.run(task, samples, by_id[(model.name, task.name)], lambda: write_cells(run_dir, refs))
-                    write_cells(run_dir, refs)
-            finally:
-                runner.close()
+        _compute_cells(setup, refs, run_dir, progress, environment)
         if sweep_task is not None:
             run_load_sweep(setup, sweep_task, run_dir, progress)
         progress.note(f"writing the report into {run_dir}")

@@ -15,7 +15,7 @@ import torch
 from harness.analysis.sample_size import ALPHA
 from harness.analysis.sequential import METHODS as SEQUENTIAL_METHODS
 from harness.config.resources import tasks_dir as shipped_tasks_dir
-from harness.config.schema import PROJECT_ROOT, ModelConfig, OtherHardware, RunConfig, resolve_models
+from harness.config.schema import PROJECT_ROOT, ModelConfig, OtherHardware, RunConfig, RuntimeConfig, resolve_models
 from harness.engines import EngineChoice, check_engine, choose_engine
 from harness.errors import ConfigError
 from harness.measure.hardware import HardwareClass, hardware_class
@@ -34,7 +34,7 @@ from harness.results.cells import (
 from harness.results.comparison import RunPlan
 from harness.results.schema import StopRule
 from harness.tasks.resolve import resolve_tasks
-from harness.tasks.types import Sample, Task, TaskType, select_samples
+from harness.tasks.types import Sample, Task, TaskSpec, TaskType, select_samples
 from harness.verdicts.claims import difference_claims, difference_thresholds
 
 
@@ -149,6 +149,58 @@ def comparison_name(cfg: RunConfig, models: list[ModelConfig]) -> str:
     return "+".join(m.name for m in models)
 
 
+def _dtype_label(model: ModelConfig, rt: RuntimeConfig, device: torch.device, engine: str) -> str:
+    """The weights' precision as the key records it: the GGUF's own, the server's, or the dtype this device runs."""
+    if engine == "llamacpp":  # runs the GGUF as stored: its sha256 (in the identity) fixes the weights' precision
+        return "gguf"
+    if engine == "openai":  # the server fixes the precision
+        return "served"
+    return str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", "")
+
+
+def _engine_options(model: ModelConfig, rt: RuntimeConfig, engine: str) -> dict[str, Any]:
+    """The settings of a llama.cpp or served engine that change its records (none for the others)."""
+    if engine == "llamacpp":
+        return {
+            "llamacpp": {
+                "n_ctx": rt.llamacpp.n_ctx,
+                "n_batch": rt.llamacpp.n_batch,
+                **({"quant": model.gguf.quant} if model.gguf is not None and model.gguf.quant else {}),
+            }
+        }
+    if engine == "openai" and model.served is not None:  # latency depends on the requests in flight
+        return {
+            "served": {
+                "api": getattr(model.served.api, "value", model.served.api),
+                "concurrency": rt.concurrency,
+                **({"tokenizer": model.served.tokenizer} if model.served.tokenizer else {}),
+                **({"extra_body": dict(model.served.extra_body)} if model.served.extra_body else {}),
+            }
+        }
+    return {}
+
+
+def _generation_key(spec: TaskSpec, rt: RuntimeConfig) -> dict[str, Any]:
+    """How the task's outputs are generated; fixed_length is absent when off, so older keys stay valid."""
+    return {
+        "max_new_tokens": spec.max_new_tokens,
+        "stop": list(spec.stop),
+        "greedy": True,
+        **({"fixed_length": True} if rt.fixed_generation_length else {}),
+    }
+
+
+def _execution_key(rt: RuntimeConfig) -> dict[str, Any]:
+    """How items are batched and run: batch composition and kernels change low-order bits outside float32."""
+    return {
+        "sort_by_length": rt.sort_by_length and rt.batch_size > 1,
+        "share_prefixes": rt.share_prefixes and rt.batch_size > 1,
+        "decode_loop": getattr(rt.decode_loop, "value", rt.decode_loop),
+        "compile": rt.compile,
+        "prompt_lookup_tokens": rt.prompt_lookup_tokens if rt.batch_size == 1 else 0,
+    }
+
+
 def cell_key(
     model: ModelConfig,
     identity: dict[str, Any],
@@ -161,82 +213,55 @@ def cell_key(
 ) -> CellKey:
     """Everything that determines a cell's records, hashed (see harness.results.cells)."""
     rt = cfg.runtime
-    spec = task.spec
-    native = engine == "llamacpp"  # runs the GGUF as stored: its sha256 (in the identity) fixes the weights' precision
-    served = engine == "openai"  # the server fixes the precision; latency depends on the requests in flight
     return CellKey(
         model.name,
         task.name,
         {
             "scoring_version": SCORING_VERSION,
             "model": identity,
-            "dtype": "gguf"
-            if native
-            else "served"
-            if served
-            else str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", ""),
-            "device_type": "server" if served else device.type,
+            "dtype": _dtype_label(model, rt, device, engine),
+            "device_type": "server" if engine == "openai" else device.type,
             # greedy outputs and timings follow the kernels: each class computes its own cells (runtime.other_hardware)
             "hardware": hardware.id,
             "engine": check_engine(engine),
-            **(
-                {
-                    "llamacpp": {
-                        "n_ctx": rt.llamacpp.n_ctx,
-                        "n_batch": rt.llamacpp.n_batch,
-                        **({"quant": model.gguf.quant} if model.gguf is not None and model.gguf.quant else {}),
-                    }
-                }
-                if native
-                else {}
-            ),
-            **(
-                {
-                    "served": {
-                        "api": getattr(model.served.api, "value", model.served.api),
-                        "concurrency": rt.concurrency,
-                        **({"tokenizer": model.served.tokenizer} if model.served.tokenizer else {}),
-                        **({"extra_body": dict(model.served.extra_body)} if model.served.extra_body else {}),
-                    }
-                }
-                if served and model.served is not None
-                else {}
-            ),
+            **_engine_options(model, rt, engine),
             "task": task_identity(task, samples, rt.num_fewshot, rt.chat_template),
-            "generation": {
-                "max_new_tokens": spec.max_new_tokens,
-                "stop": list(spec.stop),
-                "greedy": True,
-                **({"fixed_length": True} if rt.fixed_generation_length else {}),
-            },  # absent when off: older keys stay valid
+            "generation": _generation_key(task.spec, rt),
             "batch_size": rt.batch_size,
-            # batch composition and kernels change low-order bits outside float32: part of the key
-            "execution": {
-                "sort_by_length": rt.sort_by_length and rt.batch_size > 1,
-                "share_prefixes": rt.share_prefixes and rt.batch_size > 1,
-                "decode_loop": getattr(rt.decode_loop, "value", rt.decode_loop),
-                "compile": rt.compile,
-                "prompt_lookup_tokens": rt.prompt_lookup_tokens if rt.batch_size == 1 else 0,
-            },
+            "execution": _execution_key(rt),
         },
     )
 
 
-def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
-    """Check the settings, resolve the models, load every task and compute every cell key; raises ``HarnessError``.
-    ``sweep_job``: a job of a multirun sweep, which may compute one model's cells."""
-    _check_runtime(cfg)
-    rt = cfg.runtime
-    device = resolve_device(rt.device)
-    models = resolve_models(cfg, sweep_job)
+def _reference(cfg: RunConfig, models: list[ModelConfig]) -> Optional[str]:
+    """The reference model the others are compared with, checked to be one of them (None: chosen later by size)."""
     reference = cfg.reference or (cfg.pair.large.name if not cfg.models and cfg.pair is not None else None)
     if reference is not None and reference not in {m.name for m in models}:
         raise ConfigError(
             f"reference={reference!r} is not one of the compared models ({', '.join(m.name for m in models)})",
             "set reference=<one of them>, or reference=null for the model with the most parameters",
         )
-    dirs = _task_dirs(cfg)
-    cache = _user_path(cfg.paths.cache_dir) if cfg.paths.cache_dir else default_cache_dir()
+    return reference
+
+
+def _selected_samples(cfg: RunConfig, name: str, task: Task) -> list[Sample]:
+    """The task's items this run evaluates, after checking its few-shot count and item limit."""
+    rt = cfg.runtime
+    if rt.num_fewshot is not None and rt.num_fewshot > len(task.fewshot):
+        raise ConfigError(
+            f"runtime.num_fewshot={rt.num_fewshot} but task {name} has {len(task.fewshot)} few-shot examples",
+            f"use runtime.num_fewshot<={len(task.fewshot)}",
+        )
+    cap = cfg.task.limits.get(
+        task.name, cfg.task.limits.get(name, rt.max_samples)
+    )  # by task name (CLI-friendly) or as listed
+    if cap is not None and cap < 1:
+        raise ConfigError(f"task.limits.{name}={cap} must be positive", "use a positive number of items")
+    return select_samples(task, cap, rt.seed, shuffled=rt.stop_when_decided)
+
+
+def _load_tasks(cfg: RunConfig, dirs: list[Path], cache: Path) -> list[tuple[Task, list[Sample]]]:
+    """Every task of the group with its selected items, each named once."""
     lmeval_include = _user_path(cfg.paths.lmeval_include_path) if cfg.paths.lmeval_include_path else None
     tasks = []
     seen: dict[str, str] = {}
@@ -248,17 +273,54 @@ def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
                 "list each task once",
             )
         seen[task.name] = name
-        if rt.num_fewshot is not None and rt.num_fewshot > len(task.fewshot):
-            raise ConfigError(
-                f"runtime.num_fewshot={rt.num_fewshot} but task {name} has {len(task.fewshot)} few-shot examples",
-                f"use runtime.num_fewshot<={len(task.fewshot)}",
+        tasks.append((task, _selected_samples(cfg, name, task)))
+    return tasks
+
+
+def _choose_engines(setup: Setup) -> None:
+    """Each model's engine, and the hardware class this machine gives it on that engine."""
+    rt, device = setup.cfg.runtime, setup.device
+    threads, cores = default_threads(rt.num_threads), usable_cores()
+    for model in setup.models:
+        engine = choose_engine(model, rt, device.type)
+        setup.engines[model.name] = engine
+        server = host_of(model.served.base_url) if engine.name == "openai" and model.served is not None else None
+        setup.hardware[model.name] = hardware_class(device.type, engine.name, threads, cores, server)
+
+
+def _key_cells(setup: Setup) -> None:
+    """Every (model, task) cell's key, or a complete cell's from other hardware where the run may reuse it."""
+    cfg = setup.cfg
+    rt = cfg.runtime
+    for model in setup.models:
+        identity = model_identity(model, setup.cache_dir)
+        for task, samples in setup.tasks:
+            key = cell_key(
+                model,
+                identity,
+                task,
+                samples,
+                cfg,
+                setup.device,
+                setup.engines[model.name].name,
+                setup.hardware[model.name],
             )
-        cap = cfg.task.limits.get(
-            task.name, cfg.task.limits.get(name, rt.max_samples)
-        )  # by task name (CLI-friendly) or as listed
-        if cap is not None and cap < 1:
-            raise ConfigError(f"task.limits.{name}={cap} must be positive", "use a positive number of items")
-        tasks.append((task, select_samples(task, cap, rt.seed, shuffled=rt.stop_when_decided)))
+            if OtherHardware(rt.other_hardware) is OtherHardware.reuse and not rt.recompute:
+                key = _borrow(setup, key)
+            setup.keys[(model.name, task.name)] = key
+
+
+def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
+    """Check the settings, resolve the models, load every task and compute every cell key; raises ``HarnessError``.
+    ``sweep_job``: a job of a multirun sweep, which may compute one model's cells."""
+    _check_runtime(cfg)
+    rt = cfg.runtime
+    device = resolve_device(rt.device)
+    models = resolve_models(cfg, sweep_job)
+    reference = _reference(cfg, models)
+    dirs = _task_dirs(cfg)
+    cache = _user_path(cfg.paths.cache_dir) if cfg.paths.cache_dir else default_cache_dir()
+    tasks = _load_tasks(cfg, dirs, cache)
     store = Store(_user_path(cfg.paths.store_dir))
     setup = Setup(
         cfg=cfg,
@@ -271,28 +333,8 @@ def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
         store=store,
         sequential=stop_rule(cfg, models, reference, len(tasks)),
     )
-    threads, cores = default_threads(rt.num_threads), usable_cores()
-    for model in models:
-        engine = choose_engine(model, rt, device.type)
-        setup.engines[model.name] = engine
-        server = host_of(model.served.base_url) if engine.name == "openai" and model.served is not None else None
-        setup.hardware[model.name] = hardware_class(device.type, engine.name, threads, cores, server)
-    for model in models:
-        identity = model_identity(model, cache)
-        for task, samples in tasks:
-            key = cell_key(
-                model,
-                identity,
-                task,
-                samples,
-                cfg,
-                device,
-                setup.engines[model.name].name,
-                setup.hardware[model.name],
-            )
-            if OtherHardware(rt.other_hardware) is OtherHardware.reuse and not rt.recompute:
-                key = _borrow(setup, key)
-            setup.keys[(model.name, task.name)] = key
+    _choose_engines(setup)
+    _key_cells(setup)
     return setup
 
 

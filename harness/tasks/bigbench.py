@@ -34,6 +34,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
@@ -375,6 +376,88 @@ def _generation_sample(
     return Sample(id=str(i + 1), fields=fields, target=[r for r in refs if r.strip()] or refs, line=line, prompt=prompt)
 
 
+@dataclass(frozen=True)
+class _Format:
+    """How an example becomes a prompt, as BIG-bench's json_task.py renders it, and the harness's own limits."""
+
+    task_prefix: str
+    input_prefix: str
+    output_prefix: str
+    choice_prefix: Optional[str]  # None: the choices are not listed in the prompt
+    max_chars: int
+    max_new: int
+    stops: list[str]
+
+
+def _format(data: dict[str, Any], ref: SourceRef) -> _Format:
+    """The task's prompt format, and the input cut and stopping rule this run uses."""
+    max_chars = ref.options.get("max_input_chars", MAX_INPUT_CHARS)
+    max_new = ref.options.get("max_new_tokens", MAX_NEW_TOKENS)
+    choice_prefix = str(data.get("choice_prefix", "\n  choice: "))
+    append_choices = bool(data.get("append_choices_to_input", True))
+    stop_string = data.get("stop_string")
+    return _Format(
+        task_prefix=str(data.get("task_prefix", "")),
+        input_prefix=str(data.get("example_input_prefix", "\nQ: ")),
+        output_prefix=str(data.get("example_output_prefix", "\nA: ")),
+        choice_prefix=choice_prefix if append_choices else None,
+        max_chars=max_chars,
+        max_new=max_new,
+        stops=["\n"] + ([stop_string] if stop_string and stop_string != "\n" else []),
+    )
+
+
+def _samples(
+    examples: list[Any], lines: list[int], kind: TaskType, fmt: _Format, where: Callable[[int], str]
+) -> list[Sample]:
+    """Every distinct example as a sample, its input cut to the limit and its prompt rendered."""
+    samples, seen = [], set()
+    for i, ex in enumerate(examples):
+        key = json.dumps(ex, sort_keys=True)
+        if key in seen:  # BIG-bench drops exact duplicates
+            continue
+        seen.add(key)
+        text_in = _cut(ex["input"], fmt.max_chars)
+        fields = {"input": text_in, "input_chars": len(ex["input"]), "truncated": len(text_in) != len(ex["input"])}
+        line = lines[i] if i < len(lines) else i + 1
+        prompt_in = fmt.task_prefix + fmt.input_prefix + text_in
+        if kind is TaskType.classification:
+            sample = _choice_sample(i, ex, fields, line, prompt_in, fmt.output_prefix, fmt.choice_prefix, where)
+        else:
+            sample = _generation_sample(i, ex, fields, line, prompt_in + fmt.output_prefix, where)
+        samples.append(sample)
+    return samples
+
+
+def _task(
+    ref: SourceRef, file: Path, data: dict[str, Any], kind: TaskType, fmt: _Format, samples: list[Sample]
+) -> Task:
+    """The harness task over the samples, with the harness's own settings recorded as its source."""
+    spec = TaskSpec(
+        name=ref.task_name,
+        type=kind,
+        data=str(file),
+        prompt="{input}",  # each sample carries its rendered prompt
+        description=str(data.get("description", "")),
+        split_field=None,
+        target_delimiter="",  # BIG-bench scores the answer right after the output prefix
+        metadata_fields=["input_chars", "truncated"],
+        max_new_tokens=fmt.max_new,
+        stop=fmt.stops,
+        reference_fields=["target"],
+    )
+    source = {
+        "source": "bigbench",
+        "path": ref.ref,
+        "package": REQUIREMENT,
+        "max_input_chars": fmt.max_chars,
+        "truncated_items": sum(s.fields["truncated"] for s in samples),
+        **({"max_new_tokens": fmt.max_new, "stop": fmt.stops} if kind is TaskType.summarization else {}),
+        "prompt_format": "zero-shot, BIG-bench json_task format",
+    }
+    return Task(spec=spec, path=file, data_path=file, samples=samples, fewshot=[], source=source)
+
+
 def load(ref: SourceRef, cache: Path, include: Sequence[Path] = ()) -> Task:
     """Parse and check a BIG-bench task.json (fetched into the cache if needed) as a harness task."""
     path = ref.ref
@@ -386,54 +469,5 @@ def load(ref: SourceRef, cache: Path, include: Sequence[Path] = ()) -> Task:
         return f"{file}:{lines[i]}: example {i + 1}" if i < len(lines) else f"{file}: example {i + 1}"
 
     kind = _kind(data, examples, where)
-
-    max_chars = ref.options.get("max_input_chars", MAX_INPUT_CHARS)
-    max_new = ref.options.get("max_new_tokens", MAX_NEW_TOKENS)
-    task_prefix = str(data.get("task_prefix", ""))
-    input_prefix = str(data.get("example_input_prefix", "\nQ: "))
-    output_prefix = str(data.get("example_output_prefix", "\nA: "))
-    choice_prefix = str(data.get("choice_prefix", "\n  choice: "))
-    append_choices = bool(data.get("append_choices_to_input", True))
-    stop_string = data.get("stop_string")
-    stops = ["\n"] + ([stop_string] if stop_string and stop_string != "\n" else [])
-
-    samples, seen = [], set()
-    for i, ex in enumerate(examples):
-        key = json.dumps(ex, sort_keys=True)
-        if key in seen:  # BIG-bench drops exact duplicates
-            continue
-        seen.add(key)
-        text_in = _cut(ex["input"], max_chars)
-        fields = {"input": text_in, "input_chars": len(ex["input"]), "truncated": len(text_in) != len(ex["input"])}
-        line = lines[i] if i < len(lines) else i + 1
-        prompt_in = task_prefix + input_prefix + text_in
-        if kind is TaskType.classification:
-            choices_text = choice_prefix if append_choices else None
-            sample = _choice_sample(i, ex, fields, line, prompt_in, output_prefix, choices_text, where)
-        else:
-            sample = _generation_sample(i, ex, fields, line, prompt_in + output_prefix, where)
-        samples.append(sample)
-
-    spec = TaskSpec(
-        name=ref.task_name,
-        type=kind,
-        data=str(file),
-        prompt="{input}",  # each sample carries its rendered prompt
-        description=str(data.get("description", "")),
-        split_field=None,
-        target_delimiter="",  # BIG-bench scores the answer right after the output prefix
-        metadata_fields=["input_chars", "truncated"],
-        max_new_tokens=max_new,
-        stop=stops,
-        reference_fields=["target"],
-    )
-    source = {
-        "source": "bigbench",
-        "path": path,
-        "package": REQUIREMENT,
-        "max_input_chars": max_chars,
-        "truncated_items": sum(s.fields["truncated"] for s in samples),
-        **({"max_new_tokens": max_new, "stop": stops} if kind is TaskType.summarization else {}),
-        "prompt_format": "zero-shot, BIG-bench json_task format",
-    }
-    return Task(spec=spec, path=file, data_path=file, samples=samples, fewshot=[], source=source)
+    fmt = _format(data, ref)
+    return _task(ref, file, data, kind, fmt, _samples(examples, lines, kind, fmt, where))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -102,6 +103,134 @@ def _build(name: str, include: Sequence[Path]) -> tuple[Any, Path | None]:
     return next(iter(tasks.values())), yaml_path
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What the harness takes from an lm-eval task's config: how it prompts, and where generation stops."""
+
+    name: str
+    where: str
+    yaml_path: Path | None
+    output: str
+    num_fewshot: int
+    until: list[str]
+    max_new: int
+
+
+def _check_output_type(task: Any, name: str) -> None:
+    """Refuse the output types and multiple-input tasks the harness has no task type for."""
+    output = task.OUTPUT_TYPE
+    if output not in ("multiple_choice", "generate_until"):
+        raise TaskFileError(
+            f"lm-eval task {name} has output_type {output}",
+            "only multiple_choice (-> classification) and generate_until (-> generation) tasks can run",
+        )
+    if getattr(task, "multiple_input", 0):
+        raise TaskFileError(
+            f"lm-eval task {name} puts its choices in the context (multiple inputs)",
+            "such tasks (Winogrande-style) cannot run through the harness",
+        )
+
+
+def _plan(task: Any, ref: SourceRef, yaml_path: Path | None, where: str) -> _Plan:
+    """Fix lm-eval's few-shot seed and read the prompting and stopping settings, as lm_eval.simple_evaluate would."""
+    cfg = task.config
+    num_fewshot = cfg.num_fewshot or 0
+    task.set_fewshot_seed(seed=FEWSHOT_SEED)
+    gen_kwargs = dict(cfg.generation_kwargs or {})
+    until = gen_kwargs.get("until") or [cfg.fewshot_delimiter]
+    until = [until] if isinstance(until, str) else list(until)
+    max_new = ref.options.get("max_new_tokens", int(gen_kwargs.get("max_gen_toks", 256)))
+    return _Plan(ref.ref, where, yaml_path, task.OUTPUT_TYPE, num_fewshot, until, max_new)
+
+
+def _eval_docs(task: Any, plan: _Plan) -> list[Any]:
+    """The task's evaluation documents, or a task-file error naming why lm-eval has none."""
+    try:
+        return list(task.eval_docs)
+    except Exception as exc:
+        raise TaskFileError(
+            f"{plan.where}: lm-eval task {plan.name} has no evaluation documents ({_first_line(exc)})",
+            "give it a test_split or validation_split",
+        ) from exc
+
+
+def _render(task: Any, plan: _Plan, doc_id: int, doc: Any) -> tuple[str, Any, list[str] | None]:
+    """lm-eval's own prompt, target and choices for one document, so its accuracy is reproduced."""
+    try:
+        ctx = task.fewshot_context(doc, num_fewshot=plan.num_fewshot, gen_prefix=task.doc_to_prefix(doc))
+        target = task.doc_to_target(doc)
+        choices = (
+            [str(c) for c in task.doc_to_choice(doc)]
+            if plan.output == "multiple_choice" or task.config.doc_to_choice
+            else None
+        )
+    except Exception as exc:
+        raise TaskFileError(
+            f"{plan.where}: document {doc_id}: lm-eval could not render it ({_first_line(exc)})",
+            "check doc_to_text/doc_to_target/doc_to_choice against the data",
+        ) from exc
+    if not isinstance(ctx, str):
+        raise TaskFileError(
+            f"lm-eval task {plan.name} builds several contexts per document",
+            "such tasks cannot run through the harness",
+        )
+    return ctx, target, choices
+
+
+def _gold_choice(plan: _Plan, doc_id: int, target: Any, choices: list[str]) -> str:
+    """The gold answer among a document's choices, read as lm-eval reads it."""
+    gold = target[0] if isinstance(target, list) else target  # several golds: the first
+    # an int is an index, a string must be one of the choices
+    index = gold if isinstance(gold, int) else choices.index(gold) if isinstance(gold, str) and gold in choices else -1
+    if not 0 <= index < len(choices):
+        raise TaskFileError(
+            f"{plan.where}: document {doc_id}: target {gold!r} is not one of its {len(choices)} choices",
+            "fix doc_to_target or doc_to_choice",
+        )
+    return choices[index]
+
+
+def _sample(task: Any, plan: _Plan, doc_id: int, doc: Any) -> Sample:
+    """One evaluation document as a harness sample: a classification over its choices, or a generation."""
+    ctx, target, choices = _render(task, plan, doc_id, doc)
+    fields = dict(doc) if isinstance(doc, dict) else {"doc": doc}
+    if plan.output == "multiple_choice":
+        assert choices is not None
+        gold = _gold_choice(plan, doc_id, target, choices)
+        return Sample(id=str(doc_id), fields=fields, target=gold, line=doc_id + 1, prompt=ctx, choices=choices)
+    if isinstance(target, int) and choices:
+        target = choices[target]
+    refs = [str(t) for t in target] if isinstance(target, list) else [str(target)]
+    return Sample(id=str(doc_id), fields=fields, target=refs, line=doc_id + 1, prompt=ctx)
+
+
+def _task(ref: SourceRef, task: Any, plan: _Plan, samples: list[Sample]) -> Task:
+    """The harness task over the rendered samples, with the lm-eval settings recorded as its source."""
+    cfg = task.config
+    kind = TaskType.classification if plan.output == "multiple_choice" else TaskType.summarization
+    spec = TaskSpec(
+        name=ref.task_name,
+        type=kind,
+        data=str(plan.yaml_path or plan.name),
+        prompt="{doc}",  # each sample carries lm-eval's rendered context
+        description=str(cfg.description or ""),
+        split_field=None,
+        target_delimiter=str(cfg.target_delimiter),
+        max_new_tokens=plan.max_new,
+        stop=plan.until,
+    )
+    source = {
+        "source": "lmeval",
+        "task": plan.name,
+        "yaml": str(plan.yaml_path) if plan.yaml_path else None,
+        "output_type": plan.output,
+        "num_fewshot": plan.num_fewshot,
+        **({"max_new_tokens": plan.max_new, "until": plan.until} if kind is TaskType.summarization else {}),
+    }
+    path = plan.yaml_path or Path(plan.name)
+    return Task(spec=spec, path=path, data_path=path, samples=samples, fewshot=[], source=source)
+
+
 def load(ref: SourceRef, cache: Optional[Path] = None, include: Sequence[Path] = ()) -> Task:
     """Build the lm-eval task and turn every evaluation document into a harness sample."""
     from lm_eval.api.task import ConfigurableTask
@@ -114,100 +243,11 @@ def load(ref: SourceRef, cache: Optional[Path] = None, include: Sequence[Path] =
             f"lm-eval task {name} is a Python task class",
             "only YAML-configured lm-eval tasks can run through the harness",
         )
-    output = task.OUTPUT_TYPE
-    if output not in ("multiple_choice", "generate_until"):
-        raise TaskFileError(
-            f"lm-eval task {name} has output_type {output}",
-            "only multiple_choice (-> classification) and generate_until (-> generation) tasks can run",
-        )
-    if getattr(task, "multiple_input", 0):
-        raise TaskFileError(
-            f"lm-eval task {name} puts its choices in the context (multiple inputs)",
-            "such tasks (Winogrande-style) cannot run through the harness",
-        )
-    cfg = task.config
-    num_fewshot = cfg.num_fewshot or 0
-    task.set_fewshot_seed(seed=FEWSHOT_SEED)
-    gen_kwargs = dict(cfg.generation_kwargs or {})
-    until = gen_kwargs.get("until") or [cfg.fewshot_delimiter]
-    until = [until] if isinstance(until, str) else list(until)
-    max_new = ref.options.get("max_new_tokens", int(gen_kwargs.get("max_gen_toks", 256)))
-
-    samples = []
-    try:
-        docs = list(task.eval_docs)
-    except Exception as exc:
-        raise TaskFileError(
-            f"{where}: lm-eval task {name} has no evaluation documents ({_first_line(exc)})",
-            "give it a test_split or validation_split",
-        ) from exc
-    for doc_id, doc in enumerate(docs):
-        try:
-            ctx = task.fewshot_context(doc, num_fewshot=num_fewshot, gen_prefix=task.doc_to_prefix(doc))
-            target = task.doc_to_target(doc)
-            choices = (
-                [str(c) for c in task.doc_to_choice(doc)] if output == "multiple_choice" or cfg.doc_to_choice else None
-            )
-        except Exception as exc:
-            raise TaskFileError(
-                f"{where}: document {doc_id}: lm-eval could not render it ({_first_line(exc)})",
-                "check doc_to_text/doc_to_target/doc_to_choice against the data",
-            ) from exc
-        if not isinstance(ctx, str):
-            raise TaskFileError(
-                f"lm-eval task {name} builds several contexts per document", "such tasks cannot run through the harness"
-            )
-        fields = dict(doc) if isinstance(doc, dict) else {"doc": doc}
-        if output == "multiple_choice":
-            assert choices is not None
-            gold = target[0] if isinstance(target, list) else target  # several golds: the first
-            # as lm-eval reads it: an int is an index, a string must be one of the choices
-            index = (
-                gold
-                if isinstance(gold, int)
-                else choices.index(gold)
-                if isinstance(gold, str) and gold in choices
-                else -1
-            )
-            if not 0 <= index < len(choices):
-                raise TaskFileError(
-                    f"{where}: document {doc_id}: target {gold!r} is not one of its {len(choices)} choices",
-                    "fix doc_to_target or doc_to_choice",
-                )
-            samples.append(
-                Sample(
-                    id=str(doc_id), fields=fields, target=choices[index], line=doc_id + 1, prompt=ctx, choices=choices
-                )
-            )
-        else:
-            if isinstance(target, int) and choices:
-                target = choices[target]
-            refs = [str(t) for t in target] if isinstance(target, list) else [str(target)]
-            samples.append(Sample(id=str(doc_id), fields=fields, target=refs, line=doc_id + 1, prompt=ctx))
+    _check_output_type(task, name)
+    plan = _plan(task, ref, yaml_path, where)
+    samples = [_sample(task, plan, doc_id, doc) for doc_id, doc in enumerate(_eval_docs(task, plan))]
     if not samples:
         raise TaskFileError(
             f"{where}: lm-eval task {name} has no evaluation documents", "check its data files and splits"
         )
-
-    kind = TaskType.classification if output == "multiple_choice" else TaskType.summarization
-    spec = TaskSpec(
-        name=ref.task_name,
-        type=kind,
-        data=str(yaml_path or name),
-        prompt="{doc}",  # each sample carries lm-eval's rendered context
-        description=str(cfg.description or ""),
-        split_field=None,
-        target_delimiter=str(cfg.target_delimiter),
-        max_new_tokens=max_new,
-        stop=until,
-    )
-    source = {
-        "source": "lmeval",
-        "task": name,
-        "yaml": str(yaml_path) if yaml_path else None,
-        "output_type": output,
-        "num_fewshot": num_fewshot,
-        **({"max_new_tokens": max_new, "until": until} if kind is TaskType.summarization else {}),
-    }
-    path = yaml_path or Path(name)
-    return Task(spec=spec, path=path, data_path=path, samples=samples, fewshot=[], source=source)
+    return _task(ref, task, plan, samples)

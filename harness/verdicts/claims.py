@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, Literal, Optional
 
 from harness.analysis.sample_size import ALPHA, SampleSize, holm, items_to_decide_many, one_sided_ps
-from harness.analysis.schema import PairedComparison, RunAnalysis
+from harness.analysis.schema import Interval, PairedComparison, RunAnalysis
 from harness.analysis.sequential import is_sequential
 from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
 from harness.registry import Registry
@@ -110,7 +110,7 @@ def at_majority_baseline(summary: RunSummary, analysis: RunAnalysis, task: str, 
     res = summary.result(task, model)
     if res is None or not res.baselines:
         return None
-    majority = float(res.baselines["majority"])
+    majority = res.baselines.majority
     stats = analysis.tasks[task].models.get(model) if task in analysis.tasks else None
     interval = stats.quality.get("accuracy") if stats else None
     low = interval.low if interval is not None else res.quality.get("accuracy", 0.0)
@@ -596,11 +596,28 @@ def _c7_cost_side(run: RunView, m: ModelRecord, d: ModelRecord) -> Verdict:
     )
 
 
-@check("cpu_interactive")
-def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
+def _cpu_small_model(run: RunView) -> Optional[ModelRecord]:
+    """The smallest (first) model when it ran on a CPU, else None."""
     small_name = run.names[0] if run.names else None
     small = run.models.get(small_name) if small_name else None
-    if not small or not small.device.startswith("cpu"):
+    return small if small and small.device.startswith("cpu") else None
+
+
+def _cpu_standing(p95: Interval, mem: Optional[int], max_p95: float, max_mem: float) -> VerdictValue:
+    """Supported when the p95 interval and the peak memory are both within their limits; refuted when either is over."""
+    return (
+        SUPPORTED
+        if p95.high < max_p95 and mem is not None and mem < max_mem
+        else REFUTED
+        if p95.low > max_p95 or (mem is not None and mem > max_mem)
+        else INCONCLUSIVE
+    )
+
+
+@check("cpu_interactive")
+def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
+    small = _cpu_small_model(run)
+    if not small:
         return Verdict(
             UNSET,
             NOT_MEASURED,
@@ -609,6 +626,7 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
             [],
             run.names,
         )
+    small_name = run.names[0]
     max_p95, max_mem = th.get("max_p95_latency_s", 2.0), th.get("max_memory_gb", 4.0) * 2**30
     per: list[VerdictValue] = []
     nums: dict[str, dict[str, Any]] = {}
@@ -625,16 +643,12 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
                 [],
                 run.names,
             )
-        p95 = small_latency["p95"].to_dict()
-        mem = run.summary.tasks[t].results[str(small_name)].peak_memory_bytes  # None: a served model's (the server's)
-        nums[t] = {"p95_latency_s": p95, "peak_memory_gb": mem / 2**30 if mem is not None else None}
-        per.append(
-            SUPPORTED
-            if p95["high"] < max_p95 and mem is not None and mem < max_mem
-            else REFUTED
-            if p95["low"] > max_p95 or (mem is not None and mem > max_mem)
-            else INCONCLUSIVE
-        )
+        mem = run.summary.tasks[t].results[small_name].peak_memory_bytes  # None: a served model's (the server's)
+        nums[t] = {
+            "p95_latency_s": small_latency["p95"].to_dict(),
+            "peak_memory_gb": mem / 2**30 if mem is not None else None,
+        }
+        per.append(_cpu_standing(small_latency["p95"], mem, max_p95, max_mem))
     if not per:
         return Verdict(
             UNSET,
@@ -683,29 +697,48 @@ def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tupl
     return d, p
 
 
+def _distant_pairs(run: RunView, names: list[str], size: dict[str, int], min_ratio: float) -> list[tuple[str, str]]:
+    """Every (smaller, larger) pair at least ``min_ratio`` apart in parameters (larger: the reference only, without all_pairs)."""
+    return [
+        (a, b)
+        for a in names
+        for b in names
+        if a != b and size[b] >= min_ratio * size[a] and (run.all_pairs or b == run.reference)
+    ]
+
+
+def _too_close(run: RunView, names: list[str], size: dict[str, int], min_ratio: float) -> Verdict:
+    """C9 not measured: no two models are ``min_ratio`` apart; the widest ratio there is."""
+    biggest = max(size[b] / size[a] for a in names for b in names) if names else 0.0
+    return Verdict(
+        UNSET,
+        NOT_MEASURED,
+        f"params ratio {biggest:.1f}x",
+        f"The most distant models are only {biggest:.1f}x apart in parameters; C9 needs at least {min_ratio:g}x.",
+        [],
+        run.names,
+        {"params_ratio": biggest},
+    )
+
+
+def _c9_sentence(verdict: VerdictValue, min_ratio: float, wins: list[str]) -> str:
+    """What the verdict says of the small models against the much larger ones."""
+    return {
+        SUPPORTED: f"a model significantly beats one at least {min_ratio:g}x its size on {', '.join(wins)}",
+        REFUTED: f"the model {min_ratio:g}x larger is significantly better on every task",
+        INCONCLUSIVE: "no task shows a significant win for the smaller model",
+    }[verdict]
+
+
 @check("small_beats_much_larger")
 def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
     """Over every pair of models at least ``min_params_ratio`` apart: does the smaller one significantly win a task?"""
     min_ratio = th.get("min_params_ratio", 10.0)
     names = [n for n in run.measured if run.models[n].size > 0]  # a served model without published_params: unknown
     size = {n: run.models[n].size for n in names}
-    pairs = [
-        (a, b)
-        for a in names
-        for b in names
-        if a != b and size[b] >= min_ratio * size[a] and (run.all_pairs or b == run.reference)
-    ]
+    pairs = _distant_pairs(run, names, size, min_ratio)
     if not pairs:
-        biggest = max(size[b] / size[a] for a in names for b in names) if names else 0.0
-        return Verdict(
-            UNSET,
-            NOT_MEASURED,
-            f"params ratio {biggest:.1f}x",
-            f"The most distant models are only {biggest:.1f}x apart in parameters; C9 needs at least {min_ratio:g}x.",
-            [],
-            run.names,
-            {"params_ratio": biggest},
-        )
+        return _too_close(run, names, size, min_ratio)
     per: list[VerdictValue] = []
     nums: dict[str, dict[str, Any]] = {}
     wins: list[str] = []
@@ -733,11 +766,7 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
     verdict: VerdictValue = SUPPORTED if wins else REFUTED if all(v == REFUTED for v in per) else INCONCLUSIVE
     ratios = sorted({f"{v['params_ratio']:.1f}x" for v in nums.values()})
     key = f"params {', '.join(ratios)}; " + "; ".join(f"{k} S-L {_fmt(v['difference'], 100)}" for k, v in nums.items())
-    sentence = {
-        SUPPORTED: f"a model significantly beats one at least {min_ratio:g}x its size on {', '.join(wins)}",
-        REFUTED: f"the model {min_ratio:g}x larger is significantly better on every task",
-        INCONCLUSIVE: "no task shows a significant win for the smaller model",
-    }[verdict]
+    sentence = _c9_sentence(verdict, min_ratio, wins)
     return Verdict(
         UNSET,
         verdict,
@@ -759,7 +788,7 @@ def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
             if res is None:
                 if f"{name}/{t}" not in missing and f"{name}/{t}" not in (run.summary.not_run):
                     missing.append(f"{name}/{t}")
-            elif res.cell and res.cell.stopped and res.n == res.cell.stopped["at"]:
+            elif res.cell and res.cell.stopped and res.n == res.cell.stopped.at:
                 # by design: decided, every item it used is reported
                 stopped[t] = f"{t} ({res.n} of {info.info.get('n_selected')} items)"
             elif res.n != info.info.get("n_selected", res.n):

@@ -121,19 +121,11 @@ def _cascade(
     )
 
 
-def task_decision(
-    summary: RunSummary, analysis: RunAnalysis, task: str, tolerance: float, load: Optional[LoadSummary] = None
-) -> Optional[TaskDecision]:
-    """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference).
-
-    With a load sweep and its SLO, a model whose p95 latency met the SLO at no level fails, whatever its cost.
-    """
-    info, reference = summary.tasks[task], summary.reference
-    results = info.results
-    models = summary.models
-    if reference is None or reference not in results or (reference in models and models[reference].architecture_only):
-        return None
-    metric = results[reference].primary_metric
+def _options(
+    summary: RunSummary, analysis: RunAnalysis, task: str, reference: str, metric: str, tolerance: float
+) -> list[Option]:
+    """The reference alone first, then each model compared with it on the same items and its cascade."""
+    results, models = summary.tasks[task].results, summary.models
     entry = analysis.tasks.get(task)
     comparisons = entry.comparisons if entry else {}
     options = [_alone(reference, results[reference], None, tolerance)]
@@ -151,9 +143,11 @@ def task_decision(
         cascade = _cascade(name, reference, cmp.routing or {}, results[name], results[reference], tolerance)
         if cascade:
             options.append(cascade)
-    for o in options[1:]:
-        if o.kind == "model" and load is not None and load.meets_slo(o.name) is False:
-            o.standing = FAILS_SLO
+    return options
+
+
+def _choose(options: list[Option]) -> tuple[Optional[Option], Optional[Option]]:
+    """The cheapest option cheaper than the reference that meets the tolerance, else the closest cheaper one."""
     ref_cost = options[0].cost_per_1k_usd
     cheaper = [
         o
@@ -170,6 +164,27 @@ def task_decision(
     closest = (
         None if choice or not cheaper else max(cheaper, key=lambda o: (o.difference or {}).get("value", float("-inf")))
     )
+    return choice, closest
+
+
+def task_decision(
+    summary: RunSummary, analysis: RunAnalysis, task: str, tolerance: float, load: Optional[LoadSummary] = None
+) -> Optional[TaskDecision]:
+    """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference).
+
+    With a load sweep and its SLO, a model whose p95 latency met the SLO at no level fails, whatever its cost.
+    """
+    info, reference = summary.tasks[task], summary.reference
+    results = info.results
+    models = summary.models
+    if reference is None or reference not in results or (reference in models and models[reference].architecture_only):
+        return None
+    metric = results[reference].primary_metric
+    options = _options(summary, analysis, task, reference, metric, tolerance)
+    for o in options[1:]:
+        if o.kind == "model" and load is not None and load.meets_slo(o.name) is False:
+            o.standing = FAILS_SLO
+    choice, closest = _choose(options)
     shown = choice or closest
     shown_name = shown.name if shown is not None and shown.kind == "model" else reference
     ref_base = at_majority_baseline(summary, analysis, task, reference)

@@ -218,11 +218,24 @@ def _identity(name: str, base: BaselineCell, cur: BaselineCell, allow: set[str])
     return f
 
 
-def _quality(
-    res: CellResult, base: BaselineCell, cur: BaselineCell, common: list[str], exact: bool, cfg: RegressConfig
-) -> None:
-    """The paired quality test on the common items, and the predictions that flipped in an exact configuration."""
-    name, f = res.cell, res.findings
+@dataclass(frozen=True)
+class _QualityTest:
+    """The paired quality test's outcome: the two means on the common items and whether the drop is significant."""
+
+    baseline: float
+    run: float
+    significant: bool
+
+    @property
+    def drop(self) -> float:
+        """How far the run's mean fell below the baseline's."""
+        return self.baseline - self.run
+
+
+def _paired_test(
+    res: CellResult, base: BaselineCell, cur: BaselineCell, common: list[str], cfg: RegressConfig
+) -> _QualityTest:
+    """Fill the cell's means, paired difference and McNemar p, and test the drop on the common items."""
     b = [float(base.items[i].score) for i in common]
     c = [float(cur.items[i].score) for i in common]
     res.baseline, res.run = float(np.mean(b)), float(np.mean(c))
@@ -232,75 +245,99 @@ def _quality(
         significant = res.p_value < cfg.alpha
     else:
         significant = d.high < 0
-    drop = res.baseline - res.run
-    if drop > cfg.quality_tolerance and (exact or significant):
+    return _QualityTest(res.baseline, res.run, significant)
+
+
+def _quality_finding(res: CellResult, test: _QualityTest, exact: bool, cfg: RegressConfig) -> None:
+    """A regression for a drop beyond tolerance that is exact or significant; a note for one that is not."""
+    drop = test.drop
+    if drop > cfg.quality_tolerance and (exact or test.significant):
         why = "exact configuration: the drop is the change's" if exact else f"paired test significant at {cfg.alpha:g}"
-        f.append(
+        res.findings.append(
             Finding(
-                name,
+                res.cell,
                 "quality",
                 REGRESSION,
-                f"{res.metric} {res.baseline * 100:.1f} -> {res.run * 100:.1f} "
+                f"{res.metric} {test.baseline * 100:.1f} -> {test.run * 100:.1f} "
                 f"({-drop * 100:+.1f} points, tolerance {cfg.quality_tolerance * 100:g}; {why})",
             )
         )
     elif drop > cfg.quality_tolerance:
-        f.append(
+        res.findings.append(
             Finding(
-                name,
+                res.cell,
                 "quality",
                 INFO,
                 f"{res.metric} dropped {drop * 100:.1f} points but the paired test is not significant (p/interval in the table)",
             )
         )
-    if not exact and drop > cfg.quality_tolerance and significant:
-        # the regressed cell's flips: items right (or better) in the baseline and wrong (or worse) now
-        worse = [
-            i
-            for i in common
-            if outcome(base.task_type, cur.items[i].score, base.items[i].score) in (A_WRONG_B_RIGHT, A_LOWER)
-        ]
-        for i in worse[: cfg.max_listed_predictions]:
-            f.append(
-                Finding(
-                    name,
-                    "predictions",
-                    INFO,
-                    f"item {i} worse: {base.items[i].prediction!r} ({base.items[i].score:.2f}) -> "
-                    f"{cur.items[i].prediction!r} ({cur.items[i].score:.2f})",
-                )
+
+
+def _worse_items(res: CellResult, base: BaselineCell, cur: BaselineCell, common: list[str], cfg: RegressConfig) -> None:
+    """List the regressed cell's flips: items right (or better) in the baseline and wrong (or worse) now."""
+    name, f = res.cell, res.findings
+    worse = [
+        i
+        for i in common
+        if outcome(base.task_type, cur.items[i].score, base.items[i].score) in (A_WRONG_B_RIGHT, A_LOWER)
+    ]
+    for i in worse[: cfg.max_listed_predictions]:
+        f.append(
+            Finding(
+                name,
+                "predictions",
+                INFO,
+                f"item {i} worse: {base.items[i].prediction!r} ({base.items[i].score:.2f}) -> "
+                f"{cur.items[i].prediction!r} ({cur.items[i].score:.2f})",
             )
-        if worse:
-            f.append(
-                Finding(
-                    name,
-                    "predictions",
-                    INFO,
-                    f"{len(worse)} item(s) worse than the baseline; side by side: harness flips BASELINE_RUN RUN "
-                    f"--models {base.model} --task {base.task}",
-                )
-            )
-    if exact:
-        flips = changed_predictions(
-            common,
-            {i: base.items[i].prediction for i in common},
-            {i: cur.items[i].prediction for i in common},
         )
-        for i in flips[: cfg.max_listed_predictions]:
-            f.append(
-                Finding(
-                    name, "predictions", INFO, f"item {i}: {base.items[i].prediction!r} -> {cur.items[i].prediction!r}"
-                )
+    if worse:
+        f.append(
+            Finding(
+                name,
+                "predictions",
+                INFO,
+                f"{len(worse)} item(s) worse than the baseline; side by side: harness flips BASELINE_RUN RUN "
+                f"--models {base.model} --task {base.task}",
             )
-        if len(flips) > cfg.max_listed_predictions:
-            f.append(
-                Finding(
-                    name,
-                    "predictions",
-                    INFO,
-                    f"... and {len(flips) - cfg.max_listed_predictions} more changed predictions",
-                )
+        )
+
+
+def _changed_predictions(
+    res: CellResult, base: BaselineCell, cur: BaselineCell, common: list[str], cfg: RegressConfig
+) -> None:
+    """List the predictions that changed in an exact configuration (any change is the change's)."""
+    name, f = res.cell, res.findings
+    flips = changed_predictions(
+        common,
+        {i: base.items[i].prediction for i in common},
+        {i: cur.items[i].prediction for i in common},
+    )
+    for i in flips[: cfg.max_listed_predictions]:
+        f.append(
+            Finding(name, "predictions", INFO, f"item {i}: {base.items[i].prediction!r} -> {cur.items[i].prediction!r}")
+        )
+    if len(flips) > cfg.max_listed_predictions:
+        f.append(
+            Finding(
+                name,
+                "predictions",
+                INFO,
+                f"... and {len(flips) - cfg.max_listed_predictions} more changed predictions",
             )
+        )
+
+
+def _quality(
+    res: CellResult, base: BaselineCell, cur: BaselineCell, common: list[str], exact: bool, cfg: RegressConfig
+) -> None:
+    """The paired quality test on the common items, and the predictions that flipped in an exact configuration."""
+    test = _paired_test(res, base, cur, common, cfg)
+    _quality_finding(res, test, exact, cfg)
+    if not exact and test.drop > cfg.quality_tolerance and test.significant:
+        _worse_items(res, base, cur, common, cfg)
+    if exact:
+        _changed_predictions(res, base, cur, common, cfg)
 
 
 def _speed_and_memory(

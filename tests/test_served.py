@@ -136,7 +136,7 @@ def test_429_and_slow_answers_are_retried_and_recorded(server, tmp_path):
     with Proxy(server.port, plan) as proxy:
         engine = load_engine(_served(proxy.url, timeout_s=1.5, backoff_s=0.01), _rt(), tmp_path)
         out = engine.generate_until([Prompt("Once upon a time", " ", False)], 4, [])[0]
-    assert [r["error"] for r in out.details["retries"]] == ["HTTP 429", "HTTP 429", "APITimeoutError"]
+    assert [r.error for r in out.details["retries"]] == ["HTTP 429", "HTTP 429", "APITimeoutError"]
     assert out.output_tokens == 4
 
 
@@ -196,7 +196,7 @@ def test_a_stream_cut_short_is_retried_and_never_scored(api, tmp_path):
     with FaultServer(["cut", "ok"], model="tiny") as fault:
         out = _faulty(fault, tmp_path, api=api).generate_until([prompt], 8, [])[0]
     assert out.text == "Hello" and out.details["finish_reason"] == "stop" and out.output_tokens == 2
-    assert [r["error"] for r in out.details["retries"]] == ["stream cut short"] and len(fault.requests) == 2
+    assert [r.error for r in out.details["retries"]] == ["stream cut short"] and len(fault.requests) == 2
     with FaultServer(["cut"], model="tiny") as fault:
         with pytest.raises(ServerError) as err:
             _faulty(fault, tmp_path, api=api).generate_until([prompt], 8, [])

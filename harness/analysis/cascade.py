@@ -9,10 +9,11 @@ the large model's score); the others keep the small model's answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Optional, Union
 
 import numpy as np
 
+from harness.analysis.schema import CascadeSimulation, CascadeUnavailable, Routed, RoutedAt
 from harness.results.outcomes import CellOutcomes, Outcomes, as_outcomes
 from harness.results.records import SampleRecord
 from harness.tasks.metrics import rouge_l
@@ -51,9 +52,7 @@ def outcomes(small: Outcomes, large: Outcomes, task_type: str) -> tuple[np.ndarr
     return s.item_score, l_.item_score, s.item_s, l_.item_s
 
 
-def routed(
-    up: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray
-) -> dict[str, float]:
+def routed(up: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray) -> Routed:
     """Escalating the items in ``up``: share escalated, mean score, cost relative to the large model alone."""
     return {
         "escalated": float(up.mean()),
@@ -64,7 +63,7 @@ def routed(
 
 def curve(
     conf: np.ndarray, s_score: np.ndarray, l_score: np.ndarray, s_cost: np.ndarray, l_cost: np.ndarray
-) -> list[dict[str, float]]:
+) -> list[RoutedAt]:
     """Every threshold (items whose confidence is below it are escalated): -inf never escalates, +inf always."""
     return [
         {"threshold": float(t), **routed(conf < t, s_score, l_score, s_cost, l_cost)}
@@ -72,13 +71,15 @@ def curve(
     ]
 
 
-def cheapest(points: Sequence[dict[str, float]], target: float) -> Optional[dict[str, float]]:
+def cheapest(points: Sequence[RoutedAt], target: float) -> Optional[RoutedAt]:
     """The cheapest point of a curve scoring at least ``target`` (ties: the higher score), or None."""
     ok = [p for p in points if p["score"] >= target]
     return min(ok, key=lambda p: (p["cost_share"], -p["score"])) if ok else None
 
 
-def simulate(small: Outcomes, large: Outcomes, task_type: str, keep_share: float = 0.95) -> dict[str, Any]:
+def simulate(
+    small: Outcomes, large: Outcomes, task_type: str, keep_share: float = 0.95
+) -> Union[CascadeSimulation, CascadeUnavailable]:
     """The accuracy/cost curve over thresholds and the cheapest threshold keeping ``keep_share`` of the large score."""
     small, large = as_outcomes(small, task_type), as_outcomes(large, task_type)
     s_score, l_score, s_cost, l_cost = outcomes(small, large, task_type)

@@ -31,7 +31,7 @@ from harness.analysis.stats import (
 from harness.results.cost import per_sample_energy
 from harness.results.outcomes import CellOutcomes, Outcomes, as_outcomes
 from harness.results.records import SampleRecord
-from harness.results.schema import RunSummary, StopRule
+from harness.results.schema import CellSummary, RunSummary, StopRule
 from harness.results.summary import cross_hardware
 from harness.tasks.metrics import load_rouge
 from harness.tasks.types import is_classification
@@ -105,7 +105,7 @@ def compare_models(
     task_type: str,
     seed: int,
     power: float,
-    energy: dict[str, Any],
+    results: tuple[CellSummary, CellSummary],
     keep_share: float,
     rule: Optional[StopRule] = None,
     cascade: bool = True,
@@ -113,6 +113,7 @@ def compare_models(
 ) -> PairedComparison:
     """A model against the reference on the same items: paired differences, McNemar, ratios, cascade.
 
+    ``results``: the candidate's and the reference's cell summaries (their recorded energy readings).
     ``rule``: the run stopped when decided, so each difference's interval is its confidence sequence under that
     stop rule (a fixed-n interval is not valid after optional stopping; it is kept beside it as ``fixed_n``).
     ``cascade``: simulate the cascade and the router too (every candidate of a small comparison; the best few of a large one).
@@ -130,8 +131,8 @@ def compare_models(
         out.cross_hardware = True
         return out
     out.latency_median_ratio = _latency_ratio(cand, ref, seed)
-    c_energy, c_method = per_sample_energy(cand.item_s.tolist(), energy.get("candidate"), power)
-    r_energy, r_method = per_sample_energy(ref.item_s.tolist(), energy.get("reference"), power)
+    c_energy, c_method = per_sample_energy(cand.item_s.tolist(), results[0].energy, power)
+    r_energy, r_method = per_sample_energy(ref.item_s.tolist(), results[1].energy, power)
     out.energy_ratio_reference_over_candidate = Interval.of(ratio_of_statistics(r_energy, c_energy, np.mean, seed=seed))
     out.energy_ratio_reference_over_candidate.method = c_method if c_method == r_method else f"{c_method} / {r_method}"
     if cascade:
@@ -169,14 +170,13 @@ def _analyze_task(
             continue
         stats[name] = model_statistics(cell, task_type, seed)
         if reference in cells:
-            energy = {"candidate": results[name].energy, "reference": results[reference].energy}
             comparisons[name] = compare_models(
                 cell,
                 cells[reference],
                 task_type,
                 seed,
                 power,
-                energy,
+                (results[name], results[reference]),
                 keep_share,
                 rule,
                 cascade=chosen is None or name in chosen,

@@ -23,16 +23,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Optional, TypedDict
 
 import numpy as np
 
 from harness.analysis.cascade import cheapest, curve, outcomes, routed
+from harness.analysis.schema import (
+    CrossFitted,
+    Interval,
+    Routed,
+    RoutedAt,
+    RouterEvaluation,
+    SignalEvaluation,
+)
 from harness.analysis.stats import paired_difference
 from harness.results.outcomes import SIGNALS, Outcomes, as_outcomes
 from harness.tasks.types import is_classification
 
 GAP_TARGETS = (0.5, 0.8, 0.95)
+
+
+class FoldThreshold(TypedDict):
+    """One fold of a cross-fitted cascade: the items its threshold was chosen on, those it routed, the threshold."""
+
+    train: list[int]
+    test: list[int]
+    threshold: float
+
+
+class CrossFit(Routed):
+    """A cross-fitted cascade: its share escalated, score and cost, each fold's threshold, which items went up."""
+
+    folds: list[FoldThreshold]
+    up: np.ndarray
 
 
 def choose_threshold(
@@ -59,14 +82,14 @@ def cross_fit(
     keep_share: float,
     folds: int,
     seed: int,
-) -> dict[str, Any]:
+) -> CrossFit:
     """Each fold routed by the threshold chosen on the other folds; every item scored exactly once."""
     n = len(conf)
     k = max(2, min(folds, n))
     order = np.random.default_rng(seed).permutation(n)
     parts = [p for p in (order[i::k] for i in range(k)) if len(p)]
     up = np.zeros(n, dtype=bool)
-    used = []
+    used: list[FoldThreshold] = []
     for test in parts:
         train = np.setdiff1d(np.arange(n), test)
         t = choose_threshold(conf[train], s_score[train], l_score[train], s_cost[train], l_cost[train], keep_share)
@@ -100,13 +123,13 @@ def evaluate_router(
     keep_share: float = 0.95,
     folds: int = 5,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> RouterEvaluation:
     """Every available confidence signal: cross-fitted and in-sample cascades, APGR, calls needed, random baseline."""
     kind = "classification" if is_classification(task_type) else "generation"
     small, large = as_outcomes(small, task_type), as_outcomes(large, task_type)
     s_score, l_score, s_cost, l_cost = outcomes(small, large, task_type)
     gap = float(l_score.mean() - s_score.mean())
-    out: dict[str, Any] = {
+    out: RouterEvaluation = {
         "small_score": float(s_score.mean()),
         "large_score": float(l_score.mean()),
         "keep_share": keep_share,
@@ -121,14 +144,20 @@ def evaluate_router(
         t_in = choose_threshold(conf, s_score, l_score, s_cost, l_cost, keep_share)
         held = cross_fit(conf, s_score, l_score, s_cost, l_cost, keep_share, folds, seed)
         up = held["up"]
-        sig: dict[str, Any] = {
-            "in_sample": {**routed(conf < t_in, s_score, l_score, s_cost, l_cost), "threshold": t_in},
-            "cross_fitted": {
-                **{k: v for k, v in held.items() if k not in ("folds", "up")},
-                # what the decision table needs: the cascade's quality against the large model, and its tail time per item
-                "difference_vs_large": paired_difference(np.where(up, l_score, s_score), l_score, seed=seed).to_dict(),
-                "item_s_p95": float(np.percentile(s_cost + np.where(up, l_cost, 0.0), 95)),
-            },
+        in_sample: RoutedAt = {**routed(conf < t_in, s_score, l_score, s_cost, l_cost), "threshold": t_in}
+        cross_fitted: CrossFitted = {
+            "escalated": held["escalated"],
+            "score": held["score"],
+            "cost_share": held["cost_share"],
+            # what the decision table needs: the cascade's quality against the large model, and its tail time per item
+            "difference_vs_large": Interval.of(
+                paired_difference(np.where(up, l_score, s_score), l_score, seed=seed)
+            ).record(),
+            "item_s_p95": float(np.percentile(s_cost + np.where(up, l_cost, 0.0), 95)),
+        }
+        sig: SignalEvaluation = {
+            "in_sample": in_sample,
+            "cross_fitted": cross_fitted,
             # a random router escalating the same share of calls: small + share x gap on average
             "random_at_same_calls": float(s_score.mean() + held["escalated"] * gap),
         }
@@ -140,7 +169,7 @@ def evaluate_router(
     if out["signals"]:
         target = keep_share * float(l_score.mean())
 
-        def rank(item: tuple[str, dict[str, Any]]) -> tuple[bool, float, float]:
+        def rank(item: tuple[str, SignalEvaluation]) -> tuple[bool, float, float]:
             cf = item[1]["cross_fitted"]
             return (cf["score"] >= target, -cf["cost_share"], cf["score"])
 

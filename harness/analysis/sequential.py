@@ -42,13 +42,13 @@ p-values fixed in advance, a union bound does not.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from harness.analysis.schema import Interval, IntervalRecord
 from harness.serialize import Serializable
 
 METHODS = {
@@ -58,9 +58,10 @@ METHODS = {
 T_STAR = 200  # the asymptotic sequence is tightest near this many items; its width elsewhere changes little with it
 
 
-def is_sequential(interval: dict[str, Any]) -> bool:
-    """Whether a reported interval is a confidence sequence (valid under optional stopping)."""
-    return interval.get("method") in METHODS.values()
+def is_sequential(interval: Interval | IntervalRecord) -> bool:
+    """Whether a reported interval (or its written form) is a confidence sequence (valid under optional stopping)."""
+    method = interval.method if isinstance(interval, Interval) else interval.get("method")
+    return method in METHODS.values()
 
 
 def _lower_sequence(x: np.ndarray, alpha: float, truncation: float = 0.5) -> np.ndarray:
@@ -141,9 +142,14 @@ def paired_sequence(
     return SequentialInterval(float(d.mean()), float(low[-1]), float(high[-1]), len(d), METHODS[method], alpha)
 
 
-def undecided(interval: SequentialInterval | dict[str, Any], thresholds: dict[str, float]) -> list[str]:
-    """The claims whose threshold still lies inside the interval (a threshold on its edge is not decided)."""
-    low, high = (interval["low"], interval["high"]) if isinstance(interval, dict) else (interval.low, interval.high)
+def undecided(interval: SequentialInterval | Mapping[str, float], thresholds: dict[str, float]) -> list[str]:
+    """The claims whose threshold still lies inside the interval, or its bounds ({"low": .., "high": ..}); a threshold
+    on its edge is not decided."""
+    low, high = (
+        (interval.low, interval.high)
+        if isinstance(interval, SequentialInterval)
+        else (interval["low"], interval["high"])
+    )
     return [claim for claim, th in thresholds.items() if not (low > th or high < th)]
 
 

@@ -364,6 +364,22 @@ def hardware_profile(config: Mapping[str, Any] | None) -> Optional[HardwareConfi
     return HardwareConfig(**{k: v for k, v in given.items() if k in known})
 
 
+def claim_settings(claims: Mapping[str, Any] | None) -> dict[str, ClaimConfig]:
+    """A run's ``claims`` section (claim id -> its settings, as config.json records it), typed, in its order. A
+    field the record lacks is empty (a run recorded before claims named their check has no ``check``); a field this
+    version does not know is left out, not refused; a ClaimConfig is kept as it is."""
+    known = ClaimConfig.__dataclass_fields__
+    out: dict[str, ClaimConfig] = {}
+    for cid, given in (claims or {}).items():
+        if isinstance(given, ClaimConfig):
+            out[cid] = given
+            continue
+        fields = {k: v for k, v in (given or {}).items() if k in known}
+        fields["thresholds"] = dict(fields.get("thresholds") or {})
+        out[cid] = ClaimConfig(**{"who": "", "source": "", "quote": "", "hypothesis": "", **fields})
+    return out
+
+
 @dataclass
 class RunConfig:
     """The whole run (``configs/config.yaml``)."""

@@ -15,13 +15,38 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 import torch
 
 from harness.config.schema import ModelConfig, RuntimeConfig
 from harness.models.params import ParamCounts
+from harness.serialize import Serializable
 from harness.tasks.prompts import Prompt
+
+
+@dataclass
+class Retry(Serializable):
+    """One failed attempt at a request that was tried again (a served engine's record of faults)."""
+
+    attempt: int  # 1 for the first retry
+    error: str  # why it failed: "HTTP 429", "APITimeoutError", "stream cut short" ...
+    wait_s: float  # the backoff slept before the next attempt
+
+
+class ChoiceDetails(TypedDict, total=False):
+    """A prompt's scoring facts for its record, where the engine has any (set keys only)."""
+
+    retries: list[Retry]  # every choice's retried requests, in order
+
+
+class GenerationDetails(TypedDict, total=False):
+    """A generation's facts for its record, where the engine has any (a served engine sets them; set keys only)."""
+
+    usage: str  # where the token counts come from: "server" (its usage) or "chunks" (the streamed tokens)
+    finish_reason: str
+    inter_token_s: Optional[float]  # mean time between streamed tokens (None: a single chunk)
+    retries: list[Retry]
 
 
 @dataclass
@@ -34,7 +59,7 @@ class ChoiceScores:
     input_tokens: int  # tokens of the context
     tokens_dropped: int = 0  # from the context's start, to fit the model's context window
     latency_s: float | None = None  # this prompt's own time, where requests run concurrently (served engines)
-    details: dict[str, Any] = field(default_factory=dict)  # engine facts for the record (retries, ...)
+    details: ChoiceDetails = field(default_factory=ChoiceDetails)  # engine facts for the record (retries)
 
 
 @dataclass
@@ -52,8 +77,8 @@ class Generation:
     decode_tokens_per_s: float | None
     tokens_dropped: int = 0  # from the prompt's start, so that prompt + max_new_tokens fit the context window
     min_logprob: float | None = None  # the least likely generated token's log-probability (a confidence)
-    details: dict[str, Any] = field(
-        default_factory=dict
+    details: GenerationDetails = field(
+        default_factory=GenerationDetails
     )  # engine facts for the record (retries, inter-token latency ...)
 
 

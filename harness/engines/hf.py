@@ -19,10 +19,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import Cache, StoppingCriteria, StoppingCriteriaList
 
 from harness.config.schema import ModelConfig, RuntimeConfig
 from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
@@ -57,9 +57,52 @@ def _cache_arg(model_class: Any) -> str:
         return "past_key_values"
 
 
-def with_cache(model: Any, cache: Any) -> dict[str, Any]:
+class CacheArg(TypedDict, total=False):
+    """A forward call's key/value cache, under the one name the model's forward takes (``with_cache``)."""
+
+    cache: Cache
+    past_key_values: Cache
+
+
+class LogitsToKeep(TypedDict, total=False):
+    logits_to_keep: int  # 1: the output head on the last position only
+
+
+class ForwardKwargs(CacheArg, LogitsToKeep, total=False):
+    """The arguments of a causal LM's forward call as the choice passes make it."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    use_cache: bool
+
+
+class _GenerateKwargs(TypedDict):
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    max_new_tokens: int
+    min_new_tokens: Optional[int]
+    do_sample: bool
+    temperature: None  # None clears the model's sampling defaults: greedy
+    top_p: None
+    top_k: None
+    logits_processor: list[TokenClock]
+    return_dict_in_generate: bool
+    output_scores: bool
+    pad_token_id: Optional[int]
+
+
+class GenerateKwargs(_GenerateKwargs, total=False):
+    """The arguments of ``generate`` for greedy generation (``generate_plain``)."""
+
+    stopping_criteria: StoppingCriteriaList
+
+
+def with_cache(model: Any, cache: Cache) -> CacheArg:
     """``{<the model's cache argument>: cache}`` for a forward call."""
-    return {_cache_arg(type(model)): cache}  # type: ignore[arg-type]  # a class is hashable
+    if _cache_arg(type(model)) == "cache":  # type: ignore[arg-type]  # a class is hashable
+        return {"cache": cache}
+    return {"past_key_values": cache}
 
 
 def cache_of(out: Any) -> Any:
@@ -68,7 +111,7 @@ def cache_of(out: Any) -> Any:
     return cache if cache is not None else out.past_key_values
 
 
-def _last_logits_only(model: Any) -> dict[str, Any]:
+def _last_logits_only(model: Any) -> LogitsToKeep:
     """The forward argument that computes the output head on the last position only, where the model takes it."""
     return {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
 
@@ -226,7 +269,7 @@ def prepare_choices(
 def choice_forward(model: Any, batch: ChoiceBatch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The forward passes: (first-token logits [prompts, V], remaining-token logits [choices, rest, V] or None)."""
     keep = _last_logits_only(model)
-    kwargs: dict[str, Any] = {
+    kwargs: ForwardKwargs = {
         "input_ids": batch.ids,
         "attention_mask": batch.mask,
         "position_ids": batch.positions,
@@ -244,9 +287,8 @@ def choice_forward(model: Any, batch: ChoiceBatch) -> tuple[torch.Tensor, Option
         )
         cache = cache_of(pre)
         cache.reorder_cache(batch.groups)  # one copy of a shared prefix's cache per prompt
-        kwargs.update(
-            **with_cache(model, cache), attention_mask=torch.cat([batch.pre_mask[batch.groups], batch.mask], dim=1)
-        )
+        kwargs.update(with_cache(model, cache))
+        kwargs["attention_mask"] = torch.cat([batch.pre_mask[batch.groups], batch.mask], dim=1)
     out = model(**kwargs)
     if batch.rows is None:
         return out.logits[:, -1, :], None
@@ -589,7 +631,7 @@ def generate_plain(
     ids, mask, _ = _left_pad(encoded, tok.pad_token_id, lm.device)
     clock = TokenClock(lm.device)
     eos_ids = _eos_ids(lm)
-    kwargs: dict[str, Any] = dict(
+    kwargs = GenerateKwargs(
         input_ids=ids,
         attention_mask=mask,
         max_new_tokens=max_new_tokens,

@@ -39,13 +39,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional, TypedDict, TypeVar
 
 import torch
 from transformers import AutoTokenizer
 
 from harness.config.schema import ModelConfig, RuntimeConfig, ServedAPI, ServedConfig
-from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
+from harness.engines.base import ChoiceDetails, ChoiceScores, Engine, Generation, GenerationDetails, ModelFacts, Retry
 from harness.engines.tokens import choices_per_prompt, cut_at_stop, generation, split_pair
 from harness.errors import ConfigError, ServerError
 from harness.measure.timing import generation_timing
@@ -72,7 +72,7 @@ class _ChoiceScore:
     num_tokens: int
     context_tokens: int
     seconds: float
-    retries: list[dict[str, Any]]
+    retries: list[Retry]
 
 
 CUT_SHORT = "ended a stream before it finished (no finish_reason)"
@@ -105,6 +105,46 @@ class Echo:
     tops: list[Any]
     prompt_tokens: int  # as the server counted them (usage)
     generated: str  # the text of the one token generated after it (echo puts the prompt before it)
+
+
+class PromptLogprobsProbe(TypedDict):
+    """What the probe of a server's prompt log-probabilities saw (the model record's ``prompt_logprobs_probe``)."""
+
+    token: str  # the token the server generated after the probe text
+    generated: Optional[float]  # its log-probability as generated
+    echoed: Optional[float]  # and as echoed after the probe (None: the server re-tokenized it)
+    agree: bool
+
+
+class RequestOptions(TypedDict, total=False):
+    """Fields of every request beyond the call's own."""
+
+    extra_body: dict[str, Any]  # served.extra_body (and min_tokens): JSON for the server, whatever it accepts
+
+
+class StreamRequest(RequestOptions, total=False):
+    """The arguments of one streamed request, but for the prompt (``prompt`` or ``messages``) and ``logprobs``."""
+
+    model: str
+    max_tokens: int
+    temperature: float
+    seed: int
+    stream: bool
+    stream_options: dict[str, bool]
+    stop: list[str]
+
+
+@dataclass
+class _Streamed:
+    """One streamed answer as the client saw it: clock readings, text, per-token log-probabilities."""
+
+    start: float
+    end: float
+    text: str
+    stamps: list[float]  # the clock when each token (or each chunk without log-probabilities) arrived
+    logprobs: list[float]
+    usage: Any  # the server's usage object (openai's CompletionUsage), None when it sent none
+    finish: str
 
 
 class ServerChat:
@@ -171,7 +211,7 @@ class ServedEngine(Engine):
         if served.tokenizer and ServedAPI(served.api) is ServedAPI.completions:
             # the chat template is applied here, so /v1/completions sees the text an in-process engine would
             self._tok = AutoTokenizer.from_pretrained(_tokenizer_source(served.tokenizer))
-        self._probed: Optional[dict[str, Any]] = None
+        self._probed: Optional[PromptLogprobsProbe] = None
         self._lock = threading.Lock()
         self.retries_total = 0
 
@@ -200,7 +240,7 @@ class ServedEngine(Engine):
 
     # --- requests, retried ------------------------------------------------------------------
 
-    def _call(self, request: Callable[[], T], retries: list[dict[str, Any]]) -> T:
+    def _call(self, request: Callable[[], T], retries: list[Retry]) -> T:
         """``request()``, retried on timeouts, bad answers, 429 and 5xx with backoff and jitter; each retry appended to
         ``retries``."""
         import openai
@@ -234,13 +274,13 @@ class ServedEngine(Engine):
                 hinted = _retry_after(exc)
                 if hinted is not None:
                     wait = max(wait, min(hinted, 60.0))
-                retries.append({"attempt": attempt + 1, "error": _why(exc), "wait_s": round(wait, 3)})
+                retries.append(Retry(attempt=attempt + 1, error=_why(exc), wait_s=round(wait, 3)))
                 with self._lock:
                     self.retries_total += 1
                 time.sleep(wait)
                 attempt += 1
 
-    def _extra(self) -> dict[str, Any]:
+    def _extra(self) -> RequestOptions:
         return {"extra_body": dict(self.served.extra_body)} if self.served.extra_body else {}
 
     def _completion(self, **kwargs: Any) -> Any:
@@ -266,7 +306,7 @@ class ServedEngine(Engine):
 
     # --- log-likelihood through /v1/completions with echo -----------------------------------
 
-    def _echo(self, text: str, retries: list[dict[str, Any]]) -> Echo:
+    def _echo(self, text: str, retries: list[Retry]) -> Echo:
         """The prompt echoed with its log-probabilities (``max_tokens=1``: some servers refuse 0)."""
         response = self._call(
             lambda: self._completion(
@@ -320,7 +360,7 @@ class ServedEngine(Engine):
             "(vLLM; python -m harness.engines.llamacpp_server for a GGUF)",
         )
 
-    def probe_prompt_logprobs(self) -> dict[str, Any]:
+    def probe_prompt_logprobs(self) -> PromptLogprobsProbe:
         """Check once that the server scores prompts, and scores them where its own generation does.
 
         The token the server generates after the probe is scored twice, as generated and echoed after the probe; a
@@ -336,7 +376,7 @@ class ServedEngine(Engine):
             return self._probed
         import openai
 
-        retries: list[dict[str, Any]] = []
+        retries: list[Retry] = []
         try:
             gen = self._call(
                 lambda: self._completion(
@@ -367,7 +407,7 @@ class ServedEngine(Engine):
     def _score(self, args: tuple[Prompt, str]) -> _ChoiceScore:
         prompt, choice = args
         context, continuation = split_pair(prompt.text, prompt.target_delimiter + choice)  # the server tokenizes
-        retries: list[dict[str, Any]] = []
+        retries: list[Retry] = []
         start = time.perf_counter()
         echo = self._echo(context + continuation, retries)
         seconds = time.perf_counter() - start
@@ -396,26 +436,28 @@ class ServedEngine(Engine):
                     num_tokens=[p.num_tokens for p in parts],
                     input_tokens=max(p.context_tokens for p in parts),
                     latency_s=sum(p.seconds for p in parts),  # one request per choice, the item's own
-                    details={"retries": [r for p in parts for r in p.retries]} if any(p.retries for p in parts) else {},
+                    details=_choice_details([r for p in parts for r in p.retries]),
                 )
             )
         return results, wall
 
     # --- streamed generation ----------------------------------------------------------------
 
-    def _stream(self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int) -> dict[str, Any]:
+    def _stream(self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int) -> _Streamed:
         """One streamed request, time-stamped per chunk (a retry starts the clock again)."""
         extra = {**dict(self.served.extra_body), **({"min_tokens": min_new_tokens} if min_new_tokens else {})}
-        common: dict[str, Any] = {
+        common: StreamRequest = {
             "model": self.served.model,
             "max_tokens": max_new_tokens,
             "temperature": 0,
             "seed": self.seed,
             "stream": True,
             "stream_options": {"include_usage": True},
-            **({"stop": list(stops)[:4]} if stops else {}),  # the API takes at most 4; all are applied below
-            **({"extra_body": extra} if extra else {}),
         }
+        if stops:
+            common["stop"] = list(stops)[:4]  # the API takes at most 4; all are applied below
+        if extra:
+            common["extra_body"] = extra
         chat = ServedAPI(self.served.api) is ServedAPI.chat
         start = time.perf_counter()
         if chat:
@@ -448,32 +490,25 @@ class ServedEngine(Engine):
         if finish is None:
             # a stream of no events (an HTML page) is no completion; one cut short would be scored as if finished
             raise BadResponse(CUT_SHORT if chunks else NOT_COMPLETION, sent.text())
-        return {
-            "start": start,
-            "end": end,
-            "text": "".join(text),
-            "stamps": stamps,
-            "logprobs": logprobs,
-            "usage": usage,
-            "finish": finish,
-        }
+        return _Streamed(start, end, "".join(text), stamps, logprobs, usage, finish)
 
     def _generate_one(self, args: tuple[Prompt, int, Sequence[str], int]) -> Generation:
         prompt, max_new_tokens, stops, min_new_tokens = args
-        retries: list[dict[str, Any]] = []
+        retries: list[Retry] = []
         out = self._call(lambda: self._stream(prompt, max_new_tokens, stops, min_new_tokens), retries)
-        usage = out["usage"]
-        n_out = int(usage.completion_tokens) if usage else len(out["stamps"])
-        timing = generation_timing(out["start"], out["end"], out["stamps"], n_out)
-        stamps, logprobs = out["stamps"], out["logprobs"]
+        usage = out.usage
+        n_out = int(usage.completion_tokens) if usage else len(out.stamps)
+        timing = generation_timing(out.start, out.end, out.stamps, n_out)
+        stamps, logprobs = out.stamps, out.logprobs
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-        details: dict[str, Any] = {
+        details: GenerationDetails = {
             "usage": "server" if usage else "chunks",
-            "finish_reason": out["finish"],
+            "finish_reason": out.finish,
             "inter_token_s": sum(gaps) / len(gaps) if gaps else None,
-            **({"retries": retries} if retries else {}),
         }
-        text = cut_at_stop(out["text"], stops)
+        if retries:  # last, as the record has always listed them
+            details["retries"] = retries
+        text = cut_at_stop(out.text, stops)
         return generation(text, logprobs, timing, n_out, int(usage.prompt_tokens) if usage else 0, details=details)
 
     def generate_until(
@@ -567,6 +602,10 @@ def _chunk_logprobs(choice: Any, chat: bool) -> list[Optional[float]]:
     if chat:
         return [c.logprob for c in (lp.content or [])]
     return list(lp.token_logprobs or [])
+
+
+def _choice_details(retries: list[Retry]) -> ChoiceDetails:
+    return {"retries": retries} if retries else {}
 
 
 def _tail(tokens: Sequence[str], chars: int) -> list[int]:

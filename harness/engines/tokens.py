@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from harness.engines.base import Generation
+from harness.engines.base import Generation, GenerationDetails
 from harness.measure.timing import GenerationTiming
 from harness.tasks.prompts import Prompt
 
@@ -73,7 +73,7 @@ def generation(
     output_tokens: int,
     input_tokens: int,
     tokens_dropped: int = 0,
-    details: Optional[dict[str, Any]] = None,
+    details: Optional[GenerationDetails] = None,
 ) -> Generation:
     """A generation's result; its confidences are the mean and the minimum of its tokens' log-probabilities."""
     return Generation(

@@ -7,7 +7,7 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Optional, TypedDict
 
 import torch
 
@@ -68,8 +68,30 @@ def scheduler_job() -> dict[str, str] | None:
     return {v.removeprefix("SLURM_").lower(): os.environ[v] for v in _SLURM_VARS if v in os.environ}
 
 
-def environment_record(project_root: Path) -> dict[str, Any]:
-    env: dict[str, Any] = {
+class CudaFacts(TypedDict, total=False):
+    torch_cuda: Optional[str]
+    devices: list[str]
+    driver: str
+
+
+class EnvironmentRecord(TypedDict, total=False):
+    """The machine and software a run used (environment.json, each cell's manifest)."""
+
+    python: str
+    platform: str
+    cpu: str
+    cpu_count: Optional[int]
+    torch_threads: int
+    packages: dict[str, Optional[str]]  # package -> installed version (None: not installed)
+    cuda_available: bool
+    git_commit: Optional[str]
+    git_dirty: bool
+    hf_hub_offline: bool
+    cuda: CudaFacts
+
+
+def environment_record(project_root: Path) -> EnvironmentRecord:
+    env: EnvironmentRecord = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),

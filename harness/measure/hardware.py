@@ -23,7 +23,7 @@ import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional, TypedDict, cast
 
 import torch
 
@@ -91,10 +91,33 @@ def llamacpp_build_features() -> Optional[tuple[str, ...]]:
     return tuple(sorted(features))
 
 
-def _gpu(index: int = 0) -> dict[str, Any]:
+class GpuFacts(TypedDict):
+    """A CUDA device as a hardware class records it."""
+
+    name: str
+    compute_capability: str
+    cuda: Optional[str]
+    driver: Optional[str]
+    count: int
+
+
+class HardwareRecord(TypedDict, total=False):
+    """A hardware class as manifests, cells and summaries hold it (``HardwareClass.to_dict``; fields set only)."""
+
+    cpu: str
+    cpu_features: list[str]
+    cores: int
+    threads: int
+    torch_cpu_capability: str
+    gpu: GpuFacts
+    llamacpp_features: list[str]
+    server: str
+
+
+def _gpu(index: int = 0) -> GpuFacts:
     """The CUDA device's name, compute capability, driver and CUDA versions (untested here: no GPU)."""
     cap = torch.cuda.get_device_capability(index)
-    out: dict[str, Any] = {
+    out: GpuFacts = {
         "name": torch.cuda.get_device_name(index),
         "compute_capability": f"{cap[0]}.{cap[1]}",
         "cuda": torch.version.cuda,
@@ -124,7 +147,7 @@ class HardwareClass:
     cores: int  # the cores this process may use (affinity, cgroup quota, SLURM allocation)
     threads: int  # the threads the engine computes with
     torch_cpu_capability: Optional[str] = None  # the kernels torch dispatches to on this CPU (DEFAULT, AVX2, AVX512)
-    gpu: Optional[dict[str, Any]] = field(default=None, hash=False)  # name, compute capability, driver, CUDA
+    gpu: Optional[GpuFacts] = field(default=None, hash=False)  # name, compute capability, driver, CUDA
     llamacpp_features: Optional[tuple[str, ...]] = None  # the llama.cpp build's CPU features (engine llamacpp)
     server: Optional[str] = None  # a served model: the server's host (its hardware is the server's)
 
@@ -148,15 +171,15 @@ class HardwareClass:
         shown = [names[f] for f in names if f in self.cpu_features]
         return f"{self.cpu} ({', '.join(shown) or 'no AVX2'}; {self.cores} cores, {self.threads} threads)"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> HardwareRecord:
         d = asdict(self)
         d["cpu_features"] = list(self.cpu_features)
         if self.llamacpp_features is not None:
             d["llamacpp_features"] = list(self.llamacpp_features)
-        return {k: v for k, v in d.items() if v is not None}
+        return cast(HardwareRecord, {k: v for k, v in d.items() if v is not None})
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HardwareClass:
+    def from_dict(cls, d: HardwareRecord) -> HardwareClass:
         return cls(
             cpu=str(d.get("cpu", "unknown")),
             cpu_features=tuple(d.get("cpu_features") or ()),

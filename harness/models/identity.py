@@ -15,7 +15,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -23,7 +22,7 @@ from harness.config.schema import ModelConfig
 from harness.errors import ConfigError, ModelSourceError
 from harness.models.random_init import tokenizer_path
 from harness.models.served import served_identity
-from harness.models.sources import source_of
+from harness.models.sources import ModelIdentity, source_of
 from harness.models.wheels import sha256_of
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -89,16 +88,16 @@ def resolve_hub_revision(hub_id: str, revision: str | None) -> tuple[str, bool]:
     return rev, False
 
 
-def model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+def model_identity(cfg: ModelConfig, cache_dir: Path) -> ModelIdentity:
     """The parts of a model that determine its outputs, in clear (hashed into the cell key), as its source names them."""
     return source_of(cfg).identify(cfg, cache_dir)
 
 
-def served_model_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+def served_model_identity(cfg: ModelConfig, cache_dir: Path) -> ModelIdentity:
     return served_identity(cfg)
 
 
-def hub_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+def hub_identity(cfg: ModelConfig, cache_dir: Path) -> ModelIdentity:
     if not cfg.hub_id:
         raise ConfigError(f"model {cfg.name} has source=hub but no hub_id", "set hub_id: org/name")
     commit, resolved = resolve_hub_revision(cfg.hub_id, cfg.revision)
@@ -111,7 +110,7 @@ def hub_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
     }
 
 
-def gguf_wheel_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+def gguf_wheel_identity(cfg: ModelConfig, cache_dir: Path) -> ModelIdentity:
     if cfg.gguf is None:
         raise ConfigError(
             f"model {cfg.name} has source=gguf_wheel but no gguf: section",
@@ -120,7 +119,7 @@ def gguf_wheel_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
     return {"source": "gguf_wheel", "gguf_sha256": cfg.gguf.sha256.lower()}
 
 
-def local_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+def local_identity(cfg: ModelConfig, cache_dir: Path) -> ModelIdentity:
     if not cfg.path:
         raise ConfigError(f"model {cfg.name} has source=local but no path", "set path: /dir/with/config.json")
     path = Path(cfg.path).expanduser()
@@ -135,17 +134,16 @@ def local_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
     return {"source": "local", "weights_sha256": _dir_digest(path, cache_dir, names)}
 
 
-def random_identity(cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+def random_identity(cfg: ModelConfig, cache_dir: Path) -> ModelIdentity:
     if cfg.random is None:
         raise ConfigError(
             f"model {cfg.name} has source=random but no random: section", "add random: {config_class, config}"
         )
     tok = tokenizer_path(cfg.random.tokenizer)
-    config = (
-        OmegaConf.to_container(cfg.random.config, resolve=True)
-        if OmegaConf.is_config(cfg.random.config)
-        else dict(cfg.random.config)
-    )
+    given = cfg.random.config
+    container = OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else dict(given)
+    assert isinstance(container, dict)  # the settings mapping the schema declares
+    config = {str(k): v for k, v in container.items()}
     return {
         "source": "random",
         "config_class": cfg.random.config_class,

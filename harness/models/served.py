@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from harness.config.schema import ModelConfig, ServedConfig
 from harness.errors import ConfigError, ModelSourceError
+from harness.models.sources import ModelIdentity
 
 INSTALL_HINT = "pip install 'small-vs-large[served]' (the openai client)"
 NO_KEY = "not-needed"  # local servers take any key; the openai client insists on one
@@ -116,7 +117,7 @@ def listed_models(served: ServedConfig, model: str) -> list[dict[str, Any]]:
     return [m.model_dump() for m in raw.parse().data]
 
 
-def served_identity(cfg: ModelConfig) -> dict[str, Any]:
+def served_identity(cfg: ModelConfig) -> ModelIdentity:
     """What determines a served model's outputs, as far as the client can know: the server, the id it reports, a label.
 
     The host (not the whole URL: the same server reached through another path is

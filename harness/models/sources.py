@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, TypedDict, Union
 
 import torch
 
@@ -31,7 +31,27 @@ class Weights:
     prepare_s: float = 0.0
 
 
-Identify = Callable[[ModelConfig, Path], dict[str, Any]]
+class ModelIdentity(TypedDict, total=False):
+    """What determines a model's outputs, in clear: the model part of a cell key (each source sets its own fields)."""
+
+    source: str
+    hub_id: str  # hub
+    revision: Optional[str]  # hub: the commit; served: the config's label
+    revision_resolved: bool
+    gguf_file: str
+    gguf_sha256: str  # gguf_wheel, local .gguf
+    weights_sha256: str  # local directory
+    config_class: str  # random
+    config: dict[str, Any]  # random: the transformers config's settings, as given
+    seed: int
+    tokenizer_sha256: str
+    host: str  # served
+    served_model: str
+    owned_by: Optional[str]
+    identity_from: str
+
+
+Identify = Callable[[ModelConfig, Path], ModelIdentity]
 Load = Callable[[ModelConfig, torch.dtype, torch.device, Path], Weights]
 
 
@@ -43,7 +63,7 @@ class WeightSource:
     identity: Union[str, Identify]  # (config, cache dir) -> the parts that determine outputs, in clear (cell key)
     load: Union[str, Load, None] = None  # (config, dtype, device, cache dir) -> Weights; None: no in-process weights
 
-    def identify(self, cfg: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+    def identify(self, cfg: ModelConfig, cache_dir: Path) -> ModelIdentity:
         fn = import_target(self.identity) if isinstance(self.identity, str) else self.identity
         return fn(cfg, cache_dir)  # type: ignore[operator]
 

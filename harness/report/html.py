@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig
+from harness.measure.environment import EnvironmentRecord
 from harness.report.inputs import ReportInputs
 from harness.report.samples import SAMPLES_FILE
 from harness.report.tables import (
@@ -89,7 +90,7 @@ def _img(path: Path, alt: str) -> str:
 
 def render_html(
     summary: RunSummary,
-    env: dict[str, Any] | None,
+    env: EnvironmentRecord | None,
     config: dict[str, Any] | None,
     verdicts: list[Verdict],
     plots: dict[str, Path],

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig
+from harness.measure.environment import EnvironmentRecord
 from harness.results.leaderboard import is_large
 from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
@@ -19,7 +20,7 @@ class ReportInputs:
     """The typed summary, statistics, verdicts and decision, with the run's environment and configuration."""
 
     summary: RunSummary
-    environment: dict[str, Any]
+    environment: EnvironmentRecord
     config: dict[str, Any]
     verdicts: list[Verdict]
     analysis: Optional[RunAnalysis]

@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig
+from harness.measure.environment import EnvironmentRecord
 from harness.report.inputs import ReportInputs
 from harness.report.samples import SAMPLES_FILE
 from harness.report.tables import (
@@ -62,7 +63,7 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def render_markdown(
     summary: RunSummary,
-    environment: dict[str, Any] | None = None,
+    environment: EnvironmentRecord | None = None,
     config: dict[str, Any] | None = None,
     verdicts: list[Verdict] | None = None,
     analysis: RunAnalysis | None = None,

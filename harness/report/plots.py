@@ -6,8 +6,9 @@ models labelled and joined, the others grey points: 100 labelled bars or points 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import matplotlib
 
@@ -30,23 +31,39 @@ TRADEOFFS = {
 }
 
 
-def points(summary: RunSummary) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PlotPoint:
+    """A model on a task in the trade-off figures: its quality and what it costs (x axes named in TRADEOFFS)."""
+
+    task: str
+    model: str
+    metric: str
+    quality: float
+    latency_p50_s: Optional[float]  # the request latency in latency mode, the per-item share in throughput mode
+    peak_memory_gb: float
+    cost_per_1k_usd: Optional[float]
+
+    def x(self, key: str) -> Optional[float]:
+        value: Optional[float] = getattr(self, key)
+        return value
+
+
+def points(summary: RunSummary) -> list[PlotPoint]:
     """One point per (model, task): quality and its costs, from the summary."""
     out = []
     for task, info in summary.tasks.items():
         for key, res in info.results.items():
             model = summary.models[key].name if key in summary.models else key
             out.append(
-                {
-                    "task": task,
-                    "model": model,
-                    "metric": res.primary_metric,
-                    "quality": res.quality[res.primary_metric],
-                    # the request latency in latency mode, the per-item share in throughput mode
-                    "latency_p50_s": res.item_s.p50,
-                    "peak_memory_gb": (res.peak_memory_bytes or 0) / 2**30,
-                    "cost_per_1k_usd": res.economics.cost_per_1k_usd if res.economics else None,
-                }
+                PlotPoint(
+                    task=task,
+                    model=model,
+                    metric=res.primary_metric,
+                    quality=res.quality[res.primary_metric],
+                    latency_p50_s=res.item_s.p50,
+                    peak_memory_gb=(res.peak_memory_bytes or 0) / 2**30,
+                    cost_per_1k_usd=res.economics.cost_per_1k_usd if res.economics else None,
+                )
             )
     return out
 
@@ -77,17 +94,15 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -> Path:
-    tasks = sorted({p["task"] for p in pts})
+def _tradeoff(pts: list[PlotPoint], x_key: str, x_label: str, path: Path) -> Path:
+    tasks = sorted({p.task for p in pts})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        tp = [p for p in pts if p["task"] == task and p[x_key] is not None]
-        for p in tp:
-            ax.scatter(p[x_key], p["quality"] * 100, s=40)
-            ax.annotate(
-                p["model"], (p[x_key], p["quality"] * 100), fontsize=7, xytext=(4, 4), textcoords="offset points"
-            )
-        front = pareto_front([(p[x_key], p["quality"] * 100) for p in tp])
+        tp = [(x, p) for p in pts if p.task == task and (x := p.x(x_key)) is not None]
+        for x, p in tp:
+            ax.scatter(x, p.quality * 100, s=40)
+            ax.annotate(p.model, (x, p.quality * 100), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        front = pareto_front([(x, p.quality * 100) for x, p in tp])
         if len(front) > 1:
             ax.plot(
                 [f[0] for f in front], [f[1] for f in front], "--", color="grey", linewidth=1, label="Pareto frontier"
@@ -96,7 +111,7 @@ def _tradeoff(pts: list[dict[str, Any]], x_key: str, x_label: str, path: Path) -
             ax.scatter(
                 [front[0][0]], [front[0][1]], s=120, facecolors="none", edgecolors="grey", label="Pareto frontier"
             )
-        _style(ax, task, x_label, f"{tp[0]['metric'] if tp else 'quality'} x100")
+        _style(ax, task, x_label, f"{tp[0][1].metric if tp else 'quality'} x100")
     return _save(fig, path)
 
 

@@ -639,8 +639,10 @@ def routing_rows(analysis: RunAnalysis) -> list[list[str]]:
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
     for task, entry in analysis.tasks.items():
         for cand, cmp in entry.comparisons.items():
-            r = cmp.routing or {}
-            for name, sig in r.get("signals", {}).items():
+            r = cmp.routing
+            if r is None:
+                continue
+            for name, sig in r["signals"].items():
                 i, c = sig["in_sample"], sig["cross_fitted"]
                 calls = sig.get("calls_to_recover")
                 rows.append(

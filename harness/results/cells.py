@@ -27,18 +27,20 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
-from harness.serialize import MissingFieldsError, Serializable
 from harness.errors import HarnessError
+from harness.measure.environment import EnvironmentRecord
+from harness.measure.hardware import HardwareRecord
 from harness.results.records import RecordWriter, SampleRecord, read_json, read_records, write_json
 from harness.results.schema import check_format
+from harness.serialize import MissingFieldsError, Serializable
 from harness.tasks.types import task_fingerprint
 
 # Bump when scoring or the record format changes what a cell's records mean:
@@ -96,10 +98,9 @@ class CellManifest(Serializable):
     )  # timings, memory, energy of each run that added records
     model_record: dict[str, Any] = field(default_factory=dict)  # the engine's description of the model
     task_info: dict[str, Any] = field(default_factory=dict)  # the task as planned, with its item ids
-    environment: dict[str, Any] = field(default_factory=dict)
-    hardware: dict[str, Any] = field(
-        default_factory=dict
-    )  # the hardware class (harness.measure.hardware); {}: unrecorded
+    environment: EnvironmentRecord = field(default_factory=lambda: EnvironmentRecord())
+    # the hardware class (harness.measure.hardware); {}: unrecorded
+    hardware: HardwareRecord = field(default_factory=lambda: HardwareRecord())
     n_planned: int = 0
     n_done: int = 0
     failed_ids: list[str] = field(default_factory=list)
@@ -346,9 +347,9 @@ class Claim:
         self,
         model_record: dict[str, Any],
         task_info: dict[str, Any],
-        environment: dict[str, Any],
+        environment: EnvironmentRecord,
         n_planned: int,
-        hardware: Optional[dict[str, Any]] = None,
+        hardware: Optional[HardwareRecord] = None,
     ) -> CellManifest:
         """Write a ``running`` manifest (keeping earlier sessions of a resumed cell)."""
         old = self.manifest

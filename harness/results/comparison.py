@@ -11,12 +11,12 @@ listed as missing, never dropped silently.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional, TypedDict
 
-from harness.serialize import Serializable
 from harness.errors import HarnessError
 from harness.results.cells import (
     CellManifest,
@@ -28,6 +28,14 @@ from harness.results.cells import (
 )
 from harness.results.records import SampleRecord, read_json, write_json
 from harness.results.schema import StopRule
+from harness.serialize import Serializable
+
+
+class ModelInfo(TypedDict, total=False):
+    """A model's facts from its config that the engine cannot know (plan.json)."""
+
+    published_params: Optional[int]  # the model card's count
+    architecture_only: bool  # random weights at a published size: no quality measured
 
 
 @dataclass
@@ -41,7 +49,7 @@ class RunPlan(Serializable):
     tasks: dict[str, dict[str, Any]]  # task -> type, file, n_available, n_selected, sample_ids, ...
     store: str = ""
     sources: list[str] = field(default_factory=list)  # run directories a combined comparison came from
-    model_info: dict[str, dict[str, Any]] = field(
+    model_info: dict[str, ModelInfo] = field(
         default_factory=dict
     )  # config facts per model (published size, architecture only)
     sequential: Optional[StopRule] = None  # runtime.stop_when_decided: the stop rule
@@ -179,11 +187,11 @@ def combine(paths: list[Path]) -> tuple[RunPlan, list[CellRef], dict[str, Any]]:
                 all_refs[(r.model, r.task)] = r
     models: list[str] = []
     tasks: dict[str, dict[str, Any]] = {}
-    model_info: dict[str, dict[str, Any]] = {}
+    model_info: dict[str, ModelInfo] = {}
     for plan in plans:
         models += [m for m in plan.models if m not in models]
-        for m, info in plan.model_info.items():
-            model_info.setdefault(m, info)
+        for m, facts in plan.model_info.items():
+            model_info.setdefault(m, facts)
         for t, info in plan.tasks.items():
             tasks.setdefault(t, info)
     references = {p.reference for p in plans if p.reference}

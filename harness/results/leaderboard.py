@@ -43,7 +43,7 @@ def pareto_models(summary: RunSummary, task: str) -> list[str]:
     pts = [(cost_of(summary, task, n), summary.tasks[task].results[n].score, n) for n in ranked(summary, task)]
     front: list[str] = []
     best = float("-inf")
-    for cost, score, name in sorted((p for p in pts if p[0] is not None), key=lambda p: (p[0], -p[1], p[2])):
+    for _cost, score, name in sorted((p for p in pts if p[0] is not None), key=lambda p: (p[0], -p[1], p[2])):
         if score > best:
             front.append(name)
             best = score

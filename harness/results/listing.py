@@ -13,7 +13,7 @@ from typing import Optional
 
 from harness.errors import HarnessError
 from harness.results.cells import REPORTABLE, CellManifest, ManifestError, read_manifest
-from harness.results.comparison import is_store, combine
+from harness.results.comparison import combine, is_store
 
 MISSING = "missing"  # no cell, or one whose manifest cannot be read (the next run computes it anew)
 # the most advanced state wins where a store holds several cells of one model and task

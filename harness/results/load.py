@@ -12,17 +12,18 @@ hosted model's token prices x the tokens used).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
 from harness.config.schema import HardwareConfig, hardware_profile
 from harness.results.records import read_json, write_json
 from harness.results.schema import check_format
-from harness.serialize import Serializable
 from harness.results.summary import token_prices
+from harness.serialize import Serializable
 
 LOAD_FORMAT = 1  # load.json
 REQUESTS = "load/requests.jsonl"

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
-from harness.serialize import Serializable
 from harness.errors import HarnessError
+from harness.serialize import Serializable
 
 
 @dataclass

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, TypedDict
 
 from harness.config.schema import HardwareConfig
+from harness.measure.hardware import HardwareRecord
 from harness.serialize import UPGRADE, Serializable
 from harness.serialize import ResultFormatError as ResultFormatError  # raised by every reader of a results file
 
@@ -129,6 +130,26 @@ class Economics(Serializable):
     cost_basis: Optional[str] = None
 
 
+# a hardware class of a comparison: its label, its record, whether it is a server's, and its cells ("model/task")
+HardwareGroup = TypedDict(
+    "HardwareGroup", {"label": str, "class": Optional[HardwareRecord], "served": bool, "cells": list[str]}
+)
+
+
+class CellEntry(TypedDict, total=False):
+    """A cell of a comparison as summary.json lists it: its reference (``CellRef``) and whether it is complete."""
+
+    model: str
+    task: str
+    key: str
+    path: str
+    status: str
+    computed_at: Optional[str]
+    hardware: Optional[str]
+    hardware_label: Optional[str]
+    complete: bool
+
+
 @dataclass
 class CellStop(Serializable):
     """A sequential run's stop of a cell: after how many items, of how many planned, decided by which claims."""
@@ -175,7 +196,7 @@ class CellInfo(Serializable):
     oom_events: int
     final_batch_size: Optional[int]
     stopped: Optional[CellStop] = None
-    hardware_class: Optional[dict[str, Any]] = (
+    hardware_class: Optional[HardwareRecord] = (
         None  # where it was computed (harness.measure.hardware); None: unrecorded
     )
 
@@ -208,7 +229,7 @@ class CellSummary(Serializable):
     memory: dict[str, Any]
     energy: Optional[dict[str, Any]]
     sample_ids: list[str]
-    breakdown: dict[str, dict[str, Any]]
+    breakdown: dict[str, dict[str, dict[str, float]]]  # field -> value -> n and each quality metric
     consistency: Optional[Consistency]
     economics: Optional[Economics]
     cell: Optional[CellInfo] = None
@@ -300,14 +321,14 @@ class RunSummary(Serializable):
     reference: Optional[str]
     tasks: dict[str, TaskSummary]
     comparisons: dict[str, dict[str, Comparison]]
-    cells: list[dict[str, Any]]
+    cells: list[CellEntry]
     missing_cells: list[str] = field(default_factory=list)
     not_run: list[str] = field(default_factory=list)
     incomplete_tasks: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     sequential: Optional[StopRule] = None
-    # hardware class id -> {"label", "cells": ["model/task", ...]}; empty where no cell recorded its class
-    hardware_classes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # hardware class id -> its group; empty where no cell recorded its class
+    hardware_classes: dict[str, HardwareGroup] = field(default_factory=dict)
     format: int = SUMMARY_FORMAT
 
     @property

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 
@@ -29,11 +29,13 @@ from harness.results.outcomes import CellOutcomes
 from harness.results.records import SampleRecord, read_json
 from harness.results.schema import (
     Baselines,
+    CellEntry,
     CellInfo,
     CellStop,
-    Consistency,
     CellSummary,
     Comparison,
+    Consistency,
+    HardwareGroup,
     ModelRecord,
     Percentiles,
     RunSummary,
@@ -87,9 +89,11 @@ def _baselines(records: list[SampleRecord]) -> Baselines:
     )
 
 
-def _breakdown(task_type: str, records: list[SampleRecord], fields: list[str]) -> dict[str, dict[str, Any]]:
-    """Quality per value of each metadata field (e.g. per language)."""
-    out: dict[str, dict[str, Any]] = {}
+def _breakdown(
+    task_type: str, records: list[SampleRecord], fields: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Quality per value of each metadata field (e.g. per language): the items' count and each metric."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for name in fields:
         groups: dict[str, list[SampleRecord]] = {}
         for r in records:
@@ -236,9 +240,9 @@ def compare(cand: CellSummary, ref: CellSummary, cand_model: ModelRecord, ref_mo
     )
 
 
-def hardware_classes(results: dict[str, dict[str, CellSummary]]) -> dict[str, dict[str, Any]]:
+def hardware_classes(results: dict[str, dict[str, CellSummary]]) -> dict[str, HardwareGroup]:
     """Each hardware class the comparison's cells ran on, with its label and its cells; {} where none was recorded."""
-    classes: dict[str, dict[str, Any]] = {}
+    classes: dict[str, HardwareGroup] = {}
     for task, per_model in results.items():
         for name, summary in per_model.items():
             hw = _hardware(summary)
@@ -417,7 +421,7 @@ def _run_summary(
             for t in plan.tasks
         },
         comparisons=comparisons,
-        cells=[{**r.to_dict(), "complete": (r.model, r.task) in have} for r in refs],
+        cells=[cast(CellEntry, {**r.to_dict(), "complete": (r.model, r.task) in have}) for r in refs],
         missing_cells=[f"{r.model}/{r.task}" for r in missing],
         not_run=[f"{m}/{t}" for m, t in planned if (m, t) not in have and (m, t) not in referenced],
         incomplete_tasks=[t for t in plan.tasks if any((m, t) not in have for m in plan.models)],

@@ -10,7 +10,7 @@ import gc
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
@@ -20,6 +20,7 @@ from harness.engines.base import Engine
 from harness.measure.energy import EnergyReading, EnergyTracker
 from harness.measure.memory import MemoryStats, MemoryTracker
 from harness.results.records import RecordWriter, SampleRecord
+from harness.serialize import Serializable, encode
 from harness.tasks.metrics import key_fact_recall, rouge
 from harness.tasks.prompts import Prompt, build_prompt
 from harness.tasks.types import Sample, Task, TaskType
@@ -159,7 +160,7 @@ def _classify(
                     "margin": ranked[0] - (ranked[1] if len(ranked) > 1 else 0.0),
                     "chat_template": prompt.chat,
                     **({"concurrency": engine.concurrency} if concurrent else {}),
-                    **sc.details,
+                    **encode(sc.details),  # its retries as Retry.to_dict writes them
                 },
             )
         )
@@ -206,7 +207,7 @@ def _summarize(
                     "min_logprob": out.min_logprob,
                     "chat_template": prompt.chat,
                     **({"concurrency": engine.concurrency} if engine.concurrency > 1 else {}),
-                    **out.details,
+                    **encode(out.details),  # its retries as Retry.to_dict writes them
                 },
             )
         )
@@ -214,16 +215,13 @@ def _summarize(
 
 
 @dataclass
-class MemoryPressure:
+class MemoryPressure(Serializable):
     """What running out of memory did to a task: how often, the batch size finally used, the items lost."""
 
     batch_size: int
     final_batch_size: int
     oom_events: int = 0
     failed_ids: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -14,20 +14,33 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, replace
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from harness.config.schema import RunConfig
 from harness.engines import load_engine
 from harness.errors import ConfigError
 from harness.results.load import REQUESTS, STEPS, TASK, LoadRequest, percentile
 from harness.results.records import write_json
+from harness.run.progress import RunProgress
 from harness.run.setup import Setup
+from harness.serialize import Serializable
 from harness.tasks.prompts import build_prompt
 from harness.tasks.types import Sample, Task, TaskType
 
 SERVED = "openai"
+
+
+@dataclass
+class StepWall(Serializable):
+    """One level of one model's sweep as timed (a line of ``load/steps.jsonl``; ``harness.results.load`` reads it)."""
+
+    model: str
+    level: int
+    wall_s: float
+    requests: int
 
 
 def check_load(cfg: RunConfig, tasks: list[tuple[Task, list[Sample]]]) -> Optional[tuple[Task, list[Sample]]]:
@@ -59,7 +72,7 @@ def check_load(cfg: RunConfig, tasks: list[tuple[Task, list[Sample]]]) -> Option
     return generation[0]
 
 
-def run_load_sweep(setup: Setup, chosen: tuple[Task, list[Sample]], run_dir: Path, progress: Any) -> None:
+def run_load_sweep(setup: Setup, chosen: tuple[Task, list[Sample]], run_dir: Path, progress: RunProgress) -> None:
     """Sweep every served model; the files appear whole at the end (a killed sweep leaves the last one's)."""
     task, samples = chosen
     load, rt = setup.cfg.load, setup.cfg.runtime
@@ -67,8 +80,8 @@ def run_load_sweep(setup: Setup, chosen: tuple[Task, list[Sample]], run_dir: Pat
     if not served:
         progress.note("load sweep: no served model (in-process engines answer one request at a time)")
         return
-    rows: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
+    rows: list[LoadRequest] = []
+    steps: list[StepWall] = []
     for model in served:
         engine = load_engine(replace(model, engine=SERVED), rt, setup.cache_dir)
         try:
@@ -82,35 +95,33 @@ def run_load_sweep(setup: Setup, chosen: tuple[Task, list[Sample]], run_dir: Pat
                 wall = time.perf_counter() - start
                 for n, (i, out) in enumerate(zip(picked, outs)):
                     rows.append(
-                        asdict(
-                            LoadRequest(
-                                model=model.name,
-                                level=level,
-                                index=n,
-                                sample_id=samples[i].id,
-                                latency_s=out.latency_s,
-                                ttft_s=out.ttft_s,
-                                inter_token_s=out.details.get("inter_token_s"),
-                                input_tokens=out.input_tokens,
-                                output_tokens=out.output_tokens,
-                                retries=len(out.details.get("retries", [])),
-                            )
+                        LoadRequest(
+                            model=model.name,
+                            level=level,
+                            index=n,
+                            sample_id=samples[i].id,
+                            latency_s=out.latency_s,
+                            ttft_s=out.ttft_s,
+                            inter_token_s=out.details.get("inter_token_s"),
+                            input_tokens=out.input_tokens,
+                            output_tokens=out.output_tokens,
+                            retries=len(out.details.get("retries", [])),
                         )
                     )
-                steps.append({"model": model.name, "level": level, "wall_s": wall, "requests": len(outs)})
+                steps.append(StepWall(model.name, level, wall, len(outs)))
                 p95 = percentile([o.latency_s for o in outs], 95) or 0.0
                 progress.note(
                     f"load {model.name}: {level} in flight, {len(outs) / wall:.2f} requests/s, p95 latency {p95:.2f} s"
                 )
         finally:
             engine.unload()
-    _write_lines(run_dir / REQUESTS, rows)
-    _write_lines(run_dir / STEPS, steps)
+    _write_lines(run_dir / REQUESTS, (json.dumps(asdict(r)) for r in rows))
+    _write_lines(run_dir / STEPS, (json.dumps(s.to_dict()) for s in steps))
     write_json(run_dir / TASK, {"task": task.name, "levels": list(load.levels), "requests": load.requests})
 
 
-def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_lines(path: Path, lines: Iterable[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     os.replace(tmp, path)

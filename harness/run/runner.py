@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.analysis.per_task import metric_values
-from harness.analysis.sequential import looks, paired_sequence, undecided
+from harness.analysis.sequential import SequentialInterval, looks, paired_sequence, undecided
 from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig, RuntimeConfig, source_name
 from harness.engines import Engine, load_engine
 from harness.errors import ConfigError
-from harness.measure.environment import environment_record, scheduler_job
-from harness.measure.hardware import HardwareClass
+from harness.measure.environment import EnvironmentRecord, environment_record, scheduler_job
+from harness.measure.hardware import HardwareClass, HardwareRecord
+from harness.measure.memory import MemoryStats
 from harness.models.gguf_wheel import is_fetched, is_prepared
 from harness.models.precision import default_threads
 from harness.report.build import build_report
@@ -43,32 +45,60 @@ from harness.results.comparison import write_cells
 from harness.results.records import SampleRecord, write_json
 from harness.results.schema import ModelRecord, StopRule
 from harness.results.summary import order_models
-from harness.run.evaluate import evaluate_task
+from harness.run.evaluate import MemoryPressure, evaluate_task
 from harness.run.load import check_load, run_load_sweep
 from harness.run.progress import RunProgress
 from harness.run.setup import Setup, prepare, run_plan, task_info
+from harness.serialize import Serializable
 from harness.tasks.types import Sample, Task
 
 
-def _mark_hardware(ref: CellRef, hardware: dict[str, Any]) -> None:
+def _mark_hardware(ref: CellRef, hardware: HardwareRecord) -> None:
     """Name the cell's hardware class on its reference (cells.json); a cell from before classes were recorded has none."""
     if hardware:
         hw = HardwareClass.from_dict(hardware)
         ref.hardware, ref.hardware_label = hw.id, hw.label
 
 
-def _memory(engine: Engine, mem: Any) -> dict[str, Any]:
+@dataclass
+class ServerMemory(Serializable):
+    """A served model's session memory: the server's is not the client's to see, so no peak; the client's own RSS."""
+
+    device: str
+    peak_bytes: Optional[int]
+    client_peak_rss_bytes: int
+
+
+def _memory(engine: Engine, mem: MemoryStats) -> MemoryStats | ServerMemory:
     """A session's memory: the process's, or, for a served model, nothing (the server's memory is not the client's)."""
     if engine.memory_in_process:
-        measured: dict[str, Any] = mem.to_dict()
-        return measured
-    return {"device": "server", "peak_bytes": None, "client_peak_rss_bytes": mem.peak_rss_bytes}
+        return mem
+    return ServerMemory(device="server", peak_bytes=None, client_peak_rss_bytes=mem.peak_rss_bytes)
+
+
+@dataclass
+class Decision(Serializable):
+    """A candidate at a look of a sequential run: the interval of its primary-metric difference from the reference
+    and the claims it leaves undecided (the cell's ``stopped.decision``; fields set only)."""
+
+    omit_none: ClassVar[bool] = True
+
+    metric: Optional[str] = None
+    interval: Optional[SequentialInterval] = None
+    thresholds: Optional[dict[str, float]] = None  # claim -> threshold on the difference
+    undecided: list[str] = field(default_factory=list)
+    reason: Optional[str] = None  # why there is no interval
+
+
+def _process() -> dict[str, object]:
+    """Where a session ran: host, process and the SLURM job it was part of, if any."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), **({"slurm": job} if (job := scheduler_job()) else {})}
 
 
 class _CellRunner:
     """Computes the missing cells of one model (the model is loaded only if one is missing)."""
 
-    def __init__(self, p: Setup, model: ModelConfig, progress: Any, environment: dict[str, Any]) -> None:
+    def __init__(self, p: Setup, model: ModelConfig, progress: RunProgress, environment: EnvironmentRecord) -> None:
         self.p, self.model, self.progress, self.environment = p, model, progress, environment
         self.engine: Optional[Engine] = None
 
@@ -110,7 +140,14 @@ class _CellRunner:
             )
         return self.engine
 
-    def run(self, task: Task, samples: list[Sample], ref: CellRef, on_update: Any, upto: Optional[int] = None) -> None:
+    def run(
+        self,
+        task: Task,
+        samples: list[Sample],
+        ref: CellRef,
+        on_update: Callable[[], None],
+        upto: Optional[int] = None,
+    ) -> None:
         """Compute the cell's missing records among ``samples[:upto]`` (all of them by default; a sequential run's look)."""
         key = self.p.keys[(self.model.name, task.name)]
         if not self.p.cfg.runtime.recompute and self.p.store.is_complete(key):
@@ -126,12 +163,7 @@ class _CellRunner:
                 if end == len(samples) and (left := claim.manifest) is not None:
                     self._finish_killed(claim, left, ref, task, len(samples))
                 return
-            if ref.status == RefStatus.planned:  # a sequential run touches a cell at every look: its first touch counts
-                ref.status = RefStatus.resumed if done else RefStatus.computed
-            if done:
-                self.progress.note(
-                    f"{self.model.name} / {task.name}: resuming after {len(done)} of {len(samples)} records"
-                )
+            self._starting(task, ref, len(done), len(samples))
             engine = self._engine()  # loaded only when the cell has items to compute
             manifest = self._begin(claim, engine, task, samples, ref)
             on_update()
@@ -146,15 +178,13 @@ class _CellRunner:
             session = {
                 "started_at": started,
                 "ended_at": now_iso(),
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                **({"slurm": job} if (job := scheduler_job()) else {}),
+                **_process(),
                 "n": writer.count,
                 "input_tokens": writer.input_tokens,
                 "output_tokens": writer.output_tokens,
                 "resumed_after": len(done),
                 "wall_s": wall,
-                "memory": _memory(engine, mem),
+                "memory": _memory(engine, mem).to_dict(),
                 "energy": energy.to_dict(),
                 **pressure.to_dict(),
                 **({"look": end} if upto is not None else {}),
@@ -166,6 +196,13 @@ class _CellRunner:
             ref.computed_at = manifest.completed_at
             m = combined_measurements(manifest)
             self.progress.note(f"{self.model.name} / {task.name}: {manifest.n_done} items, {m['wall_s']:.1f}s timed")
+
+    def _starting(self, task: Task, ref: CellRef, done: int, planned: int) -> None:
+        """The cell's status in this run (computed, or resumed after ``done`` records), said when it resumes."""
+        if ref.status == RefStatus.planned:  # a sequential run touches a cell at every look: its first touch counts
+            ref.status = RefStatus.resumed if done else RefStatus.computed
+        if done:
+            self.progress.note(f"{self.model.name} / {task.name}: resuming after {done} of {planned} records")
 
     def _reused(self, task: Task, ref: CellRef, manifest: Optional[CellManifest], by_another_job: bool = False) -> None:
         """The cell is complete: this run reuses it and says where it was computed."""
@@ -209,7 +246,7 @@ class _CellRunner:
                 "architecture_only": self.model.architecture_only,
                 "published_params": self.model.published_params,
             },  # also in plan.json (reports use the plan's)
-            task_info=task_info(task, samples),
+            task_info=task_info(task, samples).to_dict(),
             environment=self.environment,
             n_planned=len(samples),
             hardware=self.p.hardware[self.model.name].to_dict(),
@@ -217,7 +254,7 @@ class _CellRunner:
         _mark_hardware(ref, manifest.hardware)
         return manifest
 
-    def _note_pressure(self, task: Task, pressure: Any) -> None:
+    def _note_pressure(self, task: Task, pressure: MemoryPressure) -> None:
         if pressure.oom_events:
             self.progress.note(
                 f"{self.model.name} / {task.name}: out of memory {pressure.oom_events} time(s): batch size "
@@ -271,7 +308,12 @@ class _Sequential:
     """
 
     def __init__(
-        self, p: Setup, refs: dict[tuple[str, str], CellRef], progress: Any, environment: dict[str, Any], update: Any
+        self,
+        p: Setup,
+        refs: dict[tuple[str, str], CellRef],
+        progress: RunProgress,
+        environment: EnvironmentRecord,
+        update: Callable[[], None],
     ) -> None:
         self.p, self.refs, self.progress, self.update = p, refs, progress, update
         self.runners = [_CellRunner(p, m, progress, environment) for m in p.models]
@@ -281,7 +323,7 @@ class _Sequential:
         cell = self.p.store.cell_dir(self.p.keys[(model, task.name)])
         return read_cell_records(cell) if (cell / "records.jsonl").is_file() else []
 
-    def decision(self, task: Task, records: dict[Any, list[SampleRecord]]) -> dict[str, dict[str, Any]]:
+    def decision(self, task: Task, records: dict[str, list[SampleRecord]]) -> dict[str, Decision]:
         """Per candidate: the anytime-valid interval of its primary-metric difference and the claims still undecided."""
 
         models = {
@@ -299,29 +341,25 @@ class _Sequential:
             if not m.architecture_only
         }
         reference = order_models(models, self.p.reference)[1]
+        assert reference is not None  # stop_rule asked for two models with real weights
         metric = task.type.primary_metric
         thresholds = self.rule.thresholds[metric]
         ref_values = metric_values(records[reference], task.type.value)[metric]
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, Decision] = {}
         for name in models:
             if name == reference:
                 continue
             values = metric_values(records[name], task.type.value)[metric]
             if len(values) != len(ref_values):  # a generation scored NaN for one model: no pairing, no decision
-                out[name] = {"undecided": list(thresholds), "reason": "unpaired values"}
+                out[name] = Decision(undecided=list(thresholds), reason="unpaired values")
                 continue
             interval = paired_sequence(
                 values, ref_values, self.rule.alpha_per_comparison, self.rule.sequence, self.rule.first_look
-            ).to_dict()
-            out[name] = {
-                "metric": metric,
-                "interval": interval,
-                "thresholds": thresholds,
-                "undecided": undecided(interval, thresholds),
-            }
+            )
+            out[name] = Decision(metric, interval, thresholds, undecided(interval, thresholds))
         return out
 
-    def _close(self, task: Task, samples: list[Sample], n: int, decision: dict[str, dict[str, Any]]) -> None:
+    def _close(self, task: Task, samples: list[Sample], n: int, decision: dict[str, Decision]) -> None:
         """Mark the task's cells stopped at ``n`` (complete ones stay complete); tell what was decided."""
         for model in self.p.models:
             key, ref = self.p.keys[(model.name, task.name)], self.refs[(model.name, task.name)]
@@ -333,14 +371,19 @@ class _Sequential:
             ):
                 with self.p.store.claim(key, on_wait=self.progress.note) as claim:
                     manifest = claim.stop(
-                        {"at": n, "of": len(samples), "claims": self.rule.claims, "decision": decision}
+                        {
+                            "at": n,
+                            "of": len(samples),
+                            "claims": self.rule.claims,
+                            "decision": {c: d.to_dict() for c, d in decision.items()},
+                        }
                     )
             ref.computed_at = manifest.completed_at if manifest else None
         self.update()
         why = "; ".join(
-            f"{c}: {d['metric']} difference [{d['interval']['low'] * 100:+.1f}, {d['interval']['high'] * 100:+.1f}]"
+            f"{c}: {d.metric} difference [{d.interval.low * 100:+.1f}, {d.interval.high * 100:+.1f}]"
             for c, d in decision.items()
-            if "interval" in d
+            if d.interval is not None
         )
         if n < len(samples):
             self.progress.note(
@@ -368,7 +411,7 @@ class _Sequential:
                 points = looks(self.rule.first_look, self.rule.look_growth, len(samples))
                 if min(counts) == max(counts) > 0:  # every model at the same look: decide
                     decision = self.decision(task, records)
-                    if counts[0] >= len(samples) or not any(d["undecided"] for d in decision.values()):
+                    if counts[0] >= len(samples) or not any(d.undecided for d in decision.values()):
                         self._close(task, samples, counts[0], decision)
                         del pending[name]
                         continue
@@ -430,7 +473,7 @@ def _seed_torch(rt: RuntimeConfig, threads: int) -> None:
     torch.manual_seed(rt.seed)
 
 
-def _write_run_files(typed: RunConfig, setup: Setup, run_dir: Path, environment: dict[str, Any]) -> list[CellRef]:
+def _write_run_files(typed: RunConfig, setup: Setup, run_dir: Path, environment: EnvironmentRecord) -> list[CellRef]:
     """Record the run's config, environment and plan, and list its cells, before any is computed."""
     write_json(
         run_dir / "config.json", OmegaConf.to_container(OmegaConf.structured(typed), resolve=True, enum_to_str=True)
@@ -451,7 +494,7 @@ def _write_run_files(typed: RunConfig, setup: Setup, run_dir: Path, environment:
     return refs
 
 
-def _set_aside(setup: Setup, refs: list[CellRef], progress: Any) -> None:
+def _set_aside(setup: Setup, refs: list[CellRef], progress: RunProgress) -> None:
     """runtime.recompute with stop_when_decided: every cell afresh, its old one set aside before the first look reads it."""
     for r in refs:
         with setup.store.claim(setup.keys[(r.model, r.task)]) as claim:
@@ -462,7 +505,7 @@ def _set_aside(setup: Setup, refs: list[CellRef], progress: Any) -> None:
 
 
 def _compute_cells(
-    setup: Setup, refs: list[CellRef], run_dir: Path, progress: Any, environment: dict[str, Any]
+    setup: Setup, refs: list[CellRef], run_dir: Path, progress: RunProgress, environment: EnvironmentRecord
 ) -> None:
     """Compute the missing cells: in looks until each task is decided, or model by model over every task."""
     rt = setup.cfg.runtime

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional, TypedDict
 
 import torch
 
@@ -24,6 +24,7 @@ from harness.models.identity import model_identity
 from harness.models.loader import default_cache_dir
 from harness.models.precision import default_threads, usable_cores
 from harness.models.served import host_of
+from harness.models.sources import ModelIdentity
 from harness.results.cells import (
     SCORING_VERSION,
     CellKey,
@@ -33,6 +34,7 @@ from harness.results.cells import (
 )
 from harness.results.comparison import RunPlan
 from harness.results.schema import StopRule
+from harness.serialize import Serializable
 from harness.tasks.resolve import resolve_tasks
 from harness.tasks.types import Sample, Task, TaskSpec, TaskType, select_samples
 from harness.verdicts.claims import difference_claims, difference_thresholds
@@ -158,39 +160,88 @@ def _dtype_label(model: ModelConfig, rt: RuntimeConfig, device: torch.device, en
     return str(resolve_dtype(model.dtype or rt.dtype, device)).replace("torch.", "")
 
 
-def _engine_options(model: ModelConfig, rt: RuntimeConfig, engine: str) -> dict[str, Any]:
+class _LlamacppKey(TypedDict):
+    n_ctx: int
+    n_batch: int
+
+
+class LlamacppKey(_LlamacppKey, total=False):
+    """llama.cpp's settings in a cell key."""
+
+    quant: str  # the GGUF's quantization, where the config names it
+
+
+class _ServedKey(TypedDict):
+    api: str
+    concurrency: int
+
+
+class ServedKey(_ServedKey, total=False):
+    """A served engine's settings in a cell key (optional ones only when set, so older keys stay valid)."""
+
+    tokenizer: str
+    extra_body: dict[str, Any]  # served.extra_body: the user's JSON for the server, as configured
+
+
+class EngineOptions(TypedDict, total=False):
+    """The cell key's part for a llama.cpp or served engine (absent for the others)."""
+
+    llamacpp: LlamacppKey
+    served: ServedKey
+
+
+class _GenerationKey(TypedDict):
+    max_new_tokens: int
+    stop: list[str]
+    greedy: bool
+
+
+class GenerationKey(_GenerationKey, total=False):
+    """How a task's outputs are generated, in a cell key."""
+
+    fixed_length: bool  # only when on
+
+
+class ExecutionKey(TypedDict):
+    """How items are batched and run, in a cell key."""
+
+    sort_by_length: bool
+    share_prefixes: bool
+    decode_loop: str
+    compile: bool
+    prompt_lookup_tokens: int
+
+
+def _engine_options(model: ModelConfig, rt: RuntimeConfig, engine: str) -> EngineOptions:
     """The settings of a llama.cpp or served engine that change its records (none for the others)."""
+    # optional settings are added after the others and only when set: the key's digest depends on its order
     if engine == "llamacpp":
-        return {
-            "llamacpp": {
-                "n_ctx": rt.llamacpp.n_ctx,
-                "n_batch": rt.llamacpp.n_batch,
-                **({"quant": model.gguf.quant} if model.gguf is not None and model.gguf.quant else {}),
-            }
-        }
+        native: LlamacppKey = {"n_ctx": rt.llamacpp.n_ctx, "n_batch": rt.llamacpp.n_batch}
+        if model.gguf is not None and model.gguf.quant:
+            native["quant"] = model.gguf.quant
+        return {"llamacpp": native}
     if engine == "openai" and model.served is not None:  # latency depends on the requests in flight
-        return {
-            "served": {
-                "api": getattr(model.served.api, "value", model.served.api),
-                "concurrency": rt.concurrency,
-                **({"tokenizer": model.served.tokenizer} if model.served.tokenizer else {}),
-                **({"extra_body": dict(model.served.extra_body)} if model.served.extra_body else {}),
-            }
+        served: ServedKey = {
+            "api": getattr(model.served.api, "value", model.served.api),
+            "concurrency": rt.concurrency,
         }
+        if model.served.tokenizer:
+            served["tokenizer"] = model.served.tokenizer
+        if model.served.extra_body:
+            served["extra_body"] = dict(model.served.extra_body)
+        return {"served": served}
     return {}
 
 
-def _generation_key(spec: TaskSpec, rt: RuntimeConfig) -> dict[str, Any]:
+def _generation_key(spec: TaskSpec, rt: RuntimeConfig) -> GenerationKey:
     """How the task's outputs are generated; fixed_length is absent when off, so older keys stay valid."""
-    return {
-        "max_new_tokens": spec.max_new_tokens,
-        "stop": list(spec.stop),
-        "greedy": True,
-        **({"fixed_length": True} if rt.fixed_generation_length else {}),
-    }
+    key: GenerationKey = {"max_new_tokens": spec.max_new_tokens, "stop": list(spec.stop), "greedy": True}
+    if rt.fixed_generation_length:
+        key["fixed_length"] = True
+    return key
 
 
-def _execution_key(rt: RuntimeConfig) -> dict[str, Any]:
+def _execution_key(rt: RuntimeConfig) -> ExecutionKey:
     """How items are batched and run: batch composition and kernels change low-order bits outside float32."""
     return {
         "sort_by_length": rt.sort_by_length and rt.batch_size > 1,
@@ -203,7 +254,7 @@ def _execution_key(rt: RuntimeConfig) -> dict[str, Any]:
 
 def cell_key(
     model: ModelConfig,
-    identity: dict[str, Any],
+    identity: ModelIdentity,
     task: Task,
     samples: list[Sample],
     cfg: RunConfig,
@@ -358,18 +409,33 @@ def _task_file(task: Task) -> str:
     return str(task.path)
 
 
-def task_info(task: Task, samples: list[Sample]) -> dict[str, Any]:
+@dataclass
+class TaskInfo(Serializable):
     """What a report needs to know of a task (plan.json, and every cell's manifest)."""
-    return {
-        "type": task.type.value,
-        "file": _task_file(task),
-        "n_available": len(task.samples),
-        "n_selected": len(samples),
-        "sample_ids": [x.id for x in samples],
-        "breakdown_fields": list(task.spec.breakdown_fields),
-        "consistency_field": task.spec.consistency_field,
-        **({"source": task.source} if task.source else {}),
-    }
+
+    omit_none: ClassVar[tuple[str, ...]] = ("source",)
+
+    type: str
+    file: str
+    n_available: int
+    n_selected: int
+    sample_ids: list[str]
+    breakdown_fields: list[str]
+    consistency_field: Optional[str]
+    source: Optional[dict[str, Any]] = None  # a task from a source (BIG-bench, lm-eval): the task's own record of it
+
+
+def task_info(task: Task, samples: list[Sample]) -> TaskInfo:
+    return TaskInfo(
+        type=task.type.value,
+        file=_task_file(task),
+        n_available=len(task.samples),
+        n_selected=len(samples),
+        sample_ids=[x.id for x in samples],
+        breakdown_fields=list(task.spec.breakdown_fields),
+        consistency_field=task.spec.consistency_field,
+        source=task.source or None,
+    )
 
 
 def run_plan(p: Setup) -> RunPlan:
@@ -378,7 +444,7 @@ def run_plan(p: Setup) -> RunPlan:
         task_group=p.cfg.task.name,
         models=[m.name for m in p.models],
         reference=p.reference,
-        tasks={t.name: task_info(t, s) for t, s in p.tasks},
+        tasks={t.name: task_info(t, s).to_dict() for t, s in p.tasks},
         store=str(p.store.root),
         model_info={
             m.name: {"published_params": m.published_params, "architecture_only": m.architecture_only} for m in p.models

@@ -9,14 +9,15 @@ general truth. Thresholds come from the claims config and can be overridden.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Final, Literal, Optional
+from typing import Any, ClassVar, Final, Literal, Optional, TypedDict, Union
 
 from harness.analysis.sample_size import ALPHA, SampleSize, holm, items_to_decide_many, one_sided_ps
-from harness.analysis.schema import Interval, PairedComparison, RunAnalysis
+from harness.analysis.schema import CrossFitted, Interval, IntervalRecord, PairedComparison, RoutedAt, RunAnalysis
 from harness.analysis.sequential import is_sequential
 from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
+from harness.config.schema import ClaimConfig, claim_settings
 from harness.registry import Registry
 from harness.results.cells import read_cell_records
 from harness.results.load import LoadSummary
@@ -41,6 +42,7 @@ class Verdict(Serializable):
     sentence: str
     tasks: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    # the figures behind it, as claims.json holds them: each check's own (per comparison: one of the TypedDicts below)
     numbers: dict[str, Any] = field(default_factory=dict)
     who: str = ""
     source: str = ""
@@ -50,7 +52,81 @@ class Verdict(Serializable):
     where: ClassVar[str] = "a verdict of claims.json"
 
 
-def _fmt(est: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:
+class ClaimRecord(TypedDict, total=False):
+    """A claim as a run's config.json records it (its ClaimConfig as a mapping; no ``check`` before claims named it)."""
+
+    check: Optional[str]
+    who: str
+    source: str
+    quote: str
+    hypothesis: str
+    metrics: list[str]
+    thresholds: dict[str, float]
+
+
+# a run's claims section: claim id -> its settings, typed or as recorded (read once with claim_settings)
+ClaimsSection = Mapping[str, Union[ClaimConfig, ClaimRecord]]
+
+
+class DifferenceCore(IntervalRecord):
+    margin: float  # the threshold's distance below zero (C3's tolerance; C2: 0)
+    task: str
+    model: str
+
+
+class DifferenceNumbers(DifferenceCore, total=False):
+    """A paired quality difference against a margin (C2, C3): the interval, the margin and, when they apply, the
+    majority baseline, the Holm-adjusted one-sided p-values and the items a fixed-n follow-up would need."""
+
+    majority_baseline: float
+    holm_p_above: float
+    holm_p_below: float
+    items_to_decide: Optional[int]  # None: no number of items would (the difference sits on the threshold)
+
+
+class CascadeNumbers(TypedDict):
+    """C4 on one comparison: the cross-fitted cascade of the best signal, the in-sample one beside it."""
+
+    signal: str
+    cross_fitted: CrossFitted
+    kept_share: float
+    in_sample: Optional[RoutedAt]
+    agreement: dict[str, float]
+    large_score: float
+    small_score: float
+
+
+class CostCore(TypedDict):
+    latency_median_ratio: IntervalRecord
+    peak_memory_ratio: Optional[float]
+    cost_ratio: Optional[float]
+
+
+class CostNumbers(CostCore, total=False):
+    """C5 on one comparison: the small/large ratios; the cost's basis when a load sweep priced it; served models."""
+
+    cost_basis: str
+    served: bool
+
+
+class CpuNumbers(TypedDict):
+    """C8 on one task: the small model's p95 latency on a CPU and its peak memory (None: a served model's)."""
+
+    p95_latency_s: IntervalRecord
+    peak_memory_gb: Optional[float]
+
+
+class PairNumbers(TypedDict):
+    """C9 on one pair and task: the smaller and the much larger model, their paired difference and McNemar's p."""
+
+    small: str
+    large: str
+    params_ratio: float
+    difference: IntervalRecord
+    mcnemar_p: Optional[float]
+
+
+def _fmt(est: IntervalRecord, scale: float = 1.0, unit: str = "") -> str:
     return f"{est['value'] * scale:.2f}{unit} [{est['low'] * scale:.2f}, {est['high'] * scale:.2f}]"
 
 
@@ -93,14 +169,21 @@ def check(name: str) -> Callable[[Check], Check]:
     return CHECKS.register(name)
 
 
-def check_name(cid: str, cfg: dict[str, Any]) -> Optional[str]:
-    """The check a configured claim names (older configs: the seed articles' id)."""
-    return cfg.get("check") or SEED_CLAIM_CHECKS.get(cid)
+def check_name(cid: str, cfg: Optional[ClaimConfig]) -> Optional[str]:
+    """The check a configured claim names (older configs, or a claim not configured: the seed articles' id)."""
+    return (cfg.check if cfg else None) or SEED_CLAIM_CHECKS.get(cid)
 
 
-def claim_of_check(claims_cfg: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
-    """(id, config) of the first claim checked by ``name``; ("", {}) when no configured claim uses it."""
-    return next(((cid, cfg or {}) for cid, cfg in claims_cfg.items() if check_name(cid, cfg or {}) == name), ("", {}))
+def checked_by(claims: dict[str, ClaimConfig], name: str) -> tuple[str, Optional[ClaimConfig]]:
+    """(id, config) of the first claim checked by ``name``; ("", None) when no configured claim uses it."""
+    return next(((cid, cfg) for cid, cfg in claims.items() if check_name(cid, cfg) == name), ("", None))
+
+
+def claim_of_check(claims_cfg: Mapping[str, ClaimRecord], name: str) -> tuple[str, ClaimRecord]:
+    """(id, recorded config) of the first claim checked by ``name``; ("", {}) when no configured claim uses it (the
+    claims section as config.json records it; typed: ``checked_by``)."""
+    cid = checked_by(claim_settings(claims_cfg), name)[0]
+    return (cid, claims_cfg[cid] or {}) if cid else ("", {})
 
 
 def at_majority_baseline(summary: RunSummary, analysis: RunAnalysis, task: str, model: str) -> Optional[float]:
@@ -148,14 +231,14 @@ class RunView:
     def primary(self, task: str) -> str:
         return primary_metric(self.analysis.tasks[task].task_type)
 
-    def diff(self, task: str, cand: str) -> dict[str, Any]:
-        return self.compared[(task, cand)].difference_vs_reference[self.primary(task)].to_dict()
+    def diff(self, task: str, cand: str) -> Interval:
+        return self.compared[(task, cand)].difference_vs_reference[self.primary(task)]
 
     def label(self, task: str, cand: str) -> str:
         """How a (task, model) comparison is named in a key number: the task alone when there is one candidate."""
         return task if len(self.candidates) <= 1 else f"{cand} on {task}"
 
-    def tasks_of(self, keys: Any) -> list[str]:
+    def tasks_of(self, keys: Iterable[tuple[str, str]]) -> list[str]:
         return sorted({t for t, _ in keys})
 
     def scope(self) -> str:
@@ -203,7 +286,7 @@ def size_predicts_quality_weakly(run: RunView, th: dict[str, float]) -> Verdict:
                 run.names,
                 {"spearman_by_task": rhos},
             )
-    wins = [(t, c) for (t, c) in run.compared if run.diff(t, c)["low"] > 0]
+    wins = [(t, c) for (t, c) in run.compared if run.diff(t, c).low > 0]
     if wins:
         return Verdict(
             UNSET,
@@ -212,7 +295,7 @@ def size_predicts_quality_weakly(run: RunView, th: dict[str, float]) -> Verdict:
             f"{run.scope()}: a smaller model scores significantly higher than {run.reference} on {', '.join(run.label(t, c) for t, c in wins)}.",
             run.tasks_of(wins),
             run.names,
-            {run.label(t, c): run.diff(t, c) for t, c in wins},
+            {run.label(t, c): run.diff(t, c).to_dict() for t, c in wins},
         )
     return Verdict(
         UNSET,
@@ -225,7 +308,9 @@ def size_predicts_quality_weakly(run: RunView, th: dict[str, float]) -> Verdict:
     )
 
 
-def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[list[VerdictValue], dict[str, Any]]:
+def _difference_verdicts(
+    run: RunView, margin: Callable[[str], float]
+) -> tuple[list[VerdictValue], dict[str, DifferenceNumbers]]:
     """Per (task, model): is the paired model-minus-reference CI above, below, or across ``-margin(task)``?
 
     supported = the whole interval is above -margin; refuted = below; else inconclusive.
@@ -240,25 +325,22 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
     p_below = dict(zip(tested, holm(one_sided_ps(list(tested.values()), thresholds, False))))
     undecided: list[tuple[str, SampleSize, float]] = []  # (label, sizes, threshold): items to decide, all at once
     per: list[VerdictValue] = []
-    nums: dict[str, dict[str, Any]] = {}
+    nums: dict[str, DifferenceNumbers] = {}
     for t, c in keys:
         d, m = run.diff(t, c), margin(t)
         above, below = p_above.get((t, c), 0.0), p_below.get((t, c), 0.0)
         if is_sequential(d):  # anytime-valid and family-wise already (Bonferroni): the interval decides alone
             above = below = 0.0
         verdict: VerdictValue = (
-            SUPPORTED
-            if d["low"] > -m and above < ALPHA
-            else REFUTED
-            if d["high"] < -m and below < ALPHA
-            else INCONCLUSIVE
+            SUPPORTED if d.low > -m and above < ALPHA else REFUTED if d.high < -m and below < ALPHA else INCONCLUSIVE
         )
-        nums[run.label(t, c)] = {**d, "margin": m, "task": t, "model": c}
+        num: DifferenceNumbers = {**d.record(), "margin": m, "task": t, "model": c}
+        nums[run.label(t, c)] = num
         if (majority := run.at_baseline(t, c)) is not None:
-            nums[run.label(t, c)]["majority_baseline"] = majority
+            num["majority_baseline"] = majority
         ss = sizes[(t, c)]
         if ss and not is_sequential(d):
-            nums[run.label(t, c)].update(holm_p_above=above, holm_p_below=below)
+            num["holm_p_above"], num["holm_p_below"] = above, below
         # how many items a fixed-n follow-up would need, at the observed difference and spread (a sequential run's own
         # interval already says how far it is from deciding: no fixed-n figure beside it)
         if verdict == INCONCLUSIVE and ss and not is_sequential(d):
@@ -268,11 +350,11 @@ def _difference_verdicts(run: RunView, margin: Callable[[str], float]) -> tuple[
         group = [u for u in undecided if (u[1].alpha, u[1].power) == (alpha, power)]
         items = items_to_decide_many([(ss.mean, ss.sd, th) for _, ss, th in group], alpha, power)
         for (label, ss, _), n_items in zip(group, items):
-            nums[label].update(n=ss.n, items_to_decide=n_items)
+            nums[label]["n"], nums[label]["items_to_decide"] = ss.n, n_items
     return per, nums
 
 
-def decide_note(d: dict[str, Any]) -> str:
+def decide_note(d: DifferenceNumbers) -> str:
     """ " (inconclusive at n=20; about 310 items would decide it)" for an undecided comparison, else ""."""
     if "items_to_decide" not in d:
         return ""
@@ -302,11 +384,11 @@ def large_model_better(run: RunView, th: dict[str, float]) -> Verdict:
     return Verdict(UNSET, verdict, key, f"{run.scope()}: {sentence_text}.", run.tasks_of(run.compared), run.names, nums)
 
 
-def _at_baseline(d: dict[str, Any]) -> str:
+def _at_baseline(d: DifferenceNumbers) -> str:
     return baseline_note(d["majority_baseline"]) if "majority_baseline" in d else ""
 
 
-def _baseline_caveat(nums: dict[str, dict[str, Any]]) -> str:
+def _baseline_caveat(nums: dict[str, DifferenceNumbers]) -> str:
     """A sentence's caveat: the comparisons where both models sit at the majority baseline decide nothing of substance."""
     at = sorted({d["task"] for d in nums.values() if "majority_baseline" in d})
     if not at:
@@ -329,16 +411,19 @@ DIFFERENCE_CHECKS: dict[str, Callable[[dict[str, float], str], float]] = {
 }
 
 
+# These two take the claims section as run/setup.py builds it today ({id: {check, thresholds}}, values of mixed types):
+# open until it passes its ClaimConfigs (cfg.claims), when ClaimsSection fits.
 def difference_claims(claims_cfg: dict[str, Any]) -> list[str]:
     """The configured claim ids whose check is decided by a quality difference (those can stop a task)."""
-    return [cid for cid, cfg in claims_cfg.items() if check_name(cid, cfg) in DIFFERENCE_CHECKS]
+    return [cid for cid, cfg in claim_settings(claims_cfg).items() if check_name(cid, cfg) in DIFFERENCE_CHECKS]
 
 
 def difference_thresholds(claims_cfg: dict[str, Any], metric: str, ids: list[str]) -> dict[str, float]:
     """Where each claim of ``ids`` puts the candidate-minus-reference difference of ``metric`` (a task stops on these)."""
+    claims = claim_settings(claims_cfg)
     return {
-        cid: DIFFERENCE_CHECKS[str(check_name(cid, claims_cfg.get(cid) or {}))](
-            dict((claims_cfg.get(cid) or {}).get("thresholds") or {}), metric
+        cid: DIFFERENCE_CHECKS[str(check_name(cid, cfg := claims.get(cid)))](
+            dict(cfg.thresholds) if cfg else {}, metric
         )
         for cid in ids
     }
@@ -367,12 +452,12 @@ def small_within_tolerance(run: RunView, th: dict[str, float]) -> Verdict:
 def cascade_keeps_quality(run: RunView, th: dict[str, float]) -> Verdict:
     """Judged on the cross-fitted cascade (threshold chosen on other items than it is scored on); in-sample beside it."""
     per: list[VerdictValue] = []
-    nums: dict[str, dict[str, Any]] = {}
+    nums: dict[str, CascadeNumbers] = {}
     max_cost, keep = th.get("max_cost_share", 0.8), th.get("keep_share", 0.95)
     for (t, c), e in run.compared.items():
-        cas, routing = e.cascade or {}, e.routing or {}
-        signal = routing.get("best_signal")
-        if not cas.get("available") or not signal:
+        cas, routing = e.cascade, e.routing
+        signal = routing.get("best_signal") if routing else None
+        if not cas or not cas["available"] or not routing or not signal:
             continue
         held = routing["signals"][signal]["cross_fitted"]
         kept = held["score"] / cas["large_score"] if cas["large_score"] else 1.0
@@ -388,7 +473,7 @@ def cascade_keeps_quality(run: RunView, th: dict[str, float]) -> Verdict:
         per.append(SUPPORTED if kept >= keep and held["cost_share"] <= max_cost else REFUTED)
     verdict = _combine(per)
 
-    def key_of(k: str, v: dict[str, Any]) -> str:
+    def key_of(k: str, v: CascadeNumbers) -> str:
         held, ins = v["cross_fitted"], v["in_sample"]
         contrast = f"; in-sample {ins['cost_share']:.2f}x" if ins else "; in-sample: no threshold keeps it"
         return (
@@ -427,26 +512,22 @@ SERVED_ENGINE = "openai"  # its memory is the server's: not measured by the clie
 @check("small_faster_and_cheaper")
 def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
     per: list[VerdictValue] = []
-    nums: dict[str, dict[str, Any]] = {}
+    nums: dict[str, CostNumbers] = {}
     limit = th.get("max_ratio", 1.0)
     for (t, c), e in run.timed.items():
-        lat = e.latency_median_ratio.to_dict() if e.latency_median_ratio else {}
+        assert e.latency_median_ratio is not None  # a comparison timed on one hardware class has its latency ratio
+        lat = e.latency_median_ratio.record()
         cmp = run.summary.comparisons.get(t, {}).get(c)
         mem, cost = (cmp.peak_memory_ratio, cmp.cost_ratio) if cmp else (None, None)
         at_slo = _cost_ratio_at_slo(run.load, c, run.reference)
         if at_slo is not None:  # the sweep priced both at the highest load within the SLO: that figure decides
             cost = at_slo
-        nums[run.label(t, c)] = {
-            "latency_median_ratio": lat,
-            "peak_memory_ratio": mem,
-            "cost_ratio": cost,
-            **({"cost_basis": "load sweep, at the highest load within the SLO"} if at_slo is not None else {}),
-            **(
-                {"served": True}
-                if SERVED_ENGINE in (run.models[c].text("engine"), run.models[str(run.reference)].text("engine"))
-                else {}
-            ),
-        }
+        num: CostNumbers = {"latency_median_ratio": lat, "peak_memory_ratio": mem, "cost_ratio": cost}
+        if at_slo is not None:
+            num["cost_basis"] = "load sweep, at the highest load within the SLO"
+        if SERVED_ENGINE in (run.models[c].text("engine"), run.models[str(run.reference)].text("engine")):
+            num["served"] = True
+        nums[run.label(t, c)] = num
         if lat["high"] < limit and (mem or 0) < limit and (cost or 0) < limit:
             per.append(SUPPORTED)
         elif lat["low"] > limit or (mem or 0) > limit or (cost or 0) > limit:
@@ -479,11 +560,12 @@ def small_faster_and_cheaper(run: RunView, th: dict[str, float]) -> Verdict:
 @check("small_uses_less_energy")
 def small_uses_less_energy(run: RunView, th: dict[str, float]) -> Verdict:
     per: list[VerdictValue] = []
-    nums: dict[str, dict[str, Any]] = {}
+    nums: dict[str, IntervalRecord] = {}
     methods: set[str] = set()
     floor = th.get("min_ratio", 1.0)
     for (t, c), e in run.timed.items():
-        r = e.energy_ratio_reference_over_candidate.to_dict() if e.energy_ratio_reference_over_candidate else {}
+        assert e.energy_ratio_reference_over_candidate is not None  # as the latency ratio: every timed comparison
+        r = e.energy_ratio_reference_over_candidate.record()
         nums[run.label(t, c)] = r
         methods.add(r["method"])
         per.append(SUPPORTED if r["low"] > floor else REFUTED if r["high"] < floor else INCONCLUSIVE)
@@ -523,7 +605,7 @@ def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
     if m.architecture_only or d.architecture_only:
         return _c7_cost_side(run, m, d)
     per: list[VerdictValue] = []
-    nums: dict[str, dict[str, Any]] = {}
+    nums: dict[str, dict[str, float]] = {}
     for t, info in run.summary.tasks.items():
         res = info.results
         if m.name not in res or d.name not in res:
@@ -562,7 +644,7 @@ def moe_more_efficient(run: RunView, th: dict[str, float]) -> Verdict:
 
 def _c7_cost_side(run: RunView, m: ModelRecord, d: ModelRecord) -> Verdict:
     """Architecture-only models: no quality, so only C7's latency and memory side, per active parameter."""
-    nums: dict[str, dict[str, Any]] = {}
+    nums: dict[str, dict[str, float]] = {}
     for t, info in run.summary.tasks.items():
         res = info.results
         if m.name not in res or d.name not in res:
@@ -629,7 +711,7 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
     small_name = run.names[0]
     max_p95, max_mem = th.get("max_p95_latency_s", 2.0), th.get("max_memory_gb", 4.0) * 2**30
     per: list[VerdictValue] = []
-    nums: dict[str, dict[str, Any]] = {}
+    nums: dict[str, CpuNumbers] = {}
     for t, e in run.analysis.tasks.items():
         if not is_classification(e.task_type) or small_name not in e.models:
             continue
@@ -645,7 +727,7 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
             )
         mem = run.summary.tasks[t].results[small_name].peak_memory_bytes  # None: a served model's (the server's)
         nums[t] = {
-            "p95_latency_s": small_latency["p95"].to_dict(),
+            "p95_latency_s": small_latency["p95"].record(),
             "peak_memory_gb": mem / 2**30 if mem is not None else None,
         }
         per.append(_cpu_standing(small_latency["p95"], mem, max_p95, max_mem))
@@ -675,7 +757,7 @@ def cpu_interactive(run: RunView, th: dict[str, float]) -> Verdict:
     )
 
 
-def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tuple[dict[str, Any], Optional[float]]]:
+def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tuple[Interval, Optional[float]]]:
     """(paired difference small - large, McNemar p) on one task: from the analysis when ``large`` is the reference, else from the records."""
 
     if large == run.reference and (task, small) in run.compared:
@@ -688,7 +770,7 @@ def _pair_test(run: RunView, small: str, large: str, task: str) -> Optional[tupl
     if [r.sample_id for r in a] != [r.sample_id for r in b]:
         return None
     key = item_score_key(run.analysis.tasks[task].task_type)
-    d = paired_difference([r.scores[key] for r in a], [r.scores[key] for r in b]).to_dict()
+    d = Interval.of(paired_difference([r.scores[key] for r in a], [r.scores[key] for r in b]))
     p = (
         mcnemar_exact([r.scores[key] > 0 for r in a], [r.scores[key] > 0 for r in b]).p_value
         if key == "correct"
@@ -740,7 +822,7 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
     if not pairs:
         return _too_close(run, names, size, min_ratio)
     per: list[VerdictValue] = []
-    nums: dict[str, dict[str, Any]] = {}
+    nums: dict[str, PairNumbers] = {}
     wins: list[str] = []
     for a, b in pairs:
         ratio = size[b] / size[a]
@@ -750,10 +832,10 @@ def small_beats_much_larger(run: RunView, th: dict[str, float]) -> Verdict:
                 continue
             d, p = test
             label = t if len(pairs) == 1 else f"{a} vs {b} on {t}"
-            nums[label] = {"small": a, "large": b, "params_ratio": ratio, "difference": d, "mcnemar_p": p}
-            win = d["low"] > 0 and (p is None or p < 0.05)
+            nums[label] = {"small": a, "large": b, "params_ratio": ratio, "difference": d.record(), "mcnemar_p": p}
+            win = d.low > 0 and (p is None or p < 0.05)
             wins += [label] if win else []
-            per.append(SUPPORTED if win else REFUTED if d["high"] < 0 else INCONCLUSIVE)
+            per.append(SUPPORTED if win else REFUTED if d.high < 0 else INCONCLUSIVE)
     if not per:
         return Verdict(
             UNSET,
@@ -824,7 +906,7 @@ def nothing_dropped(run: RunView, th: dict[str, float]) -> Verdict:
 def evaluate_claims(
     summary: RunSummary,
     analysis: RunAnalysis,
-    claims_cfg: dict[str, Any],
+    claims_cfg: ClaimsSection,
     load: Optional[LoadSummary] = None,
     all_pairs: bool = True,
 ) -> list[Verdict]:
@@ -833,7 +915,7 @@ def evaluate_claims(
     ``all_pairs`` False (many models): a check over pairs of models compares each with the reference only."""
     run = RunView(summary, analysis, load, all_pairs)
     verdicts = []
-    for cid, cfg in claims_cfg.items():
+    for cid, cfg in claim_settings(claims_cfg).items():
         name = check_name(cid, cfg)
         check_fn = CHECKS.get(name) if name and name in CHECKS else None
         if check_fn is None:
@@ -844,12 +926,7 @@ def evaluate_claims(
                 f"No check is implemented for this claim id (known checks: {', '.join(CHECKS)}).",
             )
         else:
-            v = replace(check_fn(run, dict(cfg.get("thresholds") or {})), id=cid)
-        v.who, v.source, v.quote, v.hypothesis = (
-            cfg.get("who", ""),
-            cfg.get("source", ""),
-            cfg.get("quote", ""),
-            cfg.get("hypothesis", ""),
-        )
+            v = replace(check_fn(run, dict(cfg.thresholds)), id=cid)
+        v.who, v.source, v.quote, v.hypothesis = cfg.who, cfg.source, cfg.quote, cfg.hypothesis
         verdicts.append(v)
     return verdicts

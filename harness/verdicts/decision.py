@@ -18,13 +18,14 @@ both models).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Optional
+from typing import Final, Literal, Optional
 
-from harness.analysis.schema import RunAnalysis
+from harness.analysis.schema import Interval, RouterEvaluation, RunAnalysis
+from harness.config.schema import claim_settings
 from harness.results.load import LoadSummary
 from harness.results.schema import CellSummary, RunSummary
 from harness.serialize import Serializable
-from harness.verdicts.claims import at_majority_baseline, baseline_note, c3_tolerance, claim_of_check
+from harness.verdicts.claims import ClaimsSection, at_majority_baseline, baseline_note, c3_tolerance, checked_by
 
 Standing = Literal["meets", "not shown", "falls short", "reference", "fails the latency SLO"]
 MEETS: Final = "meets"
@@ -41,9 +42,7 @@ DECISION_FORMAT = 1  # decision.json
 class Option(Serializable):
     name: str
     kind: str  # model | cascade
-    difference: Optional[
-        dict[str, Any]
-    ]  # quality minus the reference's, paired, with its interval (None: the reference)
+    difference: Optional[Interval]  # quality minus the reference's, paired, with its interval (None: the reference)
     cost_per_1k_usd: Optional[float]
     latency_p95_s: Optional[float]
     latency_basis: str  # latency | time per item (throughput mode)
@@ -81,11 +80,11 @@ class TaskDecision(Serializable):
         return answer, self.closest or self.options[0]
 
 
-def _standing(diff: dict[str, Any], tolerance: float) -> Standing:
-    return MEETS if diff["low"] > -tolerance else FALLS_SHORT if diff["high"] < -tolerance else NOT_SHOWN
+def _standing(diff: Interval, tolerance: float) -> Standing:
+    return MEETS if diff.low > -tolerance else FALLS_SHORT if diff.high < -tolerance else NOT_SHOWN
 
 
-def _alone(name: str, res: CellSummary, diff: Optional[dict[str, Any]], tolerance: float) -> Option:
+def _alone(name: str, res: CellSummary, diff: Optional[Interval], tolerance: float) -> Option:
     latency = res.mode == "latency"
     return Option(
         name,
@@ -100,24 +99,31 @@ def _alone(name: str, res: CellSummary, diff: Optional[dict[str, Any]], toleranc
 
 
 def _cascade(
-    name: str, reference: str, routing: dict[str, Any], res: CellSummary, ref_res: CellSummary, tolerance: float
+    name: str,
+    reference: str,
+    routing: Optional[RouterEvaluation],
+    res: CellSummary,
+    ref_res: CellSummary,
+    tolerance: float,
 ) -> Optional[Option]:
-    best = routing.get("best_signal")
-    held = (routing.get("signals", {}).get(best) or {}).get("cross_fitted") if best else None
+    best = routing.get("best_signal") if routing else None
+    signal = routing["signals"].get(best) if routing and best else None
+    held = signal.get("cross_fitted") if signal else None
     if not held or "difference_vs_large" not in held:
         return None
+    difference = Interval.from_dict(held["difference_vs_large"])
     ref_cost = ref_res.economics.cost_per_1k_usd if ref_res.economics else None
     memory = [res.peak_memory_bytes, ref_res.peak_memory_bytes]
     label = f"{name} -> {reference} cascade ({best}, cross-fitted, {held['escalated']:.0%} escalated)"
     return Option(
         label,
         "cascade",
-        held["difference_vs_large"],
+        difference,
         held["cost_share"] * ref_cost if ref_cost is not None else None,
         held["item_s_p95"],
         "latency" if res.mode == ref_res.mode == "latency" else "time per item (throughput mode)",
         sum(m for m in memory if m is not None) if None not in memory else None,
-        _standing(held["difference_vs_large"], tolerance),
+        _standing(difference, tolerance),
     )
 
 
@@ -139,8 +145,8 @@ def _options(
             or not cmp.same_items
         ):
             continue
-        options.append(_alone(name, results[name], cmp.difference_vs_reference[metric].to_dict(), tolerance))
-        cascade = _cascade(name, reference, cmp.routing or {}, results[name], results[reference], tolerance)
+        options.append(_alone(name, results[name], cmp.difference_vs_reference[metric], tolerance))
+        cascade = _cascade(name, reference, cmp.routing, results[name], results[reference], tolerance)
         if cascade:
             options.append(cascade)
     return options
@@ -162,7 +168,9 @@ def _choose(options: list[Option]) -> tuple[Optional[Option], Optional[Option]]:
         else None
     )
     closest = (
-        None if choice or not cheaper else max(cheaper, key=lambda o: (o.difference or {}).get("value", float("-inf")))
+        None
+        if choice or not cheaper
+        else max(cheaper, key=lambda o: o.difference.value if o.difference else float("-inf"))
     )
     return choice, closest
 
@@ -202,10 +210,11 @@ def task_decision(
 
 
 def decisions(
-    summary: RunSummary, analysis: RunAnalysis, claims_cfg: dict[str, Any], load: Optional[LoadSummary] = None
+    summary: RunSummary, analysis: RunAnalysis, claims_cfg: ClaimsSection, load: Optional[LoadSummary] = None
 ) -> dict[str, TaskDecision]:
     """A decision for every task that has a reference with measured quality (``load``: a sweep with its SLO)."""
-    th = dict(claim_of_check(claims_cfg, "small_within_tolerance")[1].get("thresholds") or {})
+    c3 = checked_by(claim_settings(claims_cfg), "small_within_tolerance")[1]
+    th = dict(c3.thresholds) if c3 else {}
     out: dict[str, TaskDecision] = {}
     for task in summary.tasks:
         ref = summary.result(task, summary.reference)
@@ -259,7 +268,7 @@ def _diff(o: Option, tolerance: float) -> str:
     d = o.difference
     if d is None:
         return "(reference)"
-    return f"{d['value'] * 100:+.1f} [{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}] (tol -{tolerance * 100:g})"
+    return f"{d.value * 100:+.1f} [{d.low * 100:+.1f}, {d.high * 100:+.1f}] (tol -{tolerance * 100:g})"
 
 
 def decision_rows(table: dict[str, TaskDecision]) -> list[list[str]]:

@@ -9,14 +9,15 @@ model's measured time per item (``summary.json``) for the expected wall time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from harness.analysis.sample_size import ALPHA, POWER
 from harness.analysis.schema import RunAnalysis
+from harness.config.schema import ClaimConfig, claim_settings
 from harness.errors import HarnessError
 from harness.results.records import read_json
 from harness.results.schema import RunSummary, check_format
-from harness.verdicts.claims import CLAIMS_FORMAT, Verdict, claim_of_check
+from harness.verdicts.claims import CLAIMS_FORMAT, ClaimsSection, Verdict, checked_by
 
 PLAN_HEADER = [
     "task",
@@ -32,9 +33,9 @@ PLAN_HEADER = [
 ]
 
 
-def _tolerances(verdicts: list[Verdict], claims_cfg: dict[str, Any]) -> dict[tuple[str, str], float]:
+def _tolerances(verdicts: list[Verdict], claims: dict[str, ClaimConfig]) -> dict[tuple[str, str], float]:
     """The tolerance margin per (task, model) of the claim checked by small_within_tolerance."""
-    cid = claim_of_check(claims_cfg, "small_within_tolerance")[0]
+    cid = checked_by(claims, "small_within_tolerance")[0]
     c3 = next((v for v in verdicts if v.id == cid), None)
     return {
         (d["task"], d["model"]): d["margin"]
@@ -76,10 +77,10 @@ def plan_rows(run_dir: Path) -> list[list[str]]:
 
 
 def sample_size_rows(
-    summary: RunSummary, analysis: RunAnalysis, verdicts: list[Verdict], claims_cfg: dict[str, Any]
+    summary: RunSummary, analysis: RunAnalysis, verdicts: list[Verdict], claims_cfg: ClaimsSection
 ) -> list[list[str]]:
     """One row per comparison and primary metric (the report's "How many items are enough" table)."""
-    tolerance = _tolerances(verdicts, claims_cfg)
+    tolerance = _tolerances(verdicts, claim_settings(claims_cfg))
     reference = str(analysis.reference)
     rows = []
     for task, entry in analysis.tasks.items():

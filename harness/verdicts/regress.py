@@ -42,7 +42,8 @@ from harness.analysis.flips import A_LOWER, A_WRONG_B_RIGHT, changed_predictions
 from harness.analysis.stats import Estimate, mcnemar_exact, paired_difference, paired_ratio
 from harness.config.schema import RegressConfig
 from harness.errors import HarnessError
-from harness.measure.hardware import HardwareClass
+from harness.measure.environment import EnvironmentRecord
+from harness.measure.hardware import HardwareClass, HardwareRecord
 from harness.results.cells import digest, now_iso
 from harness.results.comparison import load_cells, read_run
 from harness.results.records import read_json, write_json
@@ -54,7 +55,7 @@ ALLOWABLE = ("items", "task", "model", "missing")
 OK, REGRESSION, CHANGED, INFO = "ok", "REGRESSION", "changed", "info"
 
 
-def hardware_of(environment: dict[str, Any], hardware_class: Optional[dict[str, Any]] = None) -> str:
+def hardware_of(environment: EnvironmentRecord, hardware_class: Optional[HardwareRecord] = None) -> str:
     """Where latency and memory were measured: the cell's hardware class, or (a cell from before classes were
     recorded) the GPUs or the CPU model and core count of its run."""
     if hardware_class:
@@ -66,12 +67,13 @@ def hardware_of(environment: dict[str, Any], hardware_class: Optional[dict[str, 
     return f"cpu: {environment.get('cpu', 'unknown')} x{environment.get('cpu_count', '?')}"
 
 
-def _exact(parts: dict[str, Any]) -> bool:
-    return parts.get("dtype") == "float32"
+def _exact(cell: BaselineCell) -> bool:
+    return cell.parts.get("dtype") == "float32"
 
 
-def _task_version(parts: dict[str, Any]) -> str:
+def _task_version(cell: BaselineCell) -> str:
     """The task's identity without its item selection (the item set is compared on its own)."""
+    parts = cell.parts
     task = {k: v for k, v in parts.get("task", {}).items() if k != "sample_ids"}
     return digest(
         {"task": task, "generation": parts.get("generation"), "scoring_version": parts.get("scoring_version")}
@@ -94,7 +96,9 @@ class BaselineCell(Serializable):
     key: str
     task_type: str
     metric: str
-    parts: dict[str, Any]  # the cell key's parts: model identity, task version, dtype, batch size
+    # the cell key's parts as the store records them (model identity, task definition, generation, dtype, batch size
+    # and what else a key holds): an open mapping, compared and digested as a whole
+    parts: dict[str, Any]
     hardware: str
     items: dict[str, BaselineItem]
     peak_memory_bytes: Optional[int]
@@ -112,7 +116,7 @@ class Baseline(Serializable):
     run_dir: str
     task_group: str
     cells: dict[str, BaselineCell]  # "<model>/<task>" -> cell
-    environment: dict[str, Any] = field(default_factory=dict)
+    environment: EnvironmentRecord = field(default_factory=lambda: EnvironmentRecord())
     format: int = BASELINE_FORMAT
 
     @property
@@ -195,7 +199,7 @@ def _identity(name: str, base: BaselineCell, cur: BaselineCell, allow: set[str])
                 "the model's identity changed (weights, revision or random config)",
             )
         )
-    if _task_version(base.parts) != _task_version(cur.parts):
+    if _task_version(base) != _task_version(cur):
         f.append(
             Finding(
                 name,
@@ -389,7 +393,7 @@ def compare_cell(name: str, base: BaselineCell, cur: BaselineCell, cfg: RegressC
     res.findings += _identity(name, base, cur, allow)
     common = [i for i in base.items if i in cur.items]
     res.n = len(common)
-    exact = _exact(base.parts) and _exact(cur.parts) and base.parts.get("batch_size") == cur.parts.get("batch_size")
+    exact = _exact(base) and _exact(cur) and base.parts.get("batch_size") == cur.parts.get("batch_size")
     if common:
         _quality(res, base, cur, common, exact, cfg)
     if base.hardware != cur.hardware:

@@ -62,7 +62,7 @@ def test_holm_adjusts_like_statsmodels_and_one_sided_p_like_scipy():
 
 def test_a_claim_over_many_comparisons_needs_the_holm_adjusted_test():
     """Three comparisons each barely decided alone (p about 0.03) are not all decided together (Holm: 0.09 > 0.05)."""
-    from harness.analysis.schema import PairedComparison
+    from harness.analysis.schema import Interval, PairedComparison
     from harness.verdicts.claims import _difference_verdicts
 
     class Run:  # the part of RunView that _difference_verdicts reads
@@ -73,7 +73,7 @@ def test_a_claim_over_many_comparisons_needs_the_holm_adjusted_test():
             return "accuracy"
 
         def diff(self, task, cand):
-            return {"value": 0.2, "low": 0.01, "high": 0.4}  # each interval alone says "above zero"
+            return Interval(0.2, 0.01, 0.4, 30, "bootstrap")  # each interval alone says "above zero"
 
         def label(self, task, cand):
             return task

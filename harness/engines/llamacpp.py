@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig, builtin_source, source_name
-from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
-from harness.engines.tokens import choices_per_prompt, cut_at_stop, encode_pair, fit_to_window, generation, reached_stop
+from harness.engines.base import ChoiceScores, Generation, ModelFacts
+from harness.engines.tokens import TokenEngine, choices_per_prompt, cut_at_stop, generation, reached_stop
 from harness.errors import ConfigError, ModelSourceError
 from harness.measure.timing import generation_timing
 from harness.models.gguf_wheel import fetch_gguf
@@ -213,7 +213,7 @@ class LlamaCppSettings:
     repack: bool
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(TokenEngine):
     """A GGUF model run by llama.cpp on the CPU."""
 
     name = "llamacpp"
@@ -228,14 +228,15 @@ class LlamaCppEngine(Engine):
         load_time_s: float,
         prepare_s: float,
     ) -> None:
-        self.cfg, self.llm, self.path, self.origin, self.settings = cfg, llm, path, origin, settings
+        # prompts are cut to the window the model was trained for, as the hf engine cuts to max_position_embeddings
+        super().__init__(
+            cfg, GGUFChatTokenizer(llm), min(settings.n_ctx, int(llm._model.n_ctx_train()) or settings.n_ctx)
+        )
+        self.llm, self.path, self.origin, self.settings = llm, path, origin, settings
         self.load_time_s, self.prepare_s = load_time_s, prepare_s
-        self._tok = GGUFChatTokenizer(llm)
         self.n_vocab = llm.n_vocab()
         self.quant = gguf_file_type(llm.metadata)
         self._eog: Optional[np.ndarray] = None
-        # prompts are cut to the window the model was trained for, as the hf engine cuts to max_position_embeddings
-        self.window = min(settings.n_ctx, int(llm._model.n_ctx_train()) or settings.n_ctx)
 
     @classmethod
     def load(cls, cfg: ModelConfig, runtime: RuntimeConfig, cache_dir: Path) -> LlamaCppEngine:
@@ -289,19 +290,11 @@ class LlamaCppEngine(Engine):
     # --- the Engine interface ---------------------------------------------------------------
 
     @property
-    def model_name(self) -> str:
-        return self.cfg.name
-
-    @property
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    @property
-    def tokenizer(self) -> Any:
-        return self._tok
-
-    def prompt_length(self, prompt: Prompt) -> int:
-        return len(self._tok.encode(prompt.text))
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text)  # type: ignore[no-any-return]
 
     # --- evaluation on the model's key/value cache ------------------------------------------
 
@@ -343,10 +336,10 @@ class LlamaCppEngine(Engine):
         start = time.perf_counter()
         results = []
         for prompt, options in zip(prompts, choices_per_prompt(prompts, choices)):
-            pairs = [encode_pair(self._tok, prompt.text, prompt.target_delimiter + choice) for choice in options]
+            pairs = self.choice_pairs(prompt, options)
             longest = max(len(cont) for _, cont in pairs)
             full = pairs[0][0]
-            context = fit_to_window(full, self.window, longest)
+            context = self.fit(full, longest)
             first = _log_softmax(self._start(context))
             n_ctx_tokens = len(context)
             logliks, greedy, ntok = [], [], []
@@ -376,8 +369,8 @@ class LlamaCppEngine(Engine):
     def _generate_one(
         self, prompt: Prompt, max_new_tokens: int, stops: Sequence[str], min_new_tokens: int
     ) -> Generation:
-        full = self._tok.encode(prompt.text)
-        kept = fit_to_window(full, self.window, max_new_tokens)
+        full = self.encode(prompt.text)
+        kept = self.fit(full, max_new_tokens)
         eog = self._eog_ids() if min_new_tokens else None
         tokens: list[int] = []
         logprobs: list[float] = []
@@ -414,18 +407,14 @@ class LlamaCppEngine(Engine):
         experts = self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture', '')}.expert_count")
         # MoE GGUF: llama.cpp counts every expert; the active share is not in the file
         embedding = int(self.llm._model.n_embd()) * self.n_vocab
-        return ModelFacts(
-            name=self.cfg.name,
-            engine=self.name,
-            source=source_name(self.cfg),
-            origin=self.origin,
-            device="cpu",
-            dtype=self.quant,
+        return self.facts(
+            self.origin,
+            "cpu",
+            self.quant,
+            ParamCounts.counted(n_params, embedding, int(experts or 0)),
+            self.load_time_s,
             dtype_reason=f"GGUF weights as stored, {_human_bytes(size)} on disk",
-            load_time_s=self.load_time_s,
             prepare_s=self.prepare_s,
-            params=ParamCounts.counted(n_params, embedding, int(experts or 0)),
-            chat_template=bool(self._tok.chat_template),
             architecture=self.llm.metadata.get("general.architecture", "-"),
             extra={
                 "gguf_file_type": self.quant,

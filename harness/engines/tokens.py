@@ -2,7 +2,9 @@
 
 lm-eval's (context, continuation) split and tokenization, fitting a prompt to the context window, one list of
 choices per prompt, stop strings, and a generation's result built from its tokens' log-probabilities. An engine that
-works on token ids (hf, llama.cpp, vLLM) uses all of it; one behind a server (openai) uses the text-level parts.
+runs a model config's token ids subclasses ``TokenEngine`` (llama.cpp, vLLM: lm-eval's ``TemplateLM`` is the model);
+the hf engine, which owns a loaded transformers model, and the openai engine, whose server tokenizes, use the
+functions.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from harness.engines.base import Generation, GenerationDetails
+from harness.config.schema import ModelConfig, source_name
+from harness.engines.base import Engine, Generation, GenerationDetails, ModelFacts
 from harness.measure.timing import GenerationTiming
+from harness.models.params import ParamCounts
 from harness.tasks.prompts import Prompt
 
 
@@ -88,3 +92,53 @@ def generation(
         decode_tokens_per_s=timing.decode_tokens_per_s,
         details=details or {},
     )
+
+
+class TokenEngine(Engine):
+    """An engine on a model config's token ids: it names the model, holds its tokenizer and context window, encodes
+    each choice by lm-eval's rule and fits prompts to the window; a subclass adds how its runtime scores and
+    generates those tokens (``load``, ``device``, ``loglikelihood``, ``generate_until``, ``describe``)."""
+
+    def __init__(self, cfg: ModelConfig, tokenizer: Any, window: int) -> None:
+        self.cfg, self._tok, self.window = cfg, tokenizer, window
+
+    @property
+    def model_name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tok
+
+    def encode(self, text: str) -> list[int]:
+        """The prompt's token ids, no special tokens (the chat template, if any, is in the text)."""
+        return encode(self._tok, text)
+
+    def prompt_length(self, prompt: Prompt) -> int:
+        return len(self.encode(prompt.text))
+
+    def choice_pairs(self, prompt: Prompt, options: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """Each choice's (context, continuation) token ids after the prompt, by lm-eval's rule."""
+        return [encode_pair(self._tok, prompt.text, prompt.target_delimiter + choice) for choice in options]
+
+    def fit(self, tokens: list[int], room_after: int) -> list[int]:
+        """The end of a prompt's tokens that leaves ``room_after`` positions in the window."""
+        return fit_to_window(tokens, self.window, room_after)
+
+    def facts(
+        self, origin: str, device: str, dtype: str, params: ParamCounts, load_time_s: float, **more: Any
+    ) -> ModelFacts:
+        """``describe()``'s record: the model's name, engine, source and chat template, with the subclass's facts."""
+        chat = bool(getattr(self._tok, "chat_template", None))
+        return ModelFacts(
+            self.cfg.name,
+            self.name,
+            source_name(self.cfg),
+            origin,
+            device,
+            dtype,
+            params,
+            load_time_s,
+            chat_template=chat,
+            **more,
+        )

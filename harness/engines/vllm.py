@@ -41,8 +41,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from harness.config.schema import ModelConfig, ModelSource, RuntimeConfig, builtin_source, source_name
-from harness.engines.base import ChoiceScores, Engine, Generation, ModelFacts
-from harness.engines.tokens import choices_per_prompt, cut_at_stop, encode, encode_pair, fit_to_window, generation
+from harness.engines.base import ChoiceScores, Generation, ModelFacts
+from harness.engines.tokens import TokenEngine, choices_per_prompt, cut_at_stop, generation
 from harness.errors import ConfigError, ModelSourceError
 from harness.measure.timing import GenerationTiming, generation_timing
 from harness.models.local import check_weights_format
@@ -262,7 +262,7 @@ def _hf_config(llm: Any, model: str, revision: Optional[str], trust_remote_code:
     return hf_config
 
 
-class VllmEngine(Engine):
+class VllmEngine(TokenEngine):
     """A transformers-format model (hub or local directory) run by vLLM on CUDA GPUs."""
 
     name = "vllm"
@@ -281,12 +281,12 @@ class VllmEngine(Engine):
         params: ParamCounts,
         dtype_reason: str,
     ) -> None:
-        self.cfg, self.llm, self.settings, self.origin = cfg, llm, settings, origin
-        self.load_time_s, self.seed, self.params, self.dtype_reason = load_time_s, seed, params, dtype_reason
-        self._tok = llm.get_tokenizer()
         model_config = _model_config(llm)
         # prompts are cut to the window vLLM resolved (max_model_len, else the model config's), as hf cuts to its own
-        self.window = int(getattr(model_config, "max_model_len", None) or settings.max_model_len or 1 << 30)
+        window = int(getattr(model_config, "max_model_len", None) or settings.max_model_len or 1 << 30)
+        super().__init__(cfg, llm.get_tokenizer(), window)
+        self.llm, self.settings, self.origin = llm, settings, origin
+        self.load_time_s, self.seed, self.params, self.dtype_reason = load_time_s, seed, params, dtype_reason
         dtype = getattr(model_config, "dtype", None)
         self.dtype = str(dtype).replace("torch.", "") if dtype is not None else "unknown"
         hf_config = getattr(model_config, "hf_config", None)
@@ -311,19 +311,8 @@ class VllmEngine(Engine):
     # --- the Engine interface ---------------------------------------------------------------
 
     @property
-    def model_name(self) -> str:
-        return self.cfg.name
-
-    @property
     def device(self) -> torch.device:
         return torch.device("cuda")
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tok
-
-    def prompt_length(self, prompt: Prompt) -> int:
-        return len(encode(self._tok, prompt.text))
 
     def loglikelihood(
         self, prompts: Sequence[Prompt], choices: Sequence[Sequence[str]]
@@ -335,10 +324,10 @@ class VllmEngine(Engine):
         # per prompt: its context's tokens, the tokens cut from its start, its continuations' lengths
         shapes: list[tuple[int, int, list[int]]] = []
         for prompt, options in zip(prompts, choices_per_prompt(prompts, choices)):
-            pairs = [encode_pair(self._tok, prompt.text, prompt.target_delimiter + choice) for choice in options]
+            pairs = self.choice_pairs(prompt, options)
             full = pairs[0][0]
             # vLLM refuses a prompt that fills the window (it must sample one token after it): one position more
-            context = fit_to_window(full, self.window, max(len(cont) for _, cont in pairs) + 1)
+            context = self.fit(full, max(len(cont) for _, cont in pairs) + 1)
             if not context:
                 raise ValueError("a prompt with no tokens cannot be scored (its first choice token has no context)")
             requests += [context + cont for _, cont in pairs]
@@ -366,10 +355,8 @@ class VllmEngine(Engine):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        full = [encode(self._tok, p.text) for p in prompts]
-        kept = [
-            fit_to_window(ids, self.window, max_new_tokens) for ids in full
-        ]  # prompt and answer fit the window, as with hf
+        full = [self.encode(p.text) for p in prompts]
+        kept = [self.fit(ids, max_new_tokens) for ids in full]  # prompt and answer fit the window, as with hf
         params = SamplingParams(
             temperature=0,
             max_tokens=max_new_tokens,
@@ -396,18 +383,14 @@ class VllmEngine(Engine):
     def describe(self) -> ModelFacts:
         import vllm
 
-        return ModelFacts(
-            name=self.cfg.name,
-            engine=self.name,
-            source=source_name(self.cfg),
-            origin=self.origin,
-            device="cuda",
-            dtype=self.dtype,
+        return self.facts(
+            self.origin,
+            "cuda",
+            self.dtype,
+            self.params,
+            self.load_time_s,
             dtype_reason=self.dtype_reason,
-            load_time_s=self.load_time_s,
             prepare_s=0.0,  # vLLM downloads and loads in one step, timed as loading
-            params=self.params,
-            chat_template=bool(getattr(self._tok, "chat_template", None)),
             architecture=self.architecture,
             extra={
                 "tensor_parallel_size": self.settings.tensor_parallel_size,

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypedDict
 
 import torch
 
 from harness.serialize import Serializable
 
 _POWERCAP = Path("/sys/class/powercap")
+
+
+class EnergyTotal(TypedDict):
+    """A cell's energy over its sessions (summary.json): joules None where a session had no readable counter."""
+
+    joules: Optional[float]
+    method: Optional[str]  # the counters, joined by "+" where sessions used different ones
+    scope: str
 
 
 @dataclass(frozen=True)

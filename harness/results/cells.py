@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import HarnessError
+from harness.measure.energy import EnergyTotal
 from harness.measure.environment import EnvironmentRecord
 from harness.measure.hardware import HardwareRecord
 from harness.results.records import RecordWriter, SampleRecord, read_json, read_records, write_json
@@ -426,7 +427,7 @@ def combined_measurements(manifest: CellManifest) -> dict[str, Any]:
     energies = [s.get("energy") or {} for s in sessions if s.get("n")]
     if energies and all(e.get("joules") is not None for e in energies):
         methods = sorted({str(e.get("method")) for e in energies})
-        energy = {
+        energy: EnergyTotal = {
             "joules": sum(e["joules"] for e in energies),
             "method": "+".join(methods),
             "scope": energies[0].get("scope", ""),

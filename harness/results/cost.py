@@ -16,22 +16,23 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from harness.config.schema import HardwareConfig
+from harness.measure.energy import EnergyTotal
 from harness.results.schema import Economics
 
 J_PER_KWH = 3.6e6
 
 
 def per_sample_energy(
-    latencies: Sequence[float], energy: dict[str, Any] | None, power_w: float
+    latencies: Sequence[float], energy: EnergyTotal | None, power_w: float
 ) -> tuple[list[float], str]:
     """Energy of each request (J) and how it was obtained.
 
     A measured total is shared out in proportion to each request's latency; an
     estimate is the profile's power times each request's latency.
     """
-    if energy and energy.get("joules") is not None and sum(latencies) > 0:
-        total = float(energy["joules"])
-        scale = total / sum(latencies)
+    joules = energy.get("joules") if energy else None
+    if energy and joules is not None and sum(latencies) > 0:
+        scale = float(joules) / sum(latencies)
         return [lat * scale for lat in latencies], f"measured ({energy.get('method')})"
     return [lat * power_w for lat in latencies], "estimated"
 
@@ -41,7 +42,7 @@ def economics(
     wall_s: float,
     latencies: Sequence[float],
     peak_bytes: Optional[int],
-    energy: dict[str, Any] | None,
+    energy: EnergyTotal | None,
     hardware: HardwareConfig,
     token_prices: Optional[tuple[float, float]] = None,
     tokens: tuple[int, int] = (0, 0),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional, TypedDict
 
 from harness.config.schema import HardwareConfig
+from harness.measure.energy import EnergyTotal
 from harness.measure.hardware import HardwareRecord
 from harness.serialize import UPGRADE, Serializable
 from harness.serialize import ResultFormatError as ResultFormatError  # raised by every reader of a results file
@@ -227,7 +228,7 @@ class CellSummary(Serializable):
     output_tokens: int
     peak_memory_bytes: Optional[int]
     memory: dict[str, Any]
-    energy: Optional[dict[str, Any]]
+    energy: Optional[EnergyTotal]
     sample_ids: list[str]
     breakdown: dict[str, dict[str, dict[str, float]]]  # field -> value -> n and each quality metric
     consistency: Optional[Consistency]

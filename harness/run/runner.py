@@ -48,7 +48,7 @@ from harness.results.summary import order_models
 from harness.run.evaluate import MemoryPressure, evaluate_task
 from harness.run.load import check_load, run_load_sweep
 from harness.run.progress import RunProgress
-from harness.run.setup import Setup, prepare, run_plan, task_info
+from harness.run.setup import Setup, plan_record, prepare, task_info
 from harness.serialize import Serializable
 from harness.tasks.types import Sample, Task
 
@@ -98,13 +98,13 @@ def _process() -> dict[str, object]:
 class _CellRunner:
     """Computes the missing cells of one model (the model is loaded only if one is missing)."""
 
-    def __init__(self, p: Setup, model: ModelConfig, progress: RunProgress, environment: EnvironmentRecord) -> None:
-        self.p, self.model, self.progress, self.environment = p, model, progress, environment
+    def __init__(self, setup: Setup, model: ModelConfig, progress: RunProgress, environment: EnvironmentRecord) -> None:
+        self.setup, self.model, self.progress, self.environment = setup, model, progress, environment
         self.engine: Optional[Engine] = None
 
     def _engine(self) -> Engine:
         if self.engine is None:
-            cfg, rt = self.model, self.p.cfg.runtime
+            cfg, rt = self.model, self.setup.cfg.runtime
             if cfg.trust_remote_code:
                 self.progress.note(
                     f"warning: {cfg.name} has trust_remote_code: true -- code from its repository runs in this process"
@@ -114,12 +114,12 @@ class _CellRunner:
                     f"warning: {cfg.name} has allow_pickle: true -- pickle checkpoints can run code when loaded"
                 )
             source = source_name(cfg)
-            choice = self.p.engines[cfg.name]
+            choice = self.setup.engines[cfg.name]
             native = choice.name == "llamacpp"
             first_time = (
                 source == "gguf_wheel"
                 and cfg.gguf is not None
-                and not (is_fetched if native else is_prepared)(cfg.gguf, self.p.cache_dir)
+                and not (is_fetched if native else is_prepared)(cfg.gguf, self.setup.cache_dir)
             )
             self.progress.note(
                 f"loading {cfg.name} ({source}, engine {choice.name}: {choice.reason.removeprefix('auto: ')})"
@@ -132,7 +132,7 @@ class _CellRunner:
                     else ""
                 )
             )
-            self.engine = load_engine(replace(cfg, engine=choice.name), rt, self.p.cache_dir)
+            self.engine = load_engine(replace(cfg, engine=choice.name), rt, self.setup.cache_dir)
             d = self.engine.describe()
             self.progress.note(
                 f"{cfg.name}: {d.params.total / 1e6:.1f}M params, loaded in {d.load_time_s:.1f}s on {d.device} "
@@ -149,11 +149,11 @@ class _CellRunner:
         upto: Optional[int] = None,
     ) -> None:
         """Compute the cell's missing records among ``samples[:upto]`` (all of them by default; a sequential run's look)."""
-        key = self.p.keys[(self.model.name, task.name)]
-        if not self.p.cfg.runtime.recompute and self.p.store.is_complete(key):
-            self._reused(task, ref, self.p.store.manifest(key))
+        key = self.setup.keys[(self.model.name, task.name)]
+        if not self.setup.cfg.runtime.recompute and self.setup.store.is_complete(key):
+            self._reused(task, ref, self.setup.store.manifest(key))
             return
-        with self.p.store.claim(key, on_wait=self.progress.note) as claim:
+        with self.setup.store.claim(key, on_wait=self.progress.note) as claim:
             if self._settle(claim, task, ref):
                 return
             done = set(claim.done_ids())
@@ -173,7 +173,7 @@ class _CellRunner:
             started = now_iso()
             with claim.writer() as writer:
                 wall, mem, energy, pressure = evaluate_task(
-                    engine, task, remaining, self.p.cfg.runtime, writer, advance
+                    engine, task, remaining, self.setup.cfg.runtime, writer, advance
                 )
             session = {
                 "started_at": started,
@@ -211,11 +211,11 @@ class _CellRunner:
         if by_another_job:  # it finished while this job waited for the lock
             self.progress.note(f"{self.model.name} / {task.name}: reused (computed by another job, {ref.computed_at})")
             return
-        borrowed = self.p.borrowed.get((self.model.name, task.name))
+        borrowed = self.setup.borrowed.get((self.model.name, task.name))
         self.progress.note(
             f"{self.model.name} / {task.name}: reused (computed {ref.computed_at}"
             + (f" on other hardware: {borrowed}; runtime.other_hardware=reuse" if borrowed else "")
-            + f"), {self.p.store.cell_dir(self.p.keys[(self.model.name, task.name)])}"
+            + f"), {self.setup.store.cell_dir(self.setup.keys[(self.model.name, task.name)])}"
         )
 
     def _settle(self, claim: Claim, task: Task, ref: CellRef) -> bool:
@@ -226,7 +226,7 @@ class _CellRunner:
             self.progress.note(
                 f"{self.model.name} / {task.name}: {bad.problem}; set aside as {aside and aside.name}, computed anew"
             )
-        if self.p.cfg.runtime.recompute and ref.status == RefStatus.planned:
+        if self.setup.cfg.runtime.recompute and ref.status == RefStatus.planned:
             aside = claim.supersede()
             if aside:
                 self.progress.note(
@@ -242,14 +242,14 @@ class _CellRunner:
         manifest = claim.begin(
             model_record={
                 **engine.describe().to_dict(),
-                "engine_reason": self.p.engines[self.model.name].reason,
+                "engine_reason": self.setup.engines[self.model.name].reason,
                 "architecture_only": self.model.architecture_only,
                 "published_params": self.model.published_params,
             },  # also in plan.json (reports use the plan's)
             task_info=task_info(task, samples).to_dict(),
             environment=self.environment,
             n_planned=len(samples),
-            hardware=self.p.hardware[self.model.name].to_dict(),
+            hardware=self.setup.hardware[self.model.name].to_dict(),
         )
         _mark_hardware(ref, manifest.hardware)
         return manifest
@@ -258,7 +258,7 @@ class _CellRunner:
         if pressure.oom_events:
             self.progress.note(
                 f"{self.model.name} / {task.name}: out of memory {pressure.oom_events} time(s): batch size "
-                f"{self.p.cfg.runtime.batch_size} -> {pressure.final_batch_size}"
+                f"{self.setup.cfg.runtime.batch_size} -> {pressure.final_batch_size}"
                 + (
                     f", {len(pressure.failed_ids)} item(s) failed at batch size 1 (retried by the next run)"
                     if pressure.failed_ids
@@ -309,18 +309,18 @@ class _Sequential:
 
     def __init__(
         self,
-        p: Setup,
+        setup: Setup,
         refs: dict[tuple[str, str], CellRef],
         progress: RunProgress,
         environment: EnvironmentRecord,
         update: Callable[[], None],
     ) -> None:
-        self.p, self.refs, self.progress, self.update = p, refs, progress, update
-        self.runners = [_CellRunner(p, m, progress, environment) for m in p.models]
-        self.rule = p.sequential or StopRule()
+        self.setup, self.refs, self.progress, self.update = setup, refs, progress, update
+        self.runners = [_CellRunner(setup, m, progress, environment) for m in setup.models]
+        self.rule = setup.sequential or StopRule()
 
     def _records(self, model: str, task: Task) -> list[SampleRecord]:
-        cell = self.p.store.cell_dir(self.p.keys[(model, task.name)])
+        cell = self.setup.store.cell_dir(self.setup.keys[(model, task.name)])
         return read_cell_records(cell) if (cell / "records.jsonl").is_file() else []
 
     def decision(self, task: Task, records: dict[str, list[SampleRecord]]) -> dict[str, Decision]:
@@ -331,16 +331,16 @@ class _Sequential:
                 {
                     **(
                         cell.model_record
-                        if (cell := read_manifest(self.p.store.cell_dir(self.p.keys[(m.name, task.name)])))
+                        if (cell := read_manifest(self.setup.store.cell_dir(self.setup.keys[(m.name, task.name)])))
                         else {}
                     ),
                     "published_params": m.published_params,
                 }
             )
-            for m in self.p.models
+            for m in self.setup.models
             if not m.architecture_only
         }
-        reference = order_models(models, self.p.reference)[1]
+        reference = order_models(models, self.setup.reference)[1]
         assert reference is not None  # stop_rule asked for two models with real weights
         metric = task.type.primary_metric
         thresholds = self.rule.thresholds[metric]
@@ -361,15 +361,15 @@ class _Sequential:
 
     def _close(self, task: Task, samples: list[Sample], n: int, decision: dict[str, Decision]) -> None:
         """Mark the task's cells stopped at ``n`` (complete ones stay complete); tell what was decided."""
-        for model in self.p.models:
-            key, ref = self.p.keys[(model.name, task.name)], self.refs[(model.name, task.name)]
-            manifest = self.p.store.manifest(key)
+        for model in self.setup.models:
+            key, ref = self.setup.keys[(model.name, task.name)], self.refs[(model.name, task.name)]
+            manifest = self.setup.store.manifest(key)
             if ref.status == RefStatus.planned:  # nothing computed by this run: the cell was reused as it was
                 ref.status = RefStatus.reused
             if n < len(samples) and not (
                 manifest and manifest.status == STOPPED and (manifest.stopped or {}).get("at") == n
             ):
-                with self.p.store.claim(key, on_wait=self.progress.note) as claim:
+                with self.setup.store.claim(key, on_wait=self.progress.note) as claim:
                     manifest = claim.stop(
                         {
                             "at": n,
@@ -393,8 +393,8 @@ class _Sequential:
             self.progress.note(f"{task.name}: not decided by its cap of {n} items ({why})")
 
     def run(self) -> None:
-        pending = {t.name: (t, s) for t, s in self.p.tasks}
-        if all(len(s) <= self.rule.first_look for _, s in self.p.tasks):
+        pending = {t.name: (t, s) for t, s in self.setup.tasks}
+        if all(len(s) <= self.rule.first_look for _, s in self.setup.tasks):
             self.progress.note(
                 f"runtime.stop_when_decided: every task has at most runtime.first_look={self.rule.first_look} items, so "
                 "there is one look and nothing to save; raise the cap (runtime=full or runtime.max_samples=N)"
@@ -405,7 +405,7 @@ class _Sequential:
                 str, int
             ] = {}  # records of every model per task at this look: a look that adds none has stalled
             for name, (task, samples) in list(pending.items()):
-                records = {m.name: self._records(m.name, task) for m in self.p.models}
+                records = {m.name: self._records(m.name, task) for m in self.setup.models}
                 counts = [len(r) for r in records.values()]
                 before[name] = sum(counts)
                 points = looks(self.rule.first_look, self.rule.look_growth, len(samples))
@@ -439,7 +439,7 @@ class _Sequential:
                 del pending[name]
 
     def _done(self, task: Task) -> int:
-        return sum(len(self._records(m.name, task)) for m in self.p.models)
+        return sum(len(self._records(m.name, task)) for m in self.setup.models)
 
 
 def make_deterministic() -> None:
@@ -479,7 +479,7 @@ def _write_run_files(typed: RunConfig, setup: Setup, run_dir: Path, environment:
         run_dir / "config.json", OmegaConf.to_container(OmegaConf.structured(typed), resolve=True, enum_to_str=True)
     )
     write_json(run_dir / "environment.json", environment)
-    write_json(run_dir / "plan.json", run_plan(setup).to_dict())
+    write_json(run_dir / "plan.json", plan_record(setup).to_dict())
     refs = [
         CellRef(
             m.name,

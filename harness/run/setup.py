@@ -389,16 +389,16 @@ def prepare(cfg: RunConfig, sweep_job: bool = False) -> Setup:
     return setup
 
 
-def _borrow(p: Setup, key: CellKey) -> CellKey:
+def _borrow(setup: Setup, key: CellKey) -> CellKey:
     """``key``, or the key of a complete cell that differs from it only by its hardware class (reused as it is)."""
-    if p.store.is_complete(key):
+    if setup.store.is_complete(key):
         return key
-    other = same_but_hardware(p.store, key)
+    other = same_but_hardware(setup.store, key)
     if other is None:
         return key
     manifest, other_key = other
     label = HardwareClass.from_dict(manifest.hardware).label if manifest.hardware else "unrecorded hardware"
-    p.borrowed[(key.model, key.task)] = label
+    setup.borrowed[(key.model, key.task)] = label
     return other_key
 
 
@@ -438,16 +438,17 @@ def task_info(task: Task, samples: list[Sample]) -> TaskInfo:
     )
 
 
-def run_plan(p: Setup) -> RunPlan:
+def plan_record(setup: Setup) -> RunPlan:
     return RunPlan(
-        name=p.name,
-        task_group=p.cfg.task.name,
-        models=[m.name for m in p.models],
-        reference=p.reference,
-        tasks={t.name: task_info(t, s).to_dict() for t, s in p.tasks},
-        store=str(p.store.root),
+        name=setup.name,
+        task_group=setup.cfg.task.name,
+        models=[m.name for m in setup.models],
+        reference=setup.reference,
+        tasks={t.name: task_info(t, s).to_dict() for t, s in setup.tasks},
+        store=str(setup.store.root),
         model_info={
-            m.name: {"published_params": m.published_params, "architecture_only": m.architecture_only} for m in p.models
+            m.name: {"published_params": m.published_params, "architecture_only": m.architecture_only}
+            for m in setup.models
         },
-        sequential=p.sequential,
+        sequential=setup.sequential,
     )

@@ -15,14 +15,14 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from harness.cli import cells, claims, export_lmeval, flips, followup, regress, report, study
+from harness.cli import cells, claims, export_lmeval, flips, followup, judge, regress, report, study
 from harness.cli.common import Parser, fail, options
 from harness.cli.run import RUN_HELP, explain_hydra_error, run_experiment_command
 from harness.errors import HarnessError
 
 __all__ = ["COMMANDS", "build_parser", "explain_hydra_error", "main"]
 
-SUB_COMMANDS = (report, claims, study, followup, regress, flips, cells, export_lmeval)
+SUB_COMMANDS = (report, claims, study, judge, followup, regress, flips, cells, export_lmeval)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = ("report", "claims", "study", "followup", "plan", "merge", "regress", "flips", "cells", "export-lmeval")
+COMMANDS = (
+    "report",
+    "claims",
+    "study",
+    "judge",
+    "followup",
+    "plan",
+    "merge",
+    "regress",
+    "flips",
+    "cells",
+    "export-lmeval",
+)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -342,6 +342,51 @@ class ReportConfig:
     one_label_percent: int = 90
 
 
+@dataclass
+class JudgeConfig:
+    """How a judge model grades generations (``configs/judge/default.yaml``): rubric prompts scored on ``scale``
+    and a pairwise prompt; ``max_new_tokens`` bounds the answer read where an engine gives no log-probabilities."""
+
+    scale: list[str] = field(default_factory=lambda: ["1", "2", "3", "4", "5"])
+    rubrics: dict[str, str] = field(default_factory=dict)
+    pairwise: str = ""
+    max_new_tokens: int = 4
+
+
+JUDGE_FIELDS = {"source", "summary", "reference", "key_facts"}  # what a rubric may use; a pairwise prompt: a, b
+
+
+def _placeholders(template: str) -> set[str]:
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def judge_settings(path: Optional[Path] = None) -> JudgeConfig:
+    """A rubric file, typed (the shipped ``configs/judge/default.yaml`` by default); a mistake is one line."""
+    from omegaconf import OmegaConf
+
+    file = path or CONFIG_DIR / "judge" / "default.yaml"
+    fix = "give scale, rubrics (name: prompt), pairwise and max_new_tokens as configs/judge/default.yaml does"
+    if not file.is_file():
+        raise ConfigError(f"rubric file {file} does not exist", fix)
+    try:
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(JudgeConfig), OmegaConf.load(file)))
+    except Exception as exc:  # OmegaConf's and YAML's errors: a wrong field, type or syntax
+        raise ConfigError(f"rubric file {file}: {str(exc).splitlines()[0]}", fix) from exc
+    assert isinstance(typed, JudgeConfig)
+    if not typed.rubrics or len(typed.scale) < 2:
+        raise ConfigError(f"rubric file {file} has no rubric or fewer than two scale points", fix)
+    for name, template in [*typed.rubrics.items(), ("pairwise", typed.pairwise)]:
+        allowed = {"source", "a", "b"} if name == "pairwise" else JUDGE_FIELDS
+        if unknown := sorted(_placeholders(template) - allowed):
+            raise ConfigError(
+                f"rubric {name!r} of {file} uses {{{unknown[0]}}}, which the judge does not fill",
+                f"use only {{{'}, {'.join(sorted(allowed))}}} in it",
+            )
+    return typed
+
+
 def report_settings(config: dict[str, Any] | None) -> ReportConfig:
     """A run's ``report`` settings, typed (a run recorded before they existed gets the defaults)."""
     given = dict((config or {}).get("report") or {})

@@ -1,0 +1,234 @@
+"""What a judge's grades say, with how far to trust them: per model and rubric the mean score with its bootstrap
+interval, each candidate against the reference model paired on the same items beside ROUGE-L's paired difference
+(and whether the two disagree in sign), the judge's agreement with the reference-based metrics (Spearman with
+key-fact recall and ROUGE-L over the judged items), and the pairwise verdicts that survive swapping the order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from harness.analysis.schema import Interval
+from harness.analysis.stats import bootstrap_ci, paired_difference, spearman
+from harness.results.cells import read_cell_records, read_manifest
+from harness.results.comparison import load_cells, read_run
+from harness.results.records import SampleRecord
+from harness.serialize import Serializable
+
+REFERENCE_METRICS = ("rougeL", "key_fact_recall")  # what the judge is checked against, where the items have them
+
+
+@dataclass
+class JudgeCells(Serializable):
+    """What one ``harness judge`` did (judge.json): the judge, how it scored, the cells it judged into, and its own
+    seconds (the judge's time and cost are never counted in a candidate's)."""
+
+    where = "judge.json"
+
+    judge: str
+    method: str  # probabilities (G-Eval) | parsed
+    rubric_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> judged model -> judgment cell
+    pairwise_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> candidate -> vs the reference
+    seconds: float = 0.0
+
+
+@dataclass
+class Correlation(Serializable):
+    """Spearman's rank correlation of a rubric's scores with a reference-based metric over the same items."""
+
+    metric: str
+    rho: Optional[float]  # None: fewer than three items, or a constant series
+    p_value: Optional[float]
+    n: int
+
+
+@dataclass
+class JudgedModel(Serializable):
+    """One model's judged summaries on a task: each rubric's mean (1-5) and ROUGE-L's, with 95% intervals."""
+
+    n: int
+    rubrics: dict[str, Interval]
+    unparseable: dict[str, int]  # answers that stated no scale point, per rubric (left out of the mean, counted here)
+    rouge_l: Optional[Interval]
+
+
+@dataclass
+class JudgedComparison(Serializable):
+    """A candidate against the reference model on the same items: each rubric's and ROUGE-L's paired difference."""
+
+    n: int
+    differences: dict[str, Interval]  # rubric (and "rougeL") -> candidate minus reference
+    disagree_with_rouge: list[str]  # rubrics whose difference excludes 0 on the other side of ROUGE-L's
+
+
+@dataclass
+class Pairwise(Serializable):
+    """The candidate's summary against the reference model's, both orders: verdicts only where the orders agree."""
+
+    n: int
+    orders_agree: int
+    position_flips: int  # the preference changed with the order: the judge's position bias
+    candidate_preferred: int
+    reference_preferred: int
+    unparseable: int
+
+    @property
+    def flip_share(self) -> float:
+        judged = self.orders_agree + self.position_flips
+        return self.position_flips / judged if judged else math.nan
+
+
+@dataclass
+class JudgedTask(Serializable):
+    models: dict[str, JudgedModel] = field(default_factory=dict)
+    comparisons: dict[str, JudgedComparison] = field(default_factory=dict)
+    agreement: dict[str, list[Correlation]] = field(default_factory=dict)  # rubric -> with each reference metric
+    pairwise: dict[str, Pairwise] = field(default_factory=dict)  # candidate -> against the reference
+
+
+@dataclass
+class JudgeSummary(Serializable):
+    """``judge.json``'s analysis: the judge, how it scored, and per task what its grades say."""
+
+    where = "judge.json"
+
+    judge: str
+    method: str  # probabilities (G-Eval) | parsed
+    reference: Optional[str]
+    seconds: float  # the judge's own time over the judgment cells' sessions: never part of a candidate's cost
+    tasks: dict[str, JudgedTask]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _finite(values: list[float]) -> list[float]:
+    return [v for v in values if not math.isnan(v)]
+
+
+def _model(judged: list[SampleRecord], source: dict[str, SampleRecord], rubrics: list[str], seed: int) -> JudgedModel:
+    means, unparseable = {}, {}
+    for rubric in rubrics:
+        values = [r.scores[rubric] for r in judged]
+        unparseable[rubric] = sum(math.isnan(v) for v in values)
+        if kept := _finite(values):
+            means[rubric] = Interval.of(bootstrap_ci(kept, seed=seed))
+    rouge = [source[r.sample_id].scores["rougeL"] for r in judged if "rougeL" in source[r.sample_id].scores]
+    return JudgedModel(len(judged), means, unparseable, Interval.of(bootstrap_ci(rouge, seed=seed)) if rouge else None)
+
+
+def _paired(cand: dict[str, float], ref: dict[str, float], seed: int) -> Optional[Interval]:
+    items = [i for i in cand if i in ref and not (math.isnan(cand[i]) or math.isnan(ref[i]))]
+    if len(items) < 2:
+        return None
+    return Interval.of(paired_difference([cand[i] for i in items], [ref[i] for i in items], seed=seed))
+
+
+def _compare(
+    cand: list[SampleRecord],
+    ref: list[SampleRecord],
+    sources: tuple[dict[str, SampleRecord], dict[str, SampleRecord]],
+    rubrics: list[str],
+    seed: int,
+) -> JudgedComparison:
+    diffs: dict[str, Interval] = {}
+    for name in [*rubrics, "rougeL"]:
+        if name == "rougeL":
+            c = {i: r.scores.get(name, math.nan) for i, r in sources[0].items()}
+            b = {i: r.scores.get(name, math.nan) for i, r in sources[1].items()}
+        else:
+            c, b = {r.sample_id: r.scores[name] for r in cand}, {r.sample_id: r.scores[name] for r in ref}
+        if (interval := _paired(c, b, seed)) is not None:
+            diffs[name] = interval
+    rouge = diffs.get("rougeL")
+    disagree = [
+        r
+        for r in rubrics
+        if r in diffs
+        and rouge is not None
+        and (side := diffs[r].excludes(0.0))
+        and rouge.excludes(0.0) not in (None, side)
+    ]
+    n = len({r.sample_id for r in cand} & {r.sample_id for r in ref})
+    return JudgedComparison(n, diffs, disagree)
+
+
+def _agreement(
+    judged: list[SampleRecord], sources: dict[str, SampleRecord], rubrics: list[str]
+) -> dict[str, list[Correlation]]:
+    out: dict[str, list[Correlation]] = {}
+    for rubric in rubrics:
+        out[rubric] = []
+        for metric in REFERENCE_METRICS:
+            pairs = [
+                (r.scores[rubric], sources[r.sample_id].scores[metric])
+                for r in judged
+                if metric in sources[r.sample_id].scores and not math.isnan(r.scores[rubric])
+            ]
+            if not pairs:
+                continue
+            xs, ys = zip(*pairs)
+            constant = len(pairs) < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0
+            rho, p = (None, None) if constant else spearman(list(xs), list(ys))
+            out[rubric].append(Correlation(metric, rho, p, len(pairs)))
+    return out
+
+
+def _pairwise(records: list[SampleRecord]) -> Pairwise:
+    agree = flips = cand = ref = bad = 0
+    for r in records:
+        first, second = r.scores["candidate_first"], r.scores["candidate_second"]
+        if math.isnan(first) or math.isnan(second):
+            bad += 1
+        elif (first > 0.5) == (second > 0.5):
+            agree += 1
+            cand += first > 0.5
+            ref += first <= 0.5
+        else:
+            flips += 1
+    return Pairwise(len(records), agree, flips, cand, ref, bad)
+
+
+def summarize_judgments(run_dir: Path, run: JudgeCells, seed: int = 0) -> JudgeSummary:
+    """The judge's grades of ``run_dir``'s generation cells, read from the judgment cells ``run`` names."""
+    plan, refs = read_run(run_dir)
+    cells, _ = load_cells(refs)
+    sources = {(c.ref.task, c.ref.model): {r.sample_id: r for r in c.records} for c in cells}
+    tasks: dict[str, JudgedTask] = {}
+    for task, per_model in run.rubric_cells.items():
+        judged = {m: read_cell_records(Path(d)) for m, d in per_model.items()}
+        rubrics = sorted({k for rs in judged.values() for r in rs for k in r.scores})
+        entry = tasks.setdefault(task, JudgedTask())
+        for model, records in judged.items():
+            entry.models[model] = _model(records, sources[(task, model)], rubrics, seed)
+        pooled = [r for rs in judged.values() for r in rs]
+        pooled_sources = {
+            r.sample_id + "/" + r.metadata["judged_model"]: sources[(task, r.metadata["judged_model"])][r.sample_id]
+            for r in pooled
+        }
+        entry.agreement = _agreement([_keyed(r) for r in pooled], pooled_sources, rubrics)
+        if plan.reference in judged:
+            for model, records in judged.items():
+                if model != plan.reference:
+                    pair = (sources[(task, model)], sources[(task, plan.reference)])
+                    entry.comparisons[model] = _compare(records, judged[plan.reference], pair, rubrics, seed)
+    for task, per_model in run.pairwise_cells.items():
+        for model, d in per_model.items():
+            tasks.setdefault(task, JudgedTask()).pairwise[model] = _pairwise(read_cell_records(Path(d)))
+    warnings = []
+    if run.judge in plan.models:
+        warnings.append(
+            f"the judge {run.judge} is one of the compared models: judges tend to prefer their own outputs "
+            "(self-preference), so its grades of itself are not evidence"
+        )
+    dirs = [Path(d) for cells in (run.rubric_cells, run.pairwise_cells) for per in cells.values() for d in per.values()]
+    seconds = sum(float(s.get("wall_s") or 0.0) for d in dirs if (m := read_manifest(d)) for s in m.sessions)
+    return JudgeSummary(run.judge, run.method, plan.reference, seconds, tasks, warnings)
+
+
+def _keyed(record: SampleRecord) -> SampleRecord:
+    """The record under an id unique across the judged models (pooled agreement)."""
+    return replace(record, sample_id=record.sample_id + "/" + record.metadata["judged_model"])

@@ -119,7 +119,7 @@ def _percentile_interval(theta: np.ndarray, value: float) -> tuple[float, float]
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     """numpy's own interpolation between order statistics (np.percentile, method linear), operation for operation."""
     diff_b_a = np.subtract(b, a)
-    out = np.asanyarray(np.add(a, diff_b_a * t))
+    out: np.ndarray = np.asanyarray(np.add(a, diff_b_a * t))
     np.subtract(b, diff_b_a * (1 - t), out=out, where=t >= 0.5, casting="unsafe", dtype=out.dtype)
     return out
 

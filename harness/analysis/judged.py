@@ -25,8 +25,8 @@ REFERENCE_METRICS = ("rougeL", "key_fact_recall")  # what the judge is checked a
 
 @dataclass
 class JudgeCells(Serializable):
-    """What one ``harness judge`` did (judge.json): the judge, how it scored, the cells it judged into, and its own
-    seconds (the judge's time and cost are never counted in a candidate's)."""
+    """What one ``harness judge`` did (judge.json): the judge, how it scored, and the cells it judged into (their
+    sessions keep the judge's seconds, never counted in a candidate's cost)."""
 
     where = "judge.json"
 
@@ -34,7 +34,6 @@ class JudgeCells(Serializable):
     method: str  # probabilities (G-Eval) | parsed
     rubric_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> judged model -> judgment cell
     pairwise_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> candidate -> vs the reference
-    seconds: float = 0.0
 
 
 @dataclass
@@ -205,11 +204,8 @@ def summarize_judgments(run_dir: Path, run: JudgeCells, seed: int = 0) -> JudgeS
         for model, records in judged.items():
             entry.models[model] = _model(records, sources[(task, model)], rubrics, seed)
         pooled = [r for rs in judged.values() for r in rs]
-        pooled_sources = {
-            r.sample_id + "/" + r.metadata["judged_model"]: sources[(task, r.metadata["judged_model"])][r.sample_id]
-            for r in pooled
-        }
-        entry.agreement = _agreement([_keyed(r) for r in pooled], pooled_sources, rubrics)
+        pooled_sources = {_pooled_id(r): sources[(task, r.metadata["judged_model"])][r.sample_id] for r in pooled}
+        entry.agreement = _agreement([replace(r, sample_id=_pooled_id(r)) for r in pooled], pooled_sources, rubrics)
         if plan.reference in judged:
             for model, records in judged.items():
                 if model != plan.reference:
@@ -229,6 +225,6 @@ def summarize_judgments(run_dir: Path, run: JudgeCells, seed: int = 0) -> JudgeS
     return JudgeSummary(run.judge, run.method, plan.reference, seconds, tasks, warnings)
 
 
-def _keyed(record: SampleRecord) -> SampleRecord:
-    """The record under an id unique across the judged models (pooled agreement)."""
-    return replace(record, sample_id=record.sample_id + "/" + record.metadata["judged_model"])
+def _pooled_id(record: SampleRecord) -> str:
+    """A judged item's id unique across the judged models (their items are pooled for the agreement)."""
+    return f"{record.sample_id}/{record.metadata['judged_model']}"

@@ -26,7 +26,7 @@ from harness.results.outcomes import CellOutcomes
 from harness.results.records import read_json, write_json
 from harness.results.schema import RunSummary
 from harness.results.summary import pool_size, summarize_with_outcomes
-from harness.verdicts.claims import CLAIMS_FORMAT, Verdict, claim_of_check, evaluate_claims
+from harness.verdicts.claims import CLAIMS_FORMAT, Verdict, cascade_keep_share, evaluate_claims
 from harness.verdicts.decision import DECISION_FORMAT, TaskDecision, decisions
 
 
@@ -126,7 +126,7 @@ def _analyze(
 ) -> RunAnalysis:
     """The statistics of every task, with the cascade's keep share taken from the claims' thresholds."""
     claims_cfg = config.get("claims") or {}
-    keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
+    keep = cascade_keep_share(claims_cfg)
     return analyze_run(
         summary,
         outcomes,

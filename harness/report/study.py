@@ -23,7 +23,7 @@ from harness.report.markdown import md_table
 from harness.results.cells import CellManifest, read_manifest
 from harness.results.schema import RunSummary
 from harness.results.summary import summarize_with_outcomes
-from harness.verdicts.claims import NOT_MEASURED, Verdict, claim_of_check, evaluate_claims
+from harness.verdicts.claims import NOT_MEASURED, Verdict, cascade_keep_share, evaluate_claims
 from harness.verdicts.followup import PLAN_HEADER, plan_note, sample_size_rows
 
 # how groups are named in the study (a user's own folder keeps its name)
@@ -106,7 +106,7 @@ def study(run_dir: Path, overrides: Optional[list[str]] = None) -> Study:
             "run tasks from two folders in one run, e.g. harness comparison=offline_sizes task=study",
         )
     claims_cfg = config.get("claims") or {}
-    keep = float(claim_of_check(claims_cfg, "cascade_keeps_quality")[1].get("thresholds", {}).get("keep_share", 0.95))
+    keep = cascade_keep_share(claims_cfg)
     seed = int(config.get("runtime", {}).get("seed", 0))
     groups = []
     for name, tasks in groups_of.items():

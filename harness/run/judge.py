@@ -28,7 +28,7 @@ from harness.config.schema import PROJECT_ROOT, JudgeConfig, ModelConfig, Runtim
 from harness.engines import load_engine
 from harness.engines.base import Engine
 from harness.errors import HarnessError
-from harness.measure.environment import environment_record
+from harness.measure.environment import EnvironmentRecord, environment_record
 from harness.models.identity import model_identity
 from harness.results.cells import CellKey, Store, now_iso
 from harness.results.comparison import LoadedCell, load_cells, read_run
@@ -119,8 +119,8 @@ class Judge:
         return judged
 
 
-def _judged_cells(run_dir: Path) -> tuple[list[LoadedCell], list[str], Optional[str], Path]:
-    """The run's complete generation cells, its models and reference, and its store."""
+def _judged_cells(run_dir: Path) -> tuple[list[LoadedCell], Optional[str], Path]:
+    """The run's complete generation cells, its reference model and its store."""
     plan, refs = read_run(run_dir)
     cells, _ = load_cells(refs)
     generation = [c for c in cells if not is_classification(TaskType(c.manifest.task_info.get("type", "")))]
@@ -129,7 +129,7 @@ def _judged_cells(run_dir: Path) -> tuple[list[LoadedCell], list[str], Optional[
             f"{run_dir} has no complete generation cell to judge",
             "run a summarization or generation task first (e.g. task=seed), then harness judge RUN_DIR --model NAME",
         )
-    return generation, plan.models, plan.reference, Path(plan.store)
+    return generation, plan.reference, Path(plan.store)
 
 
 def _record(
@@ -154,26 +154,26 @@ def _record(
     )
 
 
-def _judge_cell(
-    store: Store,
-    key: CellKey,
-    items: list[str],
-    score_item: Callable[[str], SampleRecord],
-    judge: Judge,
-    progress: Callable[[str], None],
-) -> float:
-    """Judge the items the cell lacks (a cell of the store: resumed after a kill); the seconds this session took."""
+@dataclass
+class _Judging:
+    """What every judgment cell of one ``harness judge`` shares: the store, the judge, and where it runs."""
+
+    store: Store
+    judge: Judge
+    environment: EnvironmentRecord
+    progress: Callable[[str], None]
+
+
+def _judge_cell(j: _Judging, key: CellKey, items: list[str], score_item: Callable[[str], SampleRecord]) -> None:
+    """Judge the items the cell lacks (a cell of the store: resumed after a kill); its sessions keep the seconds."""
     started, t0 = now_iso(), time.perf_counter()
-    with store.claim(key, on_wait=progress) as claim:
+    with j.store.claim(key, on_wait=j.progress) as claim:
         if claim.complete:
-            return 0.0
+            return
         done = set(claim.done_ids())
         todo = [i for i in items if i not in done]
         manifest = claim.begin(
-            judge.engine.describe().to_dict(),
-            {"type": "judgment", "sample_ids": items},
-            environment_record(PROJECT_ROOT),
-            len(items),
+            j.judge.engine.describe().to_dict(), {"type": "judgment", "sample_ids": items}, j.environment, len(items)
         )
         with claim.writer() as writer:
             for sample_id in todo:
@@ -181,8 +181,7 @@ def _judge_cell(
         seconds = time.perf_counter() - t0
         session = {"started_at": started, "ended_at": now_iso(), "n": len(todo), "wall_s": seconds}
         claim.finish(manifest, session, len(items))
-    progress(f"judged {key.task}: {len(todo)} items in {seconds:.1f} s")
-    return seconds
+    j.progress(f"judged {key.task}: {len(todo)} items in {seconds:.1f} s")
 
 
 def judge_run(
@@ -195,11 +194,11 @@ def judge_run(
     pairwise: bool = True,
 ) -> JudgeCells:
     """Grade every complete generation cell of ``run_dir`` with the judge; pairwise against the reference model."""
-    cells, models, reference, store_root = _judged_cells(run_dir)
-    store = Store(store_root)
+    cells, reference, store_root = _judged_cells(run_dir)
     identity = model_identity(judge_cfg, cache_dir)
     engine = load_engine(judge_cfg, runtime, cache_dir)
     judge = Judge(engine, cfg)
+    j = _Judging(Store(store_root), judge, environment_record(PROJECT_ROOT), progress)
     name = f"judge-{judge_cfg.name}"
     common = {"judge": identity, "version": JUDGE_VERSION, "scale": cfg.scale, "method": judge.method}
     out = JudgeCells(judge_cfg.name, judge.method)
@@ -224,38 +223,32 @@ def judge_run(
                     {"judgments": {r: a.to_dict() for r, a in answers.items()}},
                 )
 
-            out.seconds += _judge_cell(store, key, list(records), score, judge, progress)
-            out.rubric_cells.setdefault(task, {})[model] = str(store.cell_dir(key))
+            _judge_cell(j, key, list(records), score)
+            out.rubric_cells.setdefault(task, {})[model] = str(j.store.cell_dir(key))
         ref_cell = per_model.get(reference or "")
         if not (pairwise and cfg.pairwise and ref_cell is not None):
             continue
         for model, cell in per_model.items():
             if model == reference:
                 continue
-            out.seconds += _pairwise(store, name, common, cfg, task, cell, ref_cell, judge, progress, out)
+            out.pairwise_cells.setdefault(task, {})[model] = _pairwise(j, name, common, task, cell, ref_cell)
     engine.unload()
     return out
 
 
 def _pairwise(
-    store: Store,
-    name: str,
-    common: dict[str, object],
-    cfg: JudgeConfig,
-    task: str,
-    cell: LoadedCell,
-    ref_cell: LoadedCell,
-    judge: Judge,
-    progress: Callable[[str], None],
-    out: JudgeCells,
-) -> float:
-    """The candidate's summary against the reference model's, item by item, in both orders."""
+    j: _Judging, name: str, common: dict[str, object], task: str, cell: LoadedCell, ref_cell: LoadedCell
+) -> str:
+    """The candidate's summary against the reference model's, item by item, in both orders; the cell's directory."""
+    judge = j.judge
     cand = {r.sample_id: r for r in cell.records}
     ref = {r.sample_id: r for r in ref_cell.records}
     items = [i for i in cand if i in ref]
     judged = [cell.ref.key, ref_cell.ref.key]
     key = CellKey(
-        name, f"{task}.{cell.ref.model}~{ref_cell.ref.model}", {**common, "pairwise": cfg.pairwise, "judged": judged}
+        name,
+        f"{task}.{cell.ref.model}~{ref_cell.ref.model}",
+        {**common, "pairwise": judge.cfg.pairwise, "judged": judged},
     )
 
     def score(sample_id: str) -> SampleRecord:
@@ -274,9 +267,8 @@ def _pairwise(
             {"judgments": {"first": first.to_dict(), "second": second.to_dict()}},
         )
 
-    seconds = _judge_cell(store, key, items, score, judge, progress)
-    out.pairwise_cells.setdefault(task, {})[cell.ref.model] = str(store.cell_dir(key))
-    return seconds
+    _judge_cell(j, key, items, score)
+    return str(j.store.cell_dir(key))
 
 
 def _or_nan(value: Optional[float]) -> float:

@@ -179,11 +179,14 @@ def checked_by(claims: dict[str, ClaimConfig], name: str) -> tuple[str, Optional
     return next(((cid, cfg) for cid, cfg in claims.items() if check_name(cid, cfg) == name), ("", None))
 
 
-def claim_of_check(claims_cfg: Mapping[str, ClaimRecord], name: str) -> tuple[str, ClaimRecord]:
-    """(id, recorded config) of the first claim checked by ``name``; ("", {}) when no configured claim uses it (the
-    claims section as config.json records it; typed: ``checked_by``)."""
-    cid = checked_by(claim_settings(claims_cfg), name)[0]
-    return (cid, claims_cfg[cid] or {}) if cid else ("", {})
+KEEP_SHARE = 0.95  # the cascade keeps this share of the large model's score, where the claims set no keep_share
+
+
+def cascade_keep_share(claims_cfg: ClaimsSection) -> float:
+    """The share of the large model's score a cascade must keep: the cascade claim's threshold, else KEEP_SHARE (the
+    statistics simulate the cascade at it; the claim's check judges it)."""
+    claim = checked_by(claim_settings(claims_cfg), "cascade_keeps_quality")[1]
+    return float(claim.thresholds.get("keep_share", KEEP_SHARE)) if claim else KEEP_SHARE
 
 
 def at_majority_baseline(summary: RunSummary, analysis: RunAnalysis, task: str, model: str) -> Optional[float]:
@@ -453,7 +456,7 @@ def cascade_keeps_quality(run: RunView, th: dict[str, float]) -> Verdict:
     """Judged on the cross-fitted cascade (threshold chosen on other items than it is scored on); in-sample beside it."""
     per: list[VerdictValue] = []
     nums: dict[str, CascadeNumbers] = {}
-    max_cost, keep = th.get("max_cost_share", 0.8), th.get("keep_share", 0.95)
+    max_cost, keep = th.get("max_cost_share", 0.8), th.get("keep_share", KEEP_SHARE)
     for (t, c), e in run.compared.items():
         cas, routing = e.cascade, e.routing
         signal = routing.get("best_signal") if routing else None

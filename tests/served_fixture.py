@@ -214,12 +214,23 @@ class FaultServer(_Loopback):
     - ``"ok"``: the whole answer ``"Hello"`` (streamed: two chunks, the finish reason, usage, ``[DONE]``).
 
     ``requests`` lists the completion requests' paths as they came. Nothing else is answered (404).
+
+    ``capacity=(slots, seconds)``: a server of fixed capacity, each completion holding one of ``slots`` for
+    ``seconds``, first come first served (the others queue): its latency under load is known in advance.
     """
 
-    def __init__(self, answers: Sequence[str], model: str = "m", models_html: bool = False) -> None:
+    def __init__(
+        self,
+        answers: Sequence[str],
+        model: str = "m",
+        models_html: bool = False,
+        capacity: Optional[tuple[int, float]] = None,
+    ) -> None:
         self.answers, self.model, self.models_html = list(answers), model, models_html
         self.requests: list[str] = []
         self._lock = threading.Lock()
+        self.capacity = capacity
+        self._free_at = [0.0] * (capacity[0] if capacity else 0)  # when each slot is next free
         fault = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -261,6 +272,7 @@ class FaultServer(_Loopback):
                     fault.requests.append(self.path)
                     action = fault.answers[min(len(fault.requests), len(fault.answers)) - 1]
                 chat, streamed = self.path.endswith("chat/completions"), bool(request.get("stream"))
+                fault.serve()
                 if action == "html":
                     return self._whole(GATEWAY_PAGE.encode(), "text/html; charset=utf-8")
                 if not streamed:
@@ -297,6 +309,17 @@ class FaultServer(_Loopback):
                 self._until_close(b"".join(events) + b"data: [DONE]\n\n", "text/event-stream")
 
         self._listen(Handler)
+
+    def serve(self) -> None:
+        """Hold a slot for the service time, after the requests that came before (with ``capacity``)."""
+        if self.capacity is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = min(range(len(self._free_at)), key=lambda k: self._free_at[k])
+            done = max(now, self._free_at[slot]) + self.capacity[1]
+            self._free_at[slot] = done
+        time.sleep(done - now)
 
 
 def _usage(completion_tokens: int) -> dict[str, int]:

@@ -55,23 +55,23 @@ def _env(tmp: Path) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(tmp / "cache")}
 
 
+def _args(tmp: Path, run: Path, *extra: str, items: int = 3) -> list[str]:
+    args = ["pair=tiny", "task.name=s", "task.tasks=[smoke_summarize]", f"runtime.max_samples={items}", *extra]
+    return args + [
+        "runtime.progress=false",
+        "print_report=false",
+        f"paths.store_dir={tmp / 'store'}",
+        f"hydra.run.dir={run}",
+    ]
+
+
 @pytest.fixture(scope="module")
 def judged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """The tiny pair on the smoke summarization task, then judged by one of them (tiny_llama)."""
+    """The tiny pair on the smoke summarization task, judged inside the run by one of them (tiny_llama)."""
     tmp = tmp_path_factory.mktemp("judge")
     run = tmp / "run"
-    args = ["pair=tiny", "task.name=s", "task.tasks=[smoke_summarize]", "runtime.max_samples=3"]
-    args += ["runtime.progress=false", "print_report=false", f"paths.store_dir={tmp / 'store'}", f"hydra.run.dir={run}"]
-    made = subprocess.run(HARNESS + args, cwd=tmp, capture_output=True, text=True, env=_env(tmp), timeout=600)
-    assert made.returncode == 0, made.stderr[-2000:]
-    proc = subprocess.run(
-        HARNESS + ["judge", str(run), "--model", "tiny_llama", "--engine", "hf"],
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        env=_env(tmp),
-        timeout=600,
-    )
+    args = _args(tmp, run, "judge.model=tiny_llama", "judge.engine=hf")
+    proc = subprocess.run(HARNESS + args, cwd=tmp, capture_output=True, text=True, env=_env(tmp), timeout=600)
     return run, proc
 
 
@@ -100,7 +100,7 @@ def test_a_judged_run_writes_scores_agreement_and_both_orders(judged: tuple[Path
 
 def test_judgments_are_cells_reused_by_the_next_judge_run(judged: tuple[Path, subprocess.CompletedProcess]) -> None:
     run, first = judged
-    assert first.returncode == 0 and "judged smoke_summarize.tiny_llama: 3 items" in first.stdout
+    assert first.returncode == 0, first.stderr[-2000:]
     before = json.loads((run / "judge_summary.json").read_text())
     cells = json.loads((run / "judge.json").read_text())
     for per_model in [*cells["rubric_cells"].values(), *cells["pairwise_cells"].values()]:
@@ -116,7 +116,7 @@ def test_judgments_are_cells_reused_by_the_next_judge_run(judged: tuple[Path, su
         timeout=600,
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "judged" not in again.stdout.replace("judge:", "")  # nothing judged twice
+    assert "judged smoke" not in again.stdout and "report: " in again.stdout  # nothing judged twice
     after = json.loads((run / "judge_summary.json").read_text())
     assert after == before  # read from the cells, not judged again
 
@@ -138,3 +138,47 @@ def test_a_judge_that_states_no_score_is_counted_not_dropped(tiny_llama) -> None
     else:
         assert answer.method == "parsed" and answer.score in (1.0, 2.0, 3.0, 4.0, 5.0)
         assert first_choice(answer.answer, judge.cfg.scale) == str(int(answer.score))
+
+
+def test_the_judged_differences_stand_beside_rouge_in_the_claims_and_the_decision(
+    judged: tuple[Path, subprocess.CompletedProcess],
+) -> None:
+    run, proc = judged
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run / "judge_summary.json").read_text())
+    (candidate,) = summary["tasks"]["smoke_summarize"]["comparisons"]
+    differences = summary["tasks"]["smoke_summarize"]["comparisons"][candidate]["differences"]
+    verdicts = {v["id"]: v for v in json.loads((run / "claims.json").read_text())["verdicts"]}
+    for cid in ("C2", "C3"):  # the claims decided by a paired quality difference
+        (nums,) = verdicts[cid]["numbers"].values()
+        assert nums["judge"] == "tiny_llama"
+        assert {r: d["value"] for r, d in nums["judged"].items()} == {
+            r: d["value"] for r, d in differences.items() if r != "rougeL"
+        }
+        assert "judged by tiny_llama (1-5): coverage" in verdicts[cid]["key_number"]
+    decision = json.loads((run / "decision.json").read_text())["tasks"]["smoke_summarize"]
+    option = next(o for o in decision["options"] if o["name"] == candidate)
+    assert decision["judge"] == "tiny_llama" and option["judged"]["differences"] == differences
+    report = (run / "report.md").read_text()
+    assert "judged by tiny_llama" in report and "the decision rests on ROUGE-L" in report
+
+
+def test_judgments_of_outputs_the_run_no_longer_uses_are_left_out_and_said(
+    judged: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    """The run directory computed again with other settings (new cells): the old judgments graded other outputs, so
+    the report leaves them out with a warning instead of putting them beside the new ROUGE-L."""
+    import shutil
+
+    run, first = judged
+    assert first.returncode == 0
+    again = tmp_path / "run"
+    shutil.copytree(run, again)
+    args = _args(run.parent, again, items=2)
+    proc = subprocess.run(
+        HARNESS + args, cwd=tmp_path, capture_output=True, text=True, env=_env(run.parent), timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((again / "judge_summary.json").read_text())
+    assert summary["tasks"] == {} and any("no longer uses" in w for w in summary["warnings"])
+    assert "judged by" not in (again / "claims.json").read_text()

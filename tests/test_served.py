@@ -357,7 +357,7 @@ def test_load_sweep_through_the_server_and_the_slo_in_the_decision(server, tmp_p
     standing = {o["name"]: o["standing"] for o in decision["options"]}
     assert standing["tiny_served"] == "fails the latency SLO" and decision["slo_p95_s"] == 0.000001
     report = (out / "report.md").read_text()
-    assert "## Latency under load (load sweep)" in report and (out / "plots" / "load_latency.png").stat().st_size > 0
+    assert "## Latency under load (load test)" in report and (out / "plots" / "load_latency.png").stat().st_size > 0
     records = _records(tmp_path / "cells", "tiny_served")["smoke_summarize"]
     assert all(r["details"]["concurrency"] == 2 and r["latency_s"] > 0 for r in records)
     again = subprocess.run(
@@ -398,3 +398,132 @@ def test_the_launchers_ranking_orders_as_sorted_does():
     assert got[:5] == want[:5] and list(iter(got)) == want
     assert isinstance([], _List) and _List((1, 2)) == [1, 2]
     assert _ranked_sorted([3, 1, 2]) == [1, 2, 3]
+
+
+def test_a_judge_behind_the_server_grades_the_run_it_is_part_of(server, tmp_path):
+    """judge.model=<a served model> judge.engine=openai, the path a hosted judge takes: the harness's server returns
+    prompt log-probabilities, so the score is G-Eval's; the judge is one of the compared models, which is said; the
+    judged differences stand beside ROUGE-L in C3's numbers and the decision table."""
+    run = _run(
+        tmp_path,
+        server.url,
+        "task.tasks=[smoke_summarize]",
+        "runtime.max_samples=2",
+        "judge.model=tiny_served",
+        "judge.engine=openai",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = tmp_path / "run"
+    summary = json.loads((out / "judge_summary.json").read_text())
+    assert summary["judge"] == "tiny_served" and summary["method"] == "probabilities"
+    task = summary["tasks"]["smoke_summarize"]
+    assert set(task["models"]) == {"tiny_served", "tiny_llama"} and task["pairwise"]["tiny_served"]["n"] == 2
+    assert any("self-preference" in w for w in summary["warnings"])
+    c3 = next(v for v in json.loads((out / "claims.json").read_text())["verdicts"] if v["id"] == "C3")
+    (nums,) = c3["numbers"].values()
+    assert nums["judge"] == "tiny_served" and set(nums["judged"]) == {"coverage", "faithfulness", "fluency"}
+    assert "judged by tiny_served (1-5): coverage" in c3["key_number"]
+    decision = json.loads((out / "decision.json").read_text())["tasks"]["smoke_summarize"]
+    assert decision["judge"] == "tiny_served"
+    assert "judged by tiny_served" in (out / "report.md").read_text()
+
+
+def test_a_judge_scores_through_the_server_as_in_process(server, local, tmp_path):
+    """The same GGUF judging the same summary through /v1/completions and in process: the same probabilities over
+    the scale, so a hosted judge's G-Eval score is the in-process one."""
+    from harness.config.schema import judge_settings
+    from harness.results.records import SampleRecord
+    from harness.run.judge import Judge
+
+    cfg = judge_settings()
+    record = SampleRecord(
+        "t", "m", "1", "Summarize: the cat sat.", ["A cat sat."], "A cat sat.", {}, 5, 3, 0.1, 1, 0, 0
+    )
+    served = Judge(load_engine(_served(server.url), _rt(), tmp_path), cfg)
+    in_process = Judge(local, cfg)
+    assert served.method == in_process.method == "probabilities"
+    for rubric in ("faithfulness", "fluency"):
+        a, b = served.rubric(cfg.rubrics[rubric], record), in_process.rubric(cfg.rubrics[rubric], record)
+        assert a.probs == pytest.approx(b.probs, abs=1e-3) and a.score == pytest.approx(b.score, abs=1e-2)
+
+
+def test_a_judge_on_a_server_without_prompt_log_probabilities_reads_its_answer(tiny_gguf, tmp_path):
+    """llama-cpp-python's stock server (as a hosted API without prompt log-probabilities): the judge's answer is read
+    for the first scale point it states; one that states none is kept as unparseable, never given a score."""
+    from harness.config.schema import judge_settings
+    from harness.results.records import SampleRecord
+    from harness.run.judge import Judge, first_choice
+
+    with serving(tiny_gguf, stock=True) as stock:
+        judge = Judge(load_engine(_served(stock.url), _rt(), tmp_path), judge_settings())
+        assert judge.method == "parsed"
+        record = SampleRecord("t", "m", "1", "Summarize: the cat sat.", ["A cat"], "A cat sat.", {}, 5, 3, 0.1, 1, 0, 0)
+        answer = judge.rubric(judge.cfg.rubrics["fluency"], record)
+    if answer.method == "unparseable":
+        assert answer.score is None and answer.probs == {}
+    else:
+        assert answer.method == "parsed" and first_choice(answer.answer, judge.cfg.scale) == str(int(answer.score))
+
+
+def test_an_open_loop_poisson_test_through_the_server(server, tmp_path):
+    """Requests sent on a seeded Poisson schedule at two rates against the real server: each request on disk with
+    when it was due and when it was sent, synthetic prompts of the asked length, and per step the percentiles (p99
+    said to need more requests), SLO attainment and goodput in load.json and the report."""
+    run = _run(
+        tmp_path,
+        server.url,
+        "task.tasks=[smoke_summarize]",
+        "runtime.max_samples=2",
+        "load.mode=poisson",
+        "load.rates=[4,8]",
+        "load.requests=12",
+        "load.warmup=1",
+        "load.prompts=synthetic",
+        "load.input_tokens=24",
+        "load.output_tokens=4",
+        "load.slo.e2e_s=5",
+        "load.slo.ttft_s=5",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = tmp_path / "run"
+    requests = [json.loads(line) for line in (out / "load" / "requests.jsonl").read_text().splitlines()]
+    assert len(requests) == 24 and {r["rate"] for r in requests} == {4.0, 8.0}  # the warm-up is not counted
+    assert all(r["mode"] == "poisson" and r["sent_s"] >= r["scheduled_s"] - 1e-6 for r in requests)
+    assert len({r["sample_id"] for r in requests}) == 24  # synthetic prompts, each its own
+    assert all(20 <= r["input_tokens"] <= 30 and r["output_tokens"] <= 4 for r in requests)
+    steps = json.loads((out / "load.json").read_text())["models"]["tiny_served"]["steps"]
+    assert [s["rate"] for s in steps] == [4.0, 8.0]
+    for s in steps:
+        assert s["percentiles"]["e2e"]["too_few"] == ["p95", "p99"] and "p90" in s["percentiles"]["e2e"]["values"]
+        assert s["attainment"] == 1.0 and s["goodput_rps"] == pytest.approx(s["requests_per_s"])
+        assert s["lag_max_s"] is not None
+    report = (out / "report.md").read_text()
+    assert "4/s poisson" in report and "too few" in report and "end to end within 5 s" in report
+
+
+def test_the_search_finds_the_edge_of_a_server_with_a_fixed_capacity(tmp_path):
+    """A loopback server of our own that serves two requests at a time, each taking 0.5 s, first come first served:
+    up to 4 in flight a request takes at most about 1 s; at 5, about half of them 1.5 s; so an SLO of 1.3 s end to
+    end for 80% of requests holds up to 4 in flight. The search (doubling from 1, then bisection) finds 4, and the
+    report marks it."""
+    with FaultServer(["ok"], model="tiny", capacity=(2, 0.5)) as fault:
+        run = _run(
+            tmp_path,
+            fault.url,
+            "task.tasks=[smoke_summarize]",
+            "runtime.max_samples=1",
+            "load.search.enabled=true",
+            "load.search.max_steps=8",
+            "load.requests=10",
+            "load.warmup=2",
+            "load.prompts=synthetic",
+            "load.input_tokens=8",
+            "load.output_tokens=1",
+            "load.slo.e2e_s=1.3",
+            "load.slo.attainment=0.8",
+        )
+    assert run.returncode == 0, run.stderr[-2000:]
+    load = json.loads((tmp_path / "run" / "load.json").read_text())["models"]["tiny_served"]
+    assert load["searched"] and load["edge"] == 4 and load["slo_level"] == 4
+    assert [s["level"] for s in load["steps"]] == [1, 2, 4, 5, 6, 8]
+    assert "tiny_served (edge)" in (tmp_path / "run" / "report.md").read_text()

@@ -17,7 +17,7 @@ from harness.analysis.schema import Interval
 from harness.analysis.stats import bootstrap_ci, paired_difference, spearman
 from harness.results.cells import read_cell_records, read_manifest
 from harness.results.comparison import load_cells, read_run
-from harness.results.records import SampleRecord
+from harness.results.records import SampleRecord, read_json
 from harness.serialize import Serializable
 
 REFERENCE_METRICS = ("rougeL", "key_fact_recall")  # what the judge is checked against, where the items have them
@@ -102,6 +102,11 @@ class JudgeSummary(Serializable):
     seconds: float  # the judge's own time over the judgment cells' sessions: never part of a candidate's cost
     tasks: dict[str, JudgedTask]
     warnings: list[str] = field(default_factory=list)
+
+    def comparison(self, task: str, model: str) -> Optional[JudgedComparison]:
+        """``model`` against the reference on ``task``, judged (None where the judge did not grade both)."""
+        entry = self.tasks.get(task)
+        return entry.comparisons.get(model) if entry else None
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -191,13 +196,39 @@ def _pairwise(records: list[SampleRecord]) -> Pairwise:
     return Pairwise(len(records), agree, flips, cand, ref, bad)
 
 
+def _current(cells: JudgeCells, keys: dict[tuple[str, str], str], reference: Optional[str]) -> list[str]:
+    """Drop from ``cells`` the judgments of outputs the run no longer uses (its cells recomputed since: their keys
+    differ from those the judge read); one warning per dropped judgment."""
+    stale = []
+    for kind, per_task in (("rubric", cells.rubric_cells), ("pairwise", cells.pairwise_cells)):
+        for task, per_model in per_task.items():
+            for model, d in list(per_model.items()):
+                manifest = read_manifest(Path(d))
+                judged = manifest.parts.get("judged") if manifest else None
+                want: object = keys.get((task, model))
+                if kind == "pairwise":
+                    want = [want, keys.get((task, reference or ""))]
+                if judged != want:
+                    del per_model[model]
+                    stale.append(
+                        f"the {kind} judgments of {model} on {task} graded outputs this run no longer uses (its cells "
+                        "were computed again since, or the judgment cell is gone): left out; run harness judge again"
+                    )
+    return stale
+
+
 def summarize_judgments(run_dir: Path, run: JudgeCells, seed: int = 0) -> JudgeSummary:
     """The judge's grades of ``run_dir``'s generation cells, read from the judgment cells ``run`` names."""
     plan, refs = read_run(run_dir)
     cells, _ = load_cells(refs)
     sources = {(c.ref.task, c.ref.model): {r.sample_id: r for r in c.records} for c in cells}
+    run = replace(run, rubric_cells={t: dict(m) for t, m in run.rubric_cells.items()})
+    run.pairwise_cells = {t: dict(m) for t, m in run.pairwise_cells.items()}
+    warnings = _current(run, {(c.ref.task, c.ref.model): c.ref.key for c in cells}, plan.reference)
     tasks: dict[str, JudgedTask] = {}
     for task, per_model in run.rubric_cells.items():
+        if not per_model:
+            continue
         judged = {m: read_cell_records(Path(d)) for m, d in per_model.items()}
         rubrics = sorted({k for rs in judged.values() for r in rs for k in r.scores})
         entry = tasks.setdefault(task, JudgedTask())
@@ -214,7 +245,6 @@ def summarize_judgments(run_dir: Path, run: JudgeCells, seed: int = 0) -> JudgeS
     for task, per_model in run.pairwise_cells.items():
         for model, d in per_model.items():
             tasks.setdefault(task, JudgedTask()).pairwise[model] = _pairwise(read_cell_records(Path(d)))
-    warnings = []
     if run.judge in plan.models:
         warnings.append(
             f"the judge {run.judge} is one of the compared models: judges tend to prefer their own outputs "
@@ -223,6 +253,14 @@ def summarize_judgments(run_dir: Path, run: JudgeCells, seed: int = 0) -> JudgeS
     dirs = [Path(d) for cells in (run.rubric_cells, run.pairwise_cells) for per in cells.values() for d in per.values()]
     seconds = sum(float(s.get("wall_s") or 0.0) for d in dirs if (m := read_manifest(d)) for s in m.sessions)
     return JudgeSummary(run.judge, run.method, plan.reference, seconds, tasks, warnings)
+
+
+def read_judgments(run_dir: Path, seed: int = 0) -> Optional[JudgeSummary]:
+    """The run's judged grades, recomputed from the judgment cells judge.json names (None: the run was not judged)."""
+    path = Path(run_dir) / JudgeCells.where
+    if not path.is_file():
+        return None
+    return summarize_judgments(run_dir, JudgeCells.from_dict(read_json(path), f"{path}"), seed)
 
 
 def _pooled_id(record: SampleRecord) -> str:

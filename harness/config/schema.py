@@ -306,16 +306,63 @@ class RegressConfig:
 
 
 @dataclass
-class LoadConfig:
-    """A load sweep (``load.levels=[1,2,4,8]``): each served model under rising concurrency, as guidellm and vLLM's
-    serving benchmark measure it. Empty ``levels``: no sweep."""
+class SloConfig:
+    """A service-level objective as the serving tools write it (vLLM's ``--goodput``, DistServe's goodput): thresholds
+    on time to first token, time per output token and end-to-end latency. A request meets the SLO when it meets every
+    threshold set; a step meets it when at least ``attainment`` of its requests do (0.95: each term's p95 within)."""
 
-    levels: list[int] = field(default_factory=list)  # requests in flight, one step each
+    ttft_s: Optional[float] = None
+    tpot_s: Optional[float] = None  # time per output token after the first: (latency - ttft) / (output tokens - 1)
+    e2e_s: Optional[float] = None
+    attainment: float = 0.95
+
+    def is_set(self) -> bool:
+        return any(v is not None for v in (self.ttft_s, self.tpot_s, self.e2e_s))
+
+
+@dataclass
+class SearchConfig:
+    """``load.search.enabled=true``: the highest load (rate, or requests in flight) whose SLO attainment meets its
+    target, found by doubling from ``start`` until a step fails, then bisection, within a request budget."""
+
+    enabled: bool = False
+    start: float = 1.0  # the first step's rate (requests/s) or requests in flight
+    max_steps: int = 8
+    budget: int = 2000  # requests over all steps, warm-ups included
+    precision: float = 0.1  # bisection stops when the failing load is within this share above the passing one
+
+
+@dataclass
+class LoadConfig:
+    """A load test of each served model, as guidellm and ``vllm bench serve`` run one. ``mode``: ``concurrency``
+    (``levels``: that many requests in flight at all times, a closed loop) or the open loops ``constant`` and
+    ``poisson`` (``rates``: requests sent on a seeded schedule whatever is in flight, as real clients send them).
+    No levels, rates or search: no load test."""
+
+    mode: str = "concurrency"  # concurrency | constant | poisson
+    levels: list[int] = field(default_factory=list)  # requests in flight, one step each (mode concurrency)
+    rates: list[float] = field(default_factory=list)  # requests per second, one step each (constant, poisson)
     requests: int = 16  # requests per step (cycling over the task's items): enough for a p95 at the top level
+    warmup: int = 2  # requests sent before each model's steps, not counted
+    # open loops: requests outstanding at most; a saturated server makes the client fall behind its schedule (its lag
+    # is recorded per request) rather than open connections without bound
+    max_outstanding: int = 64
     task: Optional[str] = None  # the task whose prompts are sent; None: the first generation task of the run
-    # service-level objective: the highest step whose p95 end-to-end latency stays within it prices the model
-    # (cost per 1,000 requests at that load); an option that meets it at no step fails it in the decision table
+    prompts: str = "task"  # task (its items' prompts) | synthetic (input_tokens of text, output_tokens generated)
+    input_tokens: int = 128  # synthetic prompts' length, in the model's tokens
+    output_tokens: int = 64  # synthetic answers' length (max_tokens; min_tokens where the server takes it)
+    unique: bool = True  # each request's prompt unlike every earlier one (a server's prefix cache cannot serve it)
+    slo: SloConfig = field(default_factory=SloConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    expected_rate: Optional[float] = None  # requests/s the user expects: a model whose SLO edge is below it fails
+    # legacy: p95 end-to-end latency within this many seconds (the same as slo.e2e_s with slo.attainment 0.95)
     slo_p95_s: Optional[float] = None
+
+    def objective(self) -> SloConfig:
+        """The SLO, with the legacy ``slo_p95_s`` read as an end-to-end threshold at 95% attainment."""
+        if self.slo_p95_s is not None and self.slo.e2e_s is None:
+            return SloConfig(self.slo.ttft_s, self.slo.tpot_s, self.slo_p95_s, 0.95)
+        return self.slo
 
 
 @dataclass
@@ -344,13 +391,24 @@ class ReportConfig:
 
 @dataclass
 class JudgeConfig:
-    """How a judge model grades generations (``configs/judge/default.yaml``): rubric prompts scored on ``scale``
+    """How a judge model grades generations (``configs/rubrics/default.yaml``): rubric prompts scored on ``scale``
     and a pairwise prompt; ``max_new_tokens`` bounds the answer read where an engine gives no log-probabilities."""
 
     scale: list[str] = field(default_factory=lambda: ["1", "2", "3", "4", "5"])
     rubrics: dict[str, str] = field(default_factory=dict)
     pairwise: str = ""
     max_new_tokens: int = 4
+
+
+@dataclass
+class JudgeRunConfig:
+    """A judge model grading the run's summaries once its cells are computed (``judge.model=qwen25_coder_15b``):
+    what ``harness judge RUN_DIR`` does afterwards, inside the run. No model: no judging."""
+
+    model: Optional[str] = None  # a model config's name (configs/model/): the judge
+    engine: str = "auto"  # the judge's engine (auto, hf, llamacpp, openai for a hosted judge or a local server, vllm)
+    rubrics: Optional[str] = None  # a rubric file; None: configs/rubrics/default.yaml
+    pairwise: bool = True  # each candidate's summaries against the reference model's, in both orders
 
 
 JUDGE_FIELDS = {"source", "summary", "reference", "key_facts"}  # what a rubric may use; a pairwise prompt: a, b
@@ -363,11 +421,11 @@ def _placeholders(template: str) -> set[str]:
 
 
 def judge_settings(path: Optional[Path] = None) -> JudgeConfig:
-    """A rubric file, typed (the shipped ``configs/judge/default.yaml`` by default); a mistake is one line."""
+    """A rubric file, typed (the shipped ``configs/rubrics/default.yaml`` by default); a mistake is one line."""
     from omegaconf import OmegaConf
 
-    file = path or CONFIG_DIR / "judge" / "default.yaml"
-    fix = "give scale, rubrics (name: prompt), pairwise and max_new_tokens as configs/judge/default.yaml does"
+    file = path or CONFIG_DIR / "rubrics" / "default.yaml"
+    fix = "give scale, rubrics (name: prompt), pairwise and max_new_tokens as configs/rubrics/default.yaml does"
     if not file.is_file():
         raise ConfigError(f"rubric file {file} does not exist", fix)
     try:
@@ -440,6 +498,7 @@ class RunConfig:
     claims: dict[str, ClaimConfig] = field(default_factory=dict)
     paths: PathsConfig = field(default_factory=PathsConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    judge: JudgeRunConfig = field(default_factory=JudgeRunConfig)
     print_report: bool = True
 
 

@@ -12,6 +12,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, cast
 
+from harness.analysis.judged import read_judgments
+from harness.analysis.load import LoadSummary, load_summary
 from harness.analysis.per_task import analyze_run
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig, compose, report_settings
@@ -21,7 +23,6 @@ from harness.report.markdown import render_markdown
 from harness.report.samples import SAMPLES_FILE, render_samples, samples_shown
 from harness.report.terminal import print_tables
 from harness.results.leaderboard import best_candidates, is_large
-from harness.results.load import LoadSummary, load_summary
 from harness.results.outcomes import CellOutcomes
 from harness.results.records import read_json, write_json
 from harness.results.schema import RunSummary
@@ -147,16 +148,20 @@ def _judge(
     large: bool,
     indent: Optional[int],
 ) -> tuple[list[Verdict], dict[str, TaskDecision]]:
-    """Decide the claims and each task's decision, and write them (claims.json, decision.json) with the overrides used."""
+    """Decide the claims and each task's decision, and write them (claims.json, decision.json) with the overrides used;
+    a judge's grades of the summaries (judge.json), recomputed from their cells, stand beside ROUGE-L in both."""
     claims_cfg = config.get("claims") or {}
-    verdicts = evaluate_claims(summary, analysis, claims_cfg, load, all_pairs=not large)
+    judged = read_judgments(run_dir, int(config.get("runtime", {}).get("seed", 0)))
+    if judged is not None:
+        write_json(run_dir / "judge_summary.json", judged.to_dict())
+    verdicts = evaluate_claims(summary, analysis, claims_cfg, load, all_pairs=not large, judged=judged)
     claims_file = {
         "format": CLAIMS_FORMAT,
         "overrides": list(overrides or []),
         "verdicts": [v.to_dict() for v in verdicts],
     }
     write_json(run_dir / "claims.json", claims_file, indent)
-    decision = decisions(summary, analysis, claims_cfg, load)
+    decision = decisions(summary, analysis, claims_cfg, load, judged)
     write_json(
         run_dir / "decision.json",
         {

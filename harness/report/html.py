@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from harness.analysis.load import LoadSummary
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig
 from harness.measure.environment import EnvironmentRecord
@@ -43,7 +44,6 @@ from harness.report.tables import (
     task_title,
     top_notes,
 )
-from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import (
@@ -280,7 +280,7 @@ def _load(r: ReportInputs) -> list[str]:
     if r.load is None:
         return []
     return [
-        "<h2>Latency under load (load sweep)</h2>",
+        "<h2>Latency under load (load test)</h2>",
         _table(LOAD_HEADER, load_rows(r.load)),
         f"<p class='note'>{html.escape(load_note(r.load))}</p>",
     ]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from harness.analysis.load import LoadSummary
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig
 from harness.measure.environment import EnvironmentRecord
 from harness.results.leaderboard import is_large
-from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import TaskDecision

@@ -56,7 +56,7 @@ def _scores(s: JudgeSummary) -> list[str]:
     return ["", "## Scores (mean, 95% bootstrap interval)", "", md_table(header, rows)]
 
 
-def _differences(s: JudgeSummary) -> list[str]:
+def differences_section(s: JudgeSummary) -> list[str]:
     rubrics = _rubrics(s)
     rows = [
         [task, model, str(c.n), *[_iv(c.differences.get(r), signed=True) for r in rubrics]]
@@ -82,7 +82,7 @@ def _agreement(s: JudgeSummary) -> list[str]:
     return ["", title, "", md_table(["task", "rubric", "with ROUGE-L", "with key-fact recall"], rows)]
 
 
-def _pairwise(s: JudgeSummary) -> list[str]:
+def pairwise_section(s: JudgeSummary) -> list[str]:
     rows = []
     for task, t in s.tasks.items():
         for model, p in t.pairwise.items():
@@ -98,5 +98,5 @@ def _pairwise(s: JudgeSummary) -> list[str]:
 
 
 def render_judged(s: JudgeSummary, run_dir: str, command: str) -> str:
-    sections = [_head(s, run_dir, command), _scores(s), _differences(s), _agreement(s), _pairwise(s)]
+    sections = [_head(s, run_dir, command), _scores(s), differences_section(s), _agreement(s), pairwise_section(s)]
     return "\n".join(line for section in sections for line in section) + "\n"

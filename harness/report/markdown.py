@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from harness.analysis.load import LoadSummary
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig
 from harness.measure.environment import EnvironmentRecord
@@ -40,7 +41,6 @@ from harness.report.tables import (
     task_title,
     top_notes,
 )
-from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 from harness.verdicts.claims import Verdict
 from harness.verdicts.decision import (
@@ -168,7 +168,7 @@ def _load(r: ReportInputs) -> list[str]:
     if r.load is None:
         return []
     return [
-        "## Latency under load (load sweep)",
+        "## Latency under load (load test)",
         md_table(LOAD_HEADER, load_rows(r.load)),
         "",
         load_note(r.load),

@@ -12,10 +12,10 @@ from typing import Any, Optional
 
 import matplotlib
 
+from harness.analysis.load import LoadSummary
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig
 from harness.results.leaderboard import cost_of, is_large, pareto_models
-from harness.results.load import LoadSummary
 from harness.results.schema import RunSummary
 
 matplotlib.use("Agg")  # no display needed
@@ -252,22 +252,31 @@ def make_plots(
 
 
 def load_plot(load: LoadSummary, path: Path) -> Path:
-    """p95 latency and p95 time to first token against throughput, one curve per model, points labelled by concurrency."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for key, ax, title in (
-        ("latency_p95_s", axes[0], "p95 latency"),
-        ("ttft_p95_s", axes[1], "p95 time to first token"),
-    ):
-        for m in load.models.values():
-            pts = [(s.requests_per_s, getattr(s, key), s.level) for s in m.steps if getattr(s, key) is not None]
-            if not pts:
-                continue
-            ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "-o", markersize=3, label=m.model)
-            for x, y, level in pts:
-                ax.annotate(str(level), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
-        if key == "latency_p95_s" and load.slo_p95_s is not None:
-            ax.axhline(load.slo_p95_s, color="red", linewidth=0.8, linestyle=":", label=f"SLO {load.slo_p95_s:g} s")
-        _style(
-            ax, f"{title} under load ({load.task})", "throughput (requests/s); labels: requests in flight", "seconds"
+    """Latency (p95, and p99 where measured) and goodput against the offered load, one colour per model: the SLO's
+    end-to-end threshold as a line, each model's SLO edge as a vertical mark."""
+    fig, (lat, good) = plt.subplots(1, 2, figsize=(9, 3.6))
+    closed = all(s.rate is None for m in load.models.values() for s in m.steps)
+    for i, m in enumerate(load.models.values()):
+        colour = f"C{i}"
+        x = [s.offered for s in m.steps]
+        lat.plot(x, [s.latency_p95_s for s in m.steps], "-o", color=colour, markersize=3, label=f"{m.model} p95")
+        p99 = [(s.offered, v) for s in m.steps if (p := s.percentiles.get("e2e")) and (v := p.at(99)) is not None]
+        if p99:
+            lat.plot(*zip(*p99), "--", color=colour, linewidth=0.8, label=f"{m.model} p99")
+        good.plot(
+            x, [s.requests_per_s for s in m.steps], ":", color=colour, linewidth=0.8, label=f"{m.model} throughput"
         )
+        if any(s.goodput_rps is not None for s in m.steps):
+            good.plot(
+                x, [s.goodput_rps or 0.0 for s in m.steps], "-o", color=colour, markersize=3, label=f"{m.model} goodput"
+            )
+        if m.edge is not None:
+            for ax in (lat, good):
+                ax.axvline(m.edge, color=colour, linewidth=0.8, linestyle="-.", alpha=0.7)
+    e2e = load.slo.e2e_s if load.slo is not None else load.slo_p95_s
+    if e2e is not None:
+        lat.axhline(e2e, color="red", linewidth=0.8, linestyle=":", label=f"SLO end to end {e2e:g} s")
+    xlabel = "requests in flight" if closed else f"offered rate, requests/s ({load.mode})"
+    _style(lat, f"end-to-end latency under load ({load.task})", xlabel + "; dash-dot: SLO edge", "seconds")
+    _style(good, "throughput and goodput (requests meeting the SLO)", xlabel, "requests/s")
     return _save(fig, path)

@@ -15,10 +15,12 @@ from typing import Any, Optional
 
 import yaml
 
+from harness.analysis.judged import JudgeSummary, read_judgments
 from harness.analysis.per_task import analyze_run
 from harness.analysis.schema import RunAnalysis
 from harness.errors import HarnessError
 from harness.report.build import report_config
+from harness.report.judged import METHODS, differences_section, pairwise_section
 from harness.report.markdown import md_table
 from harness.results.cells import CellManifest, read_manifest
 from harness.results.schema import RunSummary
@@ -53,6 +55,7 @@ class Study:
     groups: list[Group]
     manifests: dict[tuple[str, str], CellManifest]  # (model, task) -> the cell's manifest
     command: Optional[str]
+    judged: Optional[JudgeSummary] = None  # a judge's grades of the summaries (judge.json), beside ROUGE-L
 
 
 def task_groups(summary: RunSummary) -> dict[str, list[str]]:
@@ -108,17 +111,19 @@ def study(run_dir: Path, overrides: Optional[list[str]] = None) -> Study:
     claims_cfg = config.get("claims") or {}
     keep = cascade_keep_share(claims_cfg)
     seed = int(config.get("runtime", {}).get("seed", 0))
+    judged = read_judgments(run_dir, seed)
     groups = []
     for name, tasks in groups_of.items():
         sub = _subset(summary, tasks)
         analysis = analyze_run(sub, {k: v for k, v in outcomes.items() if k[0] in tasks}, keep_share=keep, seed=seed)
-        groups.append(Group(name, tasks, sub, analysis, evaluate_claims(sub, analysis, claims_cfg)))
+        verdicts = evaluate_claims(sub, analysis, claims_cfg, judged=judged)
+        groups.append(Group(name, tasks, sub, analysis, verdicts))
     manifests = {}
     for cell in summary.cells:
         manifest = read_manifest(Path(cell["path"]))
         if manifest is not None:
             manifests[(cell["model"], cell["task"])] = manifest
-    return Study(run_dir, config, summary, groups, manifests, _command(run_dir))
+    return Study(run_dir, config, summary, groups, manifests, _command(run_dir), judged)
 
 
 # --- rendering ----------------------------------------------------------------------------------------------------
@@ -275,6 +280,23 @@ def _side_by_side(st: Study, vs: _Verdicts) -> list[str]:
     ]
 
 
+def _judged(st: Study) -> list[str]:
+    """The summaries as a judge graded them, beside ROUGE-L (only where the run was judged)."""
+    s = st.judged
+    if s is None:
+        return []
+    lines = [
+        "## Summaries judged by a model",
+        "",
+        f"{s.judge} graded the summaries ({METHODS.get(s.method, s.method)}; 1-5; judge.md has its scores, its "
+        "agreement with ROUGE-L and key-fact recall, and its position bias). Each model against the reference on "
+        "the same items; where the judge and ROUGE-L disagree in sign, the rubric is named. The verdicts rest on "
+        "ROUGE-L; the judged differences are beside them in C2's and C3's key numbers.",
+        *[f"\n> **Warning.** {w}." for w in s.warnings],
+    ]
+    return lines + differences_section(s)[1:] + pairwise_section(s)[1:] + [""]
+
+
 def _each_claim(st: Study, vs: _Verdicts) -> list[str]:
     by_group, ids = vs.by_group, vs.ids
     lines = ["## Each claim, per group", ""]
@@ -324,7 +346,11 @@ def render_study(st: Study, generated_by: str) -> str:
     """The study as markdown: how it was run, the verdicts side by side, each claim per group, what is undecided."""
     vs = _Verdicts.of(st)
     return "\n".join(
-        _how_it_was_run(st, generated_by) + _side_by_side(st, vs) + _each_claim(st, vs) + _undecided(st, vs)
+        _how_it_was_run(st, generated_by)
+        + _side_by_side(st, vs)
+        + _judged(st)
+        + _each_claim(st, vs)
+        + _undecided(st, vs)
     )
 
 

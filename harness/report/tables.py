@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from harness.analysis.load import LoadStep, LoadSummary, ModelLoad, slo_text
 from harness.analysis.schema import Interval, ModelStatistics, RunAnalysis
 from harness.analysis.stats import McNemar
 from harness.results.leaderboard import pareto_models, ranked
-from harness.results.load import LoadSummary
+from harness.results.load import CLOSED
 from harness.results.schema import CellSummary, ModelRecord, RunSummary, TaskSummary
 from harness.verdicts.claims import Verdict
 
@@ -710,13 +711,17 @@ def stopping_rows(summary: RunSummary, analysis: RunAnalysis) -> list[list[str]]
 
 LOAD_HEADER = [
     "model",
-    "in flight",
+    "load",
     "requests",
     "requests/s",
+    "goodput/s",
     "output tokens/s",
-    "p50 / p95 latency",
-    "p50 / p95 TTFT",
-    "inter-token",
+    "e2e p50 / p95 / p99",
+    "e2e p95 [95% CI]",
+    "TTFT p50 / p95 / p99",
+    "TPOT p50 / p95",
+    "SLO attainment",
+    "behind schedule (max)",
     "cost / 1k requests",
     "within SLO?",
 ]
@@ -726,17 +731,40 @@ def _s(v: Optional[float]) -> str:
     return "-" if v is None else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
 
 
+def _ps(step: LoadStep, term: str, qs: tuple[int, ...]) -> str:
+    p = step.percentiles.get(term)
+    if p is None:
+        return "-"
+    return " / ".join(_s(p.at(q)) if p.at(q) is not None else "too few" for q in qs)
+
+
+def _p95_ci(step: LoadStep) -> str:
+    p = step.percentiles.get("e2e")
+    iv = p.values.get("p95") if p else None
+    return "-" if iv is None else f"{_s(iv.value)} [{_s(iv.low)}, {_s(iv.high)}]"
+
+
+def _requests(s: LoadStep) -> str:
+    extra = [f"{s.errors} failed"] if s.errors else []
+    extra += [f"{s.retries} retries"] if s.retries else []
+    return str(s.requests) + (f" ({', '.join(extra)})" if extra else "")
+
+
 def load_rows(load: LoadSummary) -> list[list[str]]:
     return [
         [
-            s.model,
-            str(s.level),
-            str(s.requests) + (f" ({s.retries} retries)" if s.retries else ""),
+            s.model + (" (edge)" if m.edge is not None and s.offered == m.edge else ""),
+            s.label,
+            _requests(s),
             f"{s.requests_per_s:.2f}",
+            "-" if s.goodput_rps is None else f"{s.goodput_rps:.2f}",
             f"{s.output_tokens_per_s:.1f}",
-            f"{_s(s.latency_p50_s)} / {_s(s.latency_p95_s)}",
-            f"{_s(s.ttft_p50_s)} / {_s(s.ttft_p95_s)}",
-            _s(s.inter_token_mean_s),
+            _ps(s, "e2e", (50, 95, 99)) if s.percentiles else f"{_s(s.latency_p50_s)} / {_s(s.latency_p95_s)} / -",
+            _p95_ci(s),
+            _ps(s, "ttft", (50, 95, 99)),
+            _ps(s, "tpot", (50, 95)),
+            "-" if s.attainment is None else f"{s.attainment:.0%}",
+            "-" if s.lag_max_s is None else _s(s.lag_max_s),
             "-" if s.cost_per_1k_usd is None else f"${s.cost_per_1k_usd:.4f}",
             "-" if s.within_slo is None else ("yes" if s.within_slo else "no"),
         ]
@@ -745,29 +773,51 @@ def load_rows(load: LoadSummary) -> list[list[str]]:
     ]
 
 
+def _edge(load: LoadSummary, m: ModelLoad) -> str:
+    if m.edge is None:
+        return f"{m.model} met the SLO at no step"
+    where = f"{m.edge:g} in flight" if load.mode == CLOSED else f"{m.edge:g} requests/s"
+    how = " (found by search)" if m.searched else ""
+    cost = (
+        ""
+        if m.cost_per_1k_at_slo_usd is None
+        else f", ${m.cost_per_1k_at_slo_usd:.4f} per 1,000 requests ({m.cost_basis})"
+    )
+    short = (
+        f"; below the expected {load.expected_rate:g} requests/s"
+        if load.expected_rate is not None and load.mode != CLOSED and m.edge < load.expected_rate
+        else ""
+    )
+    return f"{m.model}: up to {where}{how}{cost}{short}"
+
+
 def load_note(load: LoadSummary) -> str:
-    """Each model's price point under the SLO, and how the figures were taken."""
-    points = []
-    for m in load.models.values():
-        if load.slo_p95_s is None:
-            continue
-        if m.slo_level is None:
-            points.append(f"{m.model} met the SLO at no level")
-        else:
-            points.append(
-                f"{m.model}: up to {m.slo_level} in flight, ${m.cost_per_1k_at_slo_usd:.4f} per 1,000 requests "
-                f"({m.cost_basis})"
-            )
+    """Each model's SLO edge and price point, and how the figures were taken."""
+    how = (
+        "at each level, that many requests kept in flight (the next sent as one ends: a closed loop)"
+        if load.mode == CLOSED
+        else f"at each rate, requests sent on a {'Poisson' if load.mode == 'poisson' else 'constant'} schedule "
+        "(seeded) whatever was in flight (an open loop, as real clients send); 'behind schedule' is how late the "
+        "client sent, where the requests outstanding reached load.max_outstanding"
+    )
     slo = (
-        f"SLO: p95 end-to-end latency within {load.slo_p95_s:g} s (load.slo_p95_s). " + "; ".join(points) + ". "
-        if load.slo_p95_s is not None
-        else "No SLO set (load.slo_p95_s): no price point chosen. "
+        f"SLO: {slo_text(load)} (load.slo); attainment is the share of a step's requests meeting every threshold, "
+        "goodput the rate of such requests. " + "; ".join(_edge(load, m) for m in load.models.values()) + ". "
+        if load.slo is not None
+        else "No SLO set (load.slo): no edge or price point chosen. "
+    )
+    prompts = (
+        "Synthetic prompts (load.input_tokens, load.output_tokens). "
+        if load.prompts == "synthetic"
+        else f"The task's prompts; {load.repeated_prompts} request(s) repeated an earlier prompt (a server's prefix "
+        "cache could have served them). "
     )
     return (
-        f"Task {load.task}: at each level, that many requests kept in flight (the next sent as one ends), timed on the "
-        "client (end to end, time to first token, mean gap between streamed tokens). Requests/s: requests over the step's "
-        f"wall time. {slo}Cost at a level: the {load.hardware} profile's hourly price over that throughput, or a hosted "
-        "model's token prices x the tokens its requests used. Every request: load/requests.jsonl; figures: load.json."
+        f"Task {load.task}: {how}. Timed on the client: end to end, time to first token (TTFT), time per output "
+        "token after the first (TPOT); a percentile the step has too few requests for (p99 needs 100) says so; the "
+        f"interval is a 95% bootstrap one. Requests/s: requests finished over the step's wall time. {slo}{prompts}"
+        f"Cost at a step: the {load.hardware} profile's hourly price over that throughput, or a hosted model's token "
+        "prices x the tokens its requests used. Every request: load/requests.jsonl; figures: load.json."
     )
 
 

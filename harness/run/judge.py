@@ -1,6 +1,6 @@
 """A judge model grading a run's generations, beside ROUGE and key-fact recall (never in their place).
 
-Each rubric of the rubric file (``configs/judge/default.yaml``: faithfulness, coverage, fluency) is scored on its
+Each rubric of the rubric file (``configs/rubrics/default.yaml``: faithfulness, coverage, fluency) is scored on its
 scale. Where the judge's engine gives log-probabilities (hf, llamacpp, vllm, a server that returns prompt
 log-probabilities), the score is G-Eval's: the scale's values weighted by the judge's probability of each; otherwise
 the first scale point its answer states, and an answer that states none is counted as unparseable, never dropped.
@@ -8,7 +8,8 @@ Pairwise, the judge reads each candidate's summary and the reference model's in 
 only where the two orders agree (the share that flips with the order is the judge's position bias).
 
 Judgments are cells of the run's store like any other: the judge model's identity, the rubrics and the judged cell's
-key make the key, so they are computed once, resumed after a kill, and reused by every later ``harness judge``.
+key make the key, so they are computed once, resumed after a kill, and reused by every later ``harness judge`` and
+by a run with ``judge.model=NAME`` (the same judging, inside the run, before its report).
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from typing import Optional
 
 import numpy as np
 
-from harness.analysis.judged import JudgeCells
+from harness.analysis.judged import JudgeCells, JudgeSummary, summarize_judgments
 from harness.config.schema import PROJECT_ROOT, JudgeConfig, ModelConfig, RuntimeConfig
 from harness.engines import load_engine
 from harness.engines.base import Engine
 from harness.errors import HarnessError
 from harness.measure.environment import EnvironmentRecord, environment_record
 from harness.models.identity import model_identity
+from harness.report.judged import render_judged
 from harness.results.cells import CellKey, Store, now_iso
 from harness.results.comparison import LoadedCell, load_cells, read_run
-from harness.results.records import SampleRecord
+from harness.results.records import SampleRecord, write_json
 from harness.serialize import Serializable
 from harness.tasks.prompts import Prompt
 from harness.tasks.types import TaskType, is_classification
@@ -273,3 +275,26 @@ def _pairwise(
 
 def _or_nan(value: Optional[float]) -> float:
     return math.nan if value is None else value
+
+
+def judge_into(
+    run_dir: Path,
+    judge_cfg: ModelConfig,
+    runtime: RuntimeConfig,
+    cfg: JudgeConfig,
+    cache_dir: Path,
+    command: str,
+    progress: Callable[[str], None] = print,
+    pairwise: bool = True,
+) -> Path:
+    """Judge ``run_dir`` and write judge.json (the judgment cells), judge_summary.json and judge.md; judge.md's path.
+
+    The report (``harness report``) reads judge.json again and puts the judged differences beside ROUGE-L's in the
+    claims, the decision table and the study."""
+    cells = judge_run(run_dir, judge_cfg, runtime, cfg, cache_dir, progress, pairwise)
+    write_json(run_dir / "judge.json", cells.to_dict())
+    summary: JudgeSummary = summarize_judgments(run_dir, cells)
+    write_json(run_dir / "judge_summary.json", summary.to_dict())
+    out = run_dir / "judge.md"
+    out.write_text(render_judged(summary, str(run_dir), command), encoding="utf-8")
+    return out

@@ -21,7 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.analysis.per_task import metric_values
 from harness.analysis.sequential import SequentialInterval, looks, paired_sequence, undecided
-from harness.config.schema import PROJECT_ROOT, ModelConfig, RunConfig, RuntimeConfig, source_name
+from harness.config.schema import (
+    PROJECT_ROOT,
+    JudgeConfig,
+    ModelConfig,
+    RunConfig,
+    RuntimeConfig,
+    judge_settings,
+    load_model_config,
+    source_name,
+)
 from harness.engines import Engine, load_engine
 from harness.errors import ConfigError
 from harness.measure.environment import EnvironmentRecord, environment_record, scheduler_job
@@ -46,6 +55,7 @@ from harness.results.records import SampleRecord, write_json
 from harness.results.schema import ModelRecord, StopRule
 from harness.results.summary import order_models
 from harness.run.evaluate import MemoryPressure, evaluate_task
+from harness.run.judge import judge_into
 from harness.run.load import check_load, run_load_sweep
 from harness.run.progress import RunProgress
 from harness.run.setup import Setup, plan_record, prepare, task_info
@@ -524,6 +534,24 @@ def _compute_cells(
             runner.close()
 
 
+def _judging(cfg: RunConfig) -> Optional[tuple[ModelConfig, JudgeConfig]]:
+    """The judge's model config and rubrics (``judge.model=NAME``), checked before any cell is computed."""
+    if not cfg.judge.model:
+        return None
+    rubrics = Path(cfg.judge.rubrics) if cfg.judge.rubrics else None
+    return load_model_config(cfg.judge.model), judge_settings(rubrics)
+
+
+def _judge(setup: Setup, judging: tuple[ModelConfig, JudgeConfig], run_dir: Path, progress: RunProgress) -> None:
+    """The judge grades the run's summaries (judgment cells: reused when they exist) before the report reads them."""
+    judge_cfg, rubrics = judging
+    cfg = setup.cfg
+    runtime = replace(cfg.runtime, engine=cfg.judge.engine, progress=False)
+    progress.note(f"judging the summaries with {judge_cfg.name} (engine {cfg.judge.engine})")
+    command = f"judge.model={judge_cfg.name} judge.engine={cfg.judge.engine} (inside the run)"
+    judge_into(run_dir, judge_cfg, runtime, rubrics, setup.cache_dir, command, progress.note, cfg.judge.pairwise)
+
+
 def run_experiment(
     cfg: DictConfig | RunConfig, run_dir: Path, console: Optional[Any] = None, sweep_job: bool = False
 ) -> Path:
@@ -533,6 +561,7 @@ def run_experiment(
     typed: RunConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
     setup = prepare(typed, sweep_job)
     sweep_task = check_load(typed, setup.tasks)
+    judging = _judging(typed)  # an unknown judge or a bad rubric file stops here, before anything is computed
     threads = default_threads(typed.runtime.num_threads)  # a bad setting stops here, before anything is written
     run_dir = Path(run_dir)
     _make_run_dir(setup, run_dir)
@@ -547,5 +576,7 @@ def run_experiment(
         _compute_cells(setup, refs, run_dir, progress, environment)
         if sweep_task is not None:
             run_load_sweep(setup, sweep_task, run_dir, progress)
+        if judging is not None and not sweep_job:
+            _judge(setup, judging, run_dir, progress)
         progress.note(f"writing the report into {run_dir}")
     return build_report(run_dir, console=console if typed.print_report else None)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, Literal, Optional, TypedDict, Union
 
+from harness.analysis.judged import JudgedComparison, JudgeSummary
+from harness.analysis.load import LoadSummary
 from harness.analysis.sample_size import ALPHA, SampleSize, holm, items_to_decide_many, one_sided_ps
 from harness.analysis.schema import CrossFitted, Interval, IntervalRecord, PairedComparison, RoutedAt, RunAnalysis
 from harness.analysis.sequential import is_sequential
@@ -20,7 +22,6 @@ from harness.analysis.stats import mcnemar_exact, paired_difference, spearman
 from harness.config.schema import ClaimConfig, claim_settings
 from harness.registry import Registry
 from harness.results.cells import read_cell_records
-from harness.results.load import LoadSummary
 from harness.results.records import SampleRecord
 from harness.results.schema import ModelRecord, RunSummary
 from harness.serialize import Serializable
@@ -82,6 +83,10 @@ class DifferenceNumbers(DifferenceCore, total=False):
     holm_p_above: float
     holm_p_below: float
     items_to_decide: Optional[int]  # None: no number of items would (the difference sits on the threshold)
+    # a summary task a judge graded: each rubric's paired difference (1-5 scale), beside ROUGE-L's (never deciding)
+    judge: str
+    judged: dict[str, IntervalRecord]
+    judged_disagree: list[str]  # rubrics whose difference excludes 0 on the other side of ROUGE-L's
 
 
 class CascadeNumbers(TypedDict):
@@ -124,6 +129,17 @@ class PairNumbers(TypedDict):
     params_ratio: float
     difference: IntervalRecord
     mcnemar_p: Optional[float]
+
+
+def judged_text(judge: str, judged: Mapping[str, IntervalRecord], disagree: list[str]) -> str:
+    """ "judged by J (1-5): coverage +0.14 [+0.01, +0.24], ...; coverage disagrees in sign with ROUGE-L"."""
+    parts = ", ".join(f"{r} {d['value']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]" for r, d in judged.items())
+    sign = f"; {', '.join(disagree)} {'disagrees' if len(disagree) == 1 else 'disagree'} in sign with ROUGE-L"
+    return f"judged by {judge} (1-5): {parts}" + (sign if disagree else "")
+
+
+def _judged_note(d: DifferenceNumbers) -> str:
+    return f"; {judged_text(d['judge'], d['judged'], d['judged_disagree'])}" if "judged" in d else ""
 
 
 def _fmt(est: IntervalRecord, scale: float = 1.0, unit: str = "") -> str:
@@ -211,9 +227,15 @@ class RunView:
     """What the verdict functions read: the summary, the analysis, the models, each model against the reference."""
 
     def __init__(
-        self, summary: RunSummary, analysis: RunAnalysis, load: Optional[LoadSummary] = None, all_pairs: bool = True
+        self,
+        summary: RunSummary,
+        analysis: RunAnalysis,
+        load: Optional[LoadSummary] = None,
+        all_pairs: bool = True,
+        judged: Optional[JudgeSummary] = None,
     ) -> None:
         self.summary = summary
+        self.judged = judged  # a judge's grades of the summaries (judge.json), shown beside ROUGE-L
         # False with many models: checks over pairs of models (C9) take each model against the reference only
         self.all_pairs = all_pairs
         self.analysis = analysis
@@ -236,6 +258,10 @@ class RunView:
 
     def diff(self, task: str, cand: str) -> Interval:
         return self.compared[(task, cand)].difference_vs_reference[self.primary(task)]
+
+    def judged_difference(self, task: str, cand: str) -> Optional[JudgedComparison]:
+        """A judge's paired differences for ``cand`` against the reference on a summary task (None: not judged)."""
+        return self.judged.comparison(task, cand) if self.judged is not None else None
 
     def label(self, task: str, cand: str) -> str:
         """How a (task, model) comparison is named in a key number: the task alone when there is one candidate."""
@@ -341,6 +367,14 @@ def _difference_verdicts(
         nums[run.label(t, c)] = num
         if (majority := run.at_baseline(t, c)) is not None:
             num["majority_baseline"] = majority
+        if run.judged is not None and (judged := run.judged_difference(t, c)) is not None:
+            rubrics = {r: iv.record() for r, iv in judged.differences.items() if r != "rougeL"}
+            if rubrics:
+                num["judge"], num["judged"], num["judged_disagree"] = (
+                    run.judged.judge,
+                    rubrics,
+                    judged.disagree_with_rouge,
+                )
         ss = sizes[(t, c)]
         if ss and not is_sequential(d):
             num["holm_p_above"], num["holm_p_below"] = above, below
@@ -376,7 +410,9 @@ def large_model_better(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums = _difference_verdicts(run, lambda t: 0.0)
     flipped: list[VerdictValue] = [REFUTED if v == SUPPORTED else SUPPORTED if v == REFUTED else v for v in per]
     verdict = _combine(flipped)
-    key = "; ".join(f"{k} S-L {_fmt(d, 100)}{decide_note(d)}{_at_baseline(d)}" for k, d in nums.items())
+    key = "; ".join(
+        f"{k} S-L {_fmt(d, 100)}{decide_note(d)}{_at_baseline(d)}{_judged_note(d)}" for k, d in nums.items()
+    )
     sentence = {
         SUPPORTED: "the larger model scores significantly higher on every task",
         REFUTED: "a smaller model scores significantly higher on at least one task",
@@ -440,7 +476,8 @@ def small_within_tolerance(run: RunView, th: dict[str, float]) -> Verdict:
     per, nums = _difference_verdicts(run, tolerance)
     verdict = _combine(per)
     key = "; ".join(
-        f"{k} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g}){decide_note(d)}{_at_baseline(d)}" for k, d in nums.items()
+        f"{k} S-L {_fmt(d, 100)} (tol -{d['margin'] * 100:g}){decide_note(d)}{_at_baseline(d)}{_judged_note(d)}"
+        for k, d in nums.items()
     )
     sentence = {
         SUPPORTED: "the smaller model(s) stay within the tolerance on every task",
@@ -912,11 +949,13 @@ def evaluate_claims(
     claims_cfg: ClaimsSection,
     load: Optional[LoadSummary] = None,
     all_pairs: bool = True,
+    judged: Optional[JudgeSummary] = None,
 ) -> list[Verdict]:
     """A verdict for every configured claim that has a check (unknown ids are reported as not measured).
 
-    ``all_pairs`` False (many models): a check over pairs of models compares each with the reference only."""
-    run = RunView(summary, analysis, load, all_pairs)
+    ``all_pairs`` False (many models): a check over pairs of models compares each with the reference only.
+    ``judged``: a judge's grades of the summaries, shown beside ROUGE-L in C2's and C3's numbers (never deciding)."""
+    run = RunView(summary, analysis, load, all_pairs, judged)
     verdicts = []
     for cid, cfg in claim_settings(claims_cfg).items():
         name = check_name(cid, cfg)

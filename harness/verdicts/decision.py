@@ -20,12 +20,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal, Optional
 
+from harness.analysis.judged import JudgedComparison, JudgeSummary
+from harness.analysis.load import LoadSummary, slo_text
 from harness.analysis.schema import Interval, RouterEvaluation, RunAnalysis
 from harness.config.schema import claim_settings
-from harness.results.load import LoadSummary
 from harness.results.schema import CellSummary, RunSummary
 from harness.serialize import Serializable
-from harness.verdicts.claims import ClaimsSection, at_majority_baseline, baseline_note, c3_tolerance, checked_by
+from harness.verdicts.claims import (
+    ClaimsSection,
+    at_majority_baseline,
+    baseline_note,
+    c3_tolerance,
+    checked_by,
+    judged_text,
+)
 
 Standing = Literal["meets", "not shown", "falls short", "reference", "fails the latency SLO"]
 MEETS: Final = "meets"
@@ -33,13 +41,15 @@ NOT_SHOWN: Final = "not shown"
 FALLS_SHORT: Final = "falls short"
 REFERENCE: Final = "reference"
 FAILS_SLO: Final = (
-    "fails the latency SLO"  # a load sweep found no concurrency at which its p95 latency met load.slo_p95_s
+    "fails the latency SLO"  # its load test met the SLO (load.slo) at no step, or only below load.expected_rate
 )
 DECISION_FORMAT = 1  # decision.json
 
 
 @dataclass
 class Option(Serializable):
+    omit_none = ("judged",)
+
     name: str
     kind: str  # model | cascade
     difference: Optional[Interval]  # quality minus the reference's, paired, with its interval (None: the reference)
@@ -48,13 +58,15 @@ class Option(Serializable):
     latency_basis: str  # latency | time per item (throughput mode)
     memory_bytes: Optional[float]
     standing: Standing
+    # a summary task a judge graded: the model's paired differences to the reference per rubric, beside ROUGE-L's
+    judged: Optional[JudgedComparison] = None
 
 
 @dataclass
 class TaskDecision(Serializable):
     """A task's answer: every option, the cheapest within tolerance of the reference, or the closest when none is."""
 
-    omit_none = ("slo_p95_s", "majority_baseline")
+    omit_none = ("slo_p95_s", "majority_baseline", "judge", "slo")
 
     metric: str
     tolerance: float
@@ -65,6 +77,8 @@ class TaskDecision(Serializable):
     slo_p95_s: Optional[float] = None  # the load sweep's service-level objective, when one was set
     # the majority-class accuracy, when the reference and the option shown are both no better than answering that label
     majority_baseline: Optional[float] = None
+    judge: Optional[str] = None  # the judge model whose grades are beside ROUGE-L (judge.json), when one graded them
+    slo: Optional[str] = None  # the load test's SLO in words (load.slo), when one was set
 
     @property
     def shown(self) -> tuple[str, Option]:
@@ -176,7 +190,12 @@ def _choose(options: list[Option]) -> tuple[Optional[Option], Optional[Option]]:
 
 
 def task_decision(
-    summary: RunSummary, analysis: RunAnalysis, task: str, tolerance: float, load: Optional[LoadSummary] = None
+    summary: RunSummary,
+    analysis: RunAnalysis,
+    task: str,
+    tolerance: float,
+    load: Optional[LoadSummary] = None,
+    judged: Optional[JudgeSummary] = None,
 ) -> Optional[TaskDecision]:
     """Every option on ``task``, the cheapest that meets the tolerance, or the closest when none does (None: no reference).
 
@@ -192,6 +211,8 @@ def task_decision(
     for o in options[1:]:
         if o.kind == "model" and load is not None and load.meets_slo(o.name) is False:
             o.standing = FAILS_SLO
+        if o.kind == "model" and judged is not None:
+            o.judged = judged.comparison(task, o.name)
     choice, closest = _choose(options)
     shown = choice or closest
     shown_name = shown.name if shown is not None and shown.kind == "model" else reference
@@ -206,20 +227,27 @@ def task_decision(
         options,
         load.slo_p95_s if load is not None else None,
         ref_base if both else None,
+        judged.judge if judged is not None and any(o.judged for o in options) else None,
+        _slo_words(load),
     )
 
 
 def decisions(
-    summary: RunSummary, analysis: RunAnalysis, claims_cfg: ClaimsSection, load: Optional[LoadSummary] = None
+    summary: RunSummary,
+    analysis: RunAnalysis,
+    claims_cfg: ClaimsSection,
+    load: Optional[LoadSummary] = None,
+    judged: Optional[JudgeSummary] = None,
 ) -> dict[str, TaskDecision]:
-    """A decision for every task that has a reference with measured quality (``load``: a sweep with its SLO)."""
+    """A decision for every task that has a reference with measured quality (``load``: a sweep with its SLO;
+    ``judged``: a judge's grades of the summaries, shown beside ROUGE-L, never deciding)."""
     c3 = checked_by(claim_settings(claims_cfg), "small_within_tolerance")[1]
     th = dict(c3.thresholds) if c3 else {}
     out: dict[str, TaskDecision] = {}
     for task in summary.tasks:
         ref = summary.result(task, summary.reference)
         if ref:
-            d = task_decision(summary, analysis, task, c3_tolerance(th, ref.primary_metric), load)
+            d = task_decision(summary, analysis, task, c3_tolerance(th, ref.primary_metric), load, judged)
             if d:
                 out[task] = d
     return out
@@ -264,20 +292,22 @@ def _mem(v: Optional[float]) -> str:
     return "-" if v is None else f"{v / 2**30:.2f} GB"
 
 
-def _diff(o: Option, tolerance: float) -> str:
-    d = o.difference
-    if d is None:
+def _diff(o: Option, d: TaskDecision) -> str:
+    diff = o.difference
+    if diff is None:
         return "(reference)"
-    return f"{d.value * 100:+.1f} [{d.low * 100:+.1f}, {d.high * 100:+.1f}] (tol -{tolerance * 100:g})"
+    text = f"{diff.value * 100:+.1f} [{diff.low * 100:+.1f}, {diff.high * 100:+.1f}] (tol -{d.tolerance * 100:g})"
+    if o.judged is not None and d.judge is not None:
+        rubrics = {r: iv.record() for r, iv in o.judged.differences.items() if r != "rougeL"}
+        text += f"; {judged_text(d.judge, rubrics, o.judged.disagree_with_rouge)}"
+    return text
 
 
 def decision_rows(table: dict[str, TaskDecision]) -> list[list[str]]:
     rows = []
     for task, d in table.items():
         answer, o = d.shown
-        rows.append(
-            [task, answer, o.name, _diff(o, d.tolerance), _money(o.cost_per_1k_usd), _secs(o), _mem(o.memory_bytes)]
-        )
+        rows.append([task, answer, o.name, _diff(o, d), _money(o.cost_per_1k_usd), _secs(o), _mem(o.memory_bytes)])
     return rows
 
 
@@ -288,20 +318,43 @@ def decision_title(decision: dict[str, TaskDecision]) -> str:
 def decision_note(decision: dict[str, TaskDecision]) -> str:
     ref = next(iter(decision.values())).reference
     return (
-        f"Options: each model alone, and each small-first cascade at its cross-fitted threshold (best held-out signal). An option "
-        f"meets the tolerance when its whole 95% interval of quality minus {ref}'s is above -tolerance (C3's rule and tolerance: "
-        "claims.C3.thresholds, or `harness report RUN claims.C3.thresholds.accuracy_tolerance=0.03`); the answer is the "
-        "cheapest such option cheaper than the reference. Cost from the hardware profile's price x measured time; a cascade holds "
-        "both models in memory. Every option: decision.json and the table at the end."
-    ) + _slo_note(decision)
+        (
+            f"Options: each model alone, and each small-first cascade at its cross-fitted threshold (best held-out signal). An option "
+            f"meets the tolerance when its whole 95% interval of quality minus {ref}'s is above -tolerance (C3's rule and tolerance: "
+            "claims.C3.thresholds, or `harness report RUN claims.C3.thresholds.accuracy_tolerance=0.03`); the answer is the "
+            "cheapest such option cheaper than the reference. Cost from the hardware profile's price x measured time; a cascade holds "
+            "both models in memory. Every option: decision.json and the table at the end."
+        )
+        + _slo_note(decision)
+        + _judge_note(decision)
+    )
+
+
+def _judge_note(decision: dict[str, TaskDecision]) -> str:
+    judges = sorted({d.judge for d in decision.values() if d.judge})
+    if not judges:
+        return ""
+    return (
+        f" On summaries, {', '.join(judges)} graded each model's outputs (judge.md): its paired differences to the "
+        "reference on a 1-5 scale stand beside ROUGE-L's, and where the two disagree in sign it is said; the "
+        "decision rests on ROUGE-L."
+    )
+
+
+def _slo_words(load: Optional[LoadSummary]) -> Optional[str]:
+    if load is None or load.slo is None:
+        return None
+    expected = f", at the expected {load.expected_rate:g} requests/s" if load.expected_rate is not None else ""
+    return slo_text(load) + expected
 
 
 def _slo_note(decision: dict[str, TaskDecision]) -> str:
-    slo = next(iter(decision.values())).slo_p95_s
+    first = next(iter(decision.values()))
+    slo = first.slo or (f"p95 end to end within {first.slo_p95_s:g} s" if first.slo_p95_s is not None else None)
     if slo is None:
         return ""
     return (
-        f" Latency SLO: p95 within {slo:g} s (load.slo_p95_s); a model whose load sweep met it at no level of concurrency "
+        f" Latency SLO: {slo} (load.slo); a model whose load test met it at no step (or only below the expected rate) "
         f"{FAILS_SLO} and is not an answer, however cheap."
     )
 
@@ -311,7 +364,7 @@ def option_rows(table: dict[str, TaskDecision]) -> list[list[str]]:
         [
             task,
             o.name,
-            _diff(o, d.tolerance),
+            _diff(o, d),
             o.standing,
             _money(o.cost_per_1k_usd),
             _secs(o),

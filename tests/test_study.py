@@ -78,3 +78,17 @@ def test_a_run_of_one_folder_is_refused_in_one_line(two_folders: Path) -> None:
     assert proc.returncode == 2 and not (tmp / "x.md").exists()
     (line,) = proc.stderr.strip().splitlines()
     assert "its tasks all come from one folder (smoke); a study compares groups" in line and "-- fix:" in line
+
+
+def test_a_judged_run_shows_the_judge_beside_rouge_in_the_study(two_folders: Path) -> None:
+    tmp = two_folders
+    judged = _harness(tmp, "judge", str(tmp / "run"), "--model", "tiny_llama", "--engine", "hf")
+    assert judged.returncode == 0, judged.stderr[-2000:]
+    out = tmp / "judged-study.md"
+    proc = _harness(tmp, "study", str(tmp / "run"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "## Summaries judged by a model" in text and "tiny_llama graded the summaries" in text
+    assert re.search(r"\| gen \| tiny_olmoe \| 8 \| [+-]\d\.\d\d \[", text)  # the candidate's paired differences
+    assert "self-preference" in text  # the judge is one of the compared models
+    assert re.search(r"\*\*tasks/mine: [A-Za-z ]+\*\*.*\n  Key numbers: .*judged by tiny_llama \(1-5\)", text)

@@ -217,8 +217,16 @@ def _current(cells: JudgeCells, keys: dict[tuple[str, str], str], reference: Opt
     return stale
 
 
-def summarize_judgments(run_dir: Path, run: JudgeCells, seed: int = 0) -> JudgeSummary:
-    """The judge's grades of ``run_dir``'s generation cells, read from the judgment cells ``run`` names."""
+def run_seed(run_dir: Path) -> int:
+    """The run's ``runtime.seed`` (config.json), which seeds its bootstrap intervals: judge.md and the report agree."""
+    config = Path(run_dir) / "config.json"
+    return int(((read_json(config) if config.is_file() else {}).get("runtime") or {}).get("seed", 0))
+
+
+def summarize_judgments(run_dir: Path, run: JudgeCells, seed: Optional[int] = None) -> JudgeSummary:
+    """The judge's grades of ``run_dir``'s generation cells, read from the judgment cells ``run`` names (``seed``:
+    the bootstrap's, by default the run's)."""
+    seed = run_seed(run_dir) if seed is None else seed
     plan, refs = read_run(run_dir)
     cells, _ = load_cells(refs)
     sources = {(c.ref.task, c.ref.model): {r.sample_id: r for r in c.records} for c in cells}
@@ -255,7 +263,7 @@ def summarize_judgments(run_dir: Path, run: JudgeCells, seed: int = 0) -> JudgeS
     return JudgeSummary(run.judge, run.method, plan.reference, seconds, tasks, warnings)
 
 
-def read_judgments(run_dir: Path, seed: int = 0) -> Optional[JudgeSummary]:
+def read_judgments(run_dir: Path, seed: Optional[int] = None) -> Optional[JudgeSummary]:
     """The run's judged grades, recomputed from the judgment cells judge.json names (None: the run was not judged)."""
     path = Path(run_dir) / JudgeCells.where
     if not path.is_file():

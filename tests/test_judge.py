@@ -80,6 +80,7 @@ def test_a_judged_run_writes_scores_agreement_and_both_orders(judged: tuple[Path
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run / "judge_summary.json").read_text())
     assert summary["method"] == "probabilities"  # hf gives log-probabilities: G-Eval's score
+    assert summary["seconds"] > 0 and summary["cost_usd"] > 0  # the judge's own, priced apart from the candidates
     task = summary["tasks"]["smoke_summarize"]
     for model in ("tiny_olmoe", "tiny_llama"):
         stats = task["models"][model]

@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from harness.analysis.schema import Interval
 from harness.analysis.stats import bootstrap_ci, paired_difference, spearman
+from harness.config.schema import hardware_profile
 from harness.results.cells import read_cell_records, read_manifest
 from harness.results.comparison import load_cells, read_run
 from harness.results.records import SampleRecord, read_json
@@ -102,6 +103,8 @@ class JudgeSummary(Serializable):
     seconds: float  # the judge's own time over the judgment cells' sessions: never part of a candidate's cost
     tasks: dict[str, JudgedTask]
     warnings: list[str] = field(default_factory=list)
+    # the judge's seconds at the run's hardware profile's hourly price (None: the run priced nothing)
+    cost_usd: Optional[float] = None
 
     def comparison(self, task: str, model: str) -> Optional[JudgedComparison]:
         """``model`` against the reference on ``task``, judged (None where the judge did not grade both)."""
@@ -217,10 +220,14 @@ def _current(cells: JudgeCells, keys: dict[tuple[str, str], str], reference: Opt
     return stale
 
 
+def _config(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "config.json"
+    return read_json(path) if path.is_file() else {}
+
+
 def run_seed(run_dir: Path) -> int:
     """The run's ``runtime.seed`` (config.json), which seeds its bootstrap intervals: judge.md and the report agree."""
-    config = Path(run_dir) / "config.json"
-    return int(((read_json(config) if config.is_file() else {}).get("runtime") or {}).get("seed", 0))
+    return int((_config(run_dir).get("runtime") or {}).get("seed", 0))
 
 
 def summarize_judgments(run_dir: Path, run: JudgeCells, seed: Optional[int] = None) -> JudgeSummary:
@@ -260,7 +267,9 @@ def summarize_judgments(run_dir: Path, run: JudgeCells, seed: Optional[int] = No
         )
     dirs = [Path(d) for cells in (run.rubric_cells, run.pairwise_cells) for per in cells.values() for d in per.values()]
     seconds = sum(float(s.get("wall_s") or 0.0) for d in dirs if (m := read_manifest(d)) for s in m.sessions)
-    return JudgeSummary(run.judge, run.method, plan.reference, seconds, tasks, warnings)
+    profile = hardware_profile(_config(run_dir))
+    cost = seconds / 3600 * float(profile.hourly_usd) if profile is not None else None
+    return JudgeSummary(run.judge, run.method, plan.reference, seconds, tasks, warnings, cost)
 
 
 def read_judgments(run_dir: Path, seed: Optional[int] = None) -> Optional[JudgeSummary]:

@@ -30,6 +30,10 @@ def _rubrics(s: JudgeSummary) -> list[str]:
     return sorted({r for t in s.tasks.values() for m in t.models.values() for r in m.rubrics})
 
 
+def _cost(s: JudgeSummary) -> str:
+    return "" if s.cost_usd is None else f" (${s.cost_usd:.4f} at the run's hardware price)"
+
+
 def _head(s: JudgeSummary, run_dir: str, command: str) -> list[str]:
     return [
         f"# Judged summaries: {s.judge} on {run_dir}",
@@ -37,7 +41,8 @@ def _head(s: JudgeSummary, run_dir: str, command: str) -> list[str]:
         f"`{command}`",
         "",
         f"Judge: **{s.judge}**, scored by {METHODS.get(s.method, s.method)}; rubrics {', '.join(_rubrics(s))} on "
-        f"1-5. The judge's own time, {s.seconds:.1f} s over these judgments, is not counted in any candidate's cost. "
+        f"1-5. The judge's own time, {s.seconds:.1f} s over these judgments{_cost(s)}, is not counted in any "
+        "candidate's cost. "
         "ROUGE-L and key-fact recall stay the reference-based measures; the judge is shown beside them, with its "
         "agreement with them and its position bias, so that a reader can weigh it.",
         *[f"\n> **Warning.** {w}." for w in s.warnings],

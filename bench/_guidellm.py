@@ -140,7 +140,7 @@ def guidellm_cmd(
         "--backend",
         backend,
         "--profile",
-        f"kind={kind},{field}={values[0]:g},warmup=0",
+        f"kind={kind},{field}={values[0]:g}",  # no warmup key: warmup=0 drops a request (percent 0)
         "--override",
         f"profile.{field}",
         listed,

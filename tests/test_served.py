@@ -527,3 +527,29 @@ def test_the_search_finds_the_edge_of_a_server_with_a_fixed_capacity(tmp_path):
     assert load["searched"] and load["edge"] == 4 and load["slo_level"] == 4
     assert [s["level"] for s in load["steps"]] == [1, 2, 4, 5, 6, 8]
     assert "tiny_served (edge)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_an_open_loop_keeps_its_schedule_while_a_slow_server_queues(tmp_path):
+    """A server of our own answering one request at a time in 0.3 s, offered 5 requests/s: the client sends each
+    request on time (a closed loop would wait for the answers), so the queue shows in the latencies (the last of 10
+    waits about 1.5 s), and the step misses its SLO."""
+    with FaultServer(["ok"], model="tiny", capacity=(1, 0.3)) as fault:
+        run = _run(
+            tmp_path,
+            fault.url,
+            "task.tasks=[smoke_summarize]",
+            "runtime.max_samples=1",
+            "load.mode=constant",
+            "load.rates=[5]",
+            "load.requests=10",
+            "load.warmup=0",
+            "load.slo.e2e_s=1",
+        )
+    assert run.returncode == 0, run.stderr[-2000:]
+    requests = [json.loads(line) for line in (tmp_path / "run" / "load" / "requests.jsonl").read_text().splitlines()]
+    assert [r["scheduled_s"] for r in requests] == pytest.approx([i / 5 for i in range(10)])
+    assert all(r["sent_s"] - r["scheduled_s"] < 0.05 for r in requests)  # on time, whatever was in flight
+    latencies = [r["latency_s"] for r in requests]
+    assert latencies[0] < 0.5 and latencies[-1] > 1.2  # each waits for those before it: 0.3 s of service per 0.2 s
+    step = json.loads((tmp_path / "run" / "load.json").read_text())["models"]["tiny_served"]["steps"][0]
+    assert step["within_slo"] is False and step["rate"] == 5.0 and step["lag_max_s"] < 0.05

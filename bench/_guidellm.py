@@ -123,17 +123,20 @@ def guidellm_cmd(
     output_tokens: int,
     out: Path,
     body: dict[str, Any],
+    validate: bool = True,
 ) -> list[str]:
     """guidellm 0.8.1's ``run`` (``benchmark`` is gone): one benchmark per rate (``kind`` constant) or per number of
     streams (``concurrent``), ``requests`` each, synthetic prompts of ``input_tokens`` tokens counted by SmolLM2's
     tokenizer, ``output_tokens`` generated (guidellm sends max_tokens and ignore_eos), no warm-up of its own, JSON out.
 
     ``body``: fields added to every request, so that the server does the harness's work (its sampling, its
-    log-probabilities); the arg-string syntax takes them as ``extras.body.NAME=VALUE``."""
+    log-probabilities); the arg-string syntax takes them as ``extras.body.NAME=VALUE``. ``validate``: guidellm's GET
+    /health before it starts (llama-cpp-python's server has no such route)."""
     field = "rate" if kind == "constant" else "streams"
     listed = ",".join(f"{v:g}" for v in values)
     backend = f"kind=openai_http,target={target},model={model},request_format=/v1/completions"
     backend += "".join(f",extras.body.{k}={json.dumps(v)}" for k, v in body.items())
+    backend += "" if validate else ",validate_backend=false"
     return [
         exe,
         "run",

@@ -40,6 +40,10 @@ headers are written (connection already open), the harness before its client cal
 is weighted by each request's tokens, the harness's is a mean over requests (equal when lengths are fixed);
 guidellm's percentiles are nearest-rank, the harness's interpolated.
 
+llama-server runs without its prompt cache (``--no-cache-prompt --cache-ram 0``): each tool draws its synthetic
+prompts from a fixed seed, so every run after the first resends the same prompts, and a cached prompt's TTFT is one
+token's (25 ms against 200 ms for 32 tokens, seen here).
+
 One server thread by default: on 2 cores, a 2-thread llama-server beside a busy client (or anything else) waits on
 its own threads' barrier and slows 10-fold (seen here: 5 tokens/s instead of 60-100), so the client would change
 the server it measures.
@@ -110,6 +114,11 @@ def server_cmd(args: argparse.Namespace, gguf: Path) -> list[str]:
             "--parallel",
             str(args.parallel),
             "--cont-batching",
+            # no prompt cache: each tool's runs all send the same seeded prompts (guidellm's n-th step the same as in
+            # its other runs), which a cache answers in one token's time (seen: TTFT 25 ms instead of 200 ms)
+            "--no-cache-prompt",
+            "--cache-ram",
+            "0",
         ]
     return [
         sys.executable,
@@ -244,7 +253,7 @@ def main() -> None:
         probe = G.stream_completion(
             server.base, model, "Say one word.", args.output_tokens, harness_extra | guidellm_extra
         )
-        got = (probe["usage"] or {}).get("completion_tokens")
+        got = (probe["usage"] or {}).get("completion_tokens", probe["chunks_with_text"])  # no usage: count chunks
         print(f"server: {server.base}, model {model!r}; probe: {got} of {args.output_tokens} tokens, {probe}")
         if got != args.output_tokens:
             print("  the output length is not fixed: both tools' figures are per request of varying length")
@@ -264,6 +273,7 @@ def main() -> None:
                 args.output_tokens,
                 out,
                 guidellm_extra,
+                validate=args.server == "llama-server",
             )
             commands["guidellm"].append(cmd)
             warm(server.base, model, args.warmup, args, harness_extra | guidellm_extra)

@@ -351,7 +351,9 @@ class LoadConfig:
     prompts: str = "task"  # task (its items' prompts) | synthetic (input_tokens of text, output_tokens generated)
     input_tokens: int = 128  # synthetic prompts' length, in the model's tokens
     output_tokens: int = 64  # synthetic answers' length (max_tokens; min_tokens where the server takes it)
-    unique: bool = True  # each request's prompt unlike every earlier one (a server's prefix cache cannot serve it)
+    # each prompt begun by a tag of this test's own and its number: a server's prefix cache (llama-server and vLLM keep
+    # one by default) serves no repeat of this test's prompts or an earlier test's; false: the prompts as they are
+    unique: bool = True
     slo: SloConfig = field(default_factory=SloConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     expected_rate: Optional[float] = None  # requests/s the user expects: a model whose SLO edge is below it fails

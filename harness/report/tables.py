@@ -796,8 +796,9 @@ def load_note(load: LoadSummary) -> str:
     how = (
         "at each level, that many requests kept in flight (the next sent as one ends: a closed loop)"
         if load.mode == CLOSED
-        else f"at each rate, requests sent on a {'Poisson' if load.mode == 'poisson' else 'constant'} schedule "
-        "(seeded) whatever was in flight (an open loop, as real clients send); 'behind schedule' is how late the "
+        else "at each rate, requests sent "
+        + ("at a Poisson process's arrivals (seeded) " if load.mode == "poisson" else "every 1/rate seconds ")
+        + "whatever was in flight (an open loop, as real clients send); 'behind schedule' is how late the "
         "client sent, where the requests outstanding reached load.max_outstanding"
     )
     slo = (

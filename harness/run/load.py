@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -197,10 +198,13 @@ def _check_settings(load: LoadConfig) -> None:
             raise ConfigError(problem, fix)
 
 
-def synthetic_prompts(tokenizer: Any, n: int, tokens: int, seed: int) -> tuple[list[Prompt], list[int]]:
-    """``n`` prompts of about ``tokens`` tokens of plain words (seeded), each begun by its number so that no two
-    share a prefix a server could cache. A tokenizer that cannot count (a served model without a client tokenizer)
-    is replaced by the bundled SmolLM2 one: the lengths are then approximate, and the server's counts are recorded."""
+def synthetic_prompts(
+    tokenizer: Any, n: int, tokens: int, seed: int, tag: Optional[str] = None
+) -> tuple[list[Prompt], list[int]]:
+    """``n`` prompts of ``tokens`` tokens of plain words (seeded) and their lengths; ``tag``: each begun by the tag
+    and its number, so that no two share a prefix a server could cache, in this test or an earlier one. A tokenizer
+    that cannot count (a served model without a client tokenizer) is replaced by the bundled SmolLM2 one: the
+    lengths are then approximate, and the server's counts are recorded where it gives them."""
     from transformers import AutoTokenizer  # only where a served model has no tokenizer of its own
 
     counts = hasattr(tokenizer, "encode") and hasattr(tokenizer, "decode")
@@ -209,24 +213,24 @@ def synthetic_prompts(tokenizer: Any, n: int, tokens: int, seed: int) -> tuple[l
     out, lengths = [], []
     for i in range(n):
         words = " ".join(rng.choice(WORDS, size=tokens * 2).tolist())
-        ids = tok.encode(f"Request {i}. {words}", add_special_tokens=False)[:tokens]
+        ids = tok.encode(f"Request {tag}-{i}. {words}" if tag else words, add_special_tokens=False)[:tokens]
         out.append(Prompt(str(tok.decode(ids)), " ", False))
         lengths.append(len(ids))
     return out, lengths
 
 
 def _task_prompts(
-    task: Task, samples: list[Sample], engine: Engine, setup: Setup, n: int, unique: bool
+    task: Task, samples: list[Sample], engine: Engine, setup: Setup, n: int, tag: Optional[str]
 ) -> tuple[list[Prompt], list[str]]:
-    """The task's prompts for ``n`` requests, cycling over its items; ``unique``: each begun by its request's number
-    where the items repeat (so a server's prefix cache cannot serve a repeat)."""
+    """The task's prompts for ``n`` requests, cycling over its items; ``tag``: each begun by the tag and its
+    request's number (a server's prefix cache then serves no repeat, of this test or an earlier one's)."""
     rt = setup.cfg.runtime
     base = [build_prompt(task, s, engine.tokenizer, rt.chat_template, rt.num_fewshot) for s in samples]
     picked = [i % len(base) for i in range(n)]
     ids = [samples[i].id for i in picked]
-    if not unique or n <= len(base):
+    if not tag:
         return [base[i] for i in picked], ids
-    return [replace(base[i], text=f"Request {k}.\n{base[i].text}") for k, i in enumerate(picked)], [
+    return [replace(base[i], text=f"Request {tag}-{k}.\n{base[i].text}") for k, i in enumerate(picked)], [
         f"{sid}#{k}" for k, sid in enumerate(ids)
     ]
 
@@ -367,16 +371,19 @@ def run_load_sweep(setup: Setup, chosen: tuple[Task, list[Sample]], run_dir: Pat
     budget = load.search.budget if load.search.enabled else 0
     total = len(load.levels) * load.requests + len(load.rates) * load.requests + budget + load.warmup
     synthetic = load.prompts == "synthetic"
+    # a tag of this test's own begins every prompt (load.unique): a server that cached an earlier test's prompts, or
+    # this one's, serves none of them from its cache
+    tag = secrets.token_hex(4) if load.unique else None
     for model in served:
         engine = load_engine(replace(model, engine=SERVED), rt, setup.cache_dir)
         try:
             lengths = None
             if synthetic:
-                prompts, lengths = synthetic_prompts(engine.tokenizer, total, load.input_tokens, rt.seed)
+                prompts, lengths = synthetic_prompts(engine.tokenizer, total, load.input_tokens, rt.seed, tag)
                 ids = [f"synthetic-{k}" for k in range(total)]
                 max_new, min_new, stops = load.output_tokens, load.output_tokens, []
             else:
-                prompts, ids = _task_prompts(task, samples, engine, setup, total, load.unique)
+                prompts, ids = _task_prompts(task, samples, engine, setup, total, tag)
                 max_new, min_new, stops = task.spec.max_new_tokens, 0, list(task.spec.stop)
             m = _Model(model.name, engine, prompts, ids, max_new, min_new, stops, rows, steps, lengths)
             for k in range(load.warmup):  # untimed: connections opened, the server warm; never counted

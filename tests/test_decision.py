@@ -160,3 +160,20 @@ def test_both_models_at_the_majority_baseline_are_said_to_decide_nothing():
     good = rng.random(N) < 0.95
     summary, analysis = _run(_records(good.astype(int).tolist(), [0.5] * N, 0.1), _records([1] * N, [0.5] * N, 1.0))
     assert "majority_baseline" not in decisions(summary, analysis, CLAIMS)["t"].to_dict()
+
+
+def test_a_reference_that_misses_the_latency_slo_is_said_in_the_answer():
+    """The reference keeps the quality, but its load test met the SLO only below the expected rate: the answer says
+    that no option meets both, instead of recommending it silently."""
+    from harness.analysis.schema import Interval
+    from harness.verdicts.decision import Option, TaskDecision
+
+    small = Option(
+        "small", "model", Interval(-0.14, -0.2, -0.09, 20, "paired"), 0.04, 2.7, "latency", None, "falls short"
+    )
+    ref = Option("large", "model", None, 0.1, 3.0, "latency", None, "reference")
+    d = TaskDecision("rougeL", 0.02, "large", None, small, [ref, small], reference_fails_slo=True)
+    answer, shown = d.shown
+    assert "keep large" in answer and "fails the latency SLO itself, so no option meets both" in answer
+    assert shown is small and d.to_dict()["reference_fails_slo"] is True
+    assert "reference_fails_slo" not in TaskDecision("rougeL", 0.02, "large", None, small, [ref, small]).to_dict()

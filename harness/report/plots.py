@@ -273,6 +273,8 @@ def load_plot(load: LoadSummary, path: Path) -> Path:
         if m.edge is not None:
             for ax in (lat, good):
                 ax.axvline(m.edge, color=colour, linewidth=0.8, linestyle="-.", alpha=0.7)
+    if load.expected_rate is not None and not closed:
+        good.axvline(load.expected_rate, color="black", linewidth=0.8, linestyle=":", label="expected rate")
     e2e = load.slo.e2e_s if load.slo is not None else load.slo_p95_s
     if e2e is not None:
         lat.axhline(e2e, color="red", linewidth=0.8, linestyle=":", label=f"SLO end to end {e2e:g} s")

@@ -66,7 +66,7 @@ class Option(Serializable):
 class TaskDecision(Serializable):
     """A task's answer: every option, the cheapest within tolerance of the reference, or the closest when none is."""
 
-    omit_none = ("slo_p95_s", "majority_baseline", "judge", "slo")
+    omit_none = ("slo_p95_s", "majority_baseline", "judge", "slo", "reference_fails_slo")
 
     metric: str
     tolerance: float
@@ -79,6 +79,7 @@ class TaskDecision(Serializable):
     majority_baseline: Optional[float] = None
     judge: Optional[str] = None  # the judge model whose grades are beside ROUGE-L (judge.json), when one graded them
     slo: Optional[str] = None  # the load test's SLO in words (load.slo), when one was set
+    reference_fails_slo: Optional[bool] = None  # True: the reference itself missed the SLO (or the expected rate)
 
     @property
     def shown(self) -> tuple[str, Option]:
@@ -86,9 +87,11 @@ class TaskDecision(Serializable):
         caveat = "" if self.majority_baseline is None else baseline_note(self.majority_baseline)
         if self.choice is not None:
             return "use the cheaper option" + caveat, self.choice
+        fails = "; it fails the latency SLO itself, so no option meets both" if self.reference_fails_slo else ""
         answer = (
             f"keep {self.reference}: no cheaper option meets the tolerance"
             + caveat
+            + fails
             + ("; closest:" if self.closest else "")
         )
         return answer, self.closest or self.options[0]
@@ -229,6 +232,7 @@ def task_decision(
         ref_base if both else None,
         judged.judge if judged is not None and any(o.judged for o in options) else None,
         _slo_words(load),
+        True if load is not None and load.meets_slo(reference) is False else None,
     )
 
 

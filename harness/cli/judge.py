@@ -12,7 +12,7 @@ def judge(args: argparse.Namespace) -> None:
 
     from harness.config.schema import RuntimeConfig, judge_settings, load_model_config
     from harness.models.loader import default_cache_dir
-    from harness.run.judge import judge_into
+    from harness.run.judge import JudgeSetup, judge_into
 
     run_dir: Path = args.run_dir
     cfg = judge_settings(args.rubrics)
@@ -23,7 +23,8 @@ def judge(args: argparse.Namespace) -> None:
         + (["--rubrics", str(args.rubrics)] if args.rubrics else [])
         + (["--no-pairwise"] if args.no_pairwise else [])
     )
-    out = judge_into(run_dir, judge_model, runtime, cfg, default_cache_dir(), command, pairwise=not args.no_pairwise)
+    setup = JudgeSetup(judge_model, runtime, cfg, default_cache_dir(), not args.no_pairwise)
+    out = judge_into(run_dir, setup, command)
     if args.out:
         args.out.write_text(out.read_text(encoding="utf-8"), encoding="utf-8")
         out = args.out

@@ -186,16 +186,27 @@ def _judge_cell(j: _Judging, key: CellKey, items: list[str], score_item: Callabl
     j.progress(f"judged {key.task}: {len(todo)} items in {seconds:.1f} s")
 
 
-def judge_run(
-    run_dir: Path,
-    judge_cfg: ModelConfig,
-    runtime: RuntimeConfig,
-    cfg: JudgeConfig,
-    cache_dir: Path,
-    progress: Callable[[str], None] = print,
-    pairwise: bool = True,
-) -> JudgeCells:
+@dataclass
+class JudgeSetup:
+    """Who judges and how: the judge's model config and runtime (its engine), the rubrics, the weights' cache, and
+    whether each candidate is also compared with the reference model pairwise."""
+
+    model: ModelConfig
+    runtime: RuntimeConfig
+    rubrics: JudgeConfig
+    cache_dir: Path
+    pairwise: bool = True
+
+
+def judge_run(run_dir: Path, setup: JudgeSetup, progress: Callable[[str], None] = print) -> JudgeCells:
     """Grade every complete generation cell of ``run_dir`` with the judge; pairwise against the reference model."""
+    judge_cfg, runtime, cfg, cache_dir, pairwise = (
+        setup.model,
+        setup.runtime,
+        setup.rubrics,
+        setup.cache_dir,
+        setup.pairwise,
+    )
     cells, reference, store_root = _judged_cells(run_dir)
     identity = model_identity(judge_cfg, cache_dir)
     engine = load_engine(judge_cfg, runtime, cache_dir)
@@ -277,21 +288,12 @@ def _or_nan(value: Optional[float]) -> float:
     return math.nan if value is None else value
 
 
-def judge_into(
-    run_dir: Path,
-    judge_cfg: ModelConfig,
-    runtime: RuntimeConfig,
-    cfg: JudgeConfig,
-    cache_dir: Path,
-    command: str,
-    progress: Callable[[str], None] = print,
-    pairwise: bool = True,
-) -> Path:
+def judge_into(run_dir: Path, setup: JudgeSetup, command: str, progress: Callable[[str], None] = print) -> Path:
     """Judge ``run_dir`` and write judge.json (the judgment cells), judge_summary.json and judge.md; judge.md's path.
 
     The report (``harness report``) reads judge.json again and puts the judged differences beside ROUGE-L's in the
     claims, the decision table and the study."""
-    cells = judge_run(run_dir, judge_cfg, runtime, cfg, cache_dir, progress, pairwise)
+    cells = judge_run(run_dir, setup, progress)
     write_json(run_dir / "judge.json", cells.to_dict())
     summary: JudgeSummary = summarize_judgments(run_dir, cells)
     write_json(run_dir / "judge_summary.json", summary.to_dict())

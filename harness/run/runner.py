@@ -55,7 +55,7 @@ from harness.results.records import SampleRecord, write_json
 from harness.results.schema import ModelRecord, StopRule
 from harness.results.summary import order_models
 from harness.run.evaluate import MemoryPressure, evaluate_task
-from harness.run.judge import judge_into
+from harness.run.judge import JudgeSetup, judge_into
 from harness.run.load import check_load, run_load_sweep
 from harness.run.progress import RunProgress
 from harness.run.setup import Setup, plan_record, prepare, task_info
@@ -549,7 +549,8 @@ def _judge(setup: Setup, judging: tuple[ModelConfig, JudgeConfig], run_dir: Path
     runtime = replace(cfg.runtime, engine=cfg.judge.engine, progress=False)
     progress.note(f"judging the summaries with {judge_cfg.name} (engine {cfg.judge.engine})")
     command = f"judge.model={judge_cfg.name} judge.engine={cfg.judge.engine} (inside the run)"
-    judge_into(run_dir, judge_cfg, runtime, rubrics, setup.cache_dir, command, progress.note, cfg.judge.pairwise)
+    judging_setup = JudgeSetup(judge_cfg, runtime, rubrics, setup.cache_dir, cfg.judge.pairwise)
+    judge_into(run_dir, judging_setup, command, progress.note)
 
 
 def run_experiment(

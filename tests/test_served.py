@@ -505,7 +505,7 @@ def test_the_search_finds_the_edge_of_a_server_with_a_fixed_capacity(tmp_path):
     """A loopback server of our own that serves two requests at a time, each taking 0.5 s, first come first served:
     up to 4 in flight a request takes at most about 1 s; at 5, about half of them 1.5 s; so an SLO of 1.3 s end to
     end for 80% of requests holds up to 4 in flight. The search (doubling from 1, then bisection) finds 4, and the
-    report marks it."""
+    report marks it; a listed level the search already ran is not run twice."""
     with FaultServer(["ok"], model="tiny", capacity=(2, 0.5)) as fault:
         run = _run(
             tmp_path,
@@ -514,6 +514,7 @@ def test_the_search_finds_the_edge_of_a_server_with_a_fixed_capacity(tmp_path):
             "runtime.max_samples=1",
             "load.search.enabled=true",
             "load.search.max_steps=8",
+            "load.levels=[2,3]",  # 2 was tried by the search: not run again
             "load.requests=10",
             "load.warmup=2",
             "load.prompts=synthetic",
@@ -525,7 +526,8 @@ def test_the_search_finds_the_edge_of_a_server_with_a_fixed_capacity(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     load = json.loads((tmp_path / "run" / "load.json").read_text())["models"]["tiny_served"]
     assert load["searched"] and load["edge"] == 4 and load["slo_level"] == 4
-    assert [s["level"] for s in load["steps"]] == [1, 2, 4, 5, 6, 8]
+    assert [s["level"] for s in load["steps"]] == [1, 2, 3, 4, 5, 6, 8]
+    assert all(s["requests"] == 10 for s in load["steps"])
     assert "tiny_served (edge)" in (tmp_path / "run" / "report.md").read_text()
 
 

@@ -330,8 +330,11 @@ def search_edge(
 def _test_model(m: _Model, load: LoadConfig, seed: int, progress: RunProgress) -> None:
     objective = load.objective()
     closed = load.mode == CLOSED
+    tried: dict[float, bool] = {}  # a load already run is not run again (its requests would merge into one step)
 
     def run(value: float, searched: bool) -> bool:
+        if value in tried:
+            return tried[value]
         rows, wall = _step(m, load, value, seed + len(m.steps), searched)
         step = summarize_step(rows, wall, objective if objective.is_set() else None, NO_PRICE, None, seed)
         met = "" if step.attainment is None else f", SLO attainment {step.attainment:.0%}"
@@ -340,7 +343,8 @@ def _test_model(m: _Model, load: LoadConfig, seed: int, progress: RunProgress) -
             f"load {m.name}: {step.label}, {step.requests_per_s:.2f} requests/s, p95 latency "
             f"{step.latency_p95_s:.2f} s{met}{lag}"
         )
-        return bool(step.within_slo)
+        tried[value] = bool(step.within_slo)
+        return tried[value]
 
     if load.search.enabled:
         s = load.search

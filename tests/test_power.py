@@ -66,6 +66,8 @@ def test_a_claim_over_many_comparisons_needs_the_holm_adjusted_test():
     from harness.verdicts.claims import _difference_verdicts
 
     class Run:  # the part of RunView that _difference_verdicts reads
+        judged = None  # no judge graded these
+
         def __init__(self, ss):
             self.compared = {(f"t{i}", "small"): PairedComparison(True, sample_size={"accuracy": ss}) for i in range(3)}
 

@@ -35,6 +35,7 @@ class JudgeCells(Serializable):
     method: str  # probabilities (G-Eval) | parsed
     rubric_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> judged model -> judgment cell
     pairwise_cells: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> candidate -> vs the reference
+    command: str = ""  # the command that judged (judge.md's first line)
 
 
 @dataclass
@@ -272,12 +273,13 @@ def summarize_judgments(run_dir: Path, run: JudgeCells, seed: Optional[int] = No
     return JudgeSummary(run.judge, run.method, plan.reference, seconds, tasks, warnings, cost)
 
 
-def read_judgments(run_dir: Path, seed: Optional[int] = None) -> Optional[JudgeSummary]:
-    """The run's judged grades, recomputed from the judgment cells judge.json names (None: the run was not judged)."""
+def read_judgments(run_dir: Path, seed: Optional[int] = None) -> Optional[tuple[JudgeCells, JudgeSummary]]:
+    """judge.json and the grades recomputed from the judgment cells it names (None: the run was not judged)."""
     path = Path(run_dir) / JudgeCells.where
     if not path.is_file():
         return None
-    return summarize_judgments(run_dir, JudgeCells.from_dict(read_json(path), f"{path}"), seed)
+    cells = JudgeCells.from_dict(read_json(path), f"{path}")
+    return cells, summarize_judgments(run_dir, cells, seed)
 
 
 def _pooled_id(record: SampleRecord) -> str:

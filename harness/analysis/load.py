@@ -27,6 +27,7 @@ from harness.results.schema import check_format
 from harness.results.summary import token_prices
 from harness.serialize import Serializable
 
+NO_PRICE = HardwareConfig(name="-", hourly_usd=0.0, power_w=0.0, memory_gb=0.0)  # a run whose profile prices nothing
 LOAD_FORMAT = 1  # load.json (fields added since are read with their defaults)
 PERCENTILES = (50, 90, 95, 99)
 # a percentile is estimated only where at least one request lies beyond it (p99: 100 requests, p95: 20)
@@ -304,7 +305,7 @@ def load_summary(
         walls,
         task,
         settings.slo_p95_s if legacy else settings.objective(),
-        hardware_profile(config) or HardwareConfig(name="-", hourly_usd=0.0, power_w=0.0, memory_gb=0.0),
+        hardware_profile(config) or NO_PRICE,
         prices,
         settings,
         searched,

@@ -12,6 +12,8 @@ def judge(args: argparse.Namespace) -> None:
 
     from harness.config.schema import RuntimeConfig, judge_settings, load_model_config
     from harness.models.loader import default_cache_dir
+    from harness.report.build import build_report
+    from harness.report.judged import JUDGE_MD, write_judged
     from harness.run.judge import JudgeSetup, judge_into
 
     run_dir: Path = args.run_dir
@@ -24,15 +26,18 @@ def judge(args: argparse.Namespace) -> None:
         + (["--no-pairwise"] if args.no_pairwise else [])
     )
     setup = JudgeSetup(judge_model, runtime, cfg, default_cache_dir(), not args.no_pairwise)
-    out = judge_into(run_dir, setup, command)
+    judge_into(run_dir, setup, command)
+    # the run's report, rebuilt with the judged scores beside ROUGE-L, writes judge_summary.json and judge.md
+    report = build_report(run_dir) if (run_dir / "summary.json").is_file() else None
+    if report is None:  # a run without a report yet: the judged files alone
+        write_judged(run_dir)
+    out = run_dir / JUDGE_MD
     if args.out:
         args.out.write_text(out.read_text(encoding="utf-8"), encoding="utf-8")
         out = args.out
     print(f"judge: {out}")
-    if (run_dir / "summary.json").is_file():  # the run's report, rebuilt with the judged scores beside ROUGE-L
-        from harness.report.build import build_report
-
-        print(f"report: {build_report(run_dir)}")
+    if report is not None:
+        print(f"report: {report}")
 
 
 def add(sub: Any) -> None:

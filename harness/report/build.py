@@ -12,13 +12,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, cast
 
-from harness.analysis.judged import read_judgments
 from harness.analysis.load import LoadSummary, load_summary
 from harness.analysis.per_task import analyze_run
 from harness.analysis.schema import RunAnalysis
 from harness.config.schema import ReportConfig, compose, report_settings
 from harness.errors import ConfigError
 from harness.report.html import render_html
+from harness.report.judged import write_judged
 from harness.report.markdown import render_markdown
 from harness.report.samples import SAMPLES_FILE, render_samples, samples_shown
 from harness.report.terminal import print_tables
@@ -151,9 +151,7 @@ def _judge(
     """Decide the claims and each task's decision, and write them (claims.json, decision.json) with the overrides used;
     a judge's grades of the summaries (judge.json), recomputed from their cells, stand beside ROUGE-L in both."""
     claims_cfg = config.get("claims") or {}
-    judged = read_judgments(run_dir, int(config.get("runtime", {}).get("seed", 0)))
-    if judged is not None:
-        write_json(run_dir / "judge_summary.json", judged.to_dict())
+    judged = write_judged(run_dir, int(config.get("runtime", {}).get("seed", 0)))
     verdicts = evaluate_claims(summary, analysis, claims_cfg, load, all_pairs=not large, judged=judged)
     claims_file = {
         "format": CLAIMS_FORMAT,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional
 
-from harness.analysis.judged import REFERENCE_METRICS, JudgeSummary
+from harness.analysis.judged import REFERENCE_METRICS, JudgeSummary, read_judgments
 from harness.analysis.schema import Interval
 from harness.report.markdown import md_table
+from harness.results.records import write_json
+
+JUDGE_MD = "judge.md"
 
 METHODS = {
     "probabilities": "G-Eval's score: each scale point weighted by the judge's probability of answering it",
@@ -105,3 +109,14 @@ def pairwise_section(s: JudgeSummary) -> list[str]:
 def render_judged(s: JudgeSummary, run_dir: str, command: str) -> str:
     sections = [_head(s, run_dir, command), _scores(s), differences_section(s), _agreement(s), pairwise_section(s)]
     return "\n".join(line for section in sections for line in section) + "\n"
+
+
+def write_judged(run_dir: Path, seed: Optional[int] = None) -> Optional[JudgeSummary]:
+    """judge_summary.json and judge.md, recomputed from the judgment cells judge.json names (None: not judged)."""
+    judged = read_judgments(run_dir, seed)
+    if judged is None:
+        return None
+    cells, summary = judged
+    write_json(Path(run_dir) / "judge_summary.json", summary.to_dict())
+    (Path(run_dir) / JUDGE_MD).write_text(render_judged(summary, str(run_dir), cells.command), encoding="utf-8")
+    return summary

@@ -116,14 +116,14 @@ def study(run_dir: Path, overrides: Optional[list[str]] = None) -> Study:
     for name, tasks in groups_of.items():
         sub = _subset(summary, tasks)
         analysis = analyze_run(sub, {k: v for k, v in outcomes.items() if k[0] in tasks}, keep_share=keep, seed=seed)
-        verdicts = evaluate_claims(sub, analysis, claims_cfg, judged=judged)
+        verdicts = evaluate_claims(sub, analysis, claims_cfg, judged=judged[1] if judged else None)
         groups.append(Group(name, tasks, sub, analysis, verdicts))
     manifests = {}
     for cell in summary.cells:
         manifest = read_manifest(Path(cell["path"]))
         if manifest is not None:
             manifests[(cell["model"], cell["task"])] = manifest
-    return Study(run_dir, config, summary, groups, manifests, _command(run_dir), judged)
+    return Study(run_dir, config, summary, groups, manifests, _command(run_dir), judged[1] if judged else None)
 
 
 # --- rendering ----------------------------------------------------------------------------------------------------

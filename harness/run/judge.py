@@ -24,14 +24,13 @@ from typing import Optional
 
 import numpy as np
 
-from harness.analysis.judged import JudgeCells, JudgeSummary, summarize_judgments
+from harness.analysis.judged import JudgeCells
 from harness.config.schema import PROJECT_ROOT, JudgeConfig, ModelConfig, RuntimeConfig
 from harness.engines import load_engine
 from harness.engines.base import Engine
 from harness.errors import HarnessError
 from harness.measure.environment import EnvironmentRecord, environment_record
 from harness.models.identity import model_identity
-from harness.report.judged import render_judged
 from harness.results.cells import CellKey, Store, now_iso
 from harness.results.comparison import LoadedCell, load_cells, read_run
 from harness.results.records import SampleRecord, write_json
@@ -289,14 +288,12 @@ def _or_nan(value: Optional[float]) -> float:
 
 
 def judge_into(run_dir: Path, setup: JudgeSetup, command: str, progress: Callable[[str], None] = print) -> Path:
-    """Judge ``run_dir`` and write judge.json (the judgment cells), judge_summary.json and judge.md; judge.md's path.
+    """Judge ``run_dir`` into judgment cells and write judge.json (them and ``command``); its path.
 
-    The report (``harness report``) reads judge.json again and puts the judged differences beside ROUGE-L's in the
-    claims, the decision table and the study."""
+    The report (``build_report``, or ``write_judged`` for a run without one) derives judge_summary.json and judge.md
+    from it, and puts the judged differences beside ROUGE-L's in the claims, the decision table and the study."""
     cells = judge_run(run_dir, setup, progress)
-    write_json(run_dir / "judge.json", cells.to_dict())
-    summary: JudgeSummary = summarize_judgments(run_dir, cells)
-    write_json(run_dir / "judge_summary.json", summary.to_dict())
-    out = run_dir / "judge.md"
-    out.write_text(render_judged(summary, str(run_dir), command), encoding="utf-8")
+    cells.command = command
+    out = run_dir / JudgeCells.where
+    write_json(out, cells.to_dict())
     return out

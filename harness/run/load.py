@@ -30,8 +30,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from harness.analysis.load import summarize_step
-from harness.config.schema import HardwareConfig, LoadConfig, RunConfig
+from harness.analysis.load import NO_PRICE, summarize_step
+from harness.config.schema import LoadConfig, RunConfig
 from harness.engines import load_engine
 from harness.engines.base import Engine, Generation
 from harness.errors import ConfigError, HarnessError
@@ -45,7 +45,6 @@ from harness.tasks.prompts import Prompt, build_prompt
 from harness.tasks.types import Sample, Task, TaskType
 
 SERVED = "openai"
-NO_PRICE = HardwareConfig(name="-", hourly_usd=0.0, power_w=0.0, memory_gb=0.0)  # the progress line prices nothing
 MODES = (CLOSED, "constant", "poisson")
 PROMPT_KINDS = ("task", "synthetic")
 # synthetic prompts: plain words, drawn with a seed, cut to the wanted number of tokens (guidellm draws from a book)

@@ -131,6 +131,11 @@ class PairNumbers(TypedDict):
     mcnemar_p: Optional[float]
 
 
+def judged_records(c: JudgedComparison) -> dict[str, IntervalRecord]:
+    """Each rubric's paired difference as claims.json writes it (ROUGE-L's is the claim's own number)."""
+    return {r: iv.record() for r, iv in c.differences.items() if r != "rougeL"}
+
+
 def judged_text(judge: str, judged: Mapping[str, IntervalRecord], disagree: list[str]) -> str:
     """ "judged by J (1-5): coverage +0.14 [+0.01, +0.24], ...; coverage disagrees in sign with ROUGE-L"."""
     parts = ", ".join(f"{r} {d['value']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]" for r, d in judged.items())
@@ -368,8 +373,7 @@ def _difference_verdicts(
         if (majority := run.at_baseline(t, c)) is not None:
             num["majority_baseline"] = majority
         if run.judged is not None and (judged := run.judged_difference(t, c)) is not None:
-            rubrics = {r: iv.record() for r, iv in judged.differences.items() if r != "rougeL"}
-            if rubrics:
+            if rubrics := judged_records(judged):
                 num["judge"], num["judged"], num["judged_disagree"] = (
                     run.judged.judge,
                     rubrics,

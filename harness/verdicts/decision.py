@@ -32,6 +32,7 @@ from harness.verdicts.claims import (
     baseline_note,
     c3_tolerance,
     checked_by,
+    judged_records,
     judged_text,
 )
 
@@ -302,8 +303,7 @@ def _diff(o: Option, d: TaskDecision) -> str:
         return "(reference)"
     text = f"{diff.value * 100:+.1f} [{diff.low * 100:+.1f}, {diff.high * 100:+.1f}] (tol -{d.tolerance * 100:g})"
     if o.judged is not None and d.judge is not None:
-        rubrics = {r: iv.record() for r, iv in o.judged.differences.items() if r != "rougeL"}
-        text += f"; {judged_text(d.judge, rubrics, o.judged.disagree_with_rouge)}"
+        text += f"; {judged_text(d.judge, judged_records(o.judged), o.judged.disagree_with_rouge)}"
     return text
 
 
